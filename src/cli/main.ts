@@ -1,0 +1,39 @@
+import { ExtdError } from '../utils/errors.js';
+import type { Command } from './command.js';
+
+// Each subcommand lives in its own module and is loaded only when called, so
+// `extd detect` never pays for (or fails on) the training addon or plotting.
+const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
+};
+
+function help(): string {
+  const rows = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(12)} ${c.summary}`);
+  return ['usage: extd <command> [options]', '', 'commands:', ...rows, '', 'extd <command> --help for its options'].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    console.log(help());
+    return name ? 0 : 2;
+  }
+  const entry = COMMANDS[name];
+  if (!entry) {
+    console.error(`extd: unknown command '${name}' (commands: ${Object.keys(COMMANDS).join(', ')})`);
+    return 2;
+  }
+  try {
+    const cmd = await entry.load();
+    if (rest.includes('--help') || rest.includes('-h')) {
+      console.log(cmd.usage);
+      return 0;
+    }
+    return await cmd.run(rest);
+  } catch (err) {
+    if (err instanceof ExtdError) {
+      console.error(`extd ${name}: ${err.message}`);
+      return 1;
+    }
+    throw err;
+  }
+}
