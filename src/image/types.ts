@@ -1,0 +1,12 @@
+/**
+ * Decoded image as the whole package passes it around: 8-bit RGB, interleaved
+ * (HxWx3, row-major), no alpha. `data.length === width * height * 3`.
+ */
+export interface RgbImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+}
+
+/** Per-channel mean the released models were trained with (R, G, B), subtracted before the network. */
+export const RGB_MEAN = [123, 117, 104] as const;
