@@ -1,0 +1,200 @@
+import { makePriors } from './anchors/priors.js';
+import type { RgbImage } from './image/types.js';
+import { RGB_MEAN } from './image/types.js';
+import { resizeBilinear } from './image/resize.js';
+import { POSTPROCESS_DEFAULTS, postprocess, type Detections } from './postprocess/detections.js';
+import { exportOnnx } from './runtime/onnx-export.js';
+import type { CreateSession, InferenceSession } from './runtime/backend.js';
+import type { LoadedModel } from './weights/checkpoint.js';
+import { ExtdError } from './utils/errors.js';
+import { variantName } from './model/variant.js';
+
+/**
+ * The platform-independent detector: preprocessing, one ONNX session,
+ * priors and post-processing. The Node entry (index.ts) and the browser
+ * entry (browser.ts) construct it with their own session factory and image
+ * decoder; nothing here touches the filesystem or the DOM.
+ */
+
+/** A detected face. `box` is in the input image's pixels (x, y = top-left corner). */
+export interface Face {
+  box: { x: number; y: number; width: number; height: number };
+  score: number;
+}
+
+export interface DetectOptions {
+  /** Report faces whose score is above this (0..1). */
+  scoreThreshold: number;
+  /** Suppress a box overlapping a higher-scoring one with IoU above this. */
+  nmsThreshold: number;
+  /** Return at most this many faces, best first. */
+  maxFaces: number;
+  /**
+   * Resize factor applied before the network. 'auto' shrinks large images to
+   * about 1700x1200 pixels of area (min(1, sqrt(1700*1200 / (w*h)))), the
+   * released models' single-scale evaluation setting; 1 runs at full size.
+   * Small faces need scale >= 1; larger scales cost time quadratically.
+   */
+  scale: number | 'auto';
+}
+
+export const DETECT_DEFAULTS: DetectOptions = { scoreThreshold: 0.5, nmsThreshold: 0.3, maxFaces: 750, scale: 'auto' };
+
+/** One network pass with the evaluation post-processing (score > 0.05, NMS 0.3, top 750 by default). */
+export interface PassOptions {
+  scale: number;
+  scoreThreshold: number;
+  nmsThreshold: number;
+  topK: number;
+}
+
+export const PASS_DEFAULTS: PassOptions = { scale: 1, ...POSTPROCESS_DEFAULTS };
+
+/** Largest image area the 'auto' scale lets through unshrunk. */
+export const AUTO_MAX_AREA = 1700 * 1200;
+
+export function autoScale(width: number, height: number): number {
+  return Math.min(1, Math.sqrt(AUTO_MAX_AREA / (width * height)));
+}
+
+export type ImageDecoder<I> = (input: I) => Promise<RgbImage>;
+
+export class Detector<I = RgbImage> {
+  private priorsCache = new Map<string, Float32Array>();
+  private inputBuffer: Float32Array | null = null;
+
+  constructor(
+    readonly model: LoadedModel,
+    private readonly session: InferenceSession,
+    private readonly decode: ImageDecoder<I>,
+  ) {}
+
+  /** Canonical variant name, e.g. `extd-fpn-64-prelu`. */
+  get variant(): string {
+    return variantName(this.model.variant);
+  }
+
+  /** Detect faces; see DetectOptions for the defaults. */
+  async detect(input: I, options: Partial<DetectOptions> = {}): Promise<Face[]> {
+    const opts = validateDetectOptions({ ...DETECT_DEFAULTS, ...options });
+    const image = await this.decode(input);
+    const scale = opts.scale === 'auto' ? autoScale(image.width, image.height) : opts.scale;
+    const d = await this.detectPass(image, { scale, scoreThreshold: opts.scoreThreshold, nmsThreshold: opts.nmsThreshold, topK: opts.maxFaces });
+    return toFaces(d);
+  }
+
+  /**
+   * One pass of the network on `image` resized by `scale` (bilinear), then
+   * score threshold, NMS and top-K. Boxes are xyxy in the ORIGINAL image's
+   * pixels. This is the building block of the evaluation protocols.
+   */
+  async detectPass(image: RgbImage, options: Partial<PassOptions> = {}): Promise<Detections> {
+    const opts = { ...PASS_DEFAULTS, ...options };
+    if (!(opts.scale > 0) || !Number.isFinite(opts.scale)) throw new ExtdError(`scale must be a positive number, got ${opts.scale}`);
+    let input = image;
+    if (opts.scale !== 1) {
+      const w = Math.max(1, Math.round(image.width * opts.scale));
+      const h = Math.max(1, Math.round(image.height * opts.scale));
+      input = resizeBilinear(image, w, h);
+    }
+    const { loc, conf } = await this.forward(input);
+    const d = postprocess(loc, conf, this.priors(input.height, input.width), input.width, input.height, opts);
+    // Map back with the actual per-axis ratio (rounding makes it differ slightly from `scale`).
+    const sx = image.width / input.width, sy = image.height / input.height;
+    for (let i = 0; i < d.boxes.length; i += 4) {
+      d.boxes[i]! *= sx, d.boxes[i + 1]! *= sy, d.boxes[i + 2]! *= sx, d.boxes[i + 3]! *= sy;
+    }
+    return d;
+  }
+
+  /**
+   * Raw network outputs for an image at its own size: loc (P x 4) and conf
+   * logits (P x 2), priors in src/anchors/priors.ts order.
+   */
+  async forward(image: RgbImage): Promise<{ loc: Float32Array; conf: Float32Array }> {
+    const out = await this.session.run(this.preprocess(image));
+    return { loc: out.loc!.data, conf: out.conf!.data };
+  }
+
+  async dispose(): Promise<void> {
+    await this.session.release();
+  }
+
+  /**
+   * RGB HxWx3 uint8 -> 1x3xHxW float32 minus the training mean. The buffer is
+   * reused while the size stays the same (video frames), which onnxruntime
+   * accepts because it copies or consumes the input within run().
+   */
+  private preprocess(image: RgbImage): { dtype: 'float32'; shape: number[]; data: Float32Array } {
+    const { width: w, height: h, data } = image;
+    const plane = w * h;
+    if (!this.inputBuffer || this.inputBuffer.length !== plane * 3) this.inputBuffer = new Float32Array(plane * 3);
+    const buf = this.inputBuffer;
+    const [mr, mg, mb] = RGB_MEAN;
+    for (let i = 0, p = 0; p < plane; p++, i += 3) {
+      buf[p] = data[i]! - mr;
+      buf[plane + p] = data[i + 1]! - mg;
+      buf[2 * plane + p] = data[i + 2]! - mb;
+    }
+    return { dtype: 'float32', shape: [1, 3, h, w], data: buf };
+  }
+
+  private priors(h: number, w: number): Float32Array {
+    const key = `${h}x${w}`;
+    let p = this.priorsCache.get(key);
+    if (!p) {
+      if (this.priorsCache.size > 8) this.priorsCache.clear();
+      p = makePriors(h, w);
+      this.priorsCache.set(key, p);
+    }
+    return p;
+  }
+}
+
+/** Build a detector from a loaded model with the given session factory. */
+export async function createDetectorWith<I>(
+  model: LoadedModel,
+  createSession: CreateSession,
+  decode: ImageDecoder<I>,
+  threads: number,
+): Promise<Detector<I>> {
+  if (!Number.isInteger(threads) || threads < 1) throw new ExtdError(`threads must be a positive integer, got ${threads}`);
+  const session = await createSession(exportOnnx(model.graph, model.weights), { threads });
+  return new Detector(model, session, decode);
+}
+
+export function toFaces(d: Detections): Face[] {
+  const faces: Face[] = [];
+  for (let i = 0; i < d.scores.length; i++) {
+    const x1 = d.boxes[i * 4]!, y1 = d.boxes[i * 4 + 1]!, x2 = d.boxes[i * 4 + 2]!, y2 = d.boxes[i * 4 + 3]!;
+    faces.push({ box: { x: x1, y: y1, width: x2 - x1, height: y2 - y1 }, score: d.scores[i]! });
+  }
+  return faces;
+}
+
+function validateDetectOptions(o: DetectOptions): DetectOptions {
+  const inUnit = (v: number) => typeof v === 'number' && v >= 0 && v <= 1;
+  if (!inUnit(o.scoreThreshold)) throw new ExtdError(`scoreThreshold must be in 0..1, got ${o.scoreThreshold}`);
+  if (!inUnit(o.nmsThreshold)) throw new ExtdError(`nmsThreshold must be in 0..1, got ${o.nmsThreshold}`);
+  if (!Number.isInteger(o.maxFaces) || o.maxFaces < 1) throw new ExtdError(`maxFaces must be a positive integer, got ${o.maxFaces}`);
+  if (o.scale !== 'auto' && !(typeof o.scale === 'number' && o.scale > 0 && Number.isFinite(o.scale))) {
+    throw new ExtdError(`scale must be 'auto' or a positive number, got ${o.scale}`);
+  }
+  return o;
+}
+
+/** Accept raw pixels `{ data, width, height }` as RGB (3 bytes/pixel) or RGBA (4, alpha dropped). */
+export function rawToRgb(raw: { data: ArrayLike<number> & { length: number }; width: number; height: number }, name = 'raw image'): RgbImage {
+  const { data, width, height } = raw;
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
+    throw new ExtdError(`${name}: width and height must be positive integers, got ${width}x${height}`);
+  }
+  const n = width * height;
+  if (data.length === n * 3) return { data: data instanceof Uint8Array ? data : Uint8Array.from(data), width, height };
+  if (data.length === n * 4) {
+    const rgb = new Uint8Array(n * 3);
+    for (let p = 0; p < n; p++) rgb[p * 3] = data[p * 4]!, rgb[p * 3 + 1] = data[p * 4 + 1]!, rgb[p * 3 + 2] = data[p * 4 + 2]!;
+    return { data: rgb, width, height };
+  }
+  throw new ExtdError(`${name}: data has ${data.length} values, ${width}x${height} needs ${n * 3} (RGB) or ${n * 4} (RGBA)`);
+}

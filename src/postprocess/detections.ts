@@ -1,0 +1,64 @@
+import { decodeBoxXyxyPx } from '../anchors/decode.js';
+import { nmsXyxy } from './nms.js';
+
+/** Detections as flat typed arrays: N x 4 boxes (x1, y1, x2, y2, pixels) and N scores, sorted by score. */
+export interface Detections {
+  boxes: Float32Array;
+  scores: Float32Array;
+}
+
+export interface PostprocessOptions {
+  /** Keep priors whose face probability is strictly above this. */
+  scoreThreshold: number;
+  /** Greedy NMS: suppress a box whose IoU with a kept one is above this. */
+  nmsThreshold: number;
+  /** Keep at most this many after NMS. */
+  topK: number;
+}
+
+/** The released models' evaluation settings (S3FD's test-time defaults). */
+export const POSTPROCESS_DEFAULTS: PostprocessOptions = { scoreThreshold: 0.05, nmsThreshold: 0.3, topK: 750 };
+
+/**
+ * Network outputs -> detections in the network input's pixels.
+ *
+ * loc: P x 4 raw regression; conf: P x 2 logits (background, face);
+ * priors: P x 4 (cx, cy, w, h in 0..1). The face probability is the 2-way
+ * softmax; only priors above the threshold are decoded, so the cost is
+ * proportional to the candidates, not to P.
+ */
+export function postprocess(
+  loc: Float32Array,
+  conf: Float32Array,
+  priors: Float32Array,
+  inputWidth: number,
+  inputHeight: number,
+  options: PostprocessOptions = POSTPROCESS_DEFAULTS,
+): Detections {
+  const p = priors.length / 4;
+  const candIdx: number[] = [];
+  const candScore: number[] = [];
+  for (let i = 0; i < p; i++) {
+    // softmax([b, f])[1] = 1 / (1 + exp(b - f))
+    const s = 1 / (1 + Math.exp(conf[2 * i]! - conf[2 * i + 1]!));
+    if (s > options.scoreThreshold) candIdx.push(i), candScore.push(s);
+  }
+  const n = candIdx.length;
+  const boxes = new Float32Array(n * 4);
+  const scores = Float32Array.from(candScore);
+  for (let c = 0; c < n; c++) decodeBoxXyxyPx(loc, priors, candIdx[c]!, inputWidth, inputHeight, boxes, c * 4);
+  const keep = nmsXyxy(boxes, scores, options.nmsThreshold, options.topK);
+  return selectDetections({ boxes, scores }, keep);
+}
+
+/** The detections at `indices`, in that order. */
+export function selectDetections(d: Detections, indices: ArrayLike<number>): Detections {
+  const boxes = new Float32Array(indices.length * 4);
+  const scores = new Float32Array(indices.length);
+  for (let k = 0; k < indices.length; k++) {
+    const i = indices[k]!;
+    boxes.set(d.boxes.subarray(i * 4, i * 4 + 4), k * 4);
+    scores[k] = d.scores[i]!;
+  }
+  return { boxes, scores };
+}

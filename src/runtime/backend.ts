@@ -1,0 +1,23 @@
+import type { Float32Tensor } from '../utils/tensor.js';
+
+/**
+ * What the detector needs from an inference engine. Implemented by
+ * ort-node.ts (onnxruntime-node) and ort-web.ts (onnxruntime-web); those are
+ * the only modules that import onnxruntime.
+ */
+export interface InferenceSession {
+  /**
+   * Run the network. input: N x 3 x H x W mean-subtracted RGB.
+   * Returns at least `loc` (N x P x 4) and `conf` (N x P x 2), plus any
+   * feature maps the model was exported with.
+   */
+  run(input: Float32Tensor): Promise<Record<string, Float32Tensor>>;
+  release(): Promise<void>;
+}
+
+export interface SessionOptions {
+  /** Intra-op threads (Node: CPU threads; web: wasm threads, honoured only when the page is cross-origin isolated). */
+  threads: number;
+}
+
+export type CreateSession = (onnxModel: Uint8Array, options: SessionOptions) => Promise<InferenceSession>;
