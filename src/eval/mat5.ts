@@ -212,7 +212,7 @@ class Reader {
 
     const nameEl = sub.element();
     if (nameEl.type !== MI.INT8 && nameEl.type !== MI.UINT8) subFail(nameEl.start, `array name: data type ${nameEl.type}, expected miINT8 (1)`);
-    const name = new TextDecoder('latin1').decode(nameEl.data);
+    const name = LATIN1.decode(nameEl.data);
 
     switch (cls) {
       case 'cell': {
@@ -232,7 +232,7 @@ class Reader {
         for (let o = 0; fieldLen > 0 && o + fieldLen <= namesEl.data.length; o += fieldLen) {
           const raw = namesEl.data.subarray(o, o + fieldLen);
           const end = raw.indexOf(0);
-          fieldNames.push(new TextDecoder('latin1').decode(end < 0 ? raw : raw.subarray(0, end)));
+          fieldNames.push(LATIN1.decode(end < 0 ? raw : raw.subarray(0, end)));
         }
         const elements: Array<Record<string, MatValue>> = [];
         for (let k = 0; k < count; k++) {
@@ -249,7 +249,7 @@ class Reader {
       case 'char': {
         const d = sub.element();
         let value: string;
-        if (d.type === MI.UTF8) value = new TextDecoder('utf-8').decode(d.data);
+        if (d.type === MI.UTF8) value = UTF8.decode(d.data);
         else if (d.type === MI.UTF16 || d.type === MI.UINT16) value = String.fromCharCode(...numbers(d, this.little, (p, m) => subFail(p, m)));
         else value = String.fromCodePoint(...numbers(d, this.little, (p, m) => subFail(p, m)));
         return { name, value: { kind: 'char', dims, value } };
@@ -270,15 +270,18 @@ class Reader {
   }
 }
 
+const VALUE_BYTES: Record<number, number> = {
+  [MI.INT8]: 1, [MI.UINT8]: 1, [MI.UTF8]: 1, [MI.INT16]: 2, [MI.UINT16]: 2, [MI.UTF16]: 2, [MI.INT32]: 4,
+  [MI.UINT32]: 4, [MI.UTF32]: 4, [MI.SINGLE]: 4, [MI.DOUBLE]: 8, [MI.INT64]: 8, [MI.UINT64]: 8,
+};
+const LATIN1 = new TextDecoder('latin1');
+const UTF8 = new TextDecoder('utf-8');
+
 /** Values of a numeric data element, converted to float64. */
 function numbers(el: Element, little: boolean, fail: (pos: number, msg: string) => never): Float64Array {
   const d = el.data;
   const view = new DataView(d.buffer, d.byteOffset, d.byteLength);
-  const size: Record<number, number> = {
-    [MI.INT8]: 1, [MI.UINT8]: 1, [MI.UTF8]: 1, [MI.INT16]: 2, [MI.UINT16]: 2, [MI.UTF16]: 2, [MI.INT32]: 4,
-    [MI.UINT32]: 4, [MI.UTF32]: 4, [MI.SINGLE]: 4, [MI.DOUBLE]: 8, [MI.INT64]: 8, [MI.UINT64]: 8,
-  };
-  const s = size[el.type];
+  const s = VALUE_BYTES[el.type];
   if (s === undefined) return fail(el.start, `data type ${el.type} is not a numeric type`);
   if (d.length % s !== 0) return fail(el.start, `${d.length} bytes is not a whole number of ${s}-byte values`);
   const n = d.length / s;
