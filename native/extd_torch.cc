@@ -1,0 +1,1070 @@
+// extd_torch: a thin N-API binding of libtorch (ATen + autograd) for training.
+//
+// What lives here: tensor handles, the differentiable operations the EXTD
+// model and its loss need, SGD, threads, RNG and grad mode. What does not:
+// model structure, matching, mining and the training loop, which are written
+// in TypeScript (src/train/) on top of this API. The typed surface is
+// declared in src/train/torch.ts; keep the two in step.
+//
+// Conventions:
+// - Every entry point catches libtorch's c10::Error and rethrows it as a JS
+//   Error whose message is one line: "<op>: <libtorch's message>".
+// - Data crosses the boundary by copy into libtorch (the JS buffer may be
+//   moved or detached by its owner at any time, and libtorch may free storage
+//   on another thread, where releasing a JS reference is not allowed). Data
+//   out is a copy too, except Tensor.dataView(), which aliases the storage.
+// - Each handle tells V8 how many bytes it holds (AdjustExternalMemory) so
+//   garbage collection keeps up with large activations; dispose() and scopes
+//   free them deterministically.
+
+#include <napi.h>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
+#include <torch/version.h>
+
+#include <cstring>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+namespace {
+
+// Threads used by default: libtorch picks 1 on this kind of machine, the
+// training machines have 2 cores.
+constexpr int kDefaultThreads = 2;
+
+struct AddonData {
+  Napi::FunctionReference tensorCtor;
+  Napi::FunctionReference sgdCtor;
+  // tidy-style scopes: each holds weak references to the handles created
+  // while it was the innermost one.
+  std::vector<std::vector<Napi::ObjectReference>> scopes;
+};
+
+std::string oneLine(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    if (c == '\n' || c == '\r') {
+      if (!out.empty() && out.back() != ' ') out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
+std::string shapeString(at::IntArrayRef shape) {
+  std::ostringstream os;
+  os << '[';
+  for (size_t i = 0; i < shape.size(); i++) os << (i ? ", " : "") << shape[i];
+  os << ']';
+  return os.str();
+}
+
+[[noreturn]] void typeError(Napi::Env env, const std::string& msg) {
+  throw Napi::TypeError::New(env, msg);
+}
+
+// Runs fn and turns libtorch / std exceptions into JS errors named after op.
+template <typename F>
+auto guarded(Napi::Env env, const char* op, F&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const c10::Error& e) {
+    throw Napi::Error::New(env, std::string(op) + ": " + oneLine(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string(op) + ": " + oneLine(e.what()));
+  }
+}
+
+// ---------------------------------------------------------------- dtypes
+
+at::ScalarType parseDtype(Napi::Env env, const std::string& s, const char* op) {
+  if (s == "float32") return at::kFloat;
+  if (s == "float64") return at::kDouble;
+  if (s == "int64") return at::kLong;
+  if (s == "int32") return at::kInt;
+  if (s == "int16") return at::kShort;
+  if (s == "int8") return at::kChar;
+  if (s == "uint8") return at::kByte;
+  if (s == "bool") return at::kBool;
+  typeError(env, std::string(op) + ": dtype '" + s +
+                     "' is not supported (float32, float64, int64, int32, int16, int8, uint8, bool)");
+}
+
+const char* dtypeName(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "float32";
+    case at::kDouble: return "float64";
+    case at::kLong: return "int64";
+    case at::kInt: return "int32";
+    case at::kShort: return "int16";
+    case at::kChar: return "int8";
+    case at::kByte: return "uint8";
+    case at::kBool: return "bool";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    default: return "unknown";
+  }
+}
+
+// ---------------------------------------------------------------- Tensor
+
+class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  static Napi::Object Make(Napi::Env env, at::Tensor t);
+  static bool Is(Napi::Env env, const Napi::Value& v);
+
+  explicit TensorWrap(const Napi::CallbackInfo& info);
+  ~TensorWrap() override { Release(); }
+
+  at::Tensor& Get(Napi::Env env, const char* op) {
+    if (disposed_) typeError(env, std::string(op) + ": tensor was disposed");
+    return t_;
+  }
+  void Release() {
+    if (!disposed_) {
+      disposed_ = true;
+      t_.reset();
+      if (accounted_ != 0) {
+        // Env() stays valid while the wrapper exists, finalizers included.
+        Napi::MemoryManagement::AdjustExternalMemory(Env(), -accounted_);
+        accounted_ = 0;
+      }
+    }
+  }
+
+ private:
+  Napi::Value Shape(const Napi::CallbackInfo& info);
+  Napi::Value Dtype(const Napi::CallbackInfo& info);
+  Napi::Value Numel(const Napi::CallbackInfo& info);
+  Napi::Value RequiresGrad(const Napi::CallbackInfo& info);
+  void SetRequiresGrad(const Napi::CallbackInfo& info, const Napi::Value& v);
+  Napi::Value Grad(const Napi::CallbackInfo& info);
+  Napi::Value IsLeaf(const Napi::CallbackInfo& info);
+  Napi::Value Disposed(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  Napi::Value Backward(const Napi::CallbackInfo& info);
+  Napi::Value ClearGrad(const Napi::CallbackInfo& info);
+  Napi::Value Item(const Napi::CallbackInfo& info);
+  Napi::Value CopyFrom(const Napi::CallbackInfo& info);
+  Napi::Value DataView(const Napi::CallbackInfo& info);
+  template <typename T, napi_typedarray_type JT>
+  Napi::Value CopyOut(const Napi::CallbackInfo& info, at::ScalarType st, const char* op);
+  Napi::Value ToFloat32Array(const Napi::CallbackInfo& info) {
+    return CopyOut<float, napi_float32_array>(info, at::kFloat, "toFloat32Array");
+  }
+  Napi::Value ToFloat64Array(const Napi::CallbackInfo& info) {
+    return CopyOut<double, napi_float64_array>(info, at::kDouble, "toFloat64Array");
+  }
+  Napi::Value ToInt32Array(const Napi::CallbackInfo& info) {
+    return CopyOut<int32_t, napi_int32_array>(info, at::kInt, "toInt32Array");
+  }
+  Napi::Value ToBigInt64Array(const Napi::CallbackInfo& info) {
+    return CopyOut<int64_t, napi_bigint64_array>(info, at::kLong, "toBigInt64Array");
+  }
+  Napi::Value ToUint8Array(const Napi::CallbackInfo& info) {
+    return CopyOut<uint8_t, napi_uint8_array>(info, at::kByte, "toUint8Array");
+  }
+
+  at::Tensor t_;
+  int64_t accounted_ = 0;
+  bool disposed_ = false;
+};
+
+Napi::Function TensorWrap::Define(Napi::Env env) {
+  return DefineClass(
+      env, "Tensor",
+      {
+          InstanceAccessor<&TensorWrap::Shape>("shape"),
+          InstanceAccessor<&TensorWrap::Dtype>("dtype"),
+          InstanceAccessor<&TensorWrap::Numel>("numel"),
+          InstanceAccessor<&TensorWrap::RequiresGrad, &TensorWrap::SetRequiresGrad>("requiresGrad"),
+          InstanceAccessor<&TensorWrap::Grad>("grad"),
+          InstanceAccessor<&TensorWrap::IsLeaf>("isLeaf"),
+          InstanceAccessor<&TensorWrap::Disposed>("disposed"),
+          InstanceMethod<&TensorWrap::Dispose>("dispose"),
+          InstanceMethod<&TensorWrap::Backward>("backward"),
+          InstanceMethod<&TensorWrap::ClearGrad>("clearGrad"),
+          InstanceMethod<&TensorWrap::Item>("item"),
+          InstanceMethod<&TensorWrap::CopyFrom>("copyFrom"),
+          InstanceMethod<&TensorWrap::DataView>("dataView"),
+          InstanceMethod<&TensorWrap::ToFloat32Array>("toFloat32Array"),
+          InstanceMethod<&TensorWrap::ToFloat64Array>("toFloat64Array"),
+          InstanceMethod<&TensorWrap::ToInt32Array>("toInt32Array"),
+          InstanceMethod<&TensorWrap::ToBigInt64Array>("toBigInt64Array"),
+          InstanceMethod<&TensorWrap::ToUint8Array>("toUint8Array"),
+      });
+}
+
+TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 1 || !info[0].IsExternal()) {
+    typeError(env, "Tensor: not constructible from JS; use fromFloat32Array, zeros, randn, ...");
+  }
+  t_ = std::move(*info[0].As<Napi::External<at::Tensor>>().Data());
+  if (t_.defined()) {
+    accounted_ = static_cast<int64_t>(t_.numel()) * static_cast<int64_t>(t_.element_size());
+    if (accounted_ != 0) Napi::MemoryManagement::AdjustExternalMemory(env, accounted_);
+  }
+  auto* data = env.GetInstanceData<AddonData>();
+  if (!data->scopes.empty()) data->scopes.back().push_back(Napi::Weak(info.This().As<Napi::Object>()));
+}
+
+Napi::Object TensorWrap::Make(Napi::Env env, at::Tensor t) {
+  auto* data = env.GetInstanceData<AddonData>();
+  return data->tensorCtor.New({Napi::External<at::Tensor>::New(env, &t)});
+}
+
+bool TensorWrap::Is(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsObject()) return false;
+  auto* data = env.GetInstanceData<AddonData>();
+  return v.As<Napi::Object>().InstanceOf(data->tensorCtor.Value());
+}
+
+Napi::Value TensorWrap::Shape(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto sizes = Get(env, "shape").sizes();
+  auto arr = Napi::Array::New(env, sizes.size());
+  for (size_t i = 0; i < sizes.size(); i++) arr.Set(static_cast<uint32_t>(i), Napi::Number::New(env, double(sizes[i])));
+  return arr;
+}
+
+Napi::Value TensorWrap::Dtype(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), dtypeName(Get(info.Env(), "dtype").scalar_type()));
+}
+
+Napi::Value TensorWrap::Numel(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(Get(info.Env(), "numel").numel()));
+}
+
+Napi::Value TensorWrap::RequiresGrad(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), Get(info.Env(), "requiresGrad").requires_grad());
+}
+
+void TensorWrap::SetRequiresGrad(const Napi::CallbackInfo& info, const Napi::Value& v) {
+  Napi::Env env = info.Env();
+  guarded(env, "requiresGrad", [&] {
+    Get(env, "requiresGrad").set_requires_grad(v.ToBoolean().Value());
+    return 0;
+  });
+}
+
+Napi::Value TensorWrap::Grad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const at::Tensor& g = Get(env, "grad").grad();
+  if (!g.defined()) return env.Null();
+  return Make(env, g);
+}
+
+Napi::Value TensorWrap::IsLeaf(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), Get(info.Env(), "isLeaf").is_leaf());
+}
+
+Napi::Value TensorWrap::Disposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), disposed_);
+}
+
+Napi::Value TensorWrap::Dispose(const Napi::CallbackInfo& info) {
+  Release();
+  return info.Env().Undefined();
+}
+
+Napi::Value TensorWrap::Backward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, "backward", [&]() -> Napi::Value {
+    at::Tensor& t = Get(env, "backward");
+    at::Tensor gradient;
+    if (info.Length() > 0 && !info[0].IsNull() && !info[0].IsUndefined()) {
+      if (!Is(env, info[0])) typeError(env, "backward: argument 1 (gradient) must be a Tensor or null");
+      gradient = Unwrap(info[0].As<Napi::Object>())->Get(env, "backward");
+    }
+    bool retain = info.Length() > 1 && info[1].ToBoolean().Value();
+    t.backward(gradient, retain);
+    return env.Undefined();
+  });
+}
+
+Napi::Value TensorWrap::ClearGrad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Get(env, "clearGrad").mutable_grad().reset();
+  return env.Undefined();
+}
+
+Napi::Value TensorWrap::Item(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, "item", [&]() -> Napi::Value {
+    at::Tensor& t = Get(env, "item");
+    if (t.numel() != 1) {
+      typeError(env, "item: tensor has shape " + shapeString(t.sizes()) + ", item() needs exactly one element");
+    }
+    if (t.scalar_type() == at::kBool) return Napi::Boolean::New(env, t.item<bool>());
+    return Napi::Number::New(env, t.item<double>());
+  });
+}
+
+Napi::Value TensorWrap::CopyFrom(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, "copyFrom", [&]() -> Napi::Value {
+    at::Tensor& t = Get(env, "copyFrom");
+    if (info.Length() < 1 || !Is(env, info[0])) typeError(env, "copyFrom: argument 1 must be a Tensor");
+    at::Tensor& src = Unwrap(info[0].As<Napi::Object>())->Get(env, "copyFrom");
+    if (!t.sizes().equals(src.sizes())) {
+      typeError(env, "copyFrom: source has shape " + shapeString(src.sizes()) + ", target has shape " +
+                         shapeString(t.sizes()));
+    }
+    // Loading weights into a parameter is not part of any graph.
+    c10::NoGradGuard noGrad;
+    t.copy_(src);
+    return info.This();
+  });
+}
+
+Napi::Value TensorWrap::DataView(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, "dataView", [&]() -> Napi::Value {
+    at::Tensor& t = Get(env, "dataView");
+    if (t.scalar_type() != at::kFloat || !t.is_contiguous()) {
+      typeError(env, std::string("dataView: needs a contiguous float32 tensor, got ") + dtypeName(t.scalar_type()) +
+                         (t.is_contiguous() ? "" : " (non-contiguous)"));
+    }
+    // The ArrayBuffer keeps its own reference to the tensor, so the storage
+    // lives as long as either the view or any tensor sharing it.
+    auto* keep = new at::Tensor(t);
+    size_t bytes = size_t(t.numel()) * sizeof(float);
+    auto buf = Napi::ArrayBuffer::New(env, t.data_ptr<float>(), bytes,
+                                      [](Napi::Env, void*, at::Tensor* k) { delete k; }, keep);
+    return Napi::Float32Array::New(env, size_t(t.numel()), buf, 0);
+  });
+}
+
+template <typename T, napi_typedarray_type JT>
+Napi::Value TensorWrap::CopyOut(const Napi::CallbackInfo& info, at::ScalarType st, const char* op) {
+  Napi::Env env = info.Env();
+  return guarded(env, op, [&]() -> Napi::Value {
+    at::Tensor src = Get(env, op).detach().to(st).contiguous();
+    size_t n = size_t(src.numel());
+    auto out = Napi::TypedArrayOf<T>::New(env, n, JT);
+    if (n) std::memcpy(out.Data(), src.data_ptr<T>(), n * sizeof(T));
+    return out;
+  });
+}
+
+// ---------------------------------------------------------------- argument helpers
+
+struct Args {
+  const Napi::CallbackInfo& info;
+  Napi::Env env;
+  const char* op;
+
+  Args(const Napi::CallbackInfo& i, const char* o) : info(i), env(i.Env()), op(o) {}
+
+  bool has(size_t i) const { return i < info.Length() && !info[i].IsUndefined() && !info[i].IsNull(); }
+
+  [[noreturn]] void bad(size_t i, const char* name, const char* want) const {
+    typeError(env, std::string(op) + ": argument " + std::to_string(i + 1) + " (" + name + ") must be " + want);
+  }
+
+  at::Tensor& tensor(size_t i, const char* name) const {
+    if (i >= info.Length() || !TensorWrap::Is(env, info[i])) bad(i, name, "a Tensor");
+    return TensorWrap::Unwrap(info[i].As<Napi::Object>())->Get(env, op);
+  }
+  c10::optional<at::Tensor> optTensor(size_t i, const char* name) const {
+    if (!has(i)) return c10::nullopt;
+    return tensor(i, name);
+  }
+  bool isTensor(size_t i) const { return i < info.Length() && TensorWrap::Is(env, info[i]); }
+  // The second operand of arithmetic and comparisons when it is not a Tensor.
+  at::Scalar scalarOperand(size_t i) const {
+    if (i >= info.Length() || !info[i].IsNumber()) bad(i, "b", "a Tensor or a number");
+    double d = info[i].As<Napi::Number>().DoubleValue();
+    // An integral number stays integral so index tensors keep their dtype
+    // (a double Scalar would promote int64 + 1 to float32).
+    if (d == double(int64_t(d)) && std::abs(d) < 9007199254740992.0) return at::Scalar(int64_t(d));
+    return at::Scalar(d);
+  }
+
+  double number(size_t i, const char* name) const {
+    if (i >= info.Length() || !info[i].IsNumber()) bad(i, name, "a number");
+    return info[i].As<Napi::Number>().DoubleValue();
+  }
+  double number(size_t i, const char* name, double dflt) const { return has(i) ? number(i, name) : dflt; }
+  c10::optional<double> optNumber(size_t i, const char* name) const {
+    if (!has(i)) return c10::nullopt;
+    return number(i, name);
+  }
+  int64_t integer(size_t i, const char* name) const {
+    double d = number(i, name);
+    if (d != double(int64_t(d))) bad(i, name, "an integer");
+    return int64_t(d);
+  }
+  int64_t integer(size_t i, const char* name, int64_t dflt) const { return has(i) ? integer(i, name) : dflt; }
+  bool boolean(size_t i, bool dflt) const { return has(i) ? info[i].ToBoolean().Value() : dflt; }
+  std::string string(size_t i, const char* name, const char* dflt) const {
+    if (!has(i)) return dflt;
+    if (!info[i].IsString()) bad(i, name, "a string");
+    return info[i].As<Napi::String>().Utf8Value();
+  }
+
+  // A number (repeated `repeat` times when repeat > 0) or an array of integers.
+  std::vector<int64_t> ints(size_t i, const char* name, size_t repeat = 0) const {
+    if (i < info.Length() && info[i].IsNumber() && repeat > 0) {
+      return std::vector<int64_t>(repeat, integer(i, name));
+    }
+    if (i >= info.Length() || !info[i].IsArray()) bad(i, name, repeat ? "an integer or an array of integers" : "an array of integers");
+    auto arr = info[i].As<Napi::Array>();
+    std::vector<int64_t> out(arr.Length());
+    for (uint32_t k = 0; k < arr.Length(); k++) {
+      Napi::Value v = arr.Get(k);
+      if (!v.IsNumber()) bad(i, name, "an array of integers");
+      double d = v.As<Napi::Number>().DoubleValue();
+      if (d != double(int64_t(d))) bad(i, name, "an array of integers");
+      out[k] = int64_t(d);
+    }
+    return out;
+  }
+  std::vector<int64_t> ints(size_t i, const char* name, std::vector<int64_t> dflt, size_t repeat) const {
+    return has(i) ? ints(i, name, repeat) : dflt;
+  }
+
+  std::vector<at::Tensor> tensors(size_t i, const char* name) const {
+    if (i >= info.Length() || !info[i].IsArray()) bad(i, name, "an array of Tensors");
+    auto arr = info[i].As<Napi::Array>();
+    std::vector<at::Tensor> out;
+    out.reserve(arr.Length());
+    for (uint32_t k = 0; k < arr.Length(); k++) {
+      Napi::Value v = arr.Get(k);
+      if (!TensorWrap::Is(env, v)) bad(i, name, "an array of Tensors");
+      out.push_back(TensorWrap::Unwrap(v.As<Napi::Object>())->Get(env, op));
+    }
+    return out;
+  }
+
+  at::ScalarType dtype(size_t i, const char* dflt) const { return parseDtype(env, string(i, "dtype", dflt), op); }
+
+  int64_t reduction(size_t i) const {
+    std::string r = string(i, "reduction", "sum");
+    if (r == "sum") return at::Reduction::Sum;
+    if (r == "mean") return at::Reduction::Mean;
+    if (r == "none") return at::Reduction::None;
+    typeError(env, std::string(op) + ": reduction '" + r + "' is not one of sum, mean, none");
+  }
+};
+
+Napi::Value wrap(Napi::Env env, at::Tensor t) { return TensorWrap::Make(env, std::move(t)); }
+
+Napi::Value wrapPair(Napi::Env env, std::tuple<at::Tensor, at::Tensor> p) {
+  auto arr = Napi::Array::New(env, 2);
+  arr.Set(0u, wrap(env, std::get<0>(p)));
+  arr.Set(1u, wrap(env, std::get<1>(p)));
+  return arr;
+}
+
+using OpFn = Napi::Value (*)(const Args&);
+
+// ---------------------------------------------------------------- creation
+
+Napi::Value fromTypedArray(const Args& a) {
+  if (a.info.Length() < 1 || !a.info[0].IsTypedArray()) {
+    a.bad(0, "data", "a Float32Array, Float64Array, Int32Array, BigInt64Array or Uint8Array");
+  }
+  auto ta = a.info[0].As<Napi::TypedArray>();
+  at::ScalarType st;
+  switch (ta.TypedArrayType()) {
+    case napi_float32_array: st = at::kFloat; break;
+    case napi_float64_array: st = at::kDouble; break;
+    case napi_int32_array: st = at::kInt; break;
+    case napi_bigint64_array: st = at::kLong; break;
+    case napi_uint8_array: st = at::kByte; break;
+    case napi_int8_array: st = at::kChar; break;
+    case napi_int16_array: st = at::kShort; break;
+    default: a.bad(0, "data", "a Float32Array, Float64Array, Int32Array, BigInt64Array or Uint8Array");
+  }
+  std::vector<int64_t> shape = a.ints(1, "shape");
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0) typeError(a.env, std::string(a.op) + ": shape " + shapeString(shape) + " has a negative dimension");
+    n *= d;
+  }
+  if (size_t(n) != ta.ElementLength()) {
+    typeError(a.env, std::string(a.op) + ": data has " + std::to_string(ta.ElementLength()) + " elements, shape " +
+                         shapeString(shape) + " needs " + std::to_string(n));
+  }
+  at::Tensor t = at::empty(shape, at::TensorOptions().dtype(st));
+  if (n) {
+    const uint8_t* src = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    std::memcpy(t.data_ptr(), src, size_t(n) * t.element_size());
+  }
+  if (a.boolean(2, false)) t.set_requires_grad(true);
+  return wrap(a.env, t);
+}
+
+at::TensorOptions creationOptions(const Args& a, size_t dtypeArg) {
+  return at::TensorOptions().dtype(a.dtype(dtypeArg, "float32"));
+}
+
+Napi::Value zeros(const Args& a) { return wrap(a.env, at::zeros(a.ints(0, "shape"), creationOptions(a, 1))); }
+Napi::Value ones(const Args& a) { return wrap(a.env, at::ones(a.ints(0, "shape"), creationOptions(a, 1))); }
+Napi::Value empty(const Args& a) { return wrap(a.env, at::empty(a.ints(0, "shape"), creationOptions(a, 1))); }
+Napi::Value full(const Args& a) {
+  return wrap(a.env, at::full(a.ints(0, "shape"), a.number(1, "value"), creationOptions(a, 2)));
+}
+Napi::Value randn(const Args& a) { return wrap(a.env, at::randn(a.ints(0, "shape"), creationOptions(a, 1))); }
+Napi::Value rand(const Args& a) { return wrap(a.env, at::rand(a.ints(0, "shape"), creationOptions(a, 1))); }
+Napi::Value arange(const Args& a) {
+  return wrap(a.env, at::arange(a.integer(0, "end"), at::TensorOptions().dtype(a.dtype(1, "int64"))));
+}
+Napi::Value scalar(const Args& a) {
+  return wrap(a.env, at::scalar_tensor(a.number(0, "value"), creationOptions(a, 1)));
+}
+
+// ---------------------------------------------------------------- global state
+
+Napi::Value manualSeed(const Args& a) {
+  uint64_t seed;
+  if (a.info.Length() > 0 && a.info[0].IsBigInt()) {
+    bool lossless;
+    seed = a.info[0].As<Napi::BigInt>().Uint64Value(&lossless);
+  } else {
+    double d = a.number(0, "seed");
+    if (d < 0 || d != double(uint64_t(d))) a.bad(0, "seed", "a non-negative integer");
+    seed = uint64_t(d);
+  }
+  at::manual_seed(seed);
+  return a.env.Undefined();
+}
+
+Napi::Value getRngState(const Args& a) {
+  at::Tensor state;
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    state = gen.get_state();
+  }
+  auto out = Napi::Uint8Array::New(a.env, size_t(state.numel()));
+  std::memcpy(out.Data(), state.data_ptr<uint8_t>(), size_t(state.numel()));
+  return out;
+}
+
+Napi::Value setRngState(const Args& a) {
+  if (a.info.Length() < 1 || !a.info[0].IsTypedArray() ||
+      a.info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    a.bad(0, "state", "a Uint8Array from getRngState()");
+  }
+  auto src = a.info[0].As<Napi::Uint8Array>();
+  at::Tensor state = at::empty({int64_t(src.ElementLength())}, at::kByte);
+  std::memcpy(state.data_ptr<uint8_t>(), src.Data(), src.ElementLength());
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+  return a.env.Undefined();
+}
+
+Napi::Value setNumThreads(const Args& a) {
+  int64_t n = a.integer(0, "threads");
+  if (n < 1) typeError(a.env, "setNumThreads: threads is " + std::to_string(n) + ", must be >= 1");
+  at::set_num_threads(int(n));
+  return a.env.Undefined();
+}
+
+Napi::Value getNumThreads(const Args& a) { return Napi::Number::New(a.env, at::get_num_threads()); }
+
+Napi::Value setGradEnabled(const Args& a) {
+  c10::GradMode::set_enabled(a.boolean(0, true));
+  return a.env.Undefined();
+}
+
+Napi::Value isGradEnabled(const Args& a) { return Napi::Boolean::New(a.env, c10::GradMode::is_enabled()); }
+
+Napi::Value version(const Args& a) {
+  auto o = Napi::Object::New(a.env);
+  o.Set("torch", TORCH_VERSION);
+  o.Set("parallel", at::get_parallel_info());
+  return o;
+}
+
+// Scopes: handles created inside startScope() ... endScope(keep) are disposed
+// at endScope unless listed in keep (those move to the enclosing scope).
+Napi::Value startScope(const Args& a) {
+  a.env.GetInstanceData<AddonData>()->scopes.emplace_back();
+  return a.env.Undefined();
+}
+
+Napi::Value endScope(const Args& a) {
+  auto* data = a.env.GetInstanceData<AddonData>();
+  if (data->scopes.empty()) typeError(a.env, "endScope: no scope is open");
+  std::unordered_set<TensorWrap*> keep;
+  if (a.has(0)) {
+    if (!a.info[0].IsArray()) a.bad(0, "keep", "an array of Tensors");
+    auto arr = a.info[0].As<Napi::Array>();
+    for (uint32_t k = 0; k < arr.Length(); k++) {
+      Napi::Value v = arr.Get(k);
+      if (TensorWrap::Is(a.env, v)) keep.insert(TensorWrap::Unwrap(v.As<Napi::Object>()));
+    }
+  }
+  std::vector<Napi::ObjectReference> refs = std::move(data->scopes.back());
+  data->scopes.pop_back();
+  for (auto& ref : refs) {
+    Napi::Object obj = ref.Value();
+    if (obj.IsEmpty()) continue;  // already collected
+    TensorWrap* w = TensorWrap::Unwrap(obj);
+    if (keep.count(w)) {
+      if (!data->scopes.empty()) data->scopes.back().push_back(std::move(ref));
+    } else {
+      w->Release();
+    }
+  }
+  return a.env.Undefined();
+}
+
+// ---------------------------------------------------------------- operations
+
+Napi::Value conv2d(const Args& a) {
+  return wrap(a.env, at::conv2d(a.tensor(0, "input"), a.tensor(1, "weight"), a.optTensor(2, "bias"),
+                                a.ints(3, "stride", {1, 1}, 2), a.ints(4, "padding", {0, 0}, 2),
+                                a.ints(6, "dilation", {1, 1}, 2), a.integer(5, "groups", 1)));
+}
+
+Napi::Value batchNorm(const Args& a) {
+  return wrap(a.env, at::batch_norm(a.tensor(0, "input"), a.optTensor(1, "weight"), a.optTensor(2, "bias"),
+                                    a.optTensor(3, "runningMean"), a.optTensor(4, "runningVar"),
+                                    a.boolean(5, false), a.number(6, "momentum", 0.1), a.number(7, "eps", 1e-5),
+                                    false));
+}
+
+Napi::Value prelu(const Args& a) { return wrap(a.env, at::prelu(a.tensor(0, "input"), a.tensor(1, "weight"))); }
+Napi::Value leakyRelu(const Args& a) {
+  return wrap(a.env, at::leaky_relu(a.tensor(0, "input"), a.number(1, "slope", 0.01)));
+}
+Napi::Value relu(const Args& a) { return wrap(a.env, at::relu(a.tensor(0, "input"))); }
+Napi::Value sigmoid(const Args& a) { return wrap(a.env, at::sigmoid(a.tensor(0, "input"))); }
+
+Napi::Value upsampleBilinear2d(const Args& a) {
+  auto size = a.ints(1, "size");
+  if (size.size() != 2) a.bad(1, "size", "[height, width]");
+  return wrap(a.env, at::upsample_bilinear2d(a.tensor(0, "input"), size, a.boolean(2, false)));
+}
+
+// Binary arithmetic: the second operand is a Tensor (broadcast) or a number.
+Napi::Value add(const Args& a) {
+  double alpha = a.number(2, "alpha", 1.0);
+  if (a.isTensor(1)) return wrap(a.env, at::add(a.tensor(0, "a"), a.tensor(1, "b"), alpha));
+  return wrap(a.env, at::add(a.tensor(0, "a"), a.scalarOperand(1), alpha));
+}
+Napi::Value sub(const Args& a) {
+  double alpha = a.number(2, "alpha", 1.0);
+  if (a.isTensor(1)) return wrap(a.env, at::sub(a.tensor(0, "a"), a.tensor(1, "b"), alpha));
+  return wrap(a.env, at::sub(a.tensor(0, "a"), a.scalarOperand(1), alpha));
+}
+Napi::Value mul(const Args& a) {
+  if (a.isTensor(1)) return wrap(a.env, at::mul(a.tensor(0, "a"), a.tensor(1, "b")));
+  return wrap(a.env, at::mul(a.tensor(0, "a"), a.scalarOperand(1)));
+}
+Napi::Value div(const Args& a) {
+  if (a.isTensor(1)) return wrap(a.env, at::div(a.tensor(0, "a"), a.tensor(1, "b")));
+  return wrap(a.env, at::div(a.tensor(0, "a"), a.scalarOperand(1)));
+}
+Napi::Value maximum(const Args& a) { return wrap(a.env, at::maximum(a.tensor(0, "a"), a.tensor(1, "b"))); }
+Napi::Value minimum(const Args& a) { return wrap(a.env, at::minimum(a.tensor(0, "a"), a.tensor(1, "b"))); }
+
+Napi::Value neg(const Args& a) { return wrap(a.env, at::neg(a.tensor(0, "input"))); }
+Napi::Value exp(const Args& a) { return wrap(a.env, at::exp(a.tensor(0, "input"))); }
+Napi::Value log(const Args& a) { return wrap(a.env, at::log(a.tensor(0, "input"))); }
+Napi::Value abs(const Args& a) { return wrap(a.env, at::abs(a.tensor(0, "input"))); }
+Napi::Value sqrt(const Args& a) { return wrap(a.env, at::sqrt(a.tensor(0, "input"))); }
+Napi::Value clamp(const Args& a) {
+  auto lo = a.optNumber(1, "min");
+  auto hi = a.optNumber(2, "max");
+  c10::optional<at::Scalar> slo, shi;
+  if (lo) slo = at::Scalar(*lo);
+  if (hi) shi = at::Scalar(*hi);
+  return wrap(a.env, at::clamp(a.tensor(0, "input"), slo, shi));
+}
+
+// Comparisons give bool tensors (no gradient).
+template <at::Tensor (*TT)(const at::Tensor&, const at::Tensor&), at::Tensor (*TS)(const at::Tensor&, const at::Scalar&)>
+Napi::Value compare(const Args& a) {
+  if (a.isTensor(1)) return wrap(a.env, TT(a.tensor(0, "a"), a.tensor(1, "b")));
+  return wrap(a.env, TS(a.tensor(0, "a"), a.scalarOperand(1)));
+}
+Napi::Value logicalAnd(const Args& a) { return wrap(a.env, at::logical_and(a.tensor(0, "a"), a.tensor(1, "b"))); }
+Napi::Value logicalOr(const Args& a) { return wrap(a.env, at::logical_or(a.tensor(0, "a"), a.tensor(1, "b"))); }
+Napi::Value logicalNot(const Args& a) { return wrap(a.env, at::logical_not(a.tensor(0, "input"))); }
+
+Napi::Value cat(const Args& a) { return wrap(a.env, at::cat(a.tensors(0, "tensors"), a.integer(1, "dim", 0))); }
+Napi::Value stack(const Args& a) { return wrap(a.env, at::stack(a.tensors(0, "tensors"), a.integer(1, "dim", 0))); }
+
+Napi::Value max(const Args& a) {
+  if (!a.has(1)) return wrap(a.env, at::max(a.tensor(0, "input")));
+  return wrapPair(a.env, at::max(a.tensor(0, "input"), a.integer(1, "dim"), a.boolean(2, false)));
+}
+Napi::Value min(const Args& a) {
+  if (!a.has(1)) return wrap(a.env, at::min(a.tensor(0, "input")));
+  return wrapPair(a.env, at::min(a.tensor(0, "input"), a.integer(1, "dim"), a.boolean(2, false)));
+}
+Napi::Value argmax(const Args& a) {
+  return wrap(a.env, at::argmax(a.tensor(0, "input"), a.integer(1, "dim"), a.boolean(2, false)));
+}
+
+Napi::Value narrow(const Args& a) {
+  return wrap(a.env, at::narrow(a.tensor(0, "input"), a.integer(1, "dim"), a.integer(2, "start"),
+                                a.integer(3, "length")));
+}
+Napi::Value slice(const Args& a) {
+  c10::optional<int64_t> start, end;
+  if (a.has(2)) start = a.integer(2, "start");
+  if (a.has(3)) end = a.integer(3, "end");
+  return wrap(a.env, at::slice(a.tensor(0, "input"), a.integer(1, "dim"), start, end, a.integer(4, "step", 1)));
+}
+Napi::Value select(const Args& a) {
+  return wrap(a.env, at::select(a.tensor(0, "input"), a.integer(1, "dim"), a.integer(2, "index")));
+}
+Napi::Value reshape(const Args& a) { return wrap(a.env, at::reshape(a.tensor(0, "input"), a.ints(1, "shape"))); }
+Napi::Value permute(const Args& a) { return wrap(a.env, at::permute(a.tensor(0, "input"), a.ints(1, "dims"))); }
+Napi::Value transpose(const Args& a) {
+  return wrap(a.env, at::transpose(a.tensor(0, "input"), a.integer(1, "dim0"), a.integer(2, "dim1")));
+}
+Napi::Value contiguous(const Args& a) { return wrap(a.env, a.tensor(0, "input").contiguous()); }
+Napi::Value unsqueeze(const Args& a) { return wrap(a.env, at::unsqueeze(a.tensor(0, "input"), a.integer(1, "dim"))); }
+Napi::Value squeeze(const Args& a) {
+  if (!a.has(1)) return wrap(a.env, at::squeeze(a.tensor(0, "input")));
+  return wrap(a.env, at::squeeze(a.tensor(0, "input"), a.integer(1, "dim")));
+}
+Napi::Value flatten(const Args& a) {
+  return wrap(a.env, at::flatten(a.tensor(0, "input"), a.integer(1, "startDim", 0), a.integer(2, "endDim", -1)));
+}
+Napi::Value expand(const Args& a) { return wrap(a.env, a.tensor(0, "input").expand(a.ints(1, "shape"))); }
+
+Napi::Value logSoftmax(const Args& a) {
+  return wrap(a.env, at::log_softmax(a.tensor(0, "input"), a.integer(1, "dim", -1)));
+}
+Napi::Value softmax(const Args& a) { return wrap(a.env, at::softmax(a.tensor(0, "input"), a.integer(1, "dim", -1))); }
+Napi::Value logsumexp(const Args& a) {
+  return wrap(a.env, at::logsumexp(a.tensor(0, "input"), {a.integer(1, "dim", -1)}, a.boolean(2, false)));
+}
+
+Napi::Value gather(const Args& a) {
+  return wrap(a.env, at::gather(a.tensor(0, "input"), a.integer(1, "dim"), a.tensor(2, "index")));
+}
+Napi::Value indexSelect(const Args& a) {
+  return wrap(a.env, at::index_select(a.tensor(0, "input"), a.integer(1, "dim"), a.tensor(2, "index")));
+}
+Napi::Value maskedSelect(const Args& a) {
+  return wrap(a.env, at::masked_select(a.tensor(0, "input"), a.tensor(1, "mask")));
+}
+Napi::Value where(const Args& a) {
+  return wrap(a.env, at::where(a.tensor(0, "condition"), a.tensor(1, "a"), a.tensor(2, "b")));
+}
+Napi::Value nonzero(const Args& a) { return wrap(a.env, at::nonzero(a.tensor(0, "input"))); }
+
+Napi::Value sort(const Args& a) {
+  return wrapPair(a.env, at::sort(a.tensor(0, "input"), a.integer(1, "dim", -1), a.boolean(2, false)));
+}
+Napi::Value topk(const Args& a) {
+  return wrapPair(a.env, at::topk(a.tensor(0, "input"), a.integer(1, "k"), a.integer(2, "dim", -1),
+                                  a.boolean(3, true), a.boolean(4, true)));
+}
+
+Napi::Value smoothL1Loss(const Args& a) {
+  return wrap(a.env, at::smooth_l1_loss(a.tensor(0, "input"), a.tensor(1, "target"), a.reduction(2),
+                                        a.number(3, "beta", 1.0)));
+}
+Napi::Value crossEntropy(const Args& a) {
+  return wrap(a.env, at::cross_entropy_loss(a.tensor(0, "input"), a.tensor(1, "target"), {}, a.reduction(2)));
+}
+Napi::Value nllLoss(const Args& a) {
+  return wrap(a.env, at::nll_loss(a.tensor(0, "input"), a.tensor(1, "target"), {}, a.reduction(2)));
+}
+
+Napi::Value sum(const Args& a) {
+  if (!a.has(1)) return wrap(a.env, at::sum(a.tensor(0, "input")));
+  return wrap(a.env, at::sum(a.tensor(0, "input"), a.ints(1, "dims", 1), a.boolean(2, false)));
+}
+Napi::Value mean(const Args& a) {
+  if (!a.has(1)) return wrap(a.env, at::mean(a.tensor(0, "input")));
+  return wrap(a.env, at::mean(a.tensor(0, "input"), a.ints(1, "dims", 1), a.boolean(2, false)));
+}
+
+Napi::Value toDtype(const Args& a) { return wrap(a.env, a.tensor(0, "input").to(a.dtype(1, "float32"))); }
+Napi::Value clone(const Args& a) { return wrap(a.env, a.tensor(0, "input").clone()); }
+Napi::Value detach(const Args& a) { return wrap(a.env, a.tensor(0, "input").detach()); }
+
+// ---------------------------------------------------------------- SGD
+
+// PyTorch's torch.optim.SGD (1.13) step, per parameter p with gradient g:
+//   g += weightDecay * p
+//   buf = g (first step) | momentum * buf + (1 - dampening) * g
+//   g = nesterov ? g + momentum * buf : buf
+//   p -= lr * g
+class SGDWrap : public Napi::ObjectWrap<SGDWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "SGD",
+                       {
+                           InstanceMethod<&SGDWrap::Step>("step"),
+                           InstanceMethod<&SGDWrap::ZeroGrad>("zeroGrad"),
+                           InstanceMethod<&SGDWrap::GetBuffers>("getMomentumBuffers"),
+                           InstanceMethod<&SGDWrap::SetBuffers>("setMomentumBuffers"),
+                           InstanceAccessor<&SGDWrap::GetLr, &SGDWrap::SetLr>("lr"),
+                           InstanceAccessor<&SGDWrap::GetMomentum>("momentum"),
+                           InstanceAccessor<&SGDWrap::GetWeightDecay>("weightDecay"),
+                           InstanceAccessor<&SGDWrap::GetDampening>("dampening"),
+                           InstanceAccessor<&SGDWrap::GetNesterov>("nesterov"),
+                           InstanceAccessor<&SGDWrap::GetCount>("paramCount"),
+                       });
+  }
+
+  explicit SGDWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SGDWrap>(info) {
+    Napi::Env env = info.Env();
+    guarded(env, "SGD", [&] {
+      Args a(info, "SGD");
+      params_ = a.tensors(0, "params");
+      if (!a.has(1) || !info[1].IsObject()) a.bad(1, "options", "an object { lr, momentum, weightDecay, dampening, nesterov }");
+      auto o = info[1].As<Napi::Object>();
+      auto num = [&](const char* key, double dflt) {
+        Napi::Value v = o.Get(key);
+        if (v.IsUndefined()) return dflt;
+        if (!v.IsNumber()) typeError(env, std::string("SGD: option ") + key + " must be a number");
+        return v.As<Napi::Number>().DoubleValue();
+      };
+      lr_ = num("lr", -1);
+      if (!(lr_ >= 0)) typeError(env, "SGD: option lr is required and must be >= 0");
+      momentum_ = num("momentum", 0);
+      weightDecay_ = num("weightDecay", 0);
+      dampening_ = num("dampening", 0);
+      nesterov_ = o.Get("nesterov").ToBoolean().Value();
+      if (momentum_ < 0 || weightDecay_ < 0) typeError(env, "SGD: momentum and weightDecay must be >= 0");
+      if (nesterov_ && (momentum_ <= 0 || dampening_ != 0)) {
+        typeError(env, "SGD: nesterov needs momentum > 0 and dampening 0");
+      }
+      bufs_.resize(params_.size());
+      return 0;
+    });
+  }
+
+ private:
+  Napi::Value Step(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), "SGD.step", [&]() -> Napi::Value {
+      c10::NoGradGuard noGrad;
+      for (size_t i = 0; i < params_.size(); i++) {
+        at::Tensor& p = params_[i];
+        if (!p.grad().defined()) continue;
+        at::Tensor d = p.grad();
+        if (weightDecay_ != 0) d = d.add(p, weightDecay_);
+        if (momentum_ != 0) {
+          if (!bufs_[i].defined()) {
+            bufs_[i] = d.clone().detach();
+          } else {
+            bufs_[i].mul_(momentum_).add_(d, 1 - dampening_);
+          }
+          d = nesterov_ ? d.add(bufs_[i], momentum_) : bufs_[i];
+        }
+        p.add_(d, -lr_);
+      }
+      return info.Env().Undefined();
+    });
+  }
+
+  // Default sets gradients to none (PyTorch's set_to_none=True): cheaper, and
+  // step() skips parameters that received no gradient.
+  Napi::Value ZeroGrad(const Napi::CallbackInfo& info) {
+    bool toNone = !(info.Length() > 0 && info[0].IsBoolean() && !info[0].As<Napi::Boolean>().Value());
+    return guarded(info.Env(), "SGD.zeroGrad", [&]() -> Napi::Value {
+      for (auto& p : params_) {
+        if (!p.grad().defined()) continue;
+        if (toNone) {
+          p.mutable_grad().reset();
+        } else {
+          p.mutable_grad().detach_();
+          p.mutable_grad().zero_();
+        }
+      }
+      return info.Env().Undefined();
+    });
+  }
+
+  Napi::Value GetBuffers(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, "SGD.getMomentumBuffers", [&]() -> Napi::Value {
+      auto arr = Napi::Array::New(env, bufs_.size());
+      for (size_t i = 0; i < bufs_.size(); i++) {
+        arr.Set(uint32_t(i), bufs_[i].defined() ? wrap(env, bufs_[i].clone()) : env.Null());
+      }
+      return arr;
+    });
+  }
+
+  Napi::Value SetBuffers(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, "SGD.setMomentumBuffers", [&]() -> Napi::Value {
+      if (info.Length() < 1 || !info[0].IsArray()) {
+        typeError(env, "SGD.setMomentumBuffers: argument 1 must be an array of Tensor | null");
+      }
+      auto arr = info[0].As<Napi::Array>();
+      if (arr.Length() != params_.size()) {
+        typeError(env, "SGD.setMomentumBuffers: got " + std::to_string(arr.Length()) + " buffers, the optimiser has " +
+                           std::to_string(params_.size()) + " parameters");
+      }
+      std::vector<at::Tensor> next(params_.size());
+      for (uint32_t i = 0; i < arr.Length(); i++) {
+        Napi::Value v = arr.Get(i);
+        if (v.IsNull() || v.IsUndefined()) continue;
+        if (!TensorWrap::Is(env, v)) typeError(env, "SGD.setMomentumBuffers: entry " + std::to_string(i) + " is not a Tensor or null");
+        at::Tensor& b = TensorWrap::Unwrap(v.As<Napi::Object>())->Get(env, "SGD.setMomentumBuffers");
+        if (!b.sizes().equals(params_[i].sizes())) {
+          typeError(env, "SGD.setMomentumBuffers: buffer " + std::to_string(i) + " has shape " + shapeString(b.sizes()) +
+                             ", parameter " + std::to_string(i) + " has shape " + shapeString(params_[i].sizes()));
+        }
+        next[i] = b.detach().to(params_[i].scalar_type()).clone();
+      }
+      bufs_ = std::move(next);
+      return env.Undefined();
+    });
+  }
+
+  Napi::Value GetLr(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), lr_); }
+  void SetLr(const Napi::CallbackInfo& info, const Napi::Value& v) {
+    if (!v.IsNumber() || !(v.As<Napi::Number>().DoubleValue() >= 0)) typeError(info.Env(), "SGD.lr must be a number >= 0");
+    lr_ = v.As<Napi::Number>().DoubleValue();
+  }
+  Napi::Value GetMomentum(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), momentum_); }
+  Napi::Value GetWeightDecay(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), weightDecay_); }
+  Napi::Value GetDampening(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), dampening_); }
+  Napi::Value GetNesterov(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), nesterov_); }
+  Napi::Value GetCount(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(params_.size())); }
+
+  std::vector<at::Tensor> params_;
+  std::vector<at::Tensor> bufs_;
+  double lr_ = 0, momentum_ = 0, weightDecay_ = 0, dampening_ = 0;
+  bool nesterov_ = false;
+};
+
+// ---------------------------------------------------------------- module
+
+struct OpEntry {
+  const char* name;
+  OpFn fn;
+};
+
+const OpEntry kOps[] = {
+    {"fromTypedArray", fromTypedArray},
+    {"zeros", zeros},
+    {"ones", ones},
+    {"empty", empty},
+    {"full", full},
+    {"randn", randn},
+    {"rand", rand},
+    {"arange", arange},
+    {"scalar", scalar},
+    {"manualSeed", manualSeed},
+    {"getRngState", getRngState},
+    {"setRngState", setRngState},
+    {"setNumThreads", setNumThreads},
+    {"getNumThreads", getNumThreads},
+    {"setGradEnabled", setGradEnabled},
+    {"isGradEnabled", isGradEnabled},
+    {"version", version},
+    {"startScope", startScope},
+    {"endScope", endScope},
+    {"conv2d", conv2d},
+    {"batchNorm", batchNorm},
+    {"prelu", prelu},
+    {"leakyRelu", leakyRelu},
+    {"relu", relu},
+    {"sigmoid", sigmoid},
+    {"upsampleBilinear2d", upsampleBilinear2d},
+    {"add", add},
+    {"sub", sub},
+    {"mul", mul},
+    {"div", div},
+    {"maximum", maximum},
+    {"minimum", minimum},
+    {"neg", neg},
+    {"exp", exp},
+    {"log", log},
+    {"abs", abs},
+    {"sqrt", sqrt},
+    {"clamp", clamp},
+    {"eq", compare<at::eq, at::eq>},
+    {"ne", compare<at::ne, at::ne>},
+    {"lt", compare<at::lt, at::lt>},
+    {"le", compare<at::le, at::le>},
+    {"gt", compare<at::gt, at::gt>},
+    {"ge", compare<at::ge, at::ge>},
+    {"logicalAnd", logicalAnd},
+    {"logicalOr", logicalOr},
+    {"logicalNot", logicalNot},
+    {"cat", cat},
+    {"stack", stack},
+    {"max", max},
+    {"min", min},
+    {"argmax", argmax},
+    {"narrow", narrow},
+    {"slice", slice},
+    {"select", select},
+    {"reshape", reshape},
+    {"permute", permute},
+    {"transpose", transpose},
+    {"contiguous", contiguous},
+    {"unsqueeze", unsqueeze},
+    {"squeeze", squeeze},
+    {"flatten", flatten},
+    {"expand", expand},
+    {"logSoftmax", logSoftmax},
+    {"softmax", softmax},
+    {"logsumexp", logsumexp},
+    {"gather", gather},
+    {"indexSelect", indexSelect},
+    {"maskedSelect", maskedSelect},
+    {"where", where},
+    {"nonzero", nonzero},
+    {"sort", sort},
+    {"topk", topk},
+    {"smoothL1Loss", smoothL1Loss},
+    {"crossEntropy", crossEntropy},
+    {"nllLoss", nllLoss},
+    {"sum", sum},
+    {"mean", mean},
+    {"toDtype", toDtype},
+    {"clone", clone},
+    {"detach", detach},
+};
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  env.SetInstanceData<AddonData>(data);
+
+  Napi::Function tensorClass = TensorWrap::Define(env);
+  data->tensorCtor = Napi::Persistent(tensorClass);
+  exports.Set("Tensor", tensorClass);
+  Napi::Function sgdClass = SGDWrap::Define(env);
+  data->sgdCtor = Napi::Persistent(sgdClass);
+  exports.Set("SGD", sgdClass);
+
+  for (const OpEntry& e : kOps) {
+    const char* name = e.name;
+    OpFn fn = e.fn;
+    exports.Set(name, Napi::Function::New(
+                          env,
+                          [name, fn](const Napi::CallbackInfo& info) -> Napi::Value {
+                            return guarded(info.Env(), name, [&] { return fn(Args(info, name)); });
+                          },
+                          name));
+  }
+
+  at::set_num_threads(kDefaultThreads);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(extd_torch, Init)
