@@ -4,6 +4,9 @@ import type { Command } from './command.js';
 // Each subcommand lives in its own module and is loaded only when called, so
 // `extd detect` never pays for (or fails on) the training addon or plotting.
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  detect: { summary: 'detect faces in images (boxes, --json, --draw)', load: async () => (await import('./detect.js')).command },
+  info: { summary: 'variant, parameters, MACs and tensors of a model or variant', load: async () => (await import('./info.js')).command },
+  convert: { summary: 'convert a PyTorch .pth checkpoint to safetensors', load: async () => (await import('./convert.js')).command },
 };
 
 function help(): string {
