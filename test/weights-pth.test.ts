@@ -259,6 +259,11 @@ test('damaged zip checkpoints', () => {
   throwsExtd(() => readPth(short, 's.pt'), /storage '0' \(torch\.FloatStorage, 10 elements\) needs 40 bytes, zip entry 'archive\/data\/0' has 36/);
   // A missing storage file.
   throwsExtd(() => readPth(zipCheckpoint(stateDictPickle(TENSORS, 'zip'), STORAGES.slice(1)), 'm.pt'), /storage '0' is missing \(no zip entry 'archive\/data\/0'\)/);
+  // A DEFLATE entry claiming an impossible uncompressed size (central directory size field patched).
+  const inflated = zipCheckpoint(stateDictPickle(TENSORS, 'zip'), STORAGES, { deflate: true });
+  const cd = Buffer.from(inflated).indexOf(Buffer.from('PK\x01\x02', 'latin1'));
+  new DataView(inflated.buffer, inflated.byteOffset).setUint32(cd + 24, 0x7fffffff, true);
+  throwsExtd(() => readPth(inflated, 'zipbomb.pt'), /zip entry 'archive\/data\.pkl' records 2147483647 uncompressed bytes from \d+ compressed, more than DEFLATE can produce/);
   // A zip that is not a torch checkpoint.
   throwsExtd(() => readPth(zipArchive([['doc/readme.txt', new Uint8Array(3)]]), 'z.zip'), /zip archive has no <dir>\/data\.pkl.*\(entries: doc\/readme\.txt\)/);
   const bigEndian = zipArchive([['archive/data.pkl', stateDictPickle([], 'zip')], ['archive/byteorder', new TextEncoder().encode('big')]]);
@@ -268,6 +273,10 @@ test('damaged zip checkpoints', () => {
 test('tensor reaching past its storage, and non-state_dict contents', () => {
   const over: FakeTensor[] = [{ name: 'w', storageKey: '0', storageType: 'FloatStorage', storageNumel: 10, offset: 2, shape: [3, 3], stride: [3, 1] }];
   throwsExtd(() => readPth(zipCheckpoint(stateDictPickle(over, 'zip'), [STORAGES[0]]), 'o.pt'), /tensor 'w' \(shape \[3, 3\], stride \[3, 1\], offset 2\) reaches element 10 of storage '0', which has 10 elements/);
+  const expand: FakeTensor[] = [{ name: 'e', storageKey: '0', storageType: 'FloatStorage', storageNumel: 10, offset: 0, shape: [100000, 1000], stride: [0, 0] }];
+  throwsExtd(() => readPth(zipCheckpoint(stateDictPickle(expand, 'zip'), [STORAGES[0]]), 'x.pt'), /tensor 'e' \(shape \[100000, 1000\], stride \[0, 0\]\) expands storage '0' of 10 elements to 100000000; refusing more than/);
+  const small: FakeTensor[] = [{ name: 'e', storageKey: '0', storageType: 'FloatStorage', storageNumel: 10, offset: 8, shape: [3, 2], stride: [0, 1] }];
+  assert.deepEqual(values(readPth(zipCheckpoint(stateDictPickle(small, 'zip'), [STORAGES[0]]), 'x.pt').get('e')), [8.5, 9.5, 8.5, 9.5, 8.5, 9.5]);
   const list = new PickleWriter().proto(2).emptyList().mark().int(1).int(2).appends().stop().bytes();
   throwsExtd(() => readPth(zipCheckpoint(list, []), 'l.pt'), /checkpoint holds a tuple\/list of 2, expected a state_dict/);
   const mixed = new PickleWriter().proto(2).emptyDict().str('epoch').int(3).setitem().str('lr').int(1).setitem().stop().bytes();

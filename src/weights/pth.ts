@@ -44,6 +44,8 @@ const STORAGE_KINDS: Record<string, StorageKind> = {
   'torch.BoolStorage': { itemSize: 1, dtype: 'bool' },
 };
 
+const MAX_EXPANDED_BYTES = 256 * 1024 * 1024;
+
 /** legacy torch.save's first pickle: 0x1950a86a20f9469cfc6c. */
 const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 const LEGACY_PROTOCOL_VERSION = 1001;
@@ -158,6 +160,11 @@ function materialise(name: string, t: TensorRef, storageBytes: Uint8Array, sourc
   for (let i = 0; i < t.shape.length; i++) last += (t.shape[i] - 1) * t.stride[i];
   if (n > 0 && last >= storageNumel) {
     throw new ExtdError(`${source}: tensor '${name}' (shape ${formatShape(t.shape)}, stride ${formatShape(t.stride)}, offset ${offset}) reaches element ${last} of storage '${t.storage.key}', which has ${storageNumel} elements`);
+  }
+  // Overlapping strides (expand) can make a tensor far larger than its storage;
+  // bound that so a crafted 4-byte storage cannot demand gigabytes.
+  if (n > storageNumel && n * size > MAX_EXPANDED_BYTES) {
+    throw new ExtdError(`${source}: tensor '${name}' (shape ${formatShape(t.shape)}, stride ${formatShape(t.stride)}) expands storage '${t.storage.key}' of ${storageNumel} elements to ${n}; refusing more than ${MAX_EXPANDED_BYTES} bytes`);
   }
   let bytes: Uint8Array;
   let contiguous = true;

@@ -119,6 +119,8 @@ export function readZipEntry(bytes: Uint8Array, entry: ZipEntry, source = 'zip')
     if (entry.compressedSize !== entry.size) err(`is STORED but records ${entry.compressedSize} stored and ${entry.size} uncompressed bytes`);
     data = raw;
   } else if (entry.method === 8) {
+    // DEFLATE cannot expand more than 1032:1; a larger recorded size is a lie meant to make us allocate it.
+    if (entry.size > entry.compressedSize * 1032 + 1024) err(`records ${entry.size} uncompressed bytes from ${entry.compressedSize} compressed, more than DEFLATE can produce`);
     try {
       data = inflateRaw(raw, entry.size);
     } catch (e) {
