@@ -211,6 +211,10 @@ test('a malicious global hidden inside an otherwise valid state_dict is refused'
 test('allowed globals that are not functions cannot be called', () => {
   const p = new PickleWriter().proto(2).global('torch', 'FloatStorage').int(3).tuple1().reduce().stop().bytes();
   throwsExtd(() => readPth(zipCheckpoint(p, []), 'odd.pt'), /pickle REDUCE of global 'torch\.FloatStorage', which is not callable here/);
+  // _rebuild_tensor_v2 only accepts storages that came from a persistent id.
+  const fake = new PickleWriter().proto(2).emptyDict().str('w').global('torch._utils', '_rebuild_tensor_v2')
+    .mark().str('not a storage').int(0).intTuple([1]).intTuple([1]).bool(false).none().tuple().reduce().setitem().stop().bytes();
+  throwsExtd(() => readPth(zipCheckpoint(fake, []), 'odd.pt'), /tensor storage is 'not a storage', expected a storage/);
 });
 
 test('unsupported and unknown opcodes are named with their offset', () => {

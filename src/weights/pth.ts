@@ -51,14 +51,16 @@ const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 const LEGACY_PROTOCOL_VERSION = 1001;
 
 /** A storage as the pickle refers to it; its bytes are attached after unpickling. */
-interface StorageRef {
-  key: string;
-  kindName: string;
-  kind: StorageKind;
-  /** Elements in the storage as declared by the persistent id. */
-  numel: number;
-  /** Legacy views into a larger storage: element offset into the root storage. */
-  viewOffset: number;
+class StorageRef {
+  constructor(
+    readonly key: string,
+    readonly kindName: string,
+    readonly kind: StorageKind,
+    /** Elements in the storage as declared by the persistent id. */
+    readonly numel: number,
+    /** Legacy views into a larger storage: element offset into the root storage. */
+    readonly viewOffset: number,
+  ) {}
 }
 
 /** A tensor as the pickle describes it; materialised once all storages are read. */
@@ -81,7 +83,7 @@ function pthGlobals(source: string): Record<string, PickleGlobal> {
   };
   const rebuildTensor = (args: unknown[]): TensorRef => {
     const [storage, offset, size, stride] = args;
-    if (!(storage instanceof Object) || !('kind' in (storage as object))) err(`tensor storage is ${describe(storage)}, expected a storage`);
+    if (!(storage instanceof StorageRef)) err(`tensor storage is ${describe(storage)}, expected a storage`);
     if (!Number.isSafeInteger(offset) || (offset as number) < 0) err(`tensor storage_offset is ${describe(offset)}, expected a non-negative integer`);
     if (!intList(size)) err(`tensor size is ${describe(size)}, expected a tuple of non-negative integers`);
     if (!intList(stride) || stride.length !== (size as number[]).length) err(`tensor stride is ${describe(stride)}, expected ${(size as number[]).length} non-negative integers`);
@@ -125,7 +127,7 @@ function parseStoragePid(pid: unknown, source: string): StorageRef {
     if (!Array.isArray(view) || view.length !== 3 || !intList(view.slice(1))) err(`storage '${key}' view ${describe(view)} is not (key, offset, size)`);
     viewOffset = (view as number[])[1];
   }
-  return { key: key as string, kindName: kindName!, kind: STORAGE_KINDS[kindName!], numel: count as number, viewOffset };
+  return new StorageRef(key as string, kindName!, STORAGE_KINDS[kindName!], count as number, viewOffset);
 }
 
 /** The state_dict's entries, checking that it is a dict of name -> tensor. */
