@@ -1,0 +1,101 @@
+import { join } from 'node:path';
+import { createDetector, loadImageRgb } from '../index.js';
+import { loadWiderGroundTruth, restrictGroundTruth } from '../eval/ground-truth.js';
+import { PROTOCOLS, type ProtocolName } from '../eval/protocols.js';
+import {
+  defaultBaselinesDir, formatApTable, listImages, predictFolder, readImageList, resolveImagePath, scorePredictions, writeReport,
+} from '../eval/run-node.js';
+import { ExtdError } from '../utils/errors.js';
+import { Progress } from '../utils/progress.js';
+import { parseCli, threadsFlag } from './args.js';
+import type { Command } from './command.js';
+
+const usage = `usage: extd eval --model M --images DIR --gt DIR --out DIR [options]
+
+Run a model over a WIDER FACE image folder, write predictions in the official
+format to OUT/pred/EVENT/NAME.txt, score them with the official evaluation and
+write OUT/ap.json and OUT/pr-{easy,medium,hard}.{png,svg}. Rerunning resumes:
+images that already have a prediction file are skipped (unless --force).
+
+options:
+  --model PATH       .safetensors or PyTorch .pth checkpoint (default: the bundled model)
+  --variant NAME     only for ReLU/LeakyReLU checkpoints without metadata
+  --images DIR       images in the WIDER layout, e.g. WIDER_val/images (EVENT/NAME.jpg)
+  --gt DIR           the evaluation kit's ground_truth folder
+  --out DIR          results folder
+  --protocol P       single (one pass, images shrunk to at most 1700x1200 px of area; default)
+                     or paper (flip + multi-scale + box voting, as in the paper's table)
+  --list FILE        evaluate only these images (one EVENT/NAME.jpg per line); default: all of --images
+  --force            recompute predictions that already exist
+  --threads N        CPU threads for onnxruntime (default 2)
+  --baselines DIR    published curves to draw beside ours (default: next to --gt)`;
+
+export const command: Command = {
+  name: 'eval',
+  summary: 'evaluate a model on WIDER FACE (predictions, AP table, PR plots)',
+  usage,
+  async run(argv) {
+    const { values } = parseCli(argv, {
+      model: { type: 'string' },
+      variant: { type: 'string' },
+      images: { type: 'string' },
+      gt: { type: 'string' },
+      out: { type: 'string' },
+      protocol: { type: 'string' },
+      list: { type: 'string' },
+      force: { type: 'boolean' },
+      threads: { type: 'string' },
+      baselines: { type: 'string' },
+    }, false);
+    if (!values.images) throw new ExtdError('--images DIR is required (a WIDER-layout folder such as WIDER_val/images)');
+    if (!values.gt) throw new ExtdError("--gt DIR is required (the WIDER evaluation kit's eval_tools/ground_truth folder)");
+    if (!values.out) throw new ExtdError('--out DIR is required (predictions go to DIR/pred, results to DIR/ap.json)');
+    const protocol = (values.protocol ?? 'single') as ProtocolName;
+    if (!PROTOCOLS.includes(protocol)) throw new ExtdError(`--protocol ${values.protocol}: expected one of ${PROTOCOLS.join(', ')}`);
+    const threads = threadsFlag(values.threads);
+
+    const source = values.list ?? values.images;
+    const images = values.list
+      ? readImageList(values.list).map((e) => resolveImagePath(values.images!, e, values.list!))
+      : listImages(values.images);
+    const predDir = join(values.out, 'pred');
+    // Fail on ground-truth problems before spending minutes on detection.
+    const groundTruth = loadWiderGroundTruth(values.gt);
+    restrictGroundTruth(groundTruth, images, source);
+
+    const detector = await createDetector({ model: values.model, variant: values.variant, threads });
+    const progress = new Progress({ label: `eval ${protocol}`, total: images.length });
+    const { predicted, skipped } = await predictFolder({
+      detector,
+      decode: (p) => loadImageRgb(p),
+      imagesDir: values.images,
+      images,
+      predDir,
+      protocol,
+      force: values.force ?? false,
+      onSkip: (n) => {
+        if (n > 0) {
+          progress.skip(n);
+          console.error(`resuming: ${n} of ${images.length} images already have predictions in ${predDir} (--force to redo)`);
+        }
+      },
+      onImage: () => progress.tick(),
+    });
+    await detector.dispose();
+
+    const r = scorePredictions({ predDir, gtDir: values.gt, images, source, groundTruth });
+    console.log(`model ${values.model ?? 'bundled'} (${detector.variant}), protocol ${protocol}, ${r.images} images (${predicted} predicted now, ${skipped} reused)`);
+    console.log(formatApTable(r));
+    const baselines = values.baselines ?? defaultBaselinesDir(values.gt);
+    const files = writeReport(values.out, r, {
+      name: `${detector.variant} (${protocol})`,
+      model: values.model ?? 'bundled',
+      variant: detector.variant,
+      protocol,
+      imagesDir: values.images,
+      list: values.list ?? null,
+    }, baselines);
+    console.error(`wrote ${files.join(', ')}`);
+    return 0;
+  },
+};
