@@ -1,0 +1,120 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { boxIouXyxy, iouXyxy } from '../src/postprocess/boxes.js';
+import { batchedNmsXyxy, nmsXyxy } from '../src/postprocess/nms.js';
+import { decodeBoxXyxyPx, encodeBoxXyxy } from '../src/anchors/decode.js';
+import { levelSizes, makePriors, priorCount } from '../src/anchors/priors.js';
+import { postprocess } from '../src/postprocess/detections.js';
+import { Rng } from '../src/utils/rng.js';
+
+const createRng = (seed: number) => { const r = Rng.fromSeed(seed); return () => r.float(); };
+
+/** Naive oracle: the textbook greedy NMS, written independently of the implementation. */
+function naiveNms(boxes: number[][], scores: number[], thr: number): number[] {
+  const iou = (a: number[], b: number[]) => {
+    const w = Math.max(0, Math.min(a[2]!, b[2]!) - Math.max(a[0]!, b[0]!));
+    const h = Math.max(0, Math.min(a[3]!, b[3]!) - Math.max(a[1]!, b[1]!));
+    const u = (a[2]! - a[0]!) * (a[3]! - a[1]!) + (b[2]! - b[0]!) * (b[3]! - b[1]!) - w * h;
+    return u > 0 ? (w * h) / u : 0;
+  };
+  let rest = scores.map((_, i) => i).sort((a, b) => scores[b]! - scores[a]! || a - b);
+  const keep: number[] = [];
+  while (rest.length) {
+    const i = rest.shift()!;
+    keep.push(i);
+    rest = rest.filter((j) => iou(boxes[i]!, boxes[j]!) <= thr);
+  }
+  return keep;
+}
+
+function randomBoxes(rng: () => number, n: number) {
+  const boxes: number[][] = [];
+  for (let i = 0; i < n; i++) {
+    const x = rng() * 100, y = rng() * 100, w = 1 + rng() * 40, h = 1 + rng() * 40;
+    boxes.push([x, y, x + w, y + h]);
+  }
+  // Scores on a coarse grid so that ties occur.
+  const scores = boxes.map(() => Math.round(rng() * 20) / 20);
+  return { boxes, scores, flat: Float32Array.from(boxes.flat()), f32scores: Float32Array.from(scores) };
+}
+
+test('NMS equals the naive oracle on random boxes (with ties), any threshold', () => {
+  const rng = createRng(1);
+  for (let trial = 0; trial < 300; trial++) {
+    const n = Math.floor(rng() * 40);
+    const { boxes, flat, f32scores } = randomBoxes(rng, n);
+    const thr = [0, 0.1, 0.3, 0.5, 0.9, 1][trial % 6]!;
+    // The oracle sees the same float32-rounded inputs.
+    const got = [...nmsXyxy(flat, f32scores, thr)];
+    const want = naiveNms(boxes.map((_, i) => [...flat.subarray(i * 4, i * 4 + 4)]), [...f32scores], thr);
+    assert.deepEqual(got, want, `trial ${trial}`);
+  }
+});
+
+test('NMS: N = 0, maxKeep, and identical boxes', () => {
+  assert.deepEqual([...nmsXyxy(new Float32Array(0), new Float32Array(0), 0.3)], []);
+  const same = Float32Array.from([0, 0, 10, 10, 0, 0, 10, 10, 20, 20, 30, 30]);
+  assert.deepEqual([...nmsXyxy(same, Float32Array.from([0.5, 0.9, 0.1]), 0.3)], [1, 2]);
+  assert.deepEqual([...nmsXyxy(same, Float32Array.from([0.5, 0.9, 0.1]), 0.3, 1)], [1]);
+});
+
+test('batched NMS never suppresses across classes', () => {
+  const same = Float32Array.from([0, 0, 10, 10, 0, 0, 10, 10]);
+  assert.deepEqual([...batchedNmsXyxy(same, Float32Array.from([0.9, 0.8]), [0, 1], 0.3)], [0, 1]);
+  assert.deepEqual([...batchedNmsXyxy(same, Float32Array.from([0.9, 0.8]), [1, 1], 0.3)], [0]);
+  assert.deepEqual([...batchedNmsXyxy(new Float32Array(0), new Float32Array(0), [], 0.3)], []);
+});
+
+test('IoU: known values, symmetry, empty boxes, matrix shape', () => {
+  const a = Float32Array.from([0, 0, 10, 10]);
+  const b = Float32Array.from([5, 0, 15, 10]);
+  assert.equal(iouXyxy(a, 0, b, 0), 50 / 150);
+  assert.equal(iouXyxy(b, 0, a, 0), 50 / 150);
+  assert.equal(iouXyxy(a, 0, Float32Array.from([20, 20, 30, 30]), 0), 0);
+  assert.equal(iouXyxy(Float32Array.from([1, 1, 1, 1]), 0, Float32Array.from([1, 1, 1, 1]), 0), 0);
+  assert.equal(boxIouXyxy(a, new Float32Array(0)).length, 0);
+  assert.deepEqual([...boxIouXyxy(Float32Array.from([...a, ...b]), a)], [1, 50 / 150].map(Math.fround));
+});
+
+test('priors: order, centres and sizes follow the golden README', () => {
+  const p = makePriors(677, 1024);
+  assert.equal(p.length, priorCount(677, 1024) * 4);
+  assert.deepEqual(levelSizes(677, 1024).map(([h]) => h), [170, 85, 43, 22, 11, 6]);
+  // First prior: level 1, row 0, col 0: centre (2/1024, 2/677), size 16 px.
+  assert.deepEqual([...p.subarray(0, 4)], [2 / 1024, 2 / 677, 16 / 1024, 16 / 677].map(Math.fround));
+  // Second prior: next column.
+  assert.equal(p[4], Math.fround(6 / 1024));
+  // Last prior: level 6, last cell: stride 128, size 512.
+  const last = p.subarray(p.length - 4);
+  assert.deepEqual([...last], [(7.5 * 128) / 1024, (5.5 * 128) / 677, 512 / 1024, 512 / 677].map(Math.fround));
+});
+
+test('box encoding and decoding are inverse', () => {
+  const rng = createRng(7);
+  const priors = makePriors(320, 480);
+  const out = new Float32Array(4), back = new Float32Array(4);
+  for (let t = 0; t < 200; t++) {
+    const p = Math.floor(rng() * (priors.length / 4));
+    const x1 = rng() * 0.8, y1 = rng() * 0.8;
+    const box = [x1, y1, x1 + 0.01 + rng() * 0.2, y1 + 0.01 + rng() * 0.2];
+    encodeBoxXyxy(box, 0, priors, p, out, 0);
+    decodeBoxXyxyPx(out, priors.subarray(p * 4, p * 4 + 4), 0, 480, 320, back, 0);
+    for (let c = 0; c < 4; c++) assert.ok(Math.abs(back[c]! - box[c]! * (c % 2 ? 320 : 480)) < 1e-3, `coord ${c}`);
+  }
+});
+
+test('postprocess: threshold is strict, decoding uses the variances, N = 0 works', () => {
+  const priors = Float32Array.from([0.5, 0.5, 0.1, 0.2, 0.2, 0.2, 0.1, 0.1]);
+  // Prior 0 face logit so that p = 0.9; prior 1 exactly at the threshold after rounding is dropped.
+  const conf = Float32Array.from([0, Math.log(9), 0, 0]);
+  const loc = Float32Array.from([1, -1, 0, Math.log(2) / 0.2, 0, 0, 0, 0]);
+  const d = postprocess(loc, conf, priors, 100, 200, { scoreThreshold: 0.5, nmsThreshold: 0.3, topK: 10 });
+  assert.equal(d.scores.length, 1);
+  assert.ok(Math.abs(d.scores[0]! - 0.9) < 1e-6);
+  // cx = 0.5 + 1*0.1*0.1 = 0.51, cy = 0.5 - 0.1*0.2 = 0.48, w = 0.1, h = 0.4
+  const want = [(0.51 - 0.05) * 100, (0.48 - 0.2) * 200, (0.51 + 0.05) * 100, (0.48 + 0.2) * 200];
+  want.forEach((v, i) => assert.ok(Math.abs(d.boxes[i]! - v) < 1e-4, `coord ${i}`));
+  const none = postprocess(loc, conf, priors, 100, 200, { scoreThreshold: 0.95, nmsThreshold: 0.3, topK: 10 });
+  assert.equal(none.scores.length, 0);
+  assert.equal(none.boxes.length, 0);
+});
