@@ -254,7 +254,14 @@ Napi::Value TensorWrap::RequiresGrad(const Napi::CallbackInfo& info) {
 void TensorWrap::SetRequiresGrad(const Napi::CallbackInfo& info, const Napi::Value& v) {
   Napi::Env env = info.Env();
   guarded(env, "requiresGrad", [&] {
-    Get(env, "requiresGrad").set_requires_grad(v.ToBoolean().Value());
+    at::Tensor& t = Get(env, "requiresGrad");
+    // libtorch's C++ API accepts this on results of operations and ignores
+    // it; PyTorch refuses, and so do we.
+    if (!t.is_leaf()) {
+      typeError(env, "requiresGrad: only leaf tensors (parameters, inputs) can change it, this one is the result of an "
+                     "operation; use detach() for a copy without history");
+    }
+    t.set_requires_grad(v.ToBoolean().Value());
     return 0;
   });
 }
@@ -386,9 +393,11 @@ struct Args {
   // The second operand of arithmetic and comparisons when it is not a Tensor.
   at::Scalar scalarOperand(size_t i) const {
     if (i >= info.Length() || !info[i].IsNumber()) bad(i, "b", "a Tensor or a number");
-    double d = info[i].As<Napi::Number>().DoubleValue();
-    // An integral number stays integral so index tensors keep their dtype
-    // (a double Scalar would promote int64 + 1 to float32).
+    return toScalar(info[i].As<Napi::Number>().DoubleValue());
+  }
+  // An integral number stays integral so index tensors keep their dtype
+  // (a double Scalar would promote int64 + 1 to float32).
+  static at::Scalar toScalar(double d) {
     if (d == double(int64_t(d)) && std::abs(d) < 9007199254740992.0) return at::Scalar(int64_t(d));
     return at::Scalar(d);
   }
@@ -656,12 +665,12 @@ Napi::Value upsampleBilinear2d(const Args& a) {
 
 // Binary arithmetic: the second operand is a Tensor (broadcast) or a number.
 Napi::Value add(const Args& a) {
-  double alpha = a.number(2, "alpha", 1.0);
+  at::Scalar alpha = Args::toScalar(a.number(2, "alpha", 1.0));
   if (a.isTensor(1)) return wrap(a.env, at::add(a.tensor(0, "a"), a.tensor(1, "b"), alpha));
   return wrap(a.env, at::add(a.tensor(0, "a"), a.scalarOperand(1), alpha));
 }
 Napi::Value sub(const Args& a) {
-  double alpha = a.number(2, "alpha", 1.0);
+  at::Scalar alpha = Args::toScalar(a.number(2, "alpha", 1.0));
   if (a.isTensor(1)) return wrap(a.env, at::sub(a.tensor(0, "a"), a.tensor(1, "b"), alpha));
   return wrap(a.env, at::sub(a.tensor(0, "a"), a.scalarOperand(1), alpha));
 }

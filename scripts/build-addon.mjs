@@ -7,11 +7,15 @@
 //
 //   node scripts/build-addon.mjs            build if libtorch is present
 //   node scripts/build-addon.mjs --strict   exit 1 when the build fails (CI)
+//   node scripts/build-addon.mjs --force    rebuild even when up to date
+//
+// npm runs this on every install of the package, `npx extd` in a checkout
+// included, so an addon newer than its sources is kept as is.
 //
 // TORCH_INCLUDE (default /usr/include) and TORCH_LIB point at another libtorch.
 // EXTD_SKIP_TORCH=1 skips the build.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +23,8 @@ import { fileURLToPath } from 'node:url';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const nativeDir = join(root, 'native');
 const strict = process.argv.includes('--strict');
+const force = process.argv.includes('--force');
+const built = join(nativeDir, 'build/Release/extd_torch.node');
 const HOWTO = 'apt-get install libtorch-dev, then npm rebuild extd';
 
 function skip(reason) {
@@ -55,6 +61,17 @@ function nodedirArgs() {
   return existsSync(join(prefix, 'include/node/node_api.h')) ? [`--nodedir=${prefix}`] : [];
 }
 
+function upToDate() {
+  if (!existsSync(built)) return false;
+  const t = statSync(built).mtimeMs;
+  return ['extd_torch.cc', 'binding.gyp'].every((f) => statSync(join(nativeDir, f)).mtimeMs <= t);
+}
+
+if (!force && upToDate()) {
+  console.log(`extd: training addon up to date: ${built}`);
+  process.exit(0);
+}
+
 const [cmd, ...pre] = nodeGypCommand();
 const started = Date.now();
 console.log('extd: building the libtorch training addon (native/build), this takes a minute or two ...');
@@ -64,7 +81,6 @@ const res = spawnSync(cmd, [...pre, 'rebuild', '--release', ...nodedirArgs()], {
   encoding: 'utf8',
   env: process.env,
 });
-const built = join(nativeDir, 'build/Release/extd_torch.node');
 if (res.status !== 0 || !existsSync(built)) {
   const log = `${res.stdout ?? ''}${res.stderr ?? ''}`;
   const firstError = log.split('\n').find((l) => /error:|ERR! stack Error/.test(l))?.trim();
