@@ -112,10 +112,18 @@ export function luma(r: number, g: number, b: number): number {
   return (r * 19595 + g * 38470 + b * 7471 + 0x8000) >>> 16;
 }
 
+/** blend8 for every 8-bit value against a fixed degenerate value, as a lookup table. */
+function blendTable(degenerate: number, factor: number): Uint8Array {
+  const lut = new Uint8Array(256);
+  for (let v = 0; v < 256; v++) lut[v] = blend8(degenerate, v, factor);
+  return lut;
+}
+
 /** ImageEnhance.Brightness(factor): blend with black. */
 export function adjustBrightness(image: RgbImage, factor: number): void {
   const d = image.data;
-  for (let i = 0; i < d.length; i++) d[i] = blend8(0, d[i]!, factor);
+  const lut = blendTable(0, factor);
+  for (let i = 0; i < d.length; i++) d[i] = lut[d[i]!]!;
 }
 
 /** ImageEnhance.Contrast(factor): blend with a uniform grey at the rounded mean luma. */
@@ -123,38 +131,57 @@ export function adjustContrast(image: RgbImage, factor: number): void {
   const d = image.data;
   const n = image.width * image.height;
   let sum = 0;
-  for (let i = 0; i < n; i++) sum += luma(d[3 * i]!, d[3 * i + 1]!, d[3 * i + 2]!);
+  for (let i = 0; i < n; i++) sum += (d[3 * i]! * 19595 + d[3 * i + 1]! * 38470 + d[3 * i + 2]! * 7471 + 0x8000) >>> 16;
   const mean = n > 0 ? Math.floor(sum / n + 0.5) : 0;
-  for (let i = 0; i < d.length; i++) d[i] = blend8(mean, d[i]!, factor);
+  const lut = blendTable(mean, factor);
+  for (let i = 0; i < d.length; i++) d[i] = lut[d[i]!]!;
 }
 
 /** ImageEnhance.Color(factor): blend each pixel with its own luma. */
 export function adjustSaturation(image: RgbImage, factor: number): void {
   const d = image.data;
   const n = image.width * image.height;
+  // Table indexed by (luma << 8) | value: 64 KiB, built once per call.
+  const lut = new Uint8Array(65536);
+  for (let l = 0; l < 256; l++) for (let v = 0; v < 256; v++) lut[(l << 8) | v] = blend8(l, v, factor);
   for (let i = 0; i < n; i++) {
     const j = 3 * i;
-    const l = luma(d[j]!, d[j + 1]!, d[j + 2]!);
-    d[j] = blend8(l, d[j]!, factor);
-    d[j + 1] = blend8(l, d[j + 1]!, factor);
-    d[j + 2] = blend8(l, d[j + 2]!, factor);
+    const l = ((d[j]! * 19595 + d[j + 1]! * 38470 + d[j + 2]! * 7471 + 0x8000) >>> 16) << 8;
+    d[j] = lut[l | d[j]!]!;
+    d[j + 1] = lut[l | d[j + 1]!]!;
+    d[j + 2] = lut[l | d[j + 2]!]!;
   }
 }
 
 /**
  * Shift hue by `delta` on PIL's 0..255 hue scale. The shifted 8-bit hue is
- * round(h + delta) mod 256; the round trip through 8-bit HSV is lossy, as in PIL.
+ * (h + round(delta)) mod 256; the round trip through 8-bit HSV is lossy, as in PIL.
  */
 export function shiftHue(image: RgbImage, delta: number): void {
   const d = image.data;
   const n = image.width * image.height;
   const hsv = new Uint8Array(3);
+  const shift = Math.round(delta);
+  // Cache per colour: photos repeat colours a lot, and the HSV round trip is the slow part.
+  const cacheKey = new Int32Array(4096).fill(-1);
+  const cacheVal = new Int32Array(4096);
   for (let i = 0; i < n; i++) {
     const j = 3 * i;
-    rgbToHsv8(d[j]!, d[j + 1]!, d[j + 2]!, hsv);
-    if (hsv[1] === 0) continue; // grey: hue is meaningless and HSV->RGB gives the pixel back
-    const h = (((Math.round(hsv[0]! + delta) % 256) + 256) % 256);
-    hsv8ToRgb(h, hsv[1]!, hsv[2]!, d, j);
+    const r = d[j]!, g = d[j + 1]!, b = d[j + 2]!;
+    if (r === g && g === b) continue; // grey: no hue, the round trip returns the pixel unchanged
+    const key = (r << 16) | (g << 8) | b;
+    const slot = (Math.imul(key, 0x9e3779b1) >>> 20) & 4095;
+    if (cacheKey[slot] === key) {
+      const v = cacheVal[slot]!;
+      d[j] = v >>> 16;
+      d[j + 1] = (v >>> 8) & 255;
+      d[j + 2] = v & 255;
+      continue;
+    }
+    rgbToHsv8(r, g, b, hsv);
+    if (hsv[1] !== 0) hsv8ToRgb((hsv[0]! + shift) & 255, hsv[1]!, hsv[2]!, d, j);
+    cacheKey[slot] = key;
+    cacheVal[slot] = (d[j]! << 16) | (d[j + 1]! << 8) | d[j + 2]!;
   }
 }
 
