@@ -30,13 +30,19 @@ for (const size of values.sizes!.split(',').map(Number)) {
     const loader = new TrainLoader(samples, { size, workers, batchSize: B, seed: 1, prefetch: 2 });
     await loader.next(); // warm-up: worker start, first decode
     const t0 = performance.now();
+    const c0 = process.cpuUsage(); // all threads of this process: workers, sharp, main
     let faces = 0;
     for (let i = 0; i < batches; i++) {
       const b = await loader.next();
       for (const x of b.boxes) faces += x.length / 4;
     }
     const s = (performance.now() - t0) / 1000;
-    console.log(`size ${size} workers ${workers}: ${((batches * B) / s).toFixed(1)} images/s (${(s / batches).toFixed(2)} s/batch, ${(faces / (batches * B)).toFixed(1)} faces/image)`);
+    const c = process.cpuUsage(c0);
+    const cpuMs = (c.user + c.system) / 1000 / (batches * B);
+    console.log(
+      `size ${size} workers ${workers}: ${((batches * B) / s).toFixed(1)} images/s wall (${(s / batches).toFixed(2)} s/batch), ` +
+        `${cpuMs.toFixed(0)} ms CPU/image, ${(faces / (batches * B)).toFixed(1)} faces/image`,
+    );
     await loader.close();
   }
 }
