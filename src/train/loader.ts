@@ -275,6 +275,8 @@ export class TrainLoader {
       for (const w of this.workers) if (w.busy.size < TASKS_PER_WORKER && (!target || w.busy.size < target.busy.size)) target = w;
       if (!target) return;
       const t = this.queue.shift()!;
+      // Referenced only while working: an idle pool never keeps the process alive, a busy one must.
+      if (target.busy.size === 0) target.worker.ref();
       target.busy.set(t.id, t);
       target.worker.postMessage({ id: t.id, path: t.path, boxes: t.boxes, key: t.key });
     }
@@ -289,6 +291,7 @@ export class TrainLoader {
       const t = pw.busy.get(m.id);
       if (!t) return;
       pw.busy.delete(m.id);
+      if (pw.busy.size === 0) worker.unref();
       if (m.ok) t.resolve({ input: m.input, boxes: m.boxes });
       else t.reject(m.user ? new ExtdError(m.message) : new Error(m.message));
       this.dispatch();
