@@ -198,3 +198,12 @@ test('detectWeightsFormat', () => {
   assert.equal(detectWeightsFormat(enc.encode('{"not": "weights"}')), undefined);
   assert.equal(detectWeightsFormat(new Uint8Array(0)), undefined);
 });
+
+test('a Node Buffer input (whose slice() is a view) reads the same as a Uint8Array', () => {
+  const bytes = writeSafetensors({ a: { dtype: 'float32', shape: [3], data: Float32Array.from([1, 2, 3]) } });
+  // Put the file at a non-zero offset inside a larger pooled buffer, as readFileSync may.
+  const pooled = Buffer.alloc(bytes.length + 13, 7);
+  pooled.set(bytes, 13);
+  const { tensors } = readSafetensors(pooled.subarray(13), 'buffer');
+  assert.deepEqual([...(tensors.get('a')!.data as Float32Array)], [1, 2, 3]);
+});

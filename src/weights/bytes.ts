@@ -39,7 +39,8 @@ export function typedArrayFromBytes<D extends DType>(dtype: D, bytes: Uint8Array
   if (bytes.byteLength % size !== 0) {
     throw new Error(`${bytes.byteLength} bytes is not a whole number of ${dtype} elements`);
   }
-  const buf = bytes.slice().buffer; // slice() copies into a new buffer starting at offset 0
+  // Uint8Array's slice copies; called explicitly because a Node Buffer's own slice() returns a view.
+  const buf = Uint8Array.prototype.slice.call(bytes).buffer;
   const n = bytes.byteLength / size;
   let out: TypedArrayOf[DType];
   switch (dtype) {
