@@ -1,0 +1,105 @@
+/**
+ * extd for the browser: EXTD face detection on onnxruntime-web.
+ *
+ *   import { createDetector } from 'extd';   // bundlers pick this file through the "browser" export condition
+ *   const detector = await createDetector({ model: '/models/extd-64.safetensors', wasmPaths: '/ort/' });
+ *   const faces = await detector.detect(videoElement);   // [{ box: { x, y, width, height }, score }]
+ *
+ * The Detector class, pre- and post-processing, the model graph and the
+ * weights parsers are the same modules the Node entry uses; only the session
+ * (src/runtime/ort-web.ts) and the image reader (src/image/dom.ts) differ.
+ * Nothing here imports a node: module.
+ */
+import { Detector, createDetectorWith } from './detector.js';
+import { DomImageReader, type DomImageInput } from './image/dom.js';
+import { ortWebSessionFactory, type OrtWebInfo, type WebExecutionProvider } from './runtime/ort-web.js';
+import { ExtdError } from './utils/errors.js';
+import { modelFromTensors, type LoadedModel } from './weights/checkpoint.js';
+import { readWeightsBytes } from './weights/format.js';
+
+/** A model as browser users give it: a URL (absolute or relative to the page), the bytes of a .safetensors/.pth file, or a loaded model. */
+export type BrowserModelSource = string | URL | ArrayBuffer | Uint8Array | LoadedModel;
+
+export interface BrowserDetectorOptions {
+  /** The checkpoint (required: the browser build has no bundled file to fall back on). */
+  model: BrowserModelSource;
+  /** Variant name, needed only for ReLU/LeakyReLU checkpoints without metadata (e.g. `extd-fpn-32-relu`). */
+  variant: string | undefined;
+  /**
+   * wasm threads. Honoured only on cross-origin isolated pages (COOP/COEP
+   * headers), otherwise 1; fixed for the page by the first detector created.
+   */
+  threads: number;
+  /** Same-origin folder (e.g. '/ort/') serving onnxruntime-web's ort-wasm-simd-threaded*.{mjs,wasm}; undefined: next to onnxruntime's script. */
+  wasmPaths: string | { mjs: string; wasm: string } | undefined;
+  /** Preferred providers in order; 'webgpu' is skipped where navigator.gpu is missing, 'wasm' is always the fallback. */
+  executionProviders: WebExecutionProvider[];
+  /** Run onnxruntime in a worker so the page stays responsive during inference. */
+  proxy: boolean;
+}
+
+export const BROWSER_DETECTOR_DEFAULTS: Omit<BrowserDetectorOptions, 'model'> = {
+  variant: undefined,
+  // Two threads: most of the speed-up on small models, and polite to the rest of the page.
+  threads: 2,
+  wasmPaths: undefined,
+  executionProviders: ['wasm'],
+  proxy: false,
+};
+
+export interface BrowserDetector extends Detector<DomImageInput> {
+  /** What onnxruntime-web runs on in this page (build, providers, threads). */
+  readonly runtime: OrtWebInfo | undefined;
+}
+
+/** Fetch a checkpoint from a URL (same-origin or CORS-enabled) and check it against the model definition. */
+export async function loadModelFromUrl(url: string | URL, variant?: string): Promise<LoadedModel> {
+  const href = String(url);
+  let response: Response;
+  try {
+    response = await fetch(href);
+  } catch (e) {
+    throw new ExtdError(`model URL ${href}: fetch failed (${(e as Error).message})`);
+  }
+  if (!response.ok) throw new ExtdError(`model URL ${href}: HTTP ${response.status} ${response.statusText}, expected 200`);
+  return loadModelFromBytes(new Uint8Array(await response.arrayBuffer()), href, variant);
+}
+
+/** Parse a .safetensors or PyTorch .pth checkpoint held in memory. */
+export function loadModelFromBytes(bytes: Uint8Array | ArrayBuffer, source = 'model bytes', variant?: string): LoadedModel {
+  const u8 = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  const { tensors, metadata } = readWeightsBytes(u8, source);
+  return modelFromTensors(tensors, metadata, source, variant);
+}
+
+export async function loadBrowserModel(model: BrowserModelSource, variant?: string): Promise<LoadedModel> {
+  if (typeof model === 'string' || model instanceof URL) return loadModelFromUrl(model, variant);
+  if (model instanceof Uint8Array || model instanceof ArrayBuffer) return loadModelFromBytes(model, 'model bytes', variant);
+  if (model && typeof model === 'object' && 'graph' in model && 'weights' in model) return model;
+  throw new ExtdError(`model: unsupported value ${Object.prototype.toString.call(model)}, expected a URL string, an ArrayBuffer/Uint8Array or a loaded model`);
+}
+
+/** Create a detector whose detect() takes DOM images, video frames, ImageData or raw pixels. */
+export async function createDetector(options: Partial<BrowserDetectorOptions> & Pick<BrowserDetectorOptions, 'model'>): Promise<BrowserDetector> {
+  const opts: BrowserDetectorOptions = { ...BROWSER_DETECTOR_DEFAULTS, ...options };
+  if (opts.model === undefined) throw new ExtdError('createDetector: no model given; pass { model: URL or bytes of a .safetensors/.pth checkpoint }');
+  const model = await loadBrowserModel(opts.model, opts.variant);
+  const createSession = ortWebSessionFactory({ wasmPaths: opts.wasmPaths, executionProviders: opts.executionProviders, proxy: opts.proxy });
+  const reader = new DomImageReader();
+  const detector = await createDetectorWith(model, createSession, async (input: DomImageInput) => reader.read(input), opts.threads);
+  return Object.defineProperty(detector, 'runtime', { get: () => createSession.info(), enumerable: true }) as BrowserDetector;
+}
+
+export { Detector, DETECT_DEFAULTS, PASS_DEFAULTS, autoScale, toFaces } from './detector.js';
+export type { Face, DetectOptions, PassOptions } from './detector.js';
+export type { Detections } from './postprocess/detections.js';
+export type { RgbImage } from './image/types.js';
+export { DomImageReader, type DomImageInput, type RawPixels } from './image/dom.js';
+export { ORT_WEB_DEFAULTS, ortWebInfo, resolveExecutionProviders, type OrtWebInfo, type WebExecutionProvider } from './runtime/ort-web.js';
+export { modelFromTensors, type LoadedModel } from './weights/checkpoint.js';
+export { readWeightsBytes } from './weights/format.js';
+export { readSafetensors } from './weights/safetensors.js';
+export { parseVariant, variantName, allVariants, type Variant } from './model/variant.js';
+export { nmsXyxy, batchedNmsXyxy } from './postprocess/nms.js';
+export { iouXyxy, boxIouXyxy } from './postprocess/boxes.js';
+export { ExtdError } from './utils/errors.js';

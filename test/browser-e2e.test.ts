@@ -1,0 +1,95 @@
+/**
+ * The demo page in a real (headless) Chromium: the released EXTD-64 on
+ * onnxruntime-web must reproduce the golden detections with the same
+ * tolerances as the Node parity test. The page is fed the golden PIXELS
+ * (browser JPEG decoders may differ from libjpeg-turbo); how the browser's
+ * own decode compares is measured and reported as a diagnostic.
+ * A screenshot with the boxes drawn goes to test-artifacts/.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { iouXyxy } from '../src/postprocess/boxes.js';
+import { noChromium, startHarness, type Harness } from '../scripts/browser-harness.js';
+import { GOLDEN_TAGS, readGolden } from './golden.js';
+import { noShared } from './shared.js';
+
+const skip = noChromium() || noShared('reference', 'golden') || noShared('reference', 'weights', 'extd-fpn-64-prelu.safetensors');
+const ARTIFACTS = resolve('test-artifacts');
+
+/** The Node parity test's criteria: same count above 0.5; every golden detection matched (IoU >= 0.99, |score diff| <= 1e-3). */
+function compareWithGolden(tag: string, ours: { boxesXyxy: number[]; scores: number[] }, label: string): void {
+  const g = readGolden(`${tag}.extd64.safetensors`).tensors.get('detections')!;
+  const gd = g.data as Float32Array;
+  const n = g.shape[0]!;
+  const goldBoxes = new Float32Array(n * 4);
+  let goldOver = 0;
+  for (let i = 0; i < n; i++) {
+    goldBoxes.set(gd.subarray(i * 5 + 1, i * 5 + 5), i * 4);
+    if (gd[i * 5]! > 0.5) goldOver++;
+  }
+  const oursBoxes = Float32Array.from(ours.boxesXyxy);
+  assert.equal(ours.scores.filter((s) => s > 0.5).length, goldOver, `${label} ${tag}: detections above 0.5`);
+  for (let i = 0; i < n; i++) {
+    let matched = false;
+    for (let j = 0; j < ours.scores.length && !matched; j++) {
+      matched = iouXyxy(goldBoxes, i, oursBoxes, j) >= 0.99 && Math.abs(ours.scores[j]! - gd[i * 5]!) <= 1e-3;
+    }
+    assert.ok(matched, `${label} ${tag}: golden detection ${i} (score ${gd[i * 5]}) has no match among ${ours.scores.length}`);
+  }
+}
+
+test('demo page in Chromium reproduces the golden EXTD-64 detections', { skip, timeout: 110_000 }, async (t) => {
+  const outDir = resolve('.tmp', `demo-e2e-${process.pid}`);
+  let harness: Harness | undefined;
+  try {
+    harness = await startHarness({ outDir });
+    // A browser build that pulled in Node modules makes Vite warn ("externalized for browser compatibility").
+    const nodeWarnings = harness.server.buildWarnings.filter((w) => /externali[sz]ed|node:|built-?in/i.test(w));
+    assert.deepEqual(nodeWarnings, [], 'Vite warnings about Node modules in the browser build');
+
+    const page = await harness.openDemo({ threads: '2', model: 'extd-64' });
+    const runtime = await page.evaluate(() => window.extdDemo.runtime());
+    t.diagnostic(`runtime: ${JSON.stringify(runtime)}`);
+    assert.equal(runtime?.crossOriginIsolated, true, 'page is cross-origin isolated (COOP/COEP)');
+    assert.equal(runtime?.threads, 2, 'wasm threads');
+
+    for (const tag of GOLDEN_TAGS) {
+      const pixelsUrl = `/__shared/reference/golden/${tag}.pixels.safetensors`;
+      const viaImageData = await page.evaluate((url) => window.extdDemo.detectPixels(url, 'imagedata'), pixelsUrl);
+      compareWithGolden(tag, viaImageData, 'ImageData input');
+      if (tag === GOLDEN_TAGS[0]) {
+        mkdirSync(ARTIFACTS, { recursive: true });
+        const shot = join(ARTIFACTS, `browser-e2e-${tag}.png`);
+        await page.screenshot({ path: shot, fullPage: true });
+        t.diagnostic(`screenshot: ${shot}`);
+        // The same pixels through the canvas path (drawImage + getImageData) must give the same answer.
+        const viaCanvas = await page.evaluate((url) => window.extdDemo.detectPixels(url, 'canvas'), pixelsUrl);
+        compareWithGolden(tag, viaCanvas, 'canvas input');
+      }
+    }
+
+    // The browser's own JPEG decode, for information: reported, not asserted.
+    const tag = GOLDEN_TAGS[0];
+    const meta = readGolden(`${tag}.pixels.safetensors`).metadata;
+    const image = meta.image ?? '';
+    const jpeg = image.startsWith('WIDER_val') ? image : `WIDER_val/images/${image}`;
+    const decode = await page.evaluate(
+      ([j, p]) => window.extdDemo.compareDecode(j!, p!),
+      [`/__shared/wider/${jpeg}`, `/__shared/reference/golden/${tag}.pixels.safetensors`],
+    );
+    const gold = readGolden(`${tag}.extd64.safetensors`).tensors.get('detections')!;
+    const goldOver = [...(gold.data as Float32Array)].filter((_, i) => i % 5 === 0).filter((s) => s > 0.5).length;
+    t.diagnostic(
+      `browser JPEG decode of ${jpeg} vs golden pixels: ${decode.width}x${decode.height}, ` +
+        `${decode.differing} of ${decode.width * decode.height * 3} values differ (max ${decode.maxAbs}, mean |diff| ${decode.meanAbs.toFixed(4)}); ` +
+        `faces above 0.5: ${decode.scores.filter((s) => s > 0.5).length} (golden ${goldOver})`,
+    );
+    assert.ok(decode.sameSize, 'browser decode has the golden image size');
+    assert.deepEqual(harness.pageErrors, [], 'errors logged by the page');
+  } finally {
+    await harness?.close();
+    rmSync(outDir, { recursive: true, force: true });
+  }
+});
