@@ -2,7 +2,7 @@ import { makePriors } from './anchors/priors.js';
 import type { RgbImage } from './image/types.js';
 import { RGB_MEAN } from './image/types.js';
 import { resizeBilinear } from './image/resize.js';
-import { POSTPROCESS_DEFAULTS, postprocess, type Detections } from './postprocess/detections.js';
+import { POSTPROCESS_DEFAULTS, postprocess, type Detections, type PostprocessOptions } from './postprocess/detections.js';
 import { exportOnnx } from './runtime/onnx-export.js';
 import type { CreateSession, InferenceSession } from './runtime/backend.js';
 import type { LoadedModel } from './weights/checkpoint.js';
@@ -40,12 +40,10 @@ export interface DetectOptions {
 
 export const DETECT_DEFAULTS: DetectOptions = { scoreThreshold: 0.5, nmsThreshold: 0.3, maxFaces: 750, scale: 'auto' };
 
-/** One network pass with the evaluation post-processing (score > 0.05, NMS 0.3, top 750 by default). */
-export interface PassOptions {
+/** One network pass with the evaluation post-processing (score > 0.05, best 5000 into NMS 0.3, top 750 by default). */
+export interface PassOptions extends PostprocessOptions {
+  /** Resize factor applied (bilinear) before the network; boxes are mapped back. */
   scale: number;
-  scoreThreshold: number;
-  nmsThreshold: number;
-  topK: number;
 }
 
 export const PASS_DEFAULTS: PassOptions = { scale: 1, ...POSTPROCESS_DEFAULTS };

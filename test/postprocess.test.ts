@@ -108,13 +108,13 @@ test('postprocess: threshold is strict, decoding uses the variances, N = 0 works
   // Prior 0 face logit so that p = 0.9; prior 1 exactly at the threshold after rounding is dropped.
   const conf = Float32Array.from([0, Math.log(9), 0, 0]);
   const loc = Float32Array.from([1, -1, 0, Math.log(2) / 0.2, 0, 0, 0, 0]);
-  const d = postprocess(loc, conf, priors, 100, 200, { scoreThreshold: 0.5, nmsThreshold: 0.3, topK: 10 });
+  const d = postprocess(loc, conf, priors, 100, 200, { scoreThreshold: 0.5, nmsThreshold: 0.3, topK: 10, candidateLimit: 5000 });
   assert.equal(d.scores.length, 1);
   assert.ok(Math.abs(d.scores[0]! - 0.9) < 1e-6);
   // cx = 0.5 + 1*0.1*0.1 = 0.51, cy = 0.5 - 0.1*0.2 = 0.48, w = 0.1, h = 0.4
   const want = [(0.51 - 0.05) * 100, (0.48 - 0.2) * 200, (0.51 + 0.05) * 100, (0.48 + 0.2) * 200];
   want.forEach((v, i) => assert.ok(Math.abs(d.boxes[i]! - v) < 1e-4, `coord ${i}`));
-  const none = postprocess(loc, conf, priors, 100, 200, { scoreThreshold: 0.95, nmsThreshold: 0.3, topK: 10 });
+  const none = postprocess(loc, conf, priors, 100, 200, { scoreThreshold: 0.95, nmsThreshold: 0.3, topK: 10, candidateLimit: 5000 });
   assert.equal(none.scores.length, 0);
   assert.equal(none.boxes.length, 0);
 });

@@ -1,5 +1,6 @@
 import { decodeBoxXyxyPx } from '../anchors/decode.js';
 import { nmsXyxy } from './nms.js';
+import { argsortDescending } from './boxes.js';
 
 /** Detections as flat typed arrays: N x 4 boxes (x1, y1, x2, y2, pixels) and N scores, sorted by score. */
 export interface Detections {
@@ -14,10 +15,17 @@ export interface PostprocessOptions {
   nmsThreshold: number;
   /** Keep at most this many after NMS. */
   topK: number;
+  /**
+   * Only the best this-many candidates above the threshold enter NMS (S3FD's
+   * detection layer does this, 5000). It bounds NMS time on images with many
+   * faces and decides which low-scoring boxes survive, so it matters for
+   * reproducing the reference's output exactly.
+   */
+  candidateLimit: number;
 }
 
 /** The released models' evaluation settings (S3FD's test-time defaults). */
-export const POSTPROCESS_DEFAULTS: PostprocessOptions = { scoreThreshold: 0.05, nmsThreshold: 0.3, topK: 750 };
+export const POSTPROCESS_DEFAULTS: PostprocessOptions = { scoreThreshold: 0.05, nmsThreshold: 0.3, topK: 750, candidateLimit: 5000 };
 
 /**
  * Network outputs -> detections in the network input's pixels.
@@ -43,10 +51,16 @@ export function postprocess(
     const s = 1 / (1 + Math.exp(conf[2 * i]! - conf[2 * i + 1]!));
     if (s > options.scoreThreshold) candIdx.push(i), candScore.push(s);
   }
-  const n = candIdx.length;
+  let order: ArrayLike<number> = argsortDescending(candScore);
+  if (order.length > options.candidateLimit) order = (order as Uint32Array).subarray(0, options.candidateLimit);
+  const n = order.length;
   const boxes = new Float32Array(n * 4);
-  const scores = Float32Array.from(candScore);
-  for (let c = 0; c < n; c++) decodeBoxXyxyPx(loc, priors, candIdx[c]!, inputWidth, inputHeight, boxes, c * 4);
+  const scores = new Float32Array(n);
+  for (let c = 0; c < n; c++) {
+    const k = order[c]!;
+    scores[c] = candScore[k]!;
+    decodeBoxXyxyPx(loc, priors, candIdx[k]!, inputWidth, inputHeight, boxes, c * 4);
+  }
   const keep = nmsXyxy(boxes, scores, options.nmsThreshold, options.topK);
   return selectDetections({ boxes, scores }, keep);
 }
