@@ -55,18 +55,22 @@ test('demo page in Chromium reproduces the golden EXTD-64 detections', { skip, t
     assert.equal(runtime?.crossOriginIsolated, true, 'page is cross-origin isolated (COOP/COEP)');
     assert.equal(runtime?.threads, 2, 'wasm threads');
 
-    for (const tag of GOLDEN_TAGS) {
+    // Two golden images, one per input path: ImageData (converted directly) and a canvas
+    // (drawImage + getImageData through the reader's own canvas). The third, the largest, adds
+    // time but no new code path.
+    const paths = [
+      [GOLDEN_TAGS[0], 'imagedata'],
+      [GOLDEN_TAGS[1], 'canvas'],
+    ] as const;
+    for (const [tag, via] of paths) {
       const pixelsUrl = `/__shared/reference/golden/${tag}.pixels.safetensors`;
-      const viaImageData = await page.evaluate((url) => window.extdDemo.detectPixels(url, 'imagedata'), pixelsUrl);
-      compareWithGolden(tag, viaImageData, 'ImageData input');
+      const ours = await page.evaluate(([url, v]) => window.extdDemo.detectPixels(url!, v as 'imagedata' | 'canvas'), [pixelsUrl, via]);
+      compareWithGolden(tag, ours, `${via} input`);
       if (tag === GOLDEN_TAGS[0]) {
         mkdirSync(ARTIFACTS, { recursive: true });
         const shot = join(ARTIFACTS, `browser-e2e-${tag}.png`);
         await page.screenshot({ path: shot, fullPage: true });
         t.diagnostic(`screenshot: ${shot}`);
-        // The same pixels through the canvas path (drawImage + getImageData) must give the same answer.
-        const viaCanvas = await page.evaluate((url) => window.extdDemo.detectPixels(url, 'canvas'), pixelsUrl);
-        compareWithGolden(tag, viaCanvas, 'canvas input');
       }
     }
 
@@ -79,12 +83,9 @@ test('demo page in Chromium reproduces the golden EXTD-64 detections', { skip, t
       ([j, p]) => window.extdDemo.compareDecode(j!, p!),
       [`/__shared/wider/${jpeg}`, `/__shared/reference/golden/${tag}.pixels.safetensors`],
     );
-    const gold = readGolden(`${tag}.extd64.safetensors`).tensors.get('detections')!;
-    const goldOver = [...(gold.data as Float32Array)].filter((_, i) => i % 5 === 0).filter((s) => s > 0.5).length;
     t.diagnostic(
       `browser JPEG decode of ${jpeg} vs golden pixels: ${decode.width}x${decode.height}, ` +
-        `${decode.differing} of ${decode.width * decode.height * 3} values differ (max ${decode.maxAbs}, mean |diff| ${decode.meanAbs.toFixed(4)}); ` +
-        `faces above 0.5: ${decode.scores.filter((s) => s > 0.5).length} (golden ${goldOver})`,
+        `${decode.differing} of ${decode.width * decode.height * 3} values differ (max ${decode.maxAbs}, mean |diff| ${decode.meanAbs.toFixed(4)})`,
     );
     assert.ok(decode.sameSize, 'browser decode has the golden image size');
     assert.deepEqual(harness.pageErrors, [], 'errors logged by the page');
