@@ -587,6 +587,17 @@ Napi::Value setNumThreads(const Args& a) {
 
 Napi::Value getNumThreads(const Args& a) { return Napi::Number::New(a.env, at::get_num_threads()); }
 
+// oneDNN (mkldnn) runs float32 convolutions that are grouped, strided or
+// larger than 1x1; off, libtorch falls back to im2col + BLAS for all of them.
+Napi::Value setMkldnnEnabled(const Args& a) {
+  at::globalContext().setUserEnabledMkldnn(a.boolean(0, true));
+  return a.env.Undefined();
+}
+
+Napi::Value isMkldnnEnabled(const Args& a) {
+  return Napi::Boolean::New(a.env, at::globalContext().userEnabledMkldnn());
+}
+
 Napi::Value setGradEnabled(const Args& a) {
   c10::GradMode::set_enabled(a.boolean(0, true));
   return a.env.Undefined();
@@ -979,6 +990,8 @@ const OpEntry kOps[] = {
     {"setRngState", setRngState},
     {"setNumThreads", setNumThreads},
     {"getNumThreads", getNumThreads},
+    {"setMkldnnEnabled", setMkldnnEnabled},
+    {"isMkldnnEnabled", isMkldnnEnabled},
     {"setGradEnabled", setGradEnabled},
     {"isGradEnabled", isGradEnabled},
     {"version", version},

@@ -142,6 +142,9 @@ export interface TorchNative {
   setRngState(state: Uint8Array): void;
   setNumThreads(n: number): void;
   getNumThreads(): number;
+  /** oneDNN for float32 convolutions (on by default); off falls back to im2col + BLAS. */
+  setMkldnnEnabled(enabled: boolean): void;
+  isMkldnnEnabled(): boolean;
   setGradEnabled(enabled: boolean): void;
   isGradEnabled(): boolean;
   version(): { torch: string; parallel: string };
