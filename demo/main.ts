@@ -10,7 +10,7 @@
  * URL parameters: ?threads=N (wasm threads, default 2), ?model=ID (initial
  * model), ?ep=webgpu (try WebGPU first).
  */
-import { createDetector, readSafetensors, type BrowserDetector, type DetectOptions, type Face } from '../src/browser.js';
+import { DomImageReader, createDetector, readSafetensors, type BrowserDetector, type DetectOptions, type Face } from '../src/browser.js';
 
 interface DemoModel {
   id: string;
@@ -246,6 +246,21 @@ const api = {
       }
       return { sameSize: same, width: bitmap.width, height: bitmap.height, maxAbs, differing, meanAbs: sumAbs / ((ours.length / 4) * 3) };
     });
+  },
+  /** Webcam mode, as the button does it; resolves once it runs. */
+  startWebcam: () => {
+    startWebcam().catch(showError);
+  },
+  stopWebcam,
+  /**
+   * Read the playing video twice through one DomImageReader (the reader the
+   * detector uses): the second frame must land in the same buffer.
+   */
+  readVideoTwice: () => {
+    const reader = new DomImageReader();
+    const a = reader.read(video);
+    const b = reader.read(video);
+    return { width: a.width, height: a.height, sameBuffer: a.data === b.data, nonZero: b.data.some((v) => v !== 0) };
   },
   /** detect() times in ms on a frame of the given size made from an image URL (scale 1, default thresholds). */
   bench: async (imageUrl: string, width: number, height: number, warmup: number, runs: number) => {

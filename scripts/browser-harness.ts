@@ -25,6 +25,9 @@ export const CHROMIUM_ARGS = [
   '--disable-component-update',
   '--disable-sync',
   '--disable-quic',
+  // A synthetic camera, granted without a prompt, so the demo's webcam mode can run headless.
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
 ];
 
 export function sharedRoot(): string {

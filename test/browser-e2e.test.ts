@@ -94,3 +94,35 @@ test('demo page in Chromium reproduces the golden EXTD-64 detections', { skip, t
     rmSync(outDir, { recursive: true, force: true });
   }
 });
+
+test('demo webcam mode runs on a (fake) camera and reuses its frame buffer', { skip: noChromium() || noShared('reference', 'weights', 'extd-fpn-32-prelu.safetensors'), timeout: 90_000 }, async () => {
+  const outDir = resolve('.tmp', `demo-e2e-cam-${process.pid}`);
+  let harness: Harness | undefined;
+  try {
+    harness = await startHarness({ outDir });
+    const page = await harness.openDemo({ threads: '2', model: 'extd-32' });
+    await page.click('#webcam');
+    // Three status updates with a frame rate = three frames through detect().
+    for (let i = 0; i < 3; i++) {
+      const before = await page.textContent('#status');
+      await page.waitForFunction((prev) => {
+        const s = document.getElementById('status')!.textContent ?? '';
+        return /FPS/.test(s) && s !== prev;
+      }, before, { timeout: 60_000 });
+    }
+    const status = (await page.textContent('#status')) ?? '';
+    assert.match(status, /extd-fpn-32-prelu: \d+ faces?, detect [\d.]+ ms, [\d.]+ FPS \(\d+x\d+\)/);
+    assert.equal(await page.textContent('#webcam'), 'Stop webcam');
+    const read = await page.evaluate(() => window.extdDemo.readVideoTwice());
+    assert.ok(read.width > 0 && read.height > 0 && read.nonZero, `video frame read: ${JSON.stringify(read)}`);
+    assert.equal(read.sameBuffer, true, 'consecutive frames of one size share the RGB buffer');
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, 'browser-e2e-webcam.png') });
+    await page.click('#webcam');
+    assert.equal(await page.textContent('#webcam'), 'Start webcam');
+    assert.deepEqual(harness.pageErrors, [], 'errors logged by the page');
+  } finally {
+    await harness?.close();
+    rmSync(outDir, { recursive: true, force: true });
+  }
+});
