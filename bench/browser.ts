@@ -9,8 +9,14 @@
  *   npm run bench:browser -- --runs 20 --warmup 3
  */
 import { rmSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { noChromium, sharedRoot, startHarness } from '../scripts/browser-harness.js';
+import { createDetectorWith } from '../src/detector.js';
+import { loadImageRgb } from '../src/image/node.js';
+import { resizeBilinear } from '../src/image/resize.js';
+import { loadModel } from '../src/load-model.js';
+import { createOrtNodeSession } from '../src/runtime/ort-node.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string, fallback: number) => {
@@ -36,6 +42,7 @@ const outDir = resolve('.tmp', `demo-bench-${process.pid}`);
 const harness = await startHarness({ outDir });
 try {
   console.log(`headless Chromium, onnxruntime-web wasm (SIMD), 640x480 frame, ${WARMUP} warm-up + ${RUNS} timed runs each; shared data: ${sharedRoot()}`);
+  console.log(`load average at the start: ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} cores`);
   console.log('model     threads  median ms   min ms   max ms   frames/s');
   for (const model of ['extd-32', 'extd-64']) {
     for (const threads of [1, 2]) {
@@ -51,6 +58,26 @@ try {
       );
     }
   }
+  // The same frame on onnxruntime-node in this process, for scale: on a shared machine the load
+  // changes from minute to minute, and the ratio says more than either number alone.
+  const frame = resizeBilinear(await loadImageRgb(resolve(sharedRoot(), IMAGE.replace('/__shared/', ''))), 640, 480);
+  for (const model of ['extd-32', 'extd-64']) {
+    for (const threads of [1, 2]) {
+      const width = model.slice(5);
+      const m = await loadModel(resolve(sharedRoot(), 'reference', 'weights', `extd-fpn-${width}-prelu.safetensors`));
+      const detector = await createDetectorWith(m, createOrtNodeSession, async (x: typeof frame) => x, threads);
+      const times: number[] = [];
+      for (let i = 0; i < WARMUP + RUNS; i++) {
+        const t0 = performance.now();
+        await detector.detect(frame, { scale: 1 });
+        if (i >= WARMUP) times.push(performance.now() - t0);
+      }
+      await detector.dispose();
+      const med = median(times);
+      console.log(`${model.padEnd(9)} ${String(threads).padStart(7)}  ${med.toFixed(1).padStart(9)}  ${Math.min(...times).toFixed(1).padStart(7)}  ${Math.max(...times).toFixed(1).padStart(7)}  ${(1000 / med).toFixed(1).padStart(9)}   (onnxruntime-node, for comparison)`);
+    }
+  }
+  console.log(`load average at the end: ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} cores`);
   if (harness.pageErrors.length) console.log(`page errors:\n  ${harness.pageErrors.join('\n  ')}`);
 } finally {
   await harness.close();
