@@ -9,6 +9,8 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   convert: { summary: 'convert a PyTorch .pth checkpoint to safetensors', load: async () => (await import('./convert.js')).command },
   eval: { summary: 'evaluate a model on WIDER FACE (predictions, AP, PR plots)', load: async () => (await import('./eval.js')).command },
   'eval-preds': { summary: 'score a WIDER FACE prediction folder (easy/medium/hard AP)', load: async () => (await import('./eval-preds.js')).command },
+  train: { summary: 'train a model from scratch on WIDER FACE (libtorch)', load: async () => (await import('./train.js')).command },
+  'plot-log': { summary: 'draw the loss curves of a training log.jsonl to PNG', load: async () => (await import('./plot-log.js')).command },
 };
 
 function help(): string {

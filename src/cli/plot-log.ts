@@ -1,0 +1,181 @@
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { createCanvas } from '@napi-rs/canvas';
+import { writeFileAtomic } from '../utils/atomic.js';
+import { ExtdError } from '../utils/errors.js';
+import { numberFlag, parseCli } from './args.js';
+import type { Command } from './command.js';
+
+const usage = `usage: extd plot-log LOG [-o OUT.png] [--smooth N]
+
+Draw the loss curves of a training log (the log.jsonl that extd train writes,
+or its run folder) to a PNG: loss_l, loss_c and their sum per iteration, a
+moving average over --smooth iterations on top of the raw values, and the
+learning rate on a second panel.
+
+options:
+  -o, --out FILE     PNG to write (default: loss.png next to the log)
+  --smooth N         moving-average window in iterations (default: 1/50 of the run, at least 1)
+  --width N          image width in pixels (default 1000)`;
+
+/** The fields plot-log reads from each log.jsonl line. */
+interface Point {
+  iter: number;
+  loss_l: number;
+  loss_c: number;
+  lr: number;
+}
+
+/** Parse log.jsonl; a malformed line is an error naming file:line (a last line cut by a crash is skipped). */
+export function readTrainingLog(path: string): Point[] {
+  const lines = readFileSync(path, 'utf8').split('\n');
+  const out: Point[] = [];
+  lines.forEach((line, i) => {
+    if (!line.trim()) return;
+    let r: Point;
+    try {
+      r = JSON.parse(line) as Point;
+    } catch {
+      if (i === lines.length - 1 || (i === lines.length - 2 && lines[i + 1] === '')) return;
+      throw new ExtdError(`${path}:${i + 1}: not a JSON object (${line.slice(0, 40)}...)`);
+    }
+    if (![r.iter, r.loss_l, r.loss_c, r.lr].every((v) => typeof v === 'number')) {
+      throw new ExtdError(`${path}:${i + 1}: expected numbers iter, loss_l, loss_c, lr`);
+    }
+    out.push(r);
+  });
+  if (out.length === 0) throw new ExtdError(`${path}: no log records`);
+  return out;
+}
+
+function movingAverage(values: number[], window: number): number[] {
+  const out: number[] = new Array(values.length);
+  let sum = 0;
+  for (let i = 0; i < values.length; i++) {
+    sum += values[i]!;
+    if (i >= window) sum -= values[i - window]!;
+    out[i] = sum / Math.min(i + 1, window);
+  }
+  return out;
+}
+
+/** Render the loss and lr panels; returns PNG bytes. */
+export function plotTrainingLog(points: Point[], options: { smooth: number; width: number; title: string }): Uint8Array {
+  const W = options.width;
+  const H = Math.round(W * 0.7);
+  const canvas = createCanvas(W, H);
+  const g = canvas.getContext('2d');
+  g.fillStyle = '#fff';
+  g.fillRect(0, 0, W, H);
+  const margin = { left: 70, right: 20, top: 36, bottom: 40 };
+  const lossH = Math.round((H - margin.top - margin.bottom) * 0.72);
+  const lrTop = margin.top + lossH + 30;
+  const lrH = H - margin.bottom - lrTop;
+  const x0 = margin.left, x1 = W - margin.right;
+  const iters = points.map((p) => p.iter);
+  const minIt = Math.min(...iters), maxIt = Math.max(maxOf(iters), minIt + 1);
+  const xOf = (it: number) => x0 + ((it - minIt) / (maxIt - minIt)) * (x1 - x0);
+
+  const series = [
+    { name: 'loss_l + loss_c', color: '#222', values: points.map((p) => p.loss_l + p.loss_c) },
+    { name: 'loss_c', color: '#d62728', values: points.map((p) => p.loss_c) },
+    { name: 'loss_l', color: '#1f77b4', values: points.map((p) => p.loss_l) },
+  ];
+  const smoothed = series.map((s) => movingAverage(s.values, options.smooth));
+  // Scale to the smoothed curves (raw spikes at the start would flatten everything else), clipped at the top.
+  const yMax = maxOf(smoothed.flat()) * 1.1 || 1;
+  const yOf = (v: number) => margin.top + lossH - (Math.min(v, yMax) / yMax) * lossH;
+
+  g.font = '14px sans-serif';
+  g.fillStyle = '#000';
+  g.fillText(options.title, x0, 22);
+  axes(g, x0, x1, margin.top, margin.top + lossH, minIt, maxIt, 0, yMax, (v) => v.toFixed(yMax < 10 ? 1 : 0));
+  series.forEach((s, k) => {
+    g.globalAlpha = 0.2;
+    line(g, points.map((p, i) => [xOf(p.iter), yOf(s.values[i]!)]), s.color, 1);
+    g.globalAlpha = 1;
+    line(g, points.map((p, i) => [xOf(p.iter), yOf(smoothed[k]![i]!)]), s.color, 2);
+    g.fillStyle = s.color;
+    const last = smoothed[k]!.at(-1)!;
+    g.fillText(`${s.name} ${last.toFixed(3)}`, x1 - 210, margin.top + 18 + 18 * k);
+  });
+  g.fillStyle = '#555';
+  g.fillText(`moving average over ${options.smooth} iterations`, x0 + 10, margin.top + 16);
+
+  const lrs = points.map((p) => p.lr);
+  const lrMax = maxOf(lrs) * 1.1 || 1;
+  axes(g, x0, x1, lrTop, lrTop + lrH, minIt, maxIt, 0, lrMax, (v) => v.toExponential(1));
+  line(g, points.map((p) => [xOf(p.iter), lrTop + lrH - (p.lr / lrMax) * lrH]), '#2ca02c', 2);
+  g.fillStyle = '#2ca02c';
+  g.fillText('learning rate', x1 - 210, lrTop + 16);
+  g.fillStyle = '#000';
+  g.fillText('iteration', (x0 + x1) / 2 - 30, H - 8);
+  return canvas.toBuffer('image/png');
+}
+
+function maxOf(values: number[]): number {
+  let m = -Infinity;
+  for (const v of values) if (Number.isFinite(v) && v > m) m = v;
+  return m;
+}
+
+type Ctx = ReturnType<ReturnType<typeof createCanvas>['getContext']>;
+
+function line(g: Ctx, pts: number[][], color: string, width: number): void {
+  g.strokeStyle = color;
+  g.lineWidth = width;
+  g.beginPath();
+  pts.forEach(([x, y], i) => (i === 0 ? g.moveTo(x!, y!) : g.lineTo(x!, y!)));
+  g.stroke();
+}
+
+function axes(g: Ctx, x0: number, x1: number, top: number, bottom: number, xMin: number, xMax: number, yMin: number, yMax: number, fmt: (v: number) => string): void {
+  g.strokeStyle = '#ccc';
+  g.lineWidth = 1;
+  g.fillStyle = '#333';
+  g.font = '12px sans-serif';
+  for (let k = 0; k <= 4; k++) {
+    const y = bottom - (k / 4) * (bottom - top);
+    g.beginPath();
+    g.moveTo(x0, y);
+    g.lineTo(x1, y);
+    g.stroke();
+    g.fillText(fmt(yMin + (k / 4) * (yMax - yMin)), 4, y + 4);
+  }
+  for (let k = 0; k <= 5; k++) {
+    const x = x0 + (k / 5) * (x1 - x0);
+    g.fillText(String(Math.round(xMin + (k / 5) * (xMax - xMin))), x - 10, bottom + 14);
+  }
+  g.strokeStyle = '#000';
+  g.strokeRect(x0, top, x1 - x0, bottom - top);
+  g.font = '14px sans-serif';
+}
+
+export const command: Command = {
+  name: 'plot-log',
+  summary: 'draw the loss curves of a training log.jsonl to PNG',
+  usage,
+  async run(argv) {
+    const { values, positionals } = parseCli(argv, {
+      out: { type: 'string', short: 'o' },
+      smooth: { type: 'string' },
+      width: { type: 'string' },
+    });
+    if (positionals.length !== 1) throw new ExtdError('expected one LOG argument (a log.jsonl or a training run folder)');
+    let path = positionals[0]!;
+    let isDir = false;
+    try {
+      isDir = statSync(path).isDirectory();
+    } catch {
+      throw new ExtdError(`training log not found: ${path}`);
+    }
+    if (isDir) path = join(path, 'log.jsonl');
+    const points = readTrainingLog(path);
+    const smooth = numberFlag(values.smooth, '--smooth', Math.max(1, Math.round(points.length / 50)), (v) => Number.isInteger(v) && v >= 1, 'a positive integer');
+    const width = numberFlag(values.width, '--width', 1000, (v) => Number.isInteger(v) && v >= 300 && v <= 8000, 'an integer from 300 to 8000');
+    const out = values.out ?? join(path, '..', 'loss.png');
+    writeFileAtomic(out, plotTrainingLog(points, { smooth, width, title: `${path} (${points.length} iterations)` }));
+    console.log(out);
+    return 0;
+  },
+};

@@ -1,0 +1,137 @@
+import { ExtdError } from '../utils/errors.js';
+import { numberFlag, parseCli, threadsFlag } from './args.js';
+import type { Command } from './command.js';
+import type { TrainConfig } from '../train/trainer.js';
+
+const usage = `usage: extd train --annotations FILE --images DIR --out DIR [options]
+
+Train an EXTD model from scratch on WIDER FACE with libtorch (needs the
+optional addon: apt-get install libtorch-dev, then npm rebuild extd).
+Defaults are the paper's recipe. Writes OUT/log.jsonl (one JSON line per
+iteration), OUT/config.json, and every --checkpoint-every iterations
+OUT/ckpt-N.safetensors (the model: usable with extd detect/eval/convert and
+PyTorch's load_state_dict), OUT/ckpt-N.state.safetensors (optimiser state)
+and OUT/latest.json. Ctrl-C finishes the current iteration, saves, and exits;
+--resume continues exactly where the latest checkpoint left off.
+
+options:
+  --annotations FILE     WIDER annotation file (wider_face_train_bbx_gt.txt)
+  --images DIR           folder of the annotation's image paths (WIDER_train/images)
+  --out DIR              run folder
+  --variant NAME         any of extd-{fpn,ssd}-{32,48,64}-{prelu,leaky,relu} (default extd-fpn-32-prelu)
+  --size N               square training input side (default 640)
+  --batch N              images per iteration (default 16)
+  --iterations N         total iterations (default 240000)
+  --lr X                 base learning rate (default 0.001)
+  --steps A,B,...        iterations where the lr is multiplied by --gamma (default 120000,180000)
+  --gamma X              step factor (default 0.1)
+  --lr-policy P          step (default) or cosine (to --min-lr at --iterations)
+  --min-lr X             final lr of the cosine policy (default 0)
+  --warmup N             linear lr warm-up iterations (default 0)
+  --warmup-factor X      warm-up starts at X * lr (default 0.01)
+  --momentum X           SGD momentum (default 0.9)
+  --weight-decay X       SGD weight decay (default 0.0005)
+  --neg-pos N            hard negatives per positive (default 3)
+  --bn-momentum X        BatchNorm running-statistics momentum (default 0.1)
+  --seed N               seed of the data stream and the initial weights (default 0)
+  --checkpoint-every N   iterations between checkpoints (default 1000)
+  --keep-last N          delete older checkpoints, keeping the newest N (default 0: keep all)
+  --keep-every N         with --keep-last, also keep every multiple of N
+  --limit-images N       train on the first N images only (default: all)
+  --resume               continue from OUT/latest.json (flags given now override the stored config)
+  --threads N            libtorch threads (default 2)
+  --workers N            data loader worker threads (default 1; 0 = main thread)`;
+
+export const command: Command = {
+  name: 'train',
+  summary: 'train a model from scratch on WIDER FACE (libtorch)',
+  usage,
+  async run(argv) {
+    const { values: v } = parseCli(argv, {
+      annotations: { type: 'string' },
+      images: { type: 'string' },
+      out: { type: 'string' },
+      variant: { type: 'string' },
+      size: { type: 'string' },
+      batch: { type: 'string' },
+      iterations: { type: 'string' },
+      lr: { type: 'string' },
+      steps: { type: 'string' },
+      gamma: { type: 'string' },
+      'lr-policy': { type: 'string' },
+      'min-lr': { type: 'string' },
+      warmup: { type: 'string' },
+      'warmup-factor': { type: 'string' },
+      momentum: { type: 'string' },
+      'weight-decay': { type: 'string' },
+      'neg-pos': { type: 'string' },
+      'bn-momentum': { type: 'string' },
+      seed: { type: 'string' },
+      'checkpoint-every': { type: 'string' },
+      'keep-last': { type: 'string' },
+      'keep-every': { type: 'string' },
+      'limit-images': { type: 'string' },
+      resume: { type: 'boolean' },
+      threads: { type: 'string' },
+      workers: { type: 'string' },
+    }, false);
+    if (!v.out) throw new ExtdError('--out DIR is required (the run folder for checkpoints and log.jsonl)');
+    const resume = v.resume ?? false;
+    if (!resume && (!v.annotations || !v.images)) {
+      throw new ExtdError('--annotations FILE and --images DIR are required (e.g. wider_face_train_bbx_gt.txt and WIDER_train/images)');
+    }
+    // Load libtorch first: without it, say how to install before anything else happens.
+    const { loadTorch } = await import('../train/torch.js');
+    loadTorch();
+    const { train } = await import('../train/trainer.js');
+    type Config = TrainConfig;
+
+    const int = (flag: string, min: number) => (x: number) => Number.isInteger(x) && x >= min;
+    const pos = (x: number) => x > 0;
+    // Only flags given on the command line go into the config, so --resume keeps the stored values for the others.
+    const config: Partial<Config> = {};
+    const set = <K extends keyof Config>(key: K, value: Config[K] | undefined) => {
+      if (value !== undefined) config[key] = value;
+    };
+    const num = (name: string, check: (x: number) => boolean, allowed: string) => {
+      const raw = (v as Record<string, string | undefined>)[name];
+      return raw === undefined ? undefined : numberFlag(raw, `--${name}`, 0, check, allowed);
+    };
+    set('annotations', v.annotations);
+    set('images', v.images);
+    set('variant', v.variant);
+    set('size', num('size', (x) => int('', 32)(x) && x % 4 === 0, 'an integer >= 32, a multiple of 4'));
+    set('batch', num('batch', int('', 1), 'a positive integer'));
+    set('iterations', num('iterations', int('', 1), 'a positive integer'));
+    set('lr', num('lr', pos, 'a positive number'));
+    if (v.steps !== undefined) {
+      const steps = v.steps === '' ? [] : v.steps.split(',').map(Number);
+      if (!steps.every((s) => Number.isInteger(s) && s > 0)) throw new ExtdError(`--steps ${v.steps}: expected comma-separated positive integers`);
+      config.steps = steps;
+    }
+    set('gamma', num('gamma', pos, 'a positive number'));
+    if (v['lr-policy'] !== undefined) {
+      if (v['lr-policy'] !== 'step' && v['lr-policy'] !== 'cosine') throw new ExtdError(`--lr-policy ${v['lr-policy']}: expected step or cosine`);
+      config.policy = v['lr-policy'];
+    }
+    set('minLr', num('min-lr', (x) => x >= 0, 'a non-negative number'));
+    set('warmup', num('warmup', int('', 0), 'a non-negative integer'));
+    set('warmupFactor', num('warmup-factor', (x) => x > 0 && x <= 1, 'a number in (0, 1]'));
+    set('momentum', num('momentum', (x) => x >= 0 && x < 1, 'a number in [0, 1)'));
+    set('weightDecay', num('weight-decay', (x) => x >= 0, 'a non-negative number'));
+    set('negPosRatio', num('neg-pos', int('', 1), 'a positive integer'));
+    set('bnMomentum', num('bn-momentum', (x) => x > 0 && x <= 1, 'a number in (0, 1]'));
+    set('seed', num('seed', (x) => Number.isSafeInteger(x), 'an integer'));
+    set('checkpointEvery', num('checkpoint-every', int('', 1), 'a positive integer'));
+    set('keepLast', num('keep-last', int('', 0), 'a non-negative integer'));
+    set('keepEvery', num('keep-every', int('', 0), 'a non-negative integer'));
+    set('limitImages', num('limit-images', int('', 1), 'a positive integer'));
+    const threads = threadsFlag(v.threads);
+    const workers = numberFlag(v.workers, '--workers', 1, (x) => Number.isInteger(x) && x >= 0 && x <= 64, 'an integer from 0 to 64');
+
+    const result = await train(config, { out: v.out, resume, threads, workers });
+    const how = result.reason === 'done' ? 'finished' : 'stopped';
+    console.error(`extd train: ${how} at iteration ${result.iteration}; latest checkpoint ${result.checkpoint ?? '(none)'}`);
+    return result.reason === 'interrupted' ? 130 : 0;
+  },
+};

@@ -1,0 +1,329 @@
+/**
+ * The training loop: loader -> matching -> libtorch forward -> multibox loss
+ * -> backward -> SGD, with the lr schedule, a JSON-lines log, atomic
+ * checkpoints and exact resume.
+ *
+ * Iteration i (0-based) consumes batch i of the loader's seeded stream and
+ * uses learningRate(i); after it, `i + 1` iterations are complete and that is
+ * the number a checkpoint and a log record carry. Resuming from checkpoint N
+ * restores the weights, BN statistics and momentum buffers and restarts the
+ * loader at batch N, so the continued run computes what the uninterrupted one
+ * would have (to float rounding of the thread pool's reductions).
+ *
+ * Node only.
+ */
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { makePriors } from '../anchors/priors.js';
+import { buildGraph } from '../model/graph.js';
+import { parseVariant, variantName } from '../model/variant.js';
+import { writeFileAtomic } from '../utils/atomic.js';
+import { ExtdError } from '../utils/errors.js';
+import { Progress } from '../utils/progress.js';
+import type { Float32Tensor } from '../utils/tensor.js';
+import { loadCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
+import { initialWeights, INIT_DEFAULTS, type InitOptions } from './init.js';
+import { TrainLoader, readWiderTrainingSet, type TrainSample } from './loader.js';
+import { multiboxLoss } from './loss.js';
+import { matchBatch } from './match.js';
+import { learningRate, SCHEDULE_DEFAULTS, validateSchedule, type ScheduleOptions } from './schedule.js';
+import { createTorchModel } from './torch-model.js';
+import { loadTorch, type Torch } from './torch.js';
+
+/** Everything that defines a run. Stored in every checkpoint; `--resume` continues with it. */
+export interface TrainConfig {
+  /** WIDER annotation file (wider_face_train_bbx_gt.txt layout). */
+  annotations: string;
+  /** Folder the annotation's image paths are relative to (WIDER_train/images). */
+  images: string;
+  /** Use only the first N annotated images with faces (0: all). */
+  limitImages: number;
+  /** One of the 18 variants, e.g. extd-fpn-32-prelu. */
+  variant: string;
+  /** Square training input side. */
+  size: number;
+  batch: number;
+  /** Base learning rate, schedule and warm-up (see schedule.ts). */
+  lr: number;
+  policy: ScheduleOptions['policy'];
+  steps: number[];
+  gamma: number;
+  iterations: number;
+  warmup: number;
+  warmupFactor: number;
+  minLr: number;
+  momentum: number;
+  weightDecay: number;
+  /** Hard negatives per positive. */
+  negPosRatio: number;
+  /** BatchNorm running-statistics momentum. */
+  bnMomentum: number;
+  init: InitOptions;
+  /** Seed of the data stream and the initial weights. */
+  seed: number;
+  /** Save a checkpoint every N iterations (and at the end or on interrupt). */
+  checkpointEvery: number;
+  /** Keep the newest N checkpoints plus every multiple of keepEvery (0: keep all). */
+  keepLast: number;
+  keepEvery: number;
+}
+
+/**
+ * The paper's recipe and the released code's settings: SGD lr 1e-3, momentum
+ * 0.9, weight decay 5e-4, batch 16, 240k iterations with lr x0.1 at 120k and
+ * 180k, 640x640 inputs, 3 negatives per positive, EXTD-32 FPN PReLU.
+ */
+export const TRAIN_DEFAULTS: Readonly<TrainConfig> = Object.freeze({
+  annotations: '',
+  images: '',
+  limitImages: 0,
+  variant: 'extd-fpn-32-prelu',
+  size: 640,
+  batch: 16,
+  lr: SCHEDULE_DEFAULTS.lr,
+  policy: SCHEDULE_DEFAULTS.policy,
+  steps: [...SCHEDULE_DEFAULTS.steps],
+  gamma: SCHEDULE_DEFAULTS.gamma,
+  iterations: SCHEDULE_DEFAULTS.iterations,
+  warmup: SCHEDULE_DEFAULTS.warmup,
+  warmupFactor: SCHEDULE_DEFAULTS.warmupFactor,
+  minLr: SCHEDULE_DEFAULTS.minLr,
+  momentum: 0.9,
+  weightDecay: 5e-4,
+  negPosRatio: 3,
+  bnMomentum: 0.1,
+  init: INIT_DEFAULTS,
+  seed: 0,
+  checkpointEvery: 1000,
+  keepLast: 0,
+  keepEvery: 0,
+});
+
+/** How this process runs (not part of the run's identity; may differ between sessions). */
+export interface RunOptions {
+  /** Output folder: checkpoints, log.jsonl, config.json. */
+  out: string;
+  /** Continue from out/latest.json; config fields in `overrides` replace the stored ones. */
+  resume: boolean;
+  /** libtorch threads. */
+  threads: number;
+  /** Loader worker threads (0: prepare batches on the main thread). */
+  workers: number;
+  /** Stop after this many iterations in this process (tests; 0: until config.iterations). */
+  stopAfter: number;
+  /** Progress line; null to stay silent. */
+  progress: NodeJS.WriteStream | null;
+  /** Samples to train on instead of reading config.annotations (tests). */
+  samples?: readonly TrainSample[];
+  /** Called after each iteration with its log record. */
+  onIteration?: (record: LogRecord) => void;
+}
+
+export const RUN_DEFAULTS: Readonly<Omit<RunOptions, 'out'>> = Object.freeze({
+  resume: false,
+  threads: 2,
+  workers: 1,
+  stopAfter: 0,
+  progress: process.stderr,
+});
+
+/** One line of log.jsonl. */
+export interface LogRecord {
+  /** Completed iterations after this step. */
+  iter: number;
+  loss_l: number;
+  loss_c: number;
+  /** lr used by this step. */
+  lr: number;
+  positives: number;
+  /** Training throughput of this step (images / wall second, loader wait included). */
+  img_s: number;
+  /** Wall-clock ISO time. */
+  time: string;
+}
+
+export interface TrainResult {
+  /** Completed iterations. */
+  iteration: number;
+  /** The last checkpoint written (model file). */
+  checkpoint: string | null;
+  /** Why the loop ended. */
+  reason: 'done' | 'stopAfter' | 'interrupted';
+}
+
+export const LOG_FILE = 'log.jsonl';
+
+function scheduleOf(c: TrainConfig): ScheduleOptions {
+  return {
+    lr: c.lr, policy: c.policy, steps: c.steps, gamma: c.gamma, iterations: c.iterations,
+    warmup: c.warmup, warmupFactor: c.warmupFactor, minLr: c.minLr,
+  };
+}
+
+function validateConfig(c: TrainConfig): void {
+  parseVariant(c.variant);
+  validateSchedule(scheduleOf(c));
+  const posInt = (v: number, what: string) => {
+    if (!Number.isInteger(v) || v < 1) throw new ExtdError(`${what} ${v}: expected a positive integer`);
+  };
+  posInt(c.size, 'size');
+  if (c.size % 4 !== 0) throw new ExtdError(`size ${c.size}: expected a multiple of 4 (the finest prior stride)`);
+  posInt(c.batch, 'batch');
+  posInt(c.checkpointEvery, 'checkpoint interval');
+  if (!(c.momentum >= 0 && c.momentum < 1)) throw new ExtdError(`momentum ${c.momentum}: expected a number in [0, 1)`);
+  if (!(c.weightDecay >= 0)) throw new ExtdError(`weight decay ${c.weightDecay}: expected a non-negative number`);
+  if (!Number.isSafeInteger(c.seed)) throw new ExtdError(`seed ${c.seed}: expected an integer`);
+}
+
+/** Keep only log records of iterations <= `iteration` (a resumed run rewrites what came after its checkpoint). */
+function truncateLog(path: string, iteration: number): void {
+  if (!existsSync(path)) return;
+  const kept = readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((line) => {
+      if (!line.trim()) return false;
+      try {
+        return (JSON.parse(line) as LogRecord).iter <= iteration;
+      } catch {
+        return false; // a line cut by a crash
+      }
+    });
+  writeFileAtomic(path, kept.map((l) => l + '\n').join(''));
+}
+
+/**
+ * Train (or continue training) as configured. Resolves when config.iterations
+ * are complete, after `stopAfter` iterations, or after SIGINT/SIGTERM (the
+ * current iteration finishes and a checkpoint is written first).
+ */
+export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOptions> & { out: string }): Promise<TrainResult> {
+  const run: RunOptions = { ...RUN_DEFAULTS, ...runIn };
+  const torch: Torch = loadTorch();
+  mkdirSync(run.out, { recursive: true });
+
+  const resumed = run.resume ? await loadCheckpoint<TrainConfig>(run.out) : null;
+  // A resumed run continues with its stored config; fields given explicitly (configIn) win.
+  const config: TrainConfig = { ...TRAIN_DEFAULTS, ...resumed?.state.config, ...configIn };
+  if (resumed && configIn.variant && variantName(parseVariant(configIn.variant)) !== variantName(parseVariant(resumed.state.config.variant))) {
+    throw new ExtdError(`${run.out}: the checkpoint is ${resumed.state.config.variant}, not ${configIn.variant}`);
+  }
+  const variant = parseVariant(config.variant);
+  config.variant = variantName(variant);
+  validateConfig(config);
+  const graph = buildGraph(variant);
+
+  torch.setNumThreads(run.threads);
+  const model = createTorchModel(torch, graph, resumed ? resumed.model : initialWeights(graph, config.seed, config.init), {
+    bnMomentum: config.bnMomentum,
+  });
+  const sgd = torch.sgd(model.parameters(), { lr: config.lr, momentum: config.momentum, weightDecay: config.weightDecay });
+  let iteration = 0;
+  if (resumed) {
+    iteration = resumed.state.iteration;
+    const bufs = model.parameterNames().map((name) => {
+      const m = resumed.momentum.get(name);
+      return m ? torch.fromTensor(m) : null;
+    });
+    sgd.setMomentumBuffers(bufs);
+    for (const b of bufs) b?.dispose();
+  }
+
+  const samples = run.samples ?? readWiderTrainingSet(config.annotations, config.images);
+  const used = config.limitImages > 0 ? samples.slice(0, config.limitImages) : samples;
+  const loaderPosition = resumed ? resumed.state.loaderPosition : 0;
+  const loader = new TrainLoader(used, {
+    batchSize: config.batch,
+    size: config.size,
+    seed: config.seed,
+    workers: run.workers,
+    startBatch: loaderPosition,
+  });
+  writeFileAtomic(join(run.out, 'config.json'), JSON.stringify(config, null, 1) + '\n');
+  const logPath = join(run.out, LOG_FILE);
+  truncateLog(logPath, iteration);
+
+  const priors = makePriors(config.size, config.size);
+  const schedule = scheduleOf(config);
+  let lastCheckpoint: string | null = null;
+  const save = () => {
+    const momentum = sgd.getMomentumBuffers().map((b) => {
+      if (!b) return null;
+      const t: Float32Tensor = { dtype: 'float32', shape: b.shape, data: b.toFloat32Array() };
+      b.dispose();
+      return t;
+    });
+    const saved = saveCheckpoint<TrainConfig>(run.out, graph, model.stateDict(), momentum, {
+      iteration,
+      loaderPosition: loader.position,
+      config,
+    });
+    lastCheckpoint = saved.modelPath;
+    if (config.keepLast > 0) pruneCheckpoints(run.out, config.keepLast, config.keepEvery);
+  };
+
+  let interrupted = false;
+  const onSignal = () => {
+    if (interrupted) process.exit(130); // second Ctrl-C: give up at once
+    interrupted = true;
+    run.progress?.write('\nextd train: stopping after this iteration and saving a checkpoint (Ctrl-C again to quit now)\n');
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const progress = run.progress ? new Progress({ label: 'train', total: config.iterations, unit: 'it', stream: run.progress }) : null;
+  progress?.skip(iteration);
+  const startedAt = iteration;
+  let reason: TrainResult['reason'] = 'done';
+  try {
+    while (iteration < config.iterations) {
+      if (interrupted) {
+        reason = 'interrupted';
+        break;
+      }
+      if (run.stopAfter > 0 && iteration - startedAt >= run.stopAfter) {
+        reason = 'stopAfter';
+        break;
+      }
+      const t0 = performance.now();
+      const batch = await loader.next();
+      const targets = matchBatch(batch.boxes, priors);
+      const lr = learningRate(iteration, schedule);
+      sgd.lr = lr;
+      const B = batch.boxes.length;
+      const { lossL, lossC, positives } = torch.tidy(() => {
+        const x = torch.fromFloat32Array(batch.input, [B, 3, config.size, config.size]);
+        const out = model.forward(x, { training: true });
+        const l = multiboxLoss(torch, out.loc, out.conf, targets.confT, targets.locT, { negPosRatio: config.negPosRatio });
+        const values = { lossL: l.lossL.item(), lossC: l.lossC.item(), positives: l.numPositives };
+        if (!Number.isFinite(values.lossL) || !Number.isFinite(values.lossC)) {
+          throw new ExtdError(
+            `training diverged at iteration ${iteration + 1}: loss_l ${values.lossL}, loss_c ${values.lossC} (lr ${lr}); lower --lr or add --warmup`,
+          );
+        }
+        if (l.numPositives > 0) torch.add(l.lossL, l.lossC).backward();
+        sgd.step();
+        sgd.zeroGrad();
+        return values;
+      });
+      iteration++;
+      const seconds = (performance.now() - t0) / 1000;
+      const record: LogRecord = {
+        iter: iteration, loss_l: lossL, loss_c: lossC, lr, positives,
+        img_s: B / seconds, time: new Date().toISOString(),
+      };
+      appendFileSync(logPath, JSON.stringify(record) + '\n');
+      run.onIteration?.(record);
+      progress?.tick(1, `${record.img_s.toFixed(2)} img/s loss_l ${lossL.toFixed(3)} loss_c ${lossC.toFixed(3)} lr ${lr.toExponential(2)}`);
+      if (iteration % config.checkpointEvery === 0) save();
+    }
+    // Always end on a checkpoint, unless this process did nothing on top of the one it resumed.
+    const savedNow = lastCheckpoint !== null && iteration % config.checkpointEvery === 0;
+    if (!savedNow && (iteration > startedAt || !resumed)) save();
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await loader.close();
+    model.dispose();
+  }
+  return { iteration, checkpoint: lastCheckpoint, reason };
+}

@@ -1,0 +1,141 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { loadCheckpoint, readLatest } from '../src/train/checkpoint.js';
+import type { TrainSample } from '../src/train/loader.js';
+import { torchUnavailableReason } from '../src/train/torch.js';
+import { train, type TrainConfig } from '../src/train/trainer.js';
+import { readWeightsFile } from '../src/weights/files-node.js';
+import { modelFromTensors } from '../src/weights/checkpoint.js';
+import { Rng } from '../src/utils/rng.js';
+
+const skip = torchUnavailableReason() ?? false;
+const root = mkdtempSync(join(tmpdir(), 'extd-train-loop-'));
+process.on('exit', () => rmSync(root, { recursive: true, force: true }));
+
+/** Four small noisy images with bright "faces" at known boxes, written as PNG, plus a WIDER annotation file. */
+async function syntheticDataset(): Promise<{ samples: TrainSample[]; annotations: string; images: string }> {
+  const images = join(root, 'images');
+  mkdirSync(join(images, '0--Test'), { recursive: true });
+  const rng = Rng.fromSeed(1);
+  const samples: TrainSample[] = [];
+  const lines: string[] = [];
+  for (let k = 0; k < 4; k++) {
+    const W = 96, H = 80;
+    const px = new Uint8Array(W * H * 3).map(() => 60 + rng.int(60));
+    const faces = [[8 + 4 * k, 10, 30, 34], [52, 30 + 3 * k, 24, 26]];
+    for (const [x, y, w, h] of faces) {
+      for (let j = y!; j < y! + h!; j++) for (let i = x!; i < x! + w!; i++) px.set([230, 190, 160], 3 * (j * W + i));
+    }
+    const rel = `0--Test/img_${k}.png`;
+    await sharp(px, { raw: { width: W, height: H, channels: 3 } }).png().toFile(join(images, rel));
+    samples.push({ path: join(images, rel), boxes: Float32Array.from(faces.flatMap(([x, y, w, h]) => [x!, y!, x! + w!, y! + h!])) });
+    lines.push(rel, String(faces.length), ...faces.map((f) => `${f.join(' ')} 0 0 0 0 0 0`));
+  }
+  const annotations = join(root, 'gt.txt');
+  writeFileSync(annotations, lines.join('\n') + '\n');
+  return { samples, annotations, images };
+}
+
+const data = skip ? undefined : await syntheticDataset();
+const tiny: Partial<TrainConfig> = { size: 64, batch: 2, lr: 0.01, iterations: 6, checkpointEvery: 2, seed: 5 };
+const quiet = { threads: 1, workers: 0, progress: null };
+
+test('resume continues exactly: 6 iterations straight == 3 + resume + 3', { skip }, async () => {
+  const a = join(root, 'straight');
+  const b = join(root, 'resumed');
+  const logA: number[] = [];
+  const logB: number[] = [];
+  const r1 = await train(tiny, { out: a, samples: data!.samples, ...quiet, onIteration: (r) => logA.push(r.loss_c) });
+  assert.equal(r1.iteration, 6);
+  assert.equal(r1.reason, 'done');
+  const r2 = await train({ ...tiny, checkpointEvery: 3 }, { out: b, samples: data!.samples, ...quiet, stopAfter: 3, onIteration: (r) => logB.push(r.loss_c) });
+  assert.equal(r2.iteration, 3);
+  assert.equal(r2.reason, 'stopAfter');
+  // The resumed process gets only --resume: config, schedule and loader position come from the checkpoint.
+  const r3 = await train({}, { out: b, samples: data!.samples, ...quiet, resume: true, onIteration: (r) => logB.push(r.loss_c) });
+  assert.equal(r3.iteration, 6);
+
+  assert.equal(logB.length, 6);
+  for (let i = 0; i < 6; i++) assert.ok(Math.abs(logA[i]! - logB[i]!) <= 1e-5 * Math.abs(logA[i]!), `iteration ${i + 1}: loss_c ${logA[i]} vs ${logB[i]}`);
+  const wa = (await readWeightsFile(join(a, 'ckpt-6.safetensors'))).tensors;
+  const wb = (await readWeightsFile(join(b, 'ckpt-6.safetensors'))).tensors;
+  let maxDiff = 0;
+  for (const [name, t] of wa) {
+    if (t.dtype !== 'float32') continue;
+    const u = wb.get(name)!.data as Float32Array;
+    (t.data as Float32Array).forEach((v, i) => (maxDiff = Math.max(maxDiff, Math.abs(v - u[i]!))));
+  }
+  assert.ok(maxDiff < 1e-5, `weights differ by ${maxDiff}`);
+  // Momentum buffers too (they decide the next step).
+  const ma = (await loadCheckpoint(a))!.momentum;
+  const mb = (await loadCheckpoint(b))!.momentum;
+  assert.equal(ma.size, mb.size);
+  assert.ok(ma.size > 0);
+  // The log of the resumed run has each iteration once.
+  const iters = readFileSync(join(b, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).iter);
+  assert.deepEqual(iters, [1, 2, 3, 4, 5, 6]);
+  // The model file is a plain state dict our loaders accept, with num_batches_tracked for PyTorch.
+  assert.ok(wa.has('base.0.1.num_batches_tracked'));
+  const loaded = modelFromTensors(wa, {}, 'ckpt-6');
+  assert.equal(loaded.variant.width, 32);
+});
+
+test('checkpoints are atomic: a failed save leaves latest.json on the previous complete pair, and resume works', { skip }, async () => {
+  const out = join(root, 'atomic');
+  await train({ ...tiny, iterations: 2, checkpointEvery: 2 }, { out, samples: data!.samples, ...quiet });
+  assert.equal(readLatest(out)!.iteration, 2);
+  // Make the next state file impossible to write (a directory where it must go): the save after iteration 4 fails.
+  mkdirSync(join(out, 'ckpt-4.state.safetensors'));
+  await assert.rejects(train({ iterations: 4 }, { out, samples: data!.samples, ...quiet, resume: true }));
+  const latest = readLatest(out)!;
+  assert.equal(latest.iteration, 2, 'latest.json must not point at the half-saved checkpoint');
+  const ck = await loadCheckpoint(out);
+  assert.equal(ck!.state.iteration, 2);
+  // No temp file left behind, no truncated file under a real name.
+  assert.deepEqual(readdirSync(out).filter((f) => f.startsWith('.tmp-')), []);
+  rmSync(join(out, 'ckpt-4.state.safetensors'), { recursive: true });
+  const r = await train({ iterations: 4 }, { out, samples: data!.samples, ...quiet, resume: true });
+  assert.equal(r.iteration, 4);
+  assert.equal(readLatest(out)!.iteration, 4);
+});
+
+function cli(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'cli-entry.ts'), ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test('extd train without the addon: one line saying how to install libtorch, exit 1', () => {
+  const r = cli(['train', '--annotations', 'x.txt', '--images', '.', '--out', join(root, 'none')], { EXTD_TORCH_ADDON: join(root, 'missing.node') });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /apt-get install libtorch-dev/);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+});
+
+test('extd train CLI: a short run writes log, checkpoints and latest.json; a bad annotation line names file:line', { skip }, () => {
+  const out = join(root, 'cli');
+  const r = cli(['train', '--annotations', data!.annotations, '--images', data!.images, '--out', out, '--size', '64', '--batch', '2', '--iterations', '2', '--checkpoint-every', '1', '--threads', '1', '--workers', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(existsSync(join(out, 'ckpt-1.safetensors')) && existsSync(join(out, 'ckpt-2.state.safetensors')));
+  assert.equal(readLatest(out)!.iteration, 2);
+  assert.equal(readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').length, 2);
+  assert.match(r.stderr, /train 2\/2/);
+
+  const bad = join(root, 'bad.txt');
+  writeFileSync(bad, '0--Test/img_0.png\n1\n10 10 abc 20 0 0 0 0 0 0\n');
+  const e = cli(['train', '--annotations', bad, '--images', data!.images, '--out', join(root, 'bad')]);
+  assert.equal(e.code, 1);
+  assert.match(e.stderr, /bad\.txt:3/);
+  assert.equal(e.stderr.trim().split('\n').length, 1, e.stderr);
+
+  const f = cli(['train', '--annotations', bad, '--images', data!.images, '--out', join(root, 'bad'), '--lr', '0']);
+  assert.equal(f.code, 1);
+  assert.match(f.stderr, /--lr 0: expected a positive number/);
+});
