@@ -67,6 +67,15 @@ function webgpuAvailable(): boolean {
   return typeof navigator !== 'undefined' && 'gpu' in navigator && !!(navigator as { gpu?: unknown }).gpu;
 }
 
+async function hasWebgpuAdapter(): Promise<boolean> {
+  try {
+    const gpu = (navigator as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+    return !!gpu && (await gpu.requestAdapter()) !== null;
+  } catch {
+    return false;
+  }
+}
+
 /** The providers that will actually be tried, in order, with 'wasm' always last. */
 export function resolveExecutionProviders(requested: readonly string[], hasWebgpu = webgpuAvailable()): WebExecutionProvider[] {
   const out: WebExecutionProvider[] = [];
@@ -84,7 +93,9 @@ async function loadOrt(wantWebgpu: boolean, threads: number, options: OrtWebOpti
     // The first build loaded stays: a second copy of onnxruntime would double the memory and fight over the wasm env.
     return loaded;
   }
-  const build = wantWebgpu ? 'webgpu' : 'wasm';
+  // navigator.gpu can exist without a usable adapter (headless, blocklisted GPUs): ask before
+  // downloading the larger WebGPU build for nothing.
+  const build = wantWebgpu && (await hasWebgpuAdapter()) ? 'webgpu' : 'wasm';
   const ort: Ort = build === 'webgpu' ? await import('onnxruntime-web/webgpu') : await import('onnxruntime-web/wasm');
   // SharedArrayBuffer (needed by wasm threads) exists only on cross-origin isolated pages.
   const effectiveThreads = pageIsIsolated() ? threads : 1;
