@@ -10,9 +10,8 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { iouXyxy } from '../src/postprocess/boxes.js';
 import { noChromium, startHarness, type Harness } from '../scripts/browser-harness.js';
-import { GOLDEN_TAGS, readGolden } from './golden.js';
+import { GOLDEN_TAGS, assertMatchesGolden, readGolden } from './golden.js';
 import { noShared } from './shared.js';
 
 const skip = noChromium() || noShared('reference', 'golden') || noShared('reference', 'weights', 'extd-fpn-64-prelu.safetensors');
@@ -27,26 +26,8 @@ after(async () => {
   rmSync(OUT_DIR, { recursive: true, force: true });
 });
 
-/** The Node parity test's criteria: same count above 0.5; every golden detection matched (IoU >= 0.99, |score diff| <= 1e-3). */
 function compareWithGolden(tag: string, ours: { boxesXyxy: number[]; scores: number[] }, label: string): void {
-  const g = readGolden(`${tag}.extd64.safetensors`).tensors.get('detections')!;
-  const gd = g.data as Float32Array;
-  const n = g.shape[0]!;
-  const goldBoxes = new Float32Array(n * 4);
-  let goldOver = 0;
-  for (let i = 0; i < n; i++) {
-    goldBoxes.set(gd.subarray(i * 5 + 1, i * 5 + 5), i * 4);
-    if (gd[i * 5]! > 0.5) goldOver++;
-  }
-  const oursBoxes = Float32Array.from(ours.boxesXyxy);
-  assert.equal(ours.scores.filter((s) => s > 0.5).length, goldOver, `${label} ${tag}: detections above 0.5`);
-  for (let i = 0; i < n; i++) {
-    let matched = false;
-    for (let j = 0; j < ours.scores.length && !matched; j++) {
-      matched = iouXyxy(goldBoxes, i, oursBoxes, j) >= 0.99 && Math.abs(ours.scores[j]! - gd[i * 5]!) <= 1e-3;
-    }
-    assert.ok(matched, `${label} ${tag}: golden detection ${i} (score ${gd[i * 5]}) has no match among ${ours.scores.length}`);
-  }
+  assertMatchesGolden(tag, 64, { boxes: ours.boxesXyxy, scores: ours.scores }, label);
 }
 
 test('demo page in Chromium reproduces the golden EXTD-64 detections', { skip, timeout: 110_000 }, async (t) => {

@@ -1,4 +1,6 @@
+import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { iouXyxy } from '../src/postprocess/boxes.js';
 import { readSafetensors } from '../src/weights/safetensors.js';
 import { readPth } from '../src/weights/pth.js';
 import { modelFromTensors, type LoadedModel } from '../src/weights/checkpoint.js';
@@ -27,4 +29,41 @@ export function goldenPixels(tag: string): RgbImage {
 export function releasedModel(width: 32 | 48 | 64): LoadedModel {
   const path = sharedPath('reference', 'weights', `EXTD_${width}.pth`);
   return modelFromTensors(readPth(new Uint8Array(readFileSync(path)), path), {}, path);
+}
+
+/**
+ * The golden README's end-to-end criteria: the same number of detections
+ * above 0.5, and every golden detection above 0.05 matched by one of ours with
+ * IoU >= 0.99 and |score difference| <= 1e-3. `boxes` is N x 4 xyxy pixels.
+ */
+export function assertMatchesGolden(
+  tag: string,
+  width: 32 | 48 | 64,
+  ours: { boxes: ArrayLike<number>; scores: ArrayLike<number> },
+  label = '',
+): void {
+  const g = readGolden(`${tag}.extd${width}.safetensors`).tensors.get('detections')!;
+  const gd = g.data as Float32Array;
+  const n = g.shape[0]!;
+  const goldBoxes = new Float32Array(n * 4);
+  let goldOver = 0;
+  for (let i = 0; i < n; i++) {
+    goldBoxes.set(gd.subarray(i * 5 + 1, i * 5 + 5), i * 4);
+    if (gd[i * 5]! > 0.5) goldOver++;
+  }
+  const scores = Array.from(ours.scores);
+  const where = `${label ? label + ' ' : ''}${tag} (EXTD-${width})`;
+  assert.equal(scores.filter((s) => s > 0.5).length, goldOver, `${where}: detections above 0.5`);
+  for (let i = 0; i < n; i++) {
+    let matched = false;
+    for (let j = 0; j < scores.length && !matched; j++) {
+      matched = iouXyxy(goldBoxes, i, ours.boxes, j) >= 0.99 && Math.abs(scores[j]! - gd[i * 5]!) <= 1e-3;
+    }
+    assert.ok(matched, `${where}: golden detection ${i} (score ${gd[i * 5]}) has no match among ${scores.length}`);
+  }
+}
+
+/** Number of golden detections (all kept, score > 0.05). */
+export function goldenCount(tag: string, width: 32 | 48 | 64): number {
+  return readGolden(`${tag}.extd${width}.safetensors`).tensors.get('detections')!.shape[0]!;
 }
