@@ -22,6 +22,7 @@ import { ExtdError } from '../utils/errors.js';
 import { Progress } from '../utils/progress.js';
 import type { Float32Tensor } from '../utils/tensor.js';
 import { loadCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
+import type { AugmentOptions } from './augment.js';
 import { initialWeights, INIT_DEFAULTS, type InitOptions } from './init.js';
 import { TrainLoader, readWiderTrainingSet, type TrainSample } from './loader.js';
 import { multiboxLoss } from './loss.js';
@@ -59,6 +60,8 @@ export interface TrainConfig {
   /** BatchNorm running-statistics momentum. */
   bnMomentum: number;
   init: InitOptions;
+  /** Augmentation overrides (defaults: the S3FD pipeline of augment.ts; size comes from `size`). */
+  augment: Partial<AugmentOptions>;
   /** Seed of the data stream and the initial weights. */
   seed: number;
   /** Save a checkpoint every N iterations (and at the end or on interrupt). */
@@ -93,6 +96,7 @@ export const TRAIN_DEFAULTS: Readonly<TrainConfig> = Object.freeze({
   negPosRatio: 3,
   bnMomentum: 0.1,
   init: INIT_DEFAULTS,
+  augment: {},
   seed: 0,
   checkpointEvery: 1000,
   keepLast: 0,
@@ -237,6 +241,7 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
     seed: config.seed,
     workers: run.workers,
     startBatch: loaderPosition,
+    augment: config.augment,
   });
   writeFileAtomic(join(run.out, 'config.json'), JSON.stringify(config, null, 1) + '\n');
   const logPath = join(run.out, LOG_FILE);
