@@ -1,0 +1,72 @@
+/**
+ * Training throughput (`npm run bench:train`): images per second of a full
+ * training step (forward in training mode, matching, multibox loss with
+ * mining, backward, SGD) for EXTD-32 and EXTD-64 at 320x320 and 640x640 on
+ * 2 libtorch threads. Synthetic inputs (noise with two boxes per image), so
+ * the loader and JPEG decoding are not measured: the loader runs in worker
+ * threads beside the engine (see bench/loader.ts).
+ *
+ *   node --import tsx bench/train.ts [--threads 2] [--steps 3] [--batch 4] [--sizes 320,640] [--variants 32,64]
+ *
+ * For scale (issue 4): plain PyTorch 1.13 here, batch 4 at 320x320: about
+ * 2.0 s per step for EXTD-32 and 3.6 s for EXTD-64 (2.0 and 1.1 img/s).
+ * Prints the median step time over --steps after one warm-up step, and the
+ * process's peak resident memory.
+ */
+import { parseArgs } from 'node:util';
+import { makePriors } from '../src/anchors/priors.js';
+import { buildGraph } from '../src/model/graph.js';
+import { parseVariant, variantName } from '../src/model/variant.js';
+import { initialWeights } from '../src/train/init.js';
+import { multiboxLoss } from '../src/train/loss.js';
+import { matchBatch } from '../src/train/match.js';
+import { createTorchModel } from '../src/train/torch-model.js';
+import { loadTorch } from '../src/train/torch.js';
+import { Rng } from '../src/utils/rng.js';
+
+const { values } = parseArgs({
+  options: {
+    threads: { type: 'string', default: '2' },
+    steps: { type: 'string', default: '3' },
+    batch: { type: 'string', default: '4' },
+    sizes: { type: 'string', default: '320,640' },
+    variants: { type: 'string', default: '32,64' },
+  },
+});
+const torch = loadTorch();
+torch.setNumThreads(Number(values.threads));
+const steps = Number(values.steps);
+const B = Number(values.batch);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+console.log(`libtorch ${torch.version().torch}, ${torch.getNumThreads()} threads, batch ${B}, median of ${steps} steps after 1 warm-up`);
+for (const width of values.variants!.split(',')) {
+  for (const S of values.sizes!.split(',').map(Number)) {
+    const graph = buildGraph(parseVariant(`extd-fpn-${width}-prelu`));
+    const model = createTorchModel(torch, graph, initialWeights(graph, 0));
+    const sgd = torch.sgd(model.parameters());
+    const rng = Rng.fromSeed(1);
+    const input = Float32Array.from({ length: B * 3 * S * S }, () => rng.uniform(-100, 130));
+    const boxes = Array.from({ length: B }, () => Float32Array.of(0.1, 0.15, 0.2, 0.3, 0.5, 0.4, 0.7, 0.75));
+    const priors = makePriors(S, S);
+    const times: number[] = [];
+    for (let i = 0; i <= steps; i++) {
+      const t0 = performance.now();
+      const t = matchBatch(boxes, priors);
+      torch.tidy(() => {
+        const out = model.forward(torch.fromFloat32Array(input, [B, 3, S, S]), { training: true });
+        const l = multiboxLoss(torch, out.loc, out.conf, t.confT, t.locT);
+        torch.add(l.lossL, l.lossC).backward();
+        sgd.step();
+        sgd.zeroGrad();
+      });
+      if (i > 0) times.push((performance.now() - t0) / 1000);
+    }
+    model.dispose();
+    const s = median(times);
+    console.log(
+      `${variantName(graph.variant).padEnd(18)} ${S}x${S}  ${s.toFixed(2)} s/step  ${(B / s).toFixed(2)} img/s  ` +
+        `(steps ${times.map((x) => x.toFixed(2)).join(', ')})  peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB`,
+    );
+  }
+}
