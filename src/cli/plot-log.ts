@@ -142,9 +142,11 @@ function axes(g: Ctx, x0: number, x1: number, top: number, bottom: number, xMin:
     g.stroke();
     g.fillText(fmt(yMin + (k / 4) * (yMax - yMin)), 4, y + 4);
   }
-  for (let k = 0; k <= 5; k++) {
-    const x = x0 + (k / 5) * (x1 - x0);
-    g.fillText(String(Math.round(xMin + (k / 5) * (xMax - xMin))), x - 10, bottom + 14);
+  // Fewer ticks than iterations on short logs, so no label repeats.
+  const ticks = Math.max(1, Math.min(5, Math.round(xMax - xMin)));
+  for (let k = 0; k <= ticks; k++) {
+    const x = x0 + (k / ticks) * (x1 - x0);
+    g.fillText(String(Math.round(xMin + (k / ticks) * (xMax - xMin))), x - 10, bottom + 14);
   }
   g.strokeStyle = '#000';
   g.strokeRect(x0, top, x1 - x0, bottom - top);
