@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { buildGraph } from '../src/model/graph.js';
 import { parseVariant } from '../src/model/variant.js';
 import { inferVariant, modelFromTensors } from '../src/weights/checkpoint.js';
-import { ExtdError } from '../src/utils/errors.js';
+import { isExtdError } from './expect-error.js';
 import { numel, type Tensor } from '../src/utils/tensor.js';
 
 function randomState(name: string): Map<string, Tensor> {
@@ -12,14 +12,13 @@ function randomState(name: string): Map<string, Tensor> {
   return m;
 }
 
-const isErr = (re: RegExp) => (e: unknown) => e instanceof ExtdError && re.test(e.message) && !e.message.includes('\n');
 
 test('variants are inferred from tensors and metadata', () => {
   assert.deepEqual(inferVariant(randomState('extd-ssd-48-prelu'), {}, 'x'), parseVariant('extd-ssd-48-prelu'));
   assert.deepEqual(inferVariant(randomState('extd-fpn-32-prelu'), {}, 'x'), parseVariant('extd-fpn-32-prelu'));
   assert.deepEqual(inferVariant(randomState('extd-fpn-64-relu'), { variant: 'extd-fpn-64-relu' }, 'x'), parseVariant('extd-fpn-64-relu'));
-  assert.throws(() => inferVariant(randomState('extd-fpn-64-relu'), {}, 'm.pth'), isErr(/m\.pth: .*--variant extd-fpn-64-relu/));
-  assert.throws(() => inferVariant(new Map(), {}, 'empty.pth'), isErr(/empty\.pth: not an EXTD checkpoint/));
+  assert.throws(() => inferVariant(randomState('extd-fpn-64-relu'), {}, 'm.pth'), isExtdError(/m\.pth: .*--variant extd-fpn-64-relu/));
+  assert.throws(() => inferVariant(new Map(), {}, 'empty.pth'), isExtdError(/empty\.pth: not an EXTD checkpoint/));
 });
 
 test('every tensor is checked by name and shape', () => {
@@ -28,17 +27,17 @@ test('every tensor is checked by name and shape', () => {
 
   const missing = randomState('extd-fpn-48-leaky');
   missing.delete('upfeat.3.1.weight');
-  assert.throws(() => modelFromTensors(missing, {}, 'm.pth', 'extd-fpn-48-leaky'), isErr(/m\.pth: missing tensor 'upfeat\.3\.1\.weight'/));
+  assert.throws(() => modelFromTensors(missing, {}, 'm.pth', 'extd-fpn-48-leaky'), isExtdError(/m\.pth: missing tensor 'upfeat\.3\.1\.weight'/));
 
   const wrong = randomState('extd-fpn-48-leaky');
   wrong.set('conf.0.weight', { dtype: 'float32', shape: [2, 48, 3, 3], data: new Float32Array(864) });
-  assert.throws(() => modelFromTensors(wrong, {}, 'm.pth', 'extd-fpn-48-leaky'), isErr(/'conf\.0\.weight' has shape \[2, 48, 3, 3\], .* needs \[4, 48, 3, 3\]/));
+  assert.throws(() => modelFromTensors(wrong, {}, 'm.pth', 'extd-fpn-48-leaky'), isExtdError(/'conf\.0\.weight' has shape \[2, 48, 3, 3\], .* needs \[4, 48, 3, 3\]/));
 
   const extra = randomState('extd-fpn-48-leaky');
   extra.set('fc.weight', { dtype: 'float32', shape: [1], data: new Float32Array(1) });
   extra.set('base.0.1.num_batches_tracked', { dtype: 'int64', shape: [], data: new BigInt64Array(1) });
-  assert.throws(() => modelFromTensors(extra, {}, 'm.pth', 'extd-fpn-48-leaky'), isErr(/unexpected tensor 'fc\.weight'/));
+  assert.throws(() => modelFromTensors(extra, {}, 'm.pth', 'extd-fpn-48-leaky'), isExtdError(/unexpected tensor 'fc\.weight'/));
 
   // A width-64 file loaded as width 32: the first mismatch is named.
-  assert.throws(() => modelFromTensors(randomState('64'), {}, 'm.pth', '32'), isErr(/m\.pth: /));
+  assert.throws(() => modelFromTensors(randomState('64'), {}, 'm.pth', '32'), isExtdError(/m\.pth: /));
 });

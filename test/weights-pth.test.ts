@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { ExtdError } from '../src/utils/errors.js';
 import type { Tensor } from '../src/utils/tensor.js';
 import { readPth } from '../src/weights/pth.js';
 import { PyDict, globalName, unpickle } from '../src/weights/pickle.js';
@@ -11,15 +10,8 @@ import {
   type FakeTensor, type ZipOptions,
 } from './weights-fixtures.js';
 import { noShared, sharedPath } from './shared.js';
+import { throwsExtd } from './expect-error.js';
 
-function throwsExtd(fn: () => unknown, re: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof ExtdError, `expected ExtdError, got ${String(e)}`);
-    assert.match(e.message, re);
-    assert.ok(!e.message.includes('\n'), 'error message must be one line');
-    return true;
-  });
-}
 
 function values(t: Tensor | undefined): number[] {
   assert.ok(t, 'tensor missing');

@@ -9,6 +9,7 @@ import { readSafetensors, writeSafetensors } from '../src/weights/safetensors.js
 import { detectWeightsFormat } from '../src/weights/format.js';
 import { readWeightsFile, writeSafetensorsFile } from '../src/weights/files-node.js';
 import { noShared, sharedPath } from './shared.js';
+import { throwsExtd } from './expect-error.js';
 
 const enc = new TextEncoder();
 
@@ -36,14 +37,6 @@ function assertSameTensors(a: Map<string, Tensor>, b: Map<string, Tensor>): void
   }
 }
 
-function throwsExtd(fn: () => unknown, re: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof ExtdError, `expected ExtdError, got ${String(e)}`);
-    assert.match(e.message, re);
-    assert.ok(!e.message.includes('\n'), 'error message must be one line');
-    return true;
-  });
-}
 
 const ALL_DTYPES: Record<string, Tensor> = {
   f32: { dtype: 'float32', shape: [2, 3], data: Float32Array.from([1.5, -0, NaN, Infinity, -3.25e-39, 3.4e38]) },
