@@ -15,7 +15,6 @@ safetensors with the variant in its metadata. BN num_batches_tracked counters ar
 
 export const command: Command = {
   name: 'convert',
-  summary: 'convert a PyTorch .pth checkpoint to safetensors',
   usage,
   async run(argv) {
     const { values, positionals } = parseCli(argv, { output: { type: 'string', short: 'o' }, variant: { type: 'string' } });

@@ -26,7 +26,6 @@ options:
 
 export const command: Command = {
   name: 'detect',
-  summary: 'detect faces in images (prints boxes, --json, --draw)',
   usage,
   async run(argv) {
     const { values, positionals } = parseCli(argv, {

@@ -20,7 +20,6 @@ options:
 
 export const command: Command = {
   name: 'eval-preds',
-  summary: 'score a WIDER FACE prediction folder (easy/medium/hard AP)',
   usage,
   async run(argv) {
     const { values, positionals } = parseCli(argv, {

@@ -32,7 +32,6 @@ options:
 
 export const command: Command = {
   name: 'eval',
-  summary: 'evaluate a model on WIDER FACE (predictions, AP table, PR plots)',
   usage,
   async run(argv) {
     const { values } = parseCli(argv, {

@@ -18,7 +18,6 @@ this count (5.40 / 7.89 / 13.41 G), with a convention it does not state.`;
 
 export const command: Command = {
   name: 'info',
-  summary: 'variant, parameter count, MACs and tensors of a model file or variant',
   usage,
   async run(argv) {
     const { values, positionals } = parseCli(argv, { variant: { type: 'string' }, size: { type: 'string' }, json: { type: 'boolean' } });

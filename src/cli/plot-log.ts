@@ -155,7 +155,6 @@ function axes(g: Ctx, x0: number, x1: number, top: number, bottom: number, xMin:
 
 export const command: Command = {
   name: 'plot-log',
-  summary: 'draw the loss curves of a training log.jsonl to PNG',
   usage,
   async run(argv) {
     const { values, positionals } = parseCli(argv, {

@@ -45,7 +45,6 @@ options:
 
 export const command: Command = {
   name: 'train',
-  summary: 'train a model from scratch on WIDER FACE (libtorch)',
   usage,
   async run(argv) {
     const { values: v } = parseCli(argv, {
