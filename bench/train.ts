@@ -11,7 +11,9 @@
  * For scale (issue 4): plain PyTorch 1.13 here, batch 4 at 320x320: about
  * 2.0 s per step for EXTD-32 and 3.6 s for EXTD-64 (2.0 and 1.1 img/s).
  * Prints the median step time over --steps after one warm-up step, and the
- * process's peak resident memory.
+ * process's peak resident memory. Runs with tcmalloc preloaded when the
+ * machine has it, as `extd train` does (src/train/allocator.ts;
+ * EXTD_TCMALLOC=off to compare with glibc's malloc).
  */
 import { parseArgs } from 'node:util';
 import { makePriors } from '../src/anchors/priors.js';
@@ -23,6 +25,10 @@ import { matchBatch } from '../src/train/match.js';
 import { createTorchModel } from '../src/train/torch-model.js';
 import { loadTorch } from '../src/train/torch.js';
 import { Rng } from '../src/utils/rng.js';
+import { relaunchWithTcmalloc } from '../src/train/allocator.js';
+
+const relaunched = relaunchWithTcmalloc(process.argv[1]!, process.argv.slice(2));
+if (relaunched) process.exit(await relaunched);
 
 const { values } = parseArgs({
   options: {

@@ -23,8 +23,12 @@
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 #include <torch/version.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/autograd/profiler.h>
 
+#include <algorithm>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -578,6 +582,25 @@ Napi::Value setRngState(const Args& a) {
   return a.env.Undefined();
 }
 
+// Operator-level profile of everything libtorch runs between profileStart and
+// profileStop, written as a Chrome trace (chrome://tracing) on stop. A
+// development tool: bench/profile-train.ts sums it per operator.
+std::unique_ptr<torch::autograd::profiler::RecordProfile> gProfile;
+
+Napi::Value profileStart(const Args& a) {
+  std::string path = a.string(0, "path", "");
+  if (path.empty()) typeError(a.env, "profileStart: path is empty");
+  if (gProfile) typeError(a.env, "profileStart: a profile is already running");
+  gProfile = std::make_unique<torch::autograd::profiler::RecordProfile>(path);
+  return a.env.Undefined();
+}
+
+Napi::Value profileStop(const Args& a) {
+  if (!gProfile) typeError(a.env, "profileStop: no profile is running");
+  gProfile.reset();
+  return a.env.Undefined();
+}
+
 Napi::Value setNumThreads(const Args& a) {
   int64_t n = a.integer(0, "threads");
   if (n < 1) typeError(a.env, "setNumThreads: threads is " + std::to_string(n) + ", must be >= 1");
@@ -661,7 +684,40 @@ Napi::Value batchNorm(const Args& a) {
                                     false));
 }
 
-Napi::Value prelu(const Args& a) { return wrap(a.env, at::prelu(a.tensor(0, "input"), a.tensor(1, "weight"))); }
+// PReLU with one slope for the whole tensor (the only kind EXTD has), as a
+// custom autograd function built from libtorch's vectorised leaky-ReLU
+// kernels: libtorch 1.13's general prelu / prelu_backward took 29% of an
+// EXTD-32 training step (bench/profile-train.ts). Hand-written loops were no
+// better here: compiled for the baseline x86-64 target, a select on the
+// sign ran 8x slower on mixed-sign data than libtorch's AVX-512 kernels.
+struct ScalarPrelu : public torch::autograd::Function<ScalarPrelu> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight) {
+    at::Tensor x = input.contiguous();
+    ctx->save_for_backward({x, weight});
+    return at::leaky_relu(x, weight.item());
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor& x = saved[0];
+    const at::Tensor& weight = saved[1];
+    at::Tensor g = grads[0].contiguous();
+    at::Tensor gx = at::leaky_relu_backward(g, x, weight.item(), false);
+    // d/dw = sum over the negative inputs of g * x = <g, min(x, 0)>.
+    at::Tensor gw = at::dot(g.reshape({-1}), at::clamp_max(x, 0).reshape({-1})).reshape(weight.sizes());
+    return {gx, gw};
+  }
+};
+
+Napi::Value prelu(const Args& a) {
+  at::Tensor input = a.tensor(0, "input");
+  at::Tensor weight = a.tensor(1, "weight");
+  if (weight.numel() == 1 && input.scalar_type() == weight.scalar_type() && at::isFloatingType(input.scalar_type()) &&
+      input.device().is_cpu()) {
+    return wrap(a.env, ScalarPrelu::apply(input, weight));
+  }
+  return wrap(a.env, at::prelu(input, weight));
+}
 Napi::Value leakyRelu(const Args& a) {
   return wrap(a.env, at::leaky_relu(a.tensor(0, "input"), a.number(1, "slope", 0.01)));
 }
@@ -989,6 +1045,8 @@ const OpEntry kOps[] = {
     {"getRngState", getRngState},
     {"setRngState", setRngState},
     {"setNumThreads", setNumThreads},
+    {"profileStart", profileStart},
+    {"profileStop", profileStop},
     {"getNumThreads", getNumThreads},
     {"setMkldnnEnabled", setMkldnnEnabled},
     {"isMkldnnEnabled", isMkldnnEnabled},

@@ -141,6 +141,9 @@ export interface TorchNative {
   getRngState(): Uint8Array;
   setRngState(state: Uint8Array): void;
   setNumThreads(n: number): void;
+  /** Development: record every libtorch operator until profileStop(), then write a Chrome trace to `path`. */
+  profileStart(path: string): void;
+  profileStop(): void;
   getNumThreads(): number;
   /** oneDNN for float32 convolutions (on by default); off falls back to im2col + BLAS. */
   setMkldnnEnabled(enabled: boolean): void;

@@ -1,0 +1,93 @@
+/**
+ * Where a training step's time goes: runs a few EXTD training steps
+ * (synthetic input, as bench/train.ts) under libtorch's operator profiler and
+ * prints the operators by total self time, forward and backward.
+ *
+ *   node --import tsx bench/profile-train.ts [--variant extd-fpn-32-prelu] [--size 320] [--batch 4] [--steps 2] [--threads 2]
+ *
+ * A development tool; the trace is written to a temporary file and summed here.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { makePriors } from '../src/anchors/priors.js';
+import { buildGraph } from '../src/model/graph.js';
+import { parseVariant } from '../src/model/variant.js';
+import { initialWeights } from '../src/train/init.js';
+import { multiboxLoss } from '../src/train/loss.js';
+import { matchBatch } from '../src/train/match.js';
+import { createTorchModel } from '../src/train/torch-model.js';
+import { loadTorch } from '../src/train/torch.js';
+import { Rng } from '../src/utils/rng.js';
+
+const { values } = parseArgs({
+  options: {
+    variant: { type: 'string', default: 'extd-fpn-32-prelu' },
+    size: { type: 'string', default: '320' },
+    batch: { type: 'string', default: '4' },
+    steps: { type: 'string', default: '2' },
+    threads: { type: 'string', default: '2' },
+  },
+});
+const torch = loadTorch();
+torch.setNumThreads(Number(values.threads));
+const S = Number(values.size);
+const B = Number(values.batch);
+const graph = buildGraph(parseVariant(values.variant!));
+const model = createTorchModel(torch, graph, initialWeights(graph, 0));
+const sgd = torch.sgd(model.parameters());
+const rng = Rng.fromSeed(1);
+const input = Float32Array.from({ length: B * 3 * S * S }, () => rng.uniform(-100, 130));
+const boxes = Array.from({ length: B }, () => Float32Array.of(0.1, 0.15, 0.2, 0.3, 0.5, 0.4, 0.7, 0.75));
+const targets = matchBatch(boxes, makePriors(S, S));
+const step = () =>
+  torch.tidy(() => {
+    const out = model.forward(torch.fromFloat32Array(input, [B, 3, S, S]), { training: true });
+    const l = multiboxLoss(torch, out.loc, out.conf, targets.confT, targets.locT);
+    torch.add(l.lossL, l.lossC).backward();
+    sgd.step();
+    sgd.zeroGrad();
+  });
+step(); // warm-up
+
+const dir = mkdtempSync(join(tmpdir(), 'extd-profile-'));
+const trace = join(dir, 'trace.json');
+const steps = Number(values.steps);
+const t0 = performance.now();
+torch.profileStart(trace);
+for (let i = 0; i < steps; i++) step();
+torch.profileStop();
+const wall = (performance.now() - t0) / steps;
+
+interface Event { name: string; ph: string; ts: number; dur?: number; tid: number }
+const raw = readFileSync(trace, 'utf8').trim();
+rmSync(dir, { recursive: true, force: true });
+const events: Event[] = JSON.parse(raw.endsWith(']') ? raw : raw.replace(/,\s*$/, '') + ']');
+// Self time: an event's duration minus that of the events nested directly in it (same thread).
+const complete = events.filter((e) => e.ph === 'X' && e.dur !== undefined).sort((a, b) => a.tid - b.tid || a.ts - b.ts || b.dur! - a.dur!);
+const self = new Map<string, { total: number; self: number; calls: number }>();
+const stack: { e: Event; child: number }[] = [];
+const close = (upTo: number, tid: number) => {
+  while (stack.length && (stack.at(-1)!.e.tid !== tid || stack.at(-1)!.e.ts + stack.at(-1)!.e.dur! <= upTo)) {
+    const { e, child } = stack.pop()!;
+    const s = self.get(e.name) ?? { total: 0, self: 0, calls: 0 };
+    s.total += e.dur!;
+    s.self += e.dur! - child;
+    s.calls++;
+    self.set(e.name, s);
+    if (stack.length && stack.at(-1)!.e.tid === e.tid) stack.at(-1)!.child += e.dur!;
+  }
+};
+for (const e of complete) {
+  close(e.ts, e.tid);
+  stack.push({ e, child: 0 });
+}
+close(Infinity, -1);
+const rows = [...self.entries()].sort((a, b) => b[1].self - a[1].self);
+const sumSelf = rows.reduce((s, [, v]) => s + v.self, 0);
+console.log(`${values.variant} ${S}x${S} batch ${B}, ${torch.getNumThreads()} threads: ${(wall / 1000).toFixed(2)} s per profiled step; operator self time ${(sumSelf / steps / 1e6).toFixed(2)} s per step`);
+console.log('self ms/step  total ms/step  calls/step  operator');
+for (const [name, v] of rows.slice(0, 30)) {
+  console.log(`${(v.self / steps / 1000).toFixed(1).padStart(12)}  ${(v.total / steps / 1000).toFixed(1).padStart(13)}  ${(v.calls / steps).toFixed(0).padStart(10)}  ${name}`);
+}
