@@ -11,7 +11,8 @@ easy / medium / hard AP.
 
 options:
   --preds DIR        prediction folder
-  --gt DIR           the evaluation kit's ground_truth folder (wider_face_val.mat, wider_{easy,medium,hard}_val.mat)
+  --gt DIR|FILE      the evaluation kit's ground_truth folder (wider_face_val.mat, wider_{easy,medium,hard}_val.mat),
+                     or a *_bbx_gt.txt annotation file (every valid face counts in all three settings)
   --list FILE        evaluate only these images (one EVENT/NAME.jpg per line); default: every
                      image that has a prediction file. Ground truth of other images is not counted.
   --out DIR          also write DIR/ap.json and DIR/pr-{easy,medium,hard}.{png,svg}

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { createDetector, loadImageRgb } from '../index.js';
-import { loadWiderGroundTruth, restrictGroundTruth } from '../eval/ground-truth.js';
+import { loadGroundTruth, restrictGroundTruth } from '../eval/ground-truth.js';
 import { PROTOCOLS, type ProtocolName } from '../eval/protocols.js';
 import {
   defaultBaselinesDir, formatApTable, listImages, predictFolder, readImageList, resolveImagePath, scorePredictions, writeReport,
@@ -10,18 +10,24 @@ import { Progress } from '../utils/progress.js';
 import { parseCli, threadsFlag } from './args.js';
 import type { Command } from './command.js';
 
-const usage = `usage: extd eval --model M --images DIR --gt DIR --out DIR [options]
+const usage = `usage: extd eval --model M --images DIR --gt DIR|FILE --out DIR [options]
 
 Run a model over a WIDER FACE image folder, write predictions in the official
 format to OUT/pred/EVENT/NAME.txt, score them with the official evaluation and
 write OUT/ap.json and OUT/pr-{easy,medium,hard}.{png,svg}. Rerunning resumes:
 images that already have a prediction file are skipped (unless --force).
 
+--gt is normally the kit's ground_truth folder (the validation set). It may
+instead be an annotation file in the WIDER text format (*_bbx_gt.txt, e.g. a
+few training images): then its images are the ones evaluated, and as the
+text format has no difficulty split, every valid face counts in all three
+settings (the three APs are equal).
+
 options:
   --model PATH       .safetensors or PyTorch .pth checkpoint (default: the bundled model)
   --variant NAME     only for ReLU/LeakyReLU checkpoints without metadata
   --images DIR       images in the WIDER layout, e.g. WIDER_val/images (EVENT/NAME.jpg)
-  --gt DIR           the evaluation kit's ground_truth folder
+  --gt DIR|FILE      the evaluation kit's ground_truth folder, or a *_bbx_gt.txt annotation file
   --out DIR          results folder
   --protocol P       single (one pass, images shrunk to at most 1700x1200 px of area; default)
                      or paper (flip + multi-scale + box voting, as in the paper's table)
@@ -47,19 +53,22 @@ export const command: Command = {
       baselines: { type: 'string' },
     }, false);
     if (!values.images) throw new ExtdError('--images DIR is required (a WIDER-layout folder such as WIDER_val/images)');
-    if (!values.gt) throw new ExtdError("--gt DIR is required (the WIDER evaluation kit's eval_tools/ground_truth folder)");
+    if (!values.gt) throw new ExtdError("--gt is required (the WIDER evaluation kit's eval_tools/ground_truth folder, or a *_bbx_gt.txt annotation file)");
     if (!values.out) throw new ExtdError('--out DIR is required (predictions go to DIR/pred, results to DIR/ap.json)');
     const protocol = (values.protocol ?? 'single') as ProtocolName;
     if (!PROTOCOLS.includes(protocol)) throw new ExtdError(`--protocol ${values.protocol}: expected one of ${PROTOCOLS.join(', ')}`);
     const threads = threadsFlag(values.threads);
 
-    const source = values.list ?? values.images;
+    // Fail on ground-truth problems before spending minutes on detection.
+    const groundTruth = loadGroundTruth(values.gt);
+    // Without --list: every image of the folder, or with an annotation file as --gt, the images it annotates.
+    const source = values.list ?? (groundTruth.source === 'annotations' ? values.gt : values.images);
     const images = values.list
       ? readImageList(values.list).map((e) => resolveImagePath(values.images!, e, values.list!))
-      : listImages(values.images);
+      : groundTruth.source === 'annotations'
+        ? groundTruth.images.map((g) => resolveImagePath(values.images!, g.key, values.gt!))
+        : listImages(values.images);
     const predDir = join(values.out, 'pred');
-    // Fail on ground-truth problems before spending minutes on detection.
-    const groundTruth = loadWiderGroundTruth(values.gt);
     restrictGroundTruth(groundTruth, images, source);
 
     const detector = await createDetector({ model: values.model, variant: values.variant, threads });

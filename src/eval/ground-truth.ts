@@ -4,18 +4,61 @@
  * face_bbx_list) and `wider_{easy,medium,hard}_val.mat` (gt_list: 1-based
  * indices of the faces that count in each setting; the other faces of the
  * image are only ignored). Node-only (reads files).
+ *
+ * A WIDER annotation file (`*_bbx_gt.txt`, e.g. the training split's, or
+ * your own set in that format) can stand in for the kit: see
+ * groundTruthFromAnnotations.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { readWiderAnnotations, type WiderImageAnnotation } from '../data/wider-annotations-node.js';
 import { ExtdError } from '../utils/errors.js';
 import { WIDER_SETTINGS, type GroundTruthImage, type WiderSetting } from './evaluator.js';
 import { parseMat5, type MatValue } from './mat5.js';
 import { imageKey } from './predictions.js';
 
 export interface WiderGroundTruth {
-  /** All images of the .mat files, in their order (event, then file). */
+  /** All images of the .mat files (event, then file) or of the annotation file, in their order. */
   images: GroundTruthImage[];
   byKey: Map<string, GroundTruthImage>;
+  /** What was read: the kit's folder or an annotation file. */
+  source: 'kit' | 'annotations';
+}
+
+/**
+ * `path` is either the kit's ground_truth folder (the official validation
+ * ground truth) or a `*_bbx_gt.txt` annotation file (groundTruthFromAnnotations).
+ */
+export function loadGroundTruth(path: string): WiderGroundTruth {
+  let isFile = false;
+  try {
+    isFile = statSync(path).isFile();
+  } catch (err) {
+    throw new ExtdError(`cannot read ground truth ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)} (expected the kit's eval_tools/ground_truth folder or a *_bbx_gt.txt file)`);
+  }
+  return isFile ? groundTruthFromAnnotations(readWiderAnnotations(path)) : loadWiderGroundTruth(path);
+}
+
+/**
+ * Ground truth from annotations in the WIDER text format. The text format has
+ * no easy/medium/hard split (the kit's .mat files define it for the
+ * validation set only), so every valid face (w, h > 0, not marked invalid)
+ * counts in all three settings and the three APs are equal; invalid and
+ * empty boxes are kept as ignored faces (a detection on them is neither a
+ * hit nor a false positive), as the kit treats faces outside a setting.
+ */
+export function groundTruthFromAnnotations(annotations: readonly WiderImageAnnotation[]): WiderGroundTruth {
+  const images: GroundTruthImage[] = annotations.map((a) => {
+    const n = a.faces.length;
+    const boxes = new Float64Array(4 * n);
+    const valid = new Uint8Array(n);
+    a.faces.forEach((f, i) => {
+      boxes.set([f.x, f.y, f.w, f.h], 4 * i);
+      valid[i] = f.w > 0 && f.h > 0 && f.invalid === 0 ? 1 : 0;
+    });
+    return { key: imageKey(a.path), boxes, inSetting: { easy: valid, medium: valid, hard: valid } };
+  });
+  return { images, byKey: new Map(images.map((im) => [im.key, im])), source: 'annotations' };
 }
 
 /** Load the four .mat files from `dir` (the kit's `eval_tools/ground_truth`). */
@@ -47,7 +90,7 @@ export function loadWiderGroundTruth(dir: string): WiderGroundTruth {
   }
   for (const s of WIDER_SETTINGS) applySetting(images, dir, s);
   const byKey = new Map(images.map((im) => [im.key, im]));
-  return { images, byKey };
+  return { images, byKey, source: 'kit' };
 }
 
 /**
@@ -59,7 +102,8 @@ export function restrictGroundTruth(gt: WiderGroundTruth, keys: readonly string[
   return keys.map((k, i) => {
     const im = gt.byKey.get(imageKey(k));
     if (!im) {
-      throw new ExtdError(`${source}: image ${i + 1} '${k}' is not in the WIDER FACE validation ground truth (${gt.images.length} images)`);
+      const what = gt.source === 'kit' ? 'the WIDER FACE validation ground truth' : 'the ground-truth annotation file';
+      throw new ExtdError(`${source}: image ${i + 1} '${k}' is not in ${what} (${gt.images.length} images)`);
     }
     return im;
   });

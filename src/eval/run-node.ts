@@ -10,7 +10,7 @@ import { writeFileAtomic } from '../utils/atomic.js';
 import { ExtdError } from '../utils/errors.js';
 import { loadBaselines, type PrCurve } from './baselines.js';
 import { evaluateWider, WIDER_SETTINGS, type WiderResult } from './evaluator.js';
-import { loadWiderGroundTruth, restrictGroundTruth, type WiderGroundTruth } from './ground-truth.js';
+import { loadGroundTruth, restrictGroundTruth, type WiderGroundTruth } from './ground-truth.js';
 import { prCurvesPng, prCurvesSvg, type PlotCurve } from './plot.js';
 import { listPredictionKeys, predictionPath, readPredictions, writePredictions } from './predictions-node.js';
 import { imageKey } from './predictions.js';
@@ -116,6 +116,7 @@ export async function predictFolder(o: PredictFolderOptions): Promise<{ predicte
 
 export interface ScoreOptions {
   predDir: string;
+  /** The kit's ground_truth folder or a *_bbx_gt.txt file (loadGroundTruth). */
   gtDir: string;
   /** Image keys or paths to evaluate; the ground truth is restricted to them. */
   images: readonly string[];
@@ -127,7 +128,7 @@ export interface ScoreOptions {
 
 /** Evaluate a prediction folder on exactly `images`. */
 export function scorePredictions(o: ScoreOptions): WiderResult {
-  const gt = o.groundTruth ?? loadWiderGroundTruth(o.gtDir);
+  const gt = o.groundTruth ?? loadGroundTruth(o.gtDir);
   const subset = restrictGroundTruth(gt, o.images, o.source);
   const preds = readPredictions(o.predDir, subset.map((g) => g.key));
   return evaluateWider(subset, preds);
@@ -142,6 +143,7 @@ export function predictedImages(predDir: string): string[] {
 
 /** The kit's baseline folder next to its ground_truth folder, if present. */
 export function defaultBaselinesDir(gtDir: string): string | undefined {
+  if (existsSync(gtDir) && !statSync(gtDir).isDirectory()) return undefined; // an annotation file: not the validation set
   const p = resolve(dirname(resolve(gtDir)), 'plot', 'baselines', 'Val', 'setting_int');
   return existsSync(p) ? p : undefined;
 }
