@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseWiderAnnotations } from '../src/data/wider-annotations.js';
+import { formatWiderAnnotations, parseWiderAnnotations } from '../src/data/wider-annotations.js';
 import { readWiderAnnotations } from '../src/data/wider-annotations-node.js';
 import { ExtdError } from '../src/utils/errors.js';
 import { noShared, sharedPath } from './shared.js';
@@ -32,6 +32,14 @@ test('parses faces, N = 0 placeholder rows and keeps degenerate boxes', () => {
 test('N = 0 without the placeholder row, and CRLF line ends', () => {
   const a = parseWiderAnnotations('A/a.jpg\r\n0\r\nB/b.jpg\r\n1\r\n1 2 3 4 0 0 0 0 0 0\r\n', 'crlf');
   assert.deepEqual(a.map((r) => [r.path, r.faces.length]), [['A/a.jpg', 0], ['B/b.jpg', 1]]);
+});
+
+test('formatWiderAnnotations writes what parseWiderAnnotations reads back (N = 0 placeholder included)', () => {
+  const parsed = parseWiderAnnotations(SAMPLE, 'sample');
+  const text = formatWiderAnnotations(parsed);
+  assert.deepEqual(parseWiderAnnotations(text, 'formatted'), parsed);
+  assert.equal(text.split('\n')[6], '0 0 0 0 0 0 0 0 0 0');
+  assert.equal(formatWiderAnnotations([]), '');
 });
 
 test('malformed input names the source and line', () => {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { command as evalCommand } from '../src/cli/eval.js';
 import { command as evalPreds } from '../src/cli/eval-preds.js';
-import { readWiderAnnotations } from '../src/data/wider-annotations-node.js';
+import { formatWiderAnnotations, readWiderAnnotations } from '../src/data/wider-annotations-node.js';
 import { noShared, sharedPath } from './shared.js';
 import { throwsExtd } from './expect-error.js';
 import { loadGroundTruth } from '../src/eval/ground-truth.js';
@@ -93,9 +93,8 @@ test('extd eval --gt FILE: evaluates exactly the annotated training images with 
   try {
     // The first two training images with at most 3 faces: a small, real annotation file.
     const picked = readWiderAnnotations(sharedPath(TRAIN_GT)).filter((a) => a.faces.length > 0 && a.faces.length <= 3).slice(0, 2);
-    const text = picked.map((a) => `${a.path}\n${a.faces.length}\n${a.faces.map((f) => [f.x, f.y, f.w, f.h, f.blur, f.expression, f.illumination, f.invalid, f.occlusion, f.pose].join(' ')).join('\n')}\n`).join('');
     const gt = join(dir, 'two.txt');
-    writeFileSync(gt, text);
+    writeFileSync(gt, formatWiderAnnotations(picked));
     const out = join(dir, 'out');
     const r = await quiet(() =>
       evalCommand.run(['--model', sharedPath('reference/weights/EXTD_32.pth'), '--images', sharedPath('wider/WIDER_train/images'), '--gt', gt, '--out', out, '--threads', '1']),

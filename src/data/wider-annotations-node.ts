@@ -4,7 +4,7 @@ import { ExtdError } from '../utils/errors.js';
 import { parseWiderAnnotations, type WiderImageAnnotation } from './wider-annotations.js';
 
 export type { WiderFace, WiderImageAnnotation } from './wider-annotations.js';
-export { parseWiderAnnotations } from './wider-annotations.js';
+export { formatWiderAnnotations, parseWiderAnnotations } from './wider-annotations.js';
 
 /** Read and parse a `*_bbx_gt.txt` file; errors name the file and line. */
 export function readWiderAnnotations(path: string): WiderImageAnnotation[] {

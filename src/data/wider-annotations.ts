@@ -131,3 +131,18 @@ function isImagePath(line: string): boolean {
 function clip(s: string): string {
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
+
+/**
+ * The text of a `*_bbx_gt.txt` file for `annotations` (parseWiderAnnotations
+ * reads it back unchanged). An image with no faces is written as the
+ * official file does: a count of 0 followed by one line of ten zeros.
+ */
+export function formatWiderAnnotations(annotations: readonly WiderImageAnnotation[]): string {
+  let out = '';
+  for (const a of annotations) {
+    out += `${a.path}\n${a.faces.length}\n`;
+    if (a.faces.length === 0) out += '0 0 0 0 0 0 0 0 0 0\n';
+    for (const f of a.faces) out += FIELDS.map((k) => f[k]).join(' ') + '\n';
+  }
+  return out;
+}
