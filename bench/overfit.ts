@@ -4,7 +4,7 @@
  * (the official evaluation algorithm). Not a CI test: it takes tens of CPU
  * minutes.
  *
- *   node --import tsx bench/overfit.ts [--out runs/overfit8] [--iterations 600] [--threads 2]
+ *   node --import tsx bench/overfit.ts [--out runs/overfit8] [--iterations 600] [--threads 2] [--lr 0.005] [--clip-grad 10] [--warmup 50]
  *
  * writes OUT/gt.txt (the 8 images' annotations in the WIDER text format),
  * trains into OUT (resumable: run it again to continue), then runs
@@ -55,7 +55,10 @@ async function pickImages(): Promise<WiderImageAnnotation[]> {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { out: { type: 'string' }, iterations: { type: 'string' }, threads: { type: 'string' } },
+    options: {
+      out: { type: 'string' }, iterations: { type: 'string' }, threads: { type: 'string' },
+      lr: { type: 'string' }, 'clip-grad': { type: 'string' }, warmup: { type: 'string' }, 'bn-freeze': { type: 'string' },
+    },
   });
   const out = values.out ?? 'runs/overfit8';
   const iterations = Number(values.iterations ?? 600);
@@ -68,7 +71,7 @@ async function main(): Promise<void> {
   const r = await train(
     {
       annotations: gt, images: IMAGES, variant: 'extd-fpn-32-prelu', size: SIZE, batch: 4,
-      lr: 0.005, warmup: 50, warmupFactor: 0.1, clipGradNorm: 10, steps: [Math.round(iterations * 0.75)], iterations, checkpointEvery: 50, seed: 8,
+      lr: Number(values.lr ?? 0.005), warmup: Number(values.warmup ?? 50), warmupFactor: 0.1, clipGradNorm: Number(values['clip-grad'] ?? 10), bnFreeze: Number(values['bn-freeze'] ?? 0), steps: [Math.round(iterations * 0.75)], iterations, checkpointEvery: 50, seed: 8,
       augment: { photometric: false, anchorSamplingProb: 0, cropMinScale: 0.3, cropMaxScale: 1 },
     },
     { out, threads: Number(threads), workers: 1, resume: existsSync(join(out, 'latest.json')) },

@@ -139,3 +139,30 @@ test('extd train CLI: a short run writes log, checkpoints and latest.json; a bad
   assert.equal(f.code, 1);
   assert.match(f.stderr, /--lr 0: expected a positive number/);
 });
+
+test('--bn-freeze: BN running statistics change before iteration N and stay fixed after it, while weights keep learning', { skip }, async () => {
+  const out = join(root, 'bn-freeze');
+  // A tiny lr: frozen after only 2 iterations, the statistics are far from settled and inference-mode outputs are large.
+  const r = await train({ ...tiny, lr: 1e-5, bnFreeze: 2 }, { out, samples: data!.samples, ...quiet });
+  assert.equal(r.iteration, 6);
+  const at = async (i: number) => (await readWeightsFile(join(out, `ckpt-${i}.safetensors`))).tensors;
+  const [w2, w4, w6] = [await at(2), await at(4), await at(6)];
+  const diff = (a: Map<string, { data: unknown }>, b: Map<string, { data: unknown }>, pick: (name: string) => boolean) => {
+    let m = 0;
+    for (const [name, t] of a) {
+      if (!pick(name)) continue;
+      const u = b.get(name)!.data as Float32Array;
+      (t.data as Float32Array).forEach((v, i) => (m = Math.max(m, Math.abs(v - u[i]!))));
+    }
+    return m;
+  };
+  const stats = (n: string) => n.endsWith('.running_mean') || n.endsWith('.running_var');
+  const convWeights = (n: string) => n.endsWith('.weight') && !n.includes('running');
+  // Iterations 1-2 ran in training mode from the initial statistics (mean 0, var 1), so these moved ...
+  const init = new Map([...w2].filter(([n]) => stats(n)).map(([n, t]) => [n, { data: (t.data as Float32Array).map(() => (n.endsWith('var') ? 1 : 0)) }]));
+  assert.ok(diff(init, w2, stats) > 1e-3, 'running statistics did not move before the freeze');
+  // ... and iterations 3-6 left them exactly as they were.
+  assert.equal(diff(w2, w4, stats), 0);
+  assert.equal(diff(w2, w6, stats), 0);
+  assert.ok(diff(w4, w6, convWeights) > 0, 'weights stopped learning');
+});

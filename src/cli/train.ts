@@ -33,6 +33,8 @@ options:
   --weight-decay X       SGD weight decay (default 0.0005)
   --neg-pos N            hard negatives per positive (default 3)
   --bn-momentum X        BatchNorm running-statistics momentum (default 0.1)
+  --bn-freeze N          from iteration N on, BatchNorm uses and keeps its running statistics,
+                         as at inference (default 0: never)
   --clip-grad X          rescale gradients whose global L2 norm exceeds X (default 0: off)
   --seed N               seed of the data stream and the initial weights (default 0)
   --checkpoint-every N   iterations between checkpoints (default 1000)
@@ -67,6 +69,7 @@ export const command: Command = {
       'neg-pos': { type: 'string' },
       'bn-momentum': { type: 'string' },
       'clip-grad': { type: 'string' },
+      'bn-freeze': { type: 'string' },
       seed: { type: 'string' },
       'checkpoint-every': { type: 'string' },
       'keep-last': { type: 'string' },
@@ -123,6 +126,7 @@ export const command: Command = {
     set('negPosRatio', num('neg-pos', int('', 1), 'a positive integer'));
     set('bnMomentum', num('bn-momentum', (x) => x > 0 && x <= 1, 'a number in (0, 1]'));
     set('clipGradNorm', num('clip-grad', (x) => x >= 0, 'a non-negative number'));
+    set('bnFreeze', num('bn-freeze', (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer (0: never)'));
     set('seed', num('seed', (x) => Number.isSafeInteger(x), 'an integer'));
     set('checkpointEvery', num('checkpoint-every', int('', 1), 'a positive integer'));
     set('keepLast', num('keep-last', int('', 0), 'a non-negative integer'));
