@@ -4,7 +4,8 @@
  * (the official evaluation algorithm). Not a CI test: it takes tens of CPU
  * minutes.
  *
- *   node --import tsx bench/overfit.ts [--out runs/overfit8] [--iterations 600] [--threads 2] [--lr 0.005] [--clip-grad 10] [--warmup 50]
+ *   node --import tsx bench/overfit.ts [--out runs/overfit8] [--iterations 600] [--threads 2]
+ *       [--lr 0.004] [--clip-grad 0] [--warmup 50] [--bn-freeze 450]
  *
  * writes OUT/gt.txt (the 8 images' annotations in the WIDER text format),
  * trains into OUT (resumable: run it again to continue), then runs
@@ -17,12 +18,23 @@
  * The 8 images: the first 8 of the training annotations whose every face is
  * at least MIN_FACE px on the shorter side after squeezing the shorter image
  * side to 320 px, with at most 6 faces (tiny faces are not what an overfit
- * check is about). Training: size 320, lr 0.005 with warm-up and gradient
- * clipping (lr 0.01 diverged), augmentation reduced to what keeps the images
- * recognisable but still spans the evaluation scale: no photometric
- * distortion, no anchor sampling, square crops of 0.3..1 of the shorter side
- * (so faces are seen at up to ~3x the squeezed scale, covering full size),
- * flips kept.
+ * check is about). Training: size 320, batch 4, augmentation reduced to what
+ * keeps the images recognisable but still spans the evaluation scale (no
+ * photometric distortion, no anchor sampling, square crops of 0.3..1 of the
+ * shorter side, so faces are seen at up to ~3x the squeezed scale, covering
+ * full size; flips kept), lr x0.1 at 3/4 of --iterations.
+ *
+ * What was measured (2-core machine, 1 libtorch thread, 2026-11-28):
+ *  - lr 0.01, clip 10: diverged (loss_c over 300 by iteration 60).
+ *  - lr 0.001 or 0.004, no clipping, BN in training mode: stable; after 200
+ *    iterations the logged loss_l / loss_c were about 3.7 / 2.5 (loss_c of a
+ *    constant predictor: 2.25 with 3 negatives per positive). On the same 4
+ *    batches the lr 0.001 model scored 4.8 / 4.5 in training mode and
+ *    6.8 / 6.9 in inference mode (BN running statistics): see
+ *    TrainConfig.bnFreeze.
+ *  - lr 0.004 to 450 with BN frozen from 450 (the defaults below), then
+ *    lr 0.0004 to 600: extd eval AP 0.053 on the 8 images. Not memorised:
+ *    the issue's AP > 0.9 needs many more iterations than this session had.
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -71,7 +83,7 @@ async function main(): Promise<void> {
   const r = await train(
     {
       annotations: gt, images: IMAGES, variant: 'extd-fpn-32-prelu', size: SIZE, batch: 4,
-      lr: Number(values.lr ?? 0.005), warmup: Number(values.warmup ?? 50), warmupFactor: 0.1, clipGradNorm: Number(values['clip-grad'] ?? 10), bnFreeze: Number(values['bn-freeze'] ?? 0), steps: [Math.round(iterations * 0.75)], iterations, checkpointEvery: 50, seed: 8,
+      lr: Number(values.lr ?? 0.004), warmup: Number(values.warmup ?? 50), warmupFactor: 0.1, clipGradNorm: Number(values['clip-grad'] ?? 0), bnFreeze: Number(values['bn-freeze'] ?? 450), steps: [Math.round(iterations * 0.75)], iterations, checkpointEvery: 50, seed: 8,
       augment: { photometric: false, anchorSamplingProb: 0, cropMinScale: 0.3, cropMaxScale: 1 },
     },
     { out, threads: Number(threads), workers: 1, resume: existsSync(join(out, 'latest.json')) },
