@@ -1,6 +1,6 @@
 /**
- * Overfit proof: train EXTD-32 on 8 WIDER training images until it has
- * memorised them, then score it on those same 8 images with `extd eval`
+ * Overfit check: train EXTD-32 on 8 WIDER training images to memorise them,
+ * then score it on those same 8 images with `extd eval`
  * (the official evaluation algorithm). Not a CI test: it takes tens of CPU
  * minutes.
  *
@@ -32,7 +32,7 @@
  *    batches the lr 0.001 model scored 4.8 / 4.5 in training mode and
  *    6.8 / 6.9 in inference mode (BN running statistics): see
  *    TrainConfig.bnFreeze.
- *  - lr 0.004 to 450 with BN frozen from 450 (the defaults below), then
+ *  - lr 0.004 to 450 with BN frozen after 450 (the defaults below), then
  *    lr 0.0004 to 600: extd eval AP 0.053 on the 8 images. Not memorised:
  *    the issue's AP > 0.9 needs many more iterations than this session had.
  */

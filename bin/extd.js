@@ -14,4 +14,10 @@ if (argv[0] === 'train') {
     process.exit(2);
   }
 }
-(relaunched ?? main(argv)).then((code) => { process.exitCode = code; });
+(relaunched ?? main(argv)).then(
+  (code) => { process.exitCode = code; },
+  (err) => {
+    console.error(`extd: ${err.message}`);
+    process.exitCode = 2;
+  },
+);

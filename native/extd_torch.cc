@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -591,6 +592,8 @@ Napi::Value profileStart(const Args& a) {
   std::string path = a.string(0, "path", "");
   if (path.empty()) typeError(a.env, "profileStart: path is empty");
   if (gProfile) typeError(a.env, "profileStart: a profile is already running");
+  // RecordProfile opens the file without checking; fail here, naming it, instead of writing nothing.
+  if (!std::ofstream(path)) typeError(a.env, "profileStart: cannot write " + path);
   gProfile = std::make_unique<torch::autograd::profiler::RecordProfile>(path);
   return a.env.Undefined();
 }

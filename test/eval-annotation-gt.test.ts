@@ -65,7 +65,10 @@ test('eval-preds with an annotation file: invalid faces ignored, the three setti
     const r2 = await quiet(() => evalPreds.run(['--preds', partial, '--gt', gt, '--out', join(dir, 'o2')]));
     assert.equal(r2.result, 0);
     const ap2 = JSON.parse(readFileSync(join(dir, 'o2', 'ap.json'), 'utf8'));
-    assert.ok(ap2.hard > 0.2 && ap2.hard < 0.67, `hard ${ap2.hard}`);
+    // Ranked: FP 0.95, TP 0.9, TP 0.85 over 3 counted faces -> precision 2/3 at recall 2/3 (all-point AP 4/9).
+    // Counting the invalid face would give 1/3, counting the empty box too 4/15.
+    assert.deepEqual(ap2.faces, { easy: 3, medium: 3, hard: 3 });
+    assert.ok(Math.abs(ap2.hard - 4 / 9) < 1e-9, `hard ${ap2.hard}`);
     assert.equal(ap2.easy, ap2.hard);
     assert.equal(ap2.medium, ap2.hard);
   } finally {
@@ -80,6 +83,9 @@ test('loadGroundTruth: a missing path and a malformed annotation file are one-li
     const bad = join(dir, 'bad.txt');
     writeFileSync(bad, 'ev/a.jpg\n1\n10 10 x 40 0 0 0 0 0 0\n');
     throwsExtd(() => loadGroundTruth(bad), /bad\.txt:3/);
+    const twice = join(dir, 'twice.txt');
+    writeFileSync(twice, 'ev/a.jpg\n1\n10 10 20 20 0 0 0 0 0 0\nev/a.jpg\n0\n0 0 0 0 0 0 0 0 0 0\n');
+    throwsExtd(() => loadGroundTruth(twice), /twice\.txt: image 'ev\/a\.jpg' is annotated twice/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -336,3 +336,23 @@ test('the install step skips the addon, exit 0 and one line, without libtorch', 
   assert.equal(lines.length, 1);
   assert.match(lines[0], /training addon skipped \(libtorch headers not found at .*\).*apt-get install libtorch-dev/);
 });
+
+test('profiler: records the operators run between start and stop; an unwritable path is refused', { skip }, async () => {
+  const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'extd-profile-'));
+  try {
+    assert.throws(() => torch.profileStart(join(dir, 'missing', 'trace.json')), /profileStart: cannot write .*missing\/trace\.json/);
+    const trace = join(dir, 'trace.json');
+    torch.profileStart(trace);
+    torch.tidy(() => torch.conv2d(torch.ones([1, 2, 5, 5]), torch.ones([3, 2, 3, 3]), null));
+    torch.profileStop();
+    const raw = readFileSync(trace, 'utf8').trim();
+    const events = JSON.parse(raw.endsWith(']') ? raw : raw.replace(/,\s*$/, '') + ']') as { name: string }[];
+    assert.ok(events.some((e) => e.name === 'aten::conv2d'), `events: ${events.map((e) => e.name).slice(0, 10).join(', ')}`);
+    assert.throws(() => torch.profileStop(), /no profile is running/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

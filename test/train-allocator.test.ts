@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -13,6 +13,8 @@ const linux = process.platform === 'linux';
 test('tcmallocToPreload: off, already preloaded, or a named library', () => {
   assert.equal(tcmallocToPreload({ EXTD_TCMALLOC: 'off' }), null);
   assert.equal(tcmallocToPreload({ LD_PRELOAD: '/x/libtcmalloc.so.4' }), null);
+  // The relaunched process never relaunches, whatever the library is called.
+  assert.equal(tcmallocToPreload({ EXTD_TCMALLOC_CHILD: '1', EXTD_TCMALLOC: '/x/libfake.so' }), null);
   if (!linux) return;
   const dir = mkdtempSync(join(tmpdir(), 'extd-alloc-'));
   try {
@@ -20,6 +22,7 @@ test('tcmallocToPreload: off, already preloaded, or a named library', () => {
     writeFileSync(lib, '');
     assert.equal(tcmallocToPreload({ EXTD_TCMALLOC: lib }), lib);
     throwsExtd(() => tcmallocToPreload({ EXTD_TCMALLOC: join(dir, 'missing.so') }), /EXTD_TCMALLOC=.*missing\.so: no such file/);
+    throwsExtd(() => tcmallocToPreload({ EXTD_TCMALLOC: dir }), /no such file/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -37,11 +40,40 @@ test('relaunchWithTcmalloc starts the script again with the library preloaded an
         `const r = relaunchWithTcmalloc(process.argv[1], process.argv.slice(2));\n` +
         `if (r) { process.exitCode = await r; } else { console.log(JSON.stringify({ preload: process.env.LD_PRELOAD, args: process.argv.slice(2) })); process.exitCode = 3; }\n`,
     );
-    const r = spawnSync(process.execPath, ['--import', 'tsx', script, 'a', '--b'], { encoding: 'utf8', cwd: root, env: { ...process.env, LD_PRELOAD: '' } });
+    const r = spawnSync(process.execPath, ['--import', 'tsx', script, 'a', '--b'], {
+      encoding: 'utf8', cwd: root, env: { ...process.env, LD_PRELOAD: '', EXTD_TCMALLOC_CHILD: '' },
+    });
     assert.equal(r.status, 3, r.stderr);
     const seen = JSON.parse(r.stdout.trim());
     assert.match(seen.preload, /tcmalloc/);
     assert.deepEqual(seen.args, ['a', '--b']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('relaunchWithTcmalloc: a SIGINT sent to the parent reaches the child exactly once', { skip: !linux || !tcmallocToPreload() ? 'no tcmalloc on this machine' : false }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'extd-alloc-'));
+  try {
+    const script = join(dir, 'child.mts');
+    writeFileSync(
+      script,
+      `import { relaunchWithTcmalloc } from ${JSON.stringify(join(root, 'src/train/allocator.ts'))};\n` +
+        `const r = relaunchWithTcmalloc(process.argv[1], []);\n` +
+        `if (r) { process.exitCode = await r; } else {\n` +
+        `  let n = 0; process.on('SIGINT', () => { n++; setTimeout(() => { console.log('interrupts ' + n); process.exit(5); }, 300); });\n` +
+        `  console.log('ready'); setInterval(() => {}, 1000);\n}\n`,
+    );
+    const parent = spawn(process.execPath, ['--import', 'tsx', script], {
+      cwd: root, env: { ...process.env, LD_PRELOAD: '', EXTD_TCMALLOC_CHILD: '' }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    const ready = new Promise<void>((res) => parent.stdout.on('data', (d) => { out += d; if (out.includes('ready')) res(); }));
+    const exited = new Promise<number | null>((res) => parent.on('exit', (code) => res(code)));
+    await ready;
+    parent.kill('SIGINT');
+    assert.equal(await exited, 5);
+    assert.match(out, /interrupts 1\b/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

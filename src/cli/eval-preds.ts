@@ -3,7 +3,7 @@ import { defaultBaselinesDir, formatApTable, predictedImages, readImageList, sco
 import { parseCli } from './args.js';
 import type { Command } from './command.js';
 
-const usage = `usage: extd eval-preds --preds DIR --gt DIR [--list FILE] [--out DIR]
+const usage = `usage: extd eval-preds --preds DIR --gt DIR|FILE [--list FILE] [--out DIR]
 
 Score a folder of WIDER FACE predictions (DIR/EVENT/NAME.txt in the official
 format, from extd or any other detector) with the official evaluation and print
@@ -33,7 +33,7 @@ export const command: Command = {
     }, false);
     void positionals;
     if (!values.preds) throw new ExtdError('--preds DIR is required (a folder of EVENT/NAME.txt prediction files)');
-    if (!values.gt) throw new ExtdError("--gt DIR is required (the WIDER evaluation kit's eval_tools/ground_truth folder)");
+    if (!values.gt) throw new ExtdError("--gt is required (the WIDER evaluation kit's eval_tools/ground_truth folder, or a *_bbx_gt.txt annotation file)");
     const images = values.list ? readImageList(values.list) : predictedImages(values.preds);
     const source = values.list ?? values.preds;
     const r = scorePredictions({ predDir: values.preds, gtDir: values.gt, images, source });
@@ -41,7 +41,7 @@ export const command: Command = {
     console.log(formatApTable(r));
     if (values.out) {
       const baselines = values.baselines ?? defaultBaselinesDir(values.gt);
-      const files = writeReport(values.out, r, { name: values.name ?? values.preds, predictions: values.preds, list: values.list ?? null }, baselines);
+      const files = writeReport(values.out, r, { name: values.name ?? values.preds, predictions: values.preds, list: values.list ?? null, gt: values.gt }, baselines);
       console.error(`wrote ${files.join(', ')}`);
     }
     return 0;

@@ -102,6 +102,8 @@ export const command: Command = {
       protocol,
       imagesDir: values.images,
       list: values.list ?? null,
+      gt: values.gt,
+      groundTruth: groundTruth.source === 'kit' ? 'WIDER FACE validation (evaluation kit)' : 'annotation file, every valid face in all settings',
     }, baselines);
     console.error(`wrote ${files.join(', ')}`);
     return 0;

@@ -33,7 +33,7 @@ options:
   --weight-decay X       SGD weight decay (default 0.0005)
   --neg-pos N            hard negatives per positive (default 3)
   --bn-momentum X        BatchNorm running-statistics momentum (default 0.1)
-  --bn-freeze N          from iteration N on, BatchNorm uses and keeps its running statistics,
+  --bn-freeze N          after N iterations, BatchNorm uses and keeps its running statistics,
                          as at inference (default 0: never)
   --clip-grad X          rescale gradients whose global L2 norm exceeds X (default 0: off)
   --seed N               seed of the data stream and the initial weights (default 0)

@@ -23,6 +23,8 @@ export interface WiderGroundTruth {
   byKey: Map<string, GroundTruthImage>;
   /** What was read: the kit's folder or an annotation file. */
   source: 'kit' | 'annotations';
+  /** The folder or file it was read from, for messages ('' when built in memory). */
+  path: string;
 }
 
 /**
@@ -36,7 +38,7 @@ export function loadGroundTruth(path: string): WiderGroundTruth {
   } catch (err) {
     throw new ExtdError(`cannot read ground truth ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)} (expected the kit's eval_tools/ground_truth folder or a *_bbx_gt.txt file)`);
   }
-  return isFile ? groundTruthFromAnnotations(readWiderAnnotations(path)) : loadWiderGroundTruth(path);
+  return isFile ? groundTruthFromAnnotations(readWiderAnnotations(path), path) : loadWiderGroundTruth(path);
 }
 
 /**
@@ -47,8 +49,11 @@ export function loadGroundTruth(path: string): WiderGroundTruth {
  * empty boxes are kept as ignored faces (a detection on them is neither a
  * hit nor a false positive), as the kit treats faces outside a setting.
  */
-export function groundTruthFromAnnotations(annotations: readonly WiderImageAnnotation[]): WiderGroundTruth {
+export function groundTruthFromAnnotations(annotations: readonly WiderImageAnnotation[], path = ''): WiderGroundTruth {
+  const seen = new Set<string>();
   const images: GroundTruthImage[] = annotations.map((a) => {
+    if (seen.has(imageKey(a.path))) throw new ExtdError(`${path || 'annotations'}: image '${a.path}' is annotated twice`);
+    seen.add(imageKey(a.path));
     const n = a.faces.length;
     const boxes = new Float64Array(4 * n);
     const valid = new Uint8Array(n);
@@ -58,7 +63,7 @@ export function groundTruthFromAnnotations(annotations: readonly WiderImageAnnot
     });
     return { key: imageKey(a.path), boxes, inSetting: { easy: valid, medium: valid, hard: valid } };
   });
-  return { images, byKey: new Map(images.map((im) => [im.key, im])), source: 'annotations' };
+  return { images, byKey: new Map(images.map((im) => [im.key, im])), source: 'annotations', path };
 }
 
 /** Load the four .mat files from `dir` (the kit's `eval_tools/ground_truth`). */
@@ -90,7 +95,7 @@ export function loadWiderGroundTruth(dir: string): WiderGroundTruth {
   }
   for (const s of WIDER_SETTINGS) applySetting(images, dir, s);
   const byKey = new Map(images.map((im) => [im.key, im]));
-  return { images, byKey, source: 'kit' };
+  return { images, byKey, source: 'kit', path: dir };
 }
 
 /**
@@ -103,7 +108,7 @@ export function restrictGroundTruth(gt: WiderGroundTruth, keys: readonly string[
     const im = gt.byKey.get(imageKey(k));
     if (!im) {
       const what = gt.source === 'kit' ? 'the WIDER FACE validation ground truth' : 'the ground-truth annotation file';
-      throw new ExtdError(`${source}: image ${i + 1} '${k}' is not in ${what} (${gt.images.length} images)`);
+      throw new ExtdError(`${source}: image ${i + 1} '${k}' is not in ${what} ${gt.path} (${gt.images.length} images)`);
     }
     return im;
   });

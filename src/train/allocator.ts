@@ -17,7 +17,8 @@
  * Node only.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { statSync } from 'node:fs';
+import { constants } from 'node:os';
 import { ExtdError } from '../utils/errors.js';
 
 /** Where Debian/Ubuntu (libtcmalloc-minimal4), Fedora and Arch put the library. */
@@ -28,17 +29,31 @@ const CANDIDATES = [
   '/usr/lib/libtcmalloc_minimal.so.4',
 ];
 
-/** The tcmalloc library to preload, or null (not Linux, disabled, not installed, or already loaded). */
+/** Set in the relaunched process, so it never relaunches again. */
+const CHILD_MARK = 'EXTD_TCMALLOC_CHILD';
+
+const isFile = (p: string) => {
+  try {
+    return statSync(p).isFile();
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * The tcmalloc library to preload, or null (not Linux, disabled, not
+ * installed, already preloaded, or this is the relaunched process).
+ */
 export function tcmallocToPreload(env: NodeJS.ProcessEnv = process.env): string | null {
-  if (process.platform !== 'linux') return null;
+  if (process.platform !== 'linux' || env[CHILD_MARK] === '1') return null;
   const setting = env.EXTD_TCMALLOC ?? '';
   if (setting === 'off' || setting === '0') return null;
   if ((env.LD_PRELOAD ?? '').includes('tcmalloc')) return null;
   if (setting) {
-    if (!existsSync(setting)) throw new ExtdError(`EXTD_TCMALLOC=${setting}: no such file (expected the path of libtcmalloc_minimal.so.4, or 'off')`);
+    if (!isFile(setting)) throw new ExtdError(`EXTD_TCMALLOC=${setting}: no such file (expected the path of libtcmalloc_minimal.so.4, or 'off')`);
     return setting;
   }
-  return CANDIDATES.find((p) => existsSync(p)) ?? null;
+  return CANDIDATES.find(isFile) ?? null;
 }
 
 /**
@@ -46,9 +61,11 @@ export function tcmallocToPreload(env: NodeJS.ProcessEnv = process.env): string 
  * resolves with its exit code; resolves null without starting anything when
  * there is no tcmalloc to preload (the caller then runs in this process).
  *
- * The child shares the terminal: Ctrl-C reaches it directly (this process
- * ignores SIGINT meanwhile, so the child sees it once and can save a
- * checkpoint); SIGTERM and SIGHUP sent to this process are passed on.
+ * The child writes to the same terminal but runs in its own process group,
+ * so a Ctrl-C reaches it exactly once, passed on by this process (as are
+ * SIGINT, SIGTERM and SIGHUP sent to this process's pid): the trainer then
+ * finishes its iteration and saves a checkpoint. The exit code is the
+ * child's, or 128 + the signal number when a signal ended it.
  */
 export function relaunchWithTcmalloc(script: string, args: readonly string[]): Promise<number> | null {
   const lib = tcmallocToPreload();
@@ -57,17 +74,14 @@ export function relaunchWithTcmalloc(script: string, args: readonly string[]): P
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...process.execArgv, script, ...args], {
       stdio: 'inherit',
-      env: { ...process.env, LD_PRELOAD: preload },
+      detached: true,
+      env: { ...process.env, LD_PRELOAD: preload, [CHILD_MARK]: '1' },
     });
-    const ignore = () => {};
     const forward = (signal: NodeJS.Signals) => child.kill(signal);
-    process.on('SIGINT', ignore);
-    process.on('SIGTERM', forward);
-    process.on('SIGHUP', forward);
+    const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+    for (const s of signals) process.on(s, forward);
     const cleanup = () => {
-      process.off('SIGINT', ignore);
-      process.off('SIGTERM', forward);
-      process.off('SIGHUP', forward);
+      for (const s of signals) process.off(s, forward);
     };
     child.on('error', (err) => {
       cleanup();
@@ -75,7 +89,9 @@ export function relaunchWithTcmalloc(script: string, args: readonly string[]): P
     });
     child.on('exit', (code, signal) => {
       cleanup();
-      resolve(code ?? 128 + (signal === 'SIGINT' ? 2 : signal === 'SIGKILL' ? 9 : 15));
+      if (code !== null) return resolve(code);
+      process.stderr.write(`extd: the training process was ended by ${signal}\n`);
+      resolve(128 + (signal ? constants.signals[signal] : 0));
     });
   });
 }

@@ -60,8 +60,9 @@ export interface TrainConfig {
   /** BatchNorm running-statistics momentum. */
   bnMomentum: number;
   /**
-   * From this iteration on (0: never, the paper's recipe) BatchNorm normalises
-   * with its running statistics and stops updating them, as at inference;
+   * After this many iterations (0: never, the paper's recipe) BatchNorm
+   * normalises with its running statistics and stops updating them, as at
+   * inference (iterations 1..N train BN as usual, N+1 on are frozen);
    * its scale and shift still learn. Why: EXTD's block F is applied six
    * times, at six resolutions, through the same BN layers. In training mode
    * each application normalises with its own batch statistics, but inference
@@ -327,7 +328,7 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
       const B = batch.boxes.length;
       const { lossL, lossC, positives, gradNorm } = torch.tidy(() => {
         const x = torch.fromFloat32Array(batch.input, [B, 3, config.size, config.size]);
-        // BN in training mode until bnFreeze, then with its (frozen) running statistics.
+        // BN in training mode for the first bnFreeze iterations, then with its (frozen) running statistics.
         const bnTraining = !(config.bnFreeze > 0 && iteration >= config.bnFreeze);
         const out = model.forward(x, { training: bnTraining });
         const l = multiboxLoss(torch, out.loc, out.conf, targets.confT, targets.locT, { negPosRatio: config.negPosRatio });
