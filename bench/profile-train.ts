@@ -11,15 +11,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { makePriors } from '../src/anchors/priors.js';
-import { buildGraph } from '../src/model/graph.js';
-import { parseVariant } from '../src/model/variant.js';
-import { initialWeights } from '../src/train/init.js';
-import { multiboxLoss } from '../src/train/loss.js';
-import { matchBatch } from '../src/train/match.js';
-import { createTorchModel } from '../src/train/torch-model.js';
 import { loadTorch } from '../src/train/torch.js';
-import { Rng } from '../src/utils/rng.js';
+import { syntheticStep } from './synthetic-step.js';
 
 const { values } = parseArgs({
   options: {
@@ -34,21 +27,7 @@ const torch = loadTorch();
 torch.setNumThreads(Number(values.threads));
 const S = Number(values.size);
 const B = Number(values.batch);
-const graph = buildGraph(parseVariant(values.variant!));
-const model = createTorchModel(torch, graph, initialWeights(graph, 0));
-const sgd = torch.sgd(model.parameters());
-const rng = Rng.fromSeed(1);
-const input = Float32Array.from({ length: B * 3 * S * S }, () => rng.uniform(-100, 130));
-const boxes = Array.from({ length: B }, () => Float32Array.of(0.1, 0.15, 0.2, 0.3, 0.5, 0.4, 0.7, 0.75));
-const targets = matchBatch(boxes, makePriors(S, S));
-const step = () =>
-  torch.tidy(() => {
-    const out = model.forward(torch.fromFloat32Array(input, [B, 3, S, S]), { training: true });
-    const l = multiboxLoss(torch, out.loc, out.conf, targets.confT, targets.locT);
-    torch.add(l.lossL, l.lossC).backward();
-    sgd.step();
-    sgd.zeroGrad();
-  });
+const { step } = syntheticStep(torch, values.variant!, B, S);
 step(); // warm-up
 
 const dir = mkdtempSync(join(tmpdir(), 'extd-profile-'));

@@ -16,15 +16,9 @@
  * EXTD_TCMALLOC=off to compare with glibc's malloc).
  */
 import { parseArgs } from 'node:util';
-import { makePriors } from '../src/anchors/priors.js';
-import { buildGraph } from '../src/model/graph.js';
-import { parseVariant, variantName } from '../src/model/variant.js';
-import { initialWeights } from '../src/train/init.js';
-import { multiboxLoss } from '../src/train/loss.js';
-import { matchBatch } from '../src/train/match.js';
-import { createTorchModel } from '../src/train/torch-model.js';
+import { variantName } from '../src/model/variant.js';
 import { loadTorch } from '../src/train/torch.js';
-import { Rng } from '../src/utils/rng.js';
+import { syntheticStep } from './synthetic-step.js';
 import { relaunchWithTcmalloc } from '../src/train/allocator.js';
 
 const relaunched = relaunchWithTcmalloc(process.argv[1]!, process.argv.slice(2));
@@ -48,30 +42,17 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 console.log(`libtorch ${torch.version().torch}, ${torch.getNumThreads()} threads, batch ${B}, median of ${steps} steps after 1 warm-up`);
 for (const width of values.variants!.split(',')) {
   for (const S of values.sizes!.split(',').map(Number)) {
-    const graph = buildGraph(parseVariant(`extd-fpn-${width}-prelu`));
-    const model = createTorchModel(torch, graph, initialWeights(graph, 0));
-    const sgd = torch.sgd(model.parameters());
-    const rng = Rng.fromSeed(1);
-    const input = Float32Array.from({ length: B * 3 * S * S }, () => rng.uniform(-100, 130));
-    const boxes = Array.from({ length: B }, () => Float32Array.of(0.1, 0.15, 0.2, 0.3, 0.5, 0.4, 0.7, 0.75));
-    const priors = makePriors(S, S);
+    const run = syntheticStep(torch, `extd-fpn-${width}-prelu`, B, S);
     const times: number[] = [];
     for (let i = 0; i <= steps; i++) {
       const t0 = performance.now();
-      const t = matchBatch(boxes, priors);
-      torch.tidy(() => {
-        const out = model.forward(torch.fromFloat32Array(input, [B, 3, S, S]), { training: true });
-        const l = multiboxLoss(torch, out.loc, out.conf, t.confT, t.locT);
-        torch.add(l.lossL, l.lossC).backward();
-        sgd.step();
-        sgd.zeroGrad();
-      });
+      run.step();
       if (i > 0) times.push((performance.now() - t0) / 1000);
     }
-    model.dispose();
+    run.dispose();
     const s = median(times);
     console.log(
-      `${variantName(graph.variant).padEnd(18)} ${S}x${S}  ${s.toFixed(2)} s/step  ${(B / s).toFixed(2)} img/s  ` +
+      `${variantName(run.graph.variant).padEnd(18)} ${S}x${S}  ${s.toFixed(2)} s/step  ${(B / s).toFixed(2)} img/s  ` +
         `(steps ${times.map((x) => x.toFixed(2)).join(', ')})  peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB`,
     );
   }

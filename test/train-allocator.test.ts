@@ -28,21 +28,26 @@ test('tcmallocToPreload: off, already preloaded, or a named library', () => {
   }
 });
 
-// The relaunch itself, from source: a script that relaunches itself and, in
-// the child, reports what it was started with.
+/** A script that relaunches itself; the relaunched copy runs `childBody` (a statement). */
+function relaunchingScript(dir: string, childBody: string): string {
+  const script = join(dir, 'child.mts');
+  writeFileSync(
+    script,
+    `import { relaunchWithTcmalloc } from ${JSON.stringify(join(root, 'src/train/allocator.ts'))};\n` +
+      `const r = relaunchWithTcmalloc(process.argv[1], process.argv.slice(2));\n` +
+      `if (r) { process.exitCode = await r; } else { ${childBody} }\n`,
+  );
+  return script;
+}
+/** Spawn environment: as if nothing were preloaded and this were not a relaunched process. */
+const cleanEnv = () => ({ ...process.env, LD_PRELOAD: '', EXTD_TCMALLOC_CHILD: '' });
+
+// The relaunch itself, from source: the child reports what it was started with.
 test('relaunchWithTcmalloc starts the script again with the library preloaded and returns its exit code', { skip: !linux || !tcmallocToPreload() ? 'no tcmalloc on this machine' : false }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'extd-alloc-'));
   try {
-    const script = join(dir, 'child.mts');
-    writeFileSync(
-      script,
-      `import { relaunchWithTcmalloc } from ${JSON.stringify(join(root, 'src/train/allocator.ts'))};\n` +
-        `const r = relaunchWithTcmalloc(process.argv[1], process.argv.slice(2));\n` +
-        `if (r) { process.exitCode = await r; } else { console.log(JSON.stringify({ preload: process.env.LD_PRELOAD, args: process.argv.slice(2) })); process.exitCode = 3; }\n`,
-    );
-    const r = spawnSync(process.execPath, ['--import', 'tsx', script, 'a', '--b'], {
-      encoding: 'utf8', cwd: root, env: { ...process.env, LD_PRELOAD: '', EXTD_TCMALLOC_CHILD: '' },
-    });
+    const script = relaunchingScript(dir, `console.log(JSON.stringify({ preload: process.env.LD_PRELOAD, args: process.argv.slice(2) })); process.exitCode = 3;`);
+    const r = spawnSync(process.execPath, ['--import', 'tsx', script, 'a', '--b'], { encoding: 'utf8', cwd: root, env: cleanEnv() });
     assert.equal(r.status, 3, r.stderr);
     const seen = JSON.parse(r.stdout.trim());
     assert.match(seen.preload, /tcmalloc/);
@@ -55,18 +60,12 @@ test('relaunchWithTcmalloc starts the script again with the library preloaded an
 test('relaunchWithTcmalloc: a SIGINT sent to the parent reaches the child exactly once', { skip: !linux || !tcmallocToPreload() ? 'no tcmalloc on this machine' : false }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'extd-alloc-'));
   try {
-    const script = join(dir, 'child.mts');
-    writeFileSync(
-      script,
-      `import { relaunchWithTcmalloc } from ${JSON.stringify(join(root, 'src/train/allocator.ts'))};\n` +
-        `const r = relaunchWithTcmalloc(process.argv[1], []);\n` +
-        `if (r) { process.exitCode = await r; } else {\n` +
-        `  let n = 0; process.on('SIGINT', () => { n++; setTimeout(() => { console.log('interrupts ' + n); process.exit(5); }, 300); });\n` +
-        `  console.log('ready'); setInterval(() => {}, 1000);\n}\n`,
+    const script = relaunchingScript(
+      dir,
+      `let n = 0; process.on('SIGINT', () => { n++; setTimeout(() => { console.log('interrupts ' + n); process.exit(5); }, 300); }); ` +
+        `console.log('ready'); setInterval(() => {}, 1000);`,
     );
-    const parent = spawn(process.execPath, ['--import', 'tsx', script], {
-      cwd: root, env: { ...process.env, LD_PRELOAD: '', EXTD_TCMALLOC_CHILD: '' }, stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const parent = spawn(process.execPath, ['--import', 'tsx', script], { cwd: root, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const ready = new Promise<void>((res) => parent.stdout.on('data', (d) => { out += d; if (out.includes('ready')) res(); }));
     const exited = new Promise<number | null>((res) => parent.on('exit', (code) => res(code)));
