@@ -33,8 +33,10 @@
  *    6.8 / 6.9 in inference mode (BN running statistics): see
  *    TrainConfig.bnFreeze.
  *  - lr 0.004 to 450 with BN frozen after 450 (the defaults below), then
- *    lr 0.0004 to 600: extd eval AP 0.053 on the 8 images. Not memorised:
- *    the issue's AP > 0.9 needs many more iterations than this session had.
+ *    lr 0.0004 to 600: extd eval AP 0.053 on the 8 images. Continued with
+ *    `--iterations 1600 --lr 0.001` (lr 0.0001 after 1200): AP 0.19 at 1000,
+ *    0.33 at 1050, about 0.3 up to 1439. Not memorised: the issue's AP > 0.9
+ *    needs more iterations (and a schedule that keeps lr 0.001 longer).
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
