@@ -46,6 +46,11 @@ import { formatWiderAnnotations, readWiderAnnotations, type WiderImageAnnotation
 import { loadImageRgb } from '../src/index.js';
 import { train } from '../src/train/trainer.js';
 import { writeFileAtomic } from '../src/utils/atomic.js';
+import { relaunchWithTcmalloc } from '../src/train/allocator.js';
+
+// Train with tcmalloc preloaded, as `extd train` does (src/train/allocator.ts).
+const relaunched = relaunchWithTcmalloc(process.argv[1]!, process.argv.slice(2));
+if (relaunched) process.exit(await relaunched);
 
 const SHARED = process.env.EXTD_SHARED ?? '../shared';
 const ANNOTATIONS = join(SHARED, 'wider/wider_face_split/wider_face_train_bbx_gt.txt');
