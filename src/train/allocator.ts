@@ -5,9 +5,10 @@
  * glibc's malloc every large block is a fresh mmap, so each step pays for
  * page faults and page zeroing again; tcmalloc keeps the memory. Measured on
  * the 2-core development machine (`npm run bench:train -- --sizes 320
- * --variants 32`, EXTD-32, batch 4, 320x320, 2 threads): 4.0-4.5 s per step
- * with glibc, 2.5 s with tcmalloc. PyTorch's CPU performance guide recommends
- * the same preload.
+ * --variants 32`, EXTD-32, batch 4, 320x320, 2 threads, single runs):
+ * 4.50 s per step with glibc, 2.53 s with tcmalloc (3.98 and 2.90 s before
+ * the PReLU kernel change). PyTorch's CPU performance guide recommends the
+ * same preload.
  *
  * malloc cannot be swapped inside a running process, so the entry point
  * (bin/extd.js for `extd train`, bench/train.ts) starts itself again with
