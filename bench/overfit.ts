@@ -36,8 +36,8 @@
  *    lr 0.0004 to 600: extd eval AP 0.053 on the 8 images. Continued with
  *    `--iterations 1600 --lr 0.001` (lr 0.0001 after 1200): AP 0.19 at 1000,
  *    0.33 at 1050, about 0.3 up to 1439; then `--iterations 3000` (lr 0.001
- *    again): 0.45 at 1900, 0.40 at 2159. Not memorised: the issue's AP > 0.9
- *    needs more iterations.
+ *    again, 0.0001 after 2250): 0.45 at 1900, 0.48 at 2300, 0.46 at 2568.
+ *    Not memorised: the issue's AP > 0.9 needs more iterations.
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
