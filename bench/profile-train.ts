@@ -40,9 +40,8 @@ torch.profileStop();
 const wall = (performance.now() - t0) / steps;
 
 interface Event { name: string; ph: string; ts: number; dur?: number; tid: number }
-const raw = readFileSync(trace, 'utf8').trim();
+const events: Event[] = JSON.parse(readFileSync(trace, 'utf8'));
 rmSync(dir, { recursive: true, force: true });
-const events: Event[] = JSON.parse(raw.endsWith(']') ? raw : raw.replace(/,\s*$/, '') + ']');
 // Self time: an event's duration minus that of the events nested directly in it (same thread).
 const complete = events.filter((e) => e.ph === 'X' && e.dur !== undefined).sort((a, b) => a.tid - b.tid || a.ts - b.ts || b.dur! - a.dur!);
 const self = new Map<string, { total: number; self: number; calls: number }>();

@@ -348,8 +348,7 @@ test('profiler: records the operators run between start and stop; an unwritable 
     torch.profileStart(trace);
     torch.tidy(() => torch.conv2d(torch.ones([1, 2, 5, 5]), torch.ones([3, 2, 3, 3]), null));
     torch.profileStop();
-    const raw = readFileSync(trace, 'utf8').trim();
-    const events = JSON.parse(raw.endsWith(']') ? raw : raw.replace(/,\s*$/, '') + ']') as { name: string }[];
+    const events = JSON.parse(readFileSync(trace, 'utf8')) as { name: string }[];
     assert.ok(events.some((e) => e.name === 'aten::conv2d'), `events: ${events.map((e) => e.name).slice(0, 10).join(', ')}`);
     assert.throws(() => torch.profileStop(), /no profile is running/);
   } finally {

@@ -61,13 +61,19 @@ export const command: Command = {
 
     // Fail on ground-truth problems before spending minutes on detection.
     const groundTruth = loadGroundTruth(values.gt);
-    // Without --list: every image of the folder, or with an annotation file as --gt, the images it annotates.
-    const source = values.list ?? (groundTruth.source === 'annotations' ? values.gt : values.images);
-    const images = values.list
-      ? readImageList(values.list).map((e) => resolveImagePath(values.images!, e, values.list!))
-      : groundTruth.source === 'annotations'
-        ? groundTruth.images.map((g) => resolveImagePath(values.images!, g.key, values.gt!))
-        : listImages(values.images);
+    // The images: --list, else those an annotation file given as --gt annotates, else every image of the folder.
+    let source: string;
+    let images: string[];
+    if (values.list) {
+      source = values.list;
+      images = readImageList(values.list).map((e) => resolveImagePath(values.images!, e, source));
+    } else if (groundTruth.source === 'annotations') {
+      source = values.gt;
+      images = groundTruth.images.map((g) => resolveImagePath(values.images!, g.key, source));
+    } else {
+      source = values.images;
+      images = listImages(values.images);
+    }
     const predDir = join(values.out, 'pred');
     restrictGroundTruth(groundTruth, images, source);
 

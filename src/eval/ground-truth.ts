@@ -52,8 +52,9 @@ export function loadGroundTruth(path: string): WiderGroundTruth {
 export function groundTruthFromAnnotations(annotations: readonly WiderImageAnnotation[], path = ''): WiderGroundTruth {
   const seen = new Set<string>();
   const images: GroundTruthImage[] = annotations.map((a) => {
-    if (seen.has(imageKey(a.path))) throw new ExtdError(`${path || 'annotations'}: image '${a.path}' is annotated twice`);
-    seen.add(imageKey(a.path));
+    const key = imageKey(a.path);
+    if (seen.has(key)) throw new ExtdError(`${path || 'annotations'}: image '${a.path}' is annotated twice`);
+    seen.add(key);
     const n = a.faces.length;
     const boxes = new Float64Array(4 * n);
     const valid = new Uint8Array(n);
@@ -61,7 +62,7 @@ export function groundTruthFromAnnotations(annotations: readonly WiderImageAnnot
       boxes.set([f.x, f.y, f.w, f.h], 4 * i);
       valid[i] = f.w > 0 && f.h > 0 && f.invalid === 0 ? 1 : 0;
     });
-    return { key: imageKey(a.path), boxes, inSetting: { easy: valid, medium: valid, hard: valid } };
+    return { key, boxes, inSetting: { easy: valid, medium: valid, hard: valid } };
   });
   return { images, byKey: new Map(images.map((im) => [im.key, im])), source: 'annotations', path };
 }
