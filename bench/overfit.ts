@@ -45,7 +45,7 @@ import { parseArgs } from 'node:util';
 import { main as cli } from '../src/cli/main.js';
 import { formatWiderAnnotations, readWiderAnnotations, type WiderImageAnnotation } from '../src/data/wider-annotations-node.js';
 import { loadImageRgb } from '../src/index.js';
-import { train } from '../src/train/trainer.js';
+import { train, TRAIN_DEFAULTS } from '../src/train/trainer.js';
 import { writeFileAtomic } from '../src/utils/atomic.js';
 import { relaunchWithTcmalloc } from '../src/train/allocator.js';
 
@@ -78,6 +78,7 @@ async function main(): Promise<void> {
     options: {
       out: { type: 'string' }, iterations: { type: 'string' }, threads: { type: 'string' },
       lr: { type: 'string' }, 'clip-grad': { type: 'string' }, warmup: { type: 'string' }, 'bn-freeze': { type: 'string' },
+      'head-std': { type: 'string' },
     },
   });
   const out = values.out ?? 'runs/overfit8';
@@ -91,7 +92,8 @@ async function main(): Promise<void> {
   const r = await train(
     {
       annotations: gt, images: IMAGES, variant: 'extd-fpn-32-prelu', size: SIZE, batch: 4,
-      lr: Number(values.lr ?? 0.004), warmup: Number(values.warmup ?? 50), warmupFactor: 0.1, clipGradNorm: Number(values['clip-grad'] ?? 0), bnFreeze: Number(values['bn-freeze'] ?? 450), steps: [Math.round(iterations * 0.75)], iterations, checkpointEvery: 50, seed: 8,
+      lr: Number(values.lr ?? 0.004), warmup: Number(values.warmup ?? 50), warmupFactor: 0.1, clipGradNorm: Number(values['clip-grad'] ?? 0), bnFreeze: Number(values['bn-freeze'] ?? 450),
+      init: { ...TRAIN_DEFAULTS.init, headStd: Number(values['head-std'] ?? 0) }, steps: [Math.round(iterations * 0.75)], iterations, checkpointEvery: 50, seed: 8,
       augment: { photometric: false, anchorSamplingProb: 0, cropMinScale: 0.3, cropMaxScale: 1 },
     },
     { out, threads: Number(threads), workers: 1, resume: existsSync(join(out, 'latest.json')) },

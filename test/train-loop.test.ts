@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import { loadCheckpoint, readLatest } from '../src/train/checkpoint.js';
 import type { TrainSample } from '../src/train/loader.js';
 import { torchUnavailableReason } from '../src/train/torch.js';
-import { train, type TrainConfig } from '../src/train/trainer.js';
+import { renormLimits, train, type TrainConfig } from '../src/train/trainer.js';
 import { readWeightsFile } from '../src/weights/files-node.js';
 import { modelFromTensors } from '../src/weights/checkpoint.js';
 import { Rng } from '../src/utils/rng.js';
@@ -165,4 +165,26 @@ test('--bn-freeze: BN running statistics change before iteration N and stay fixe
   assert.equal(diff(w2, w4, stats), 0);
   assert.equal(diff(w2, w6, stats), 0);
   assert.ok(diff(w4, w6, convWeights) > 0, 'weights stopped learning');
+});
+
+test('renormLimits: none before bnRenorm, then a linear ramp from plain BN (1, 0) to (rMax, dMax)', () => {
+  const c = { bnRenorm: 10, bnRenormRamp: 4, bnRenormRMax: 3, bnRenormDMax: 5 };
+  assert.equal(renormLimits(9, c), null);
+  assert.deepEqual(renormLimits(10, c), { rMax: 1.5, dMax: 1.25 });
+  assert.deepEqual(renormLimits(12, c), { rMax: 2.5, dMax: 3.75 });
+  assert.deepEqual(renormLimits(13, c), { rMax: 3, dMax: 5 });
+  assert.deepEqual(renormLimits(1000, c), { rMax: 3, dMax: 5 });
+  assert.deepEqual(renormLimits(10, { ...c, bnRenormRamp: 0 }), { rMax: 3, dMax: 5 });
+  assert.equal(renormLimits(1000, { ...c, bnRenorm: 0 }), null);
+});
+
+test('--bn-renorm trains (finite losses, running statistics still updated after the switch)', { skip }, async () => {
+  const out = join(root, 'bn-renorm');
+  const r = await train({ ...tiny, lr: 1e-4, bnRenorm: 2, bnRenormRamp: 2 }, { out, samples: data!.samples, ...quiet });
+  assert.equal(r.iteration, 6);
+  const lines = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { loss_l: number; loss_c: number });
+  assert.ok(lines.every((l) => Number.isFinite(l.loss_l) && Number.isFinite(l.loss_c)));
+  const a = (await readWeightsFile(join(out, 'ckpt-4.safetensors'))).tensors.get('base.2.conv.1.running_mean')!.data as Float32Array;
+  const b = (await readWeightsFile(join(out, 'ckpt-6.safetensors'))).tensors.get('base.2.conv.1.running_mean')!.data as Float32Array;
+  assert.ok(a.some((v, i) => v !== b[i]), 'running statistics froze under renormalisation');
 });

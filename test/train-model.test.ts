@@ -152,3 +152,33 @@ test('clipGradients rescales the global gradient norm to the limit, and only abo
     assert.ok(Math.abs(after - 1) < 1e-5, `norm after clipping ${after}`);
   });
 });
+
+test('batch renormalisation: unclipped it computes the inference-mode output, fully clipped plain training-mode BN', { skip }, () => {
+  const rng = Rng.fromSeed(21);
+  const weights = initialWeights(graph, 6);
+  // Running statistics far from any batch's, so the three modes differ clearly.
+  for (const [name, t] of weights) {
+    if (name.endsWith('running_mean')) t.data.forEach((_, i) => (t.data[i] = rng.uniform(-0.5, 0.5)));
+    if (name.endsWith('running_var')) t.data.forEach((_, i) => (t.data[i] = rng.uniform(0.5, 3)));
+  }
+  // Momentum 0: the running statistics stay put, although F's six applications run in one pass.
+  const model = createTorchModel(torch, graph, weights, { dtype: 'float64', bnMomentum: 0 });
+  try {
+    const S = 64, B = 2;
+    const x = torch.toDtype(torch.fromFloat32Array(randomInput(rng, B * 3 * S * S), [B, 3, S, S]), 'float64');
+    const run = (o: Parameters<typeof model.forward>[1]) => torch.tidy(() => {
+      const out = model.forward(x, o);
+      return [...out.loc.toFloat64Array(), ...out.conf.toFloat64Array()];
+    });
+    const maxDiff = (a: number[], b: number[]) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
+    const inference = run({ training: false });
+    const plain = run({ training: true });
+    const unclipped = run({ training: true, renorm: { rMax: 1e9, dMax: 1e9 } });
+    const clipped = run({ training: true, renorm: { rMax: 1, dMax: 0 } });
+    assert.ok(maxDiff(plain, inference) > 0.1, `plain training mode should differ from inference (${maxDiff(plain, inference)})`);
+    assert.ok(maxDiff(unclipped, inference) < 1e-8, `unclipped renorm vs inference: ${maxDiff(unclipped, inference)}`);
+    assert.ok(maxDiff(clipped, plain) < 1e-8, `fully clipped renorm vs plain BN: ${maxDiff(clipped, plain)}`);
+  } finally {
+    model.dispose();
+  }
+});

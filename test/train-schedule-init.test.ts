@@ -68,3 +68,22 @@ test('He init: conv weights N(0, 2/fan_in), BN 1/0, running stats 0/1, PReLU 0.2
   const fanOut = initialWeights(graph, 3, { mode: 'fan_out' }).get('loc.0.weight')!;
   assert.ok(Math.abs(fanOut.data[0]! / w.get('loc.0.weight')!.data[0]! - Math.sqrt(convFans(fanOut.shape).fanIn / convFans(fanOut.shape).fanOut)) < 1e-5);
 });
+
+test('headStd: only the heads (loc.N, conf.N weights) get N(0, headStd^2), the backbone stays He', () => {
+  const graph = buildGraph(parseVariant('extd-fpn-32-prelu'));
+  const he = initialWeights(graph, 3);
+  const small = initialWeights(graph, 3, { headStd: 0.01 });
+  for (const p of graph.params) {
+    const a = he.get(p.name)!.data, b = small.get(p.name)!.data;
+    if (/^(loc|conf)\.\d+\.weight$/.test(p.name)) {
+      // The same normal samples, rescaled from He's std to 0.01.
+      const ratio = 0.01 / Math.sqrt(2 / convFans(p.shape).fanIn);
+      for (let i = 0; i < a.length; i++) assert.ok(Math.abs(b[i]! - a[i]! * ratio) <= 1e-6 * Math.abs(a[i]! * ratio) + 1e-12, p.name);
+    } else {
+      assert.deepEqual(b, a, p.name);
+    }
+  }
+  // The heads of all 6 levels were rescaled (4 outputs at level 1's conf, so 12 head weights in all).
+  const heads = graph.params.filter((p) => /^(loc|conf)\.\d+\.weight$/.test(p.name));
+  assert.equal(heads.length, 12);
+});

@@ -35,7 +35,14 @@ options:
   --bn-momentum X        BatchNorm running-statistics momentum (default 0.1)
   --bn-freeze N          after N iterations, BatchNorm uses and keeps its running statistics,
                          as at inference (default 0: never)
+  --bn-renorm N          after N iterations, BatchNorm trains as batch renormalisation, whose
+                         forward pass moves to what inference computes (default 0: never)
+  --bn-renorm-ramp N     iterations over which its limits grow to their final values (default 500)
+  --bn-renorm-rmax X     final limit of r (default 3)
+  --bn-renorm-dmax X     final limit of d (default 5)
   --clip-grad X          rescale gradients whose global L2 norm exceeds X (default 0: off)
+  --head-std X           std of the heads' initial weights (loc.N, conf.N; default 0: He
+                         initialisation like every other conv)
   --seed N               seed of the data stream and the initial weights (default 0)
   --checkpoint-every N   iterations between checkpoints (default 1000)
   --keep-last N          delete older checkpoints, keeping the newest N (default 0: keep all)
@@ -70,6 +77,11 @@ export const command: Command = {
       'bn-momentum': { type: 'string' },
       'clip-grad': { type: 'string' },
       'bn-freeze': { type: 'string' },
+      'head-std': { type: 'string' },
+      'bn-renorm': { type: 'string' },
+      'bn-renorm-ramp': { type: 'string' },
+      'bn-renorm-rmax': { type: 'string' },
+      'bn-renorm-dmax': { type: 'string' },
       seed: { type: 'string' },
       'checkpoint-every': { type: 'string' },
       'keep-last': { type: 'string' },
@@ -87,7 +99,8 @@ export const command: Command = {
     // Load libtorch first: without it, say how to install before anything else happens.
     const { loadTorch } = await import('../train/torch.js');
     loadTorch();
-    const { train } = await import('../train/trainer.js');
+    const { train, TRAIN_DEFAULTS } = await import('../train/trainer.js');
+    const TRAIN_INIT = TRAIN_DEFAULTS.init;
     type Config = TrainConfig;
 
     const int = (flag: string, min: number) => (x: number) => Number.isInteger(x) && x >= min;
@@ -127,6 +140,15 @@ export const command: Command = {
     set('bnMomentum', num('bn-momentum', (x) => x > 0 && x <= 1, 'a number in (0, 1]'));
     set('clipGradNorm', num('clip-grad', (x) => x >= 0, 'a non-negative number'));
     set('bnFreeze', num('bn-freeze', (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer (0: never)'));
+    set('bnRenorm', num('bn-renorm', (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer (0: never)'));
+    set('bnRenormRamp', num('bn-renorm-ramp', int('', 0), 'a non-negative integer'));
+    set('bnRenormRMax', num('bn-renorm-rmax', (x) => x >= 1, 'a number >= 1'));
+    set('bnRenormDMax', num('bn-renorm-dmax', (x) => x >= 0, 'a number >= 0'));
+    const headStd = num('head-std', (x) => x >= 0, 'a non-negative number');
+    if (headStd !== undefined) {
+      if (resume) throw new ExtdError('--head-std only applies to a new run (it sets the initial weights)');
+      config.init = { ...TRAIN_INIT, headStd };
+    }
     set('seed', num('seed', (x) => Number.isSafeInteger(x), 'an integer'));
     set('checkpointEvery', num('checkpoint-every', int('', 1), 'a positive integer'));
     set('keepLast', num('keep-last', int('', 0), 'a non-negative integer'));

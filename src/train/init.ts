@@ -29,9 +29,15 @@ export interface InitOptions {
   mode: 'fan_in' | 'fan_out';
   /** Initial PReLU slope. */
   preluSlope: number;
+  /**
+   * Std of the detection heads' weights (`loc.N`, `conf.N`); 0 keeps He
+   * initialisation there too. A small value (SSD-style 0.01) starts every
+   * prior near zero offsets and equal class scores.
+   */
+  headStd: number;
 }
 
-export const INIT_DEFAULTS: Readonly<InitOptions> = Object.freeze({ mode: 'fan_in', preluSlope: 0.25 });
+export const INIT_DEFAULTS: Readonly<InitOptions> = Object.freeze({ mode: 'fan_in', preluSlope: 0.25, headStd: 0 });
 
 /** fan_in and fan_out of a conv weight [out, in/groups, k, k], as torch.nn.init computes them. */
 export function convFans(shape: readonly number[]): { fanIn: number; fanOut: number } {
@@ -55,7 +61,8 @@ function initialValues(p: ParamSpec, rng: Rng, o: InitOptions): Float32Array {
   switch (p.kind) {
     case 'weight': {
       const { fanIn, fanOut } = convFans(p.shape);
-      const std = Math.sqrt(2 / (o.mode === 'fan_in' ? fanIn : fanOut));
+      const head = /^(loc|conf)\.\d+\.weight$/.test(p.name);
+      const std = head && o.headStd > 0 ? o.headStd : Math.sqrt(2 / (o.mode === 'fan_in' ? fanIn : fanOut));
       const w = new Float32Array(n);
       for (let i = 0; i < n; i += 2) {
         // Box-Muller: two independent normals from two uniforms; 1 - u keeps log away from 0.

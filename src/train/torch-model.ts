@@ -25,15 +25,31 @@ export interface TorchModelOptions {
 
 export const TORCH_MODEL_DEFAULTS: Readonly<TorchModelOptions> = Object.freeze({ dtype: 'float32', bnMomentum: 0.1 });
 
+/**
+ * Batch renormalisation limits (Ioffe 2017): in training mode each BN output
+ * x_hat(batch) is corrected to x_hat(batch) * r + d with
+ * r = sigma_batch / sigma_running and d = (mu_batch - mu_running) / sigma_running,
+ * both treated as constants for the gradient and clipped to [1/rMax, rMax]
+ * and [-dMax, dMax]. Unclipped, the forward pass equals inference (running
+ * statistics) while the gradient keeps batch normalisation's conditioning.
+ * rMax 1 and dMax 0 is plain batch normalisation.
+ */
+export interface Renorm {
+  rMax: number;
+  dMax: number;
+}
+
 /** Options of TorchModel.forward; see FORWARD_DEFAULTS. */
 export interface ForwardOptions {
   /** Training mode: BN uses batch statistics and updates its running statistics. */
   training: boolean;
+  /** In training mode: batch renormalisation instead of plain BN (null: plain). */
+  renorm: Renorm | null;
   /** Also return the intermediate maps f1..f6 and g1..g6. */
   features: boolean;
 }
 
-export const FORWARD_DEFAULTS: Readonly<ForwardOptions> = Object.freeze({ training: false, features: false });
+export const FORWARD_DEFAULTS: Readonly<ForwardOptions> = Object.freeze({ training: false, renorm: null, features: false });
 
 export interface ForwardResult {
   /** N x P x 4 raw box regression, priors in the order of src/anchors/priors.ts. */
@@ -89,7 +105,7 @@ export class TorchModel {
     for (const n of this.graph.nodes) {
       switch (n.op) {
         case 'conv':
-          values.set(n.output, this.conv(n, get(n.input), o.training));
+          values.set(n.output, this.conv(n, get(n.input), o.training, o.renorm));
           break;
         case 'add':
           values.set(n.output, t.add(get(n.a), get(n.b)));
@@ -124,22 +140,25 @@ export class TorchModel {
     return result;
   }
 
-  private conv(n: ConvUnit, x: TorchTensor, training: boolean): TorchTensor {
+  private conv(n: ConvUnit, x: TorchTensor, training: boolean, renorm: Renorm | null): TorchTensor {
     const t = this.torch;
     const w = (name: string) => this.tensors.get(name)!;
     const pad = (n.kernel - 1) / 2;
     let y = t.conv2d(x, w(`${n.conv}.weight`), n.bias ? w(`${n.conv}.bias`) : null, n.stride, pad, n.groups);
     if (n.bn) {
-      y = t.batchNorm(
-        y,
-        w(`${n.bn}.weight`),
-        w(`${n.bn}.bias`),
-        w(`${n.bn}.running_mean`),
-        w(`${n.bn}.running_var`),
-        training,
-        this.options.bnMomentum,
-        BN_EPS,
-      );
+      let weight = w(`${n.bn}.weight`);
+      let bias = w(`${n.bn}.bias`);
+      const mean = w(`${n.bn}.running_mean`);
+      const variance = w(`${n.bn}.running_var`);
+      if (training && renorm) {
+        // gamma * (x_hat * r + d) + beta = x_hat * (gamma * r) + (gamma * d + beta): the fused
+        // batch-norm kernel with a corrected affine. r and d come from the running statistics
+        // BEFORE this call updates them, so an unclipped forward equals inference.
+        const { r, d } = this.renormFactors(y, mean, variance, renorm);
+        bias = t.add(t.mul(weight, d), bias);
+        weight = t.mul(weight, r);
+      }
+      y = t.batchNorm(y, weight, bias, mean, variance, training, this.options.bnMomentum, BN_EPS);
     }
     if (n.act) {
       if (n.act.kind === 'prelu') y = t.prelu(y, w(n.act.param));
@@ -147,6 +166,21 @@ export class TorchModel {
       else y = t.relu(y);
     }
     return y;
+  }
+
+  /** Batch renormalisation's r and d per channel ([C], no gradient) for the BN input `y` (N x C x H x W). */
+  private renormFactors(y: TorchTensor, mean: TorchTensor, variance: TorchTensor, renorm: Renorm): { r: TorchTensor; d: TorchTensor } {
+    const t = this.torch;
+    const x = t.detach(y);
+    const c = x.shape[1]!;
+    const mu = t.mean(x, [0, 2, 3]);
+    const centred = t.sub(x, t.reshape(mu, [1, c, 1, 1]));
+    // Biased batch variance: the one batch normalisation divides by.
+    const sigma = t.sqrt(t.add(t.mean(t.mul(centred, centred), [0, 2, 3]), BN_EPS));
+    const sigmaRun = t.sqrt(t.add(variance, BN_EPS));
+    const r = t.clamp(t.div(sigma, sigmaRun), 1 / renorm.rMax, renorm.rMax);
+    const d = t.clamp(t.div(t.sub(mu, mean), sigmaRun), -renorm.dMax, renorm.dMax);
+    return { r: t.detach(r), d: t.detach(d) };
   }
 
   /** A float32 copy of every tensor, under the released names (for safetensors checkpoints). */

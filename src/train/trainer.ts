@@ -28,7 +28,7 @@ import { TrainLoader, readWiderTrainingSet, type TrainSample } from './loader.js
 import { multiboxLoss } from './loss.js';
 import { matchBatch } from './match.js';
 import { learningRate, SCHEDULE_DEFAULTS, validateSchedule, type ScheduleOptions } from './schedule.js';
-import { createTorchModel } from './torch-model.js';
+import { createTorchModel, type Renorm } from './torch-model.js';
 import { loadTorch, type Torch, type TorchTensor } from './torch.js';
 
 /** Everything that defines a run. Stored in every checkpoint; `--resume` continues with it. */
@@ -79,6 +79,22 @@ export interface TrainConfig {
    */
   bnFreeze: number;
   /**
+   * After this many iterations (0: never) BatchNorm in training mode becomes
+   * batch renormalisation (TorchModel's Renorm): the batch statistics still
+   * shape the gradient, but each output is corrected towards what the running
+   * statistics give, so training sees the function inference runs. The
+   * correction limits grow linearly from none (plain BN) to bnRenormRMax /
+   * bnRenormDMax over bnRenormRamp iterations. The same six-scale mismatch as
+   * bnFreeze addresses, without giving up batch normalisation's conditioning.
+   */
+  bnRenorm: number;
+  /** Iterations over which the renormalisation limits reach their final values. */
+  bnRenormRamp: number;
+  /** Final limit of r (r in [1/rMax, rMax]); the Batch Renormalization paper's 3. */
+  bnRenormRMax: number;
+  /** Final limit of d (|d| <= dMax); the paper's 5. */
+  bnRenormDMax: number;
+  /**
    * Rescale the gradient when its global L2 norm exceeds this (0: never, the
    * paper's recipe). A guard against the loss spikes of from-scratch training
    * at a high learning rate.
@@ -121,6 +137,10 @@ export const TRAIN_DEFAULTS: Readonly<TrainConfig> = Object.freeze({
   negPosRatio: 3,
   bnMomentum: 0.1,
   bnFreeze: 0,
+  bnRenorm: 0,
+  bnRenormRamp: 500,
+  bnRenormRMax: 3,
+  bnRenormDMax: 5,
   clipGradNorm: 0,
   init: INIT_DEFAULTS,
   augment: {},
@@ -207,6 +227,10 @@ function validateConfig(c: TrainConfig): void {
   if (!(c.weightDecay >= 0)) throw new ExtdError(`weight decay ${c.weightDecay}: expected a non-negative number`);
   if (!Number.isSafeInteger(c.seed)) throw new ExtdError(`seed ${c.seed}: expected an integer`);
   if (!Number.isInteger(c.bnFreeze) || c.bnFreeze < 0) throw new ExtdError(`bn-freeze ${c.bnFreeze}: expected a non-negative integer (0: never)`);
+  if (!Number.isInteger(c.bnRenorm) || c.bnRenorm < 0) throw new ExtdError(`bn-renorm ${c.bnRenorm}: expected a non-negative integer (0: never)`);
+  if (!Number.isInteger(c.bnRenormRamp) || c.bnRenormRamp < 0) throw new ExtdError(`bn-renorm-ramp ${c.bnRenormRamp}: expected a non-negative integer`);
+  if (!(c.bnRenormRMax >= 1)) throw new ExtdError(`bn-renorm-rmax ${c.bnRenormRMax}: expected a number >= 1`);
+  if (!(c.bnRenormDMax >= 0)) throw new ExtdError(`bn-renorm-dmax ${c.bnRenormDMax}: expected a number >= 0`);
 }
 
 /** Keep only log records of iterations <= `iteration` (a resumed run rewrites what came after its checkpoint). */
@@ -330,7 +354,7 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
         const x = torch.fromFloat32Array(batch.input, [B, 3, config.size, config.size]);
         // BN in training mode for the first bnFreeze iterations, then with its (frozen) running statistics.
         const bnTraining = !(config.bnFreeze > 0 && iteration >= config.bnFreeze);
-        const out = model.forward(x, { training: bnTraining });
+        const out = model.forward(x, { training: bnTraining, renorm: renormLimits(iteration, config) });
         const l = multiboxLoss(torch, out.loc, out.conf, targets.confT, targets.locT, { negPosRatio: config.negPosRatio });
         const values = { lossL: l.lossL.item(), lossC: l.lossC.item(), positives: l.numPositives };
         if (!Number.isFinite(values.lossL) || !Number.isFinite(values.lossC)) {
@@ -365,6 +389,20 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
     model.dispose();
   }
   return { iteration, checkpoint: lastCheckpoint, reason };
+}
+
+/**
+ * Batch renormalisation limits for the step after `iteration` completed
+ * iterations (null: plain BN): linear from (1, 0) right after bnRenorm to
+ * (bnRenormRMax, bnRenormDMax) bnRenormRamp iterations later.
+ */
+export function renormLimits(
+  iteration: number,
+  c: Pick<TrainConfig, 'bnRenorm' | 'bnRenormRamp' | 'bnRenormRMax' | 'bnRenormDMax'>,
+): Renorm | null {
+  if (c.bnRenorm <= 0 || iteration < c.bnRenorm) return null;
+  const f = c.bnRenormRamp === 0 ? 1 : Math.min(1, (iteration - c.bnRenorm + 1) / c.bnRenormRamp);
+  return { rMax: 1 + f * (c.bnRenormRMax - 1), dMax: f * c.bnRenormDMax };
 }
 
 /**
