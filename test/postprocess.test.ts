@@ -118,3 +118,15 @@ test('postprocess: threshold is strict, decoding uses the variances, N = 0 works
   assert.equal(none.scores.length, 0);
   assert.equal(none.boxes.length, 0);
 });
+
+test('postprocess: a box whose decoded size overflows float32 is dropped, the others kept', () => {
+  // Three far-apart priors, all scored as faces; the middle one regresses an absurd log-size.
+  const priors = Float32Array.from([0.1, 0.1, 0.1, 0.1, 0.5, 0.5, 0.1, 0.1, 0.9, 0.9, 0.1, 0.1]);
+  const loc = Float32Array.from([0, 0, 0, 0, 0, 0, 1000, 0, 0, 0, 0, 0]);
+  const conf = Float32Array.from([0, 3, 0, 4, 0, 2]);
+  const d = postprocess(loc, conf, priors, 100, 100);
+  assert.equal(d.scores.length, 2);
+  assert.ok(d.boxes.every(Number.isFinite));
+  // Sorted by score: prior 0 (logit gap 3) then prior 2 (gap 2).
+  assert.deepEqual([...d.boxes].map((v) => Math.round(v)), [5, 5, 15, 15, 85, 85, 95, 95]);
+});

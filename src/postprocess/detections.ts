@@ -53,15 +53,18 @@ export function postprocess(
   }
   let order: ArrayLike<number> = argsortDescending(candScore);
   if (order.length > options.candidateLimit) order = (order as Uint32Array).subarray(0, options.candidateLimit);
-  const n = order.length;
-  const boxes = new Float32Array(n * 4);
-  const scores = new Float32Array(n);
-  for (let c = 0; c < n; c++) {
+  const boxes = new Float32Array(order.length * 4);
+  const scores = new Float32Array(order.length);
+  let n = 0;
+  for (let c = 0; c < order.length; c++) {
     const k = order[c]!;
-    scores[c] = candScore[k]!;
-    decodeBoxXyxyPx(loc, priors, candIdx[k]!, inputWidth, inputHeight, boxes, c * 4);
+    decodeBoxXyxyPx(loc, priors, candIdx[k]!, inputWidth, inputHeight, boxes, n * 4);
+    // A barely trained model can regress sizes whose exp() overflows float32:
+    // such a box is no detection (and would poison NMS and the output files).
+    if (!boxes.subarray(n * 4, n * 4 + 4).every(Number.isFinite)) continue;
+    scores[n++] = candScore[k]!;
   }
-  const keep = nmsXyxy(boxes, scores, options.nmsThreshold, options.topK);
+  const keep = nmsXyxy(boxes.subarray(0, n * 4), scores.subarray(0, n), options.nmsThreshold, options.topK);
   return selectDetections({ boxes, scores }, keep);
 }
 
