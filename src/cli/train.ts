@@ -100,7 +100,6 @@ export const command: Command = {
     const { loadTorch } = await import('../train/torch.js');
     loadTorch();
     const { train, TRAIN_DEFAULTS } = await import('../train/trainer.js');
-    const TRAIN_INIT = TRAIN_DEFAULTS.init;
     type Config = TrainConfig;
 
     const int = (flag: string, min: number) => (x: number) => Number.isInteger(x) && x >= min;
@@ -147,7 +146,7 @@ export const command: Command = {
     const headStd = num('head-std', (x) => x >= 0, 'a non-negative number');
     if (headStd !== undefined) {
       if (resume) throw new ExtdError('--head-std only applies to a new run (it sets the initial weights)');
-      config.init = { ...TRAIN_INIT, headStd };
+      config.init = { ...TRAIN_DEFAULTS.init, headStd };
     }
     set('seed', num('seed', (x) => Number.isSafeInteger(x), 'an integer'));
     set('checkpointEvery', num('checkpoint-every', int('', 1), 'a positive integer'));

@@ -58,10 +58,12 @@ export function postprocess(
   let n = 0;
   for (let c = 0; c < order.length; c++) {
     const k = order[c]!;
-    decodeBoxXyxyPx(loc, priors, candIdx[k]!, inputWidth, inputHeight, boxes, n * 4);
+    const o = n * 4;
+    decodeBoxXyxyPx(loc, priors, candIdx[k]!, inputWidth, inputHeight, boxes, o);
     // A barely trained model can regress sizes whose exp() overflows float32:
     // such a box is no detection (and would poison NMS and the output files).
-    if (!boxes.subarray(n * 4, n * 4 + 4).every(Number.isFinite)) continue;
+    // Checked in place: this loop runs for up to candidateLimit priors per image.
+    if (!(Number.isFinite(boxes[o]!) && Number.isFinite(boxes[o + 1]!) && Number.isFinite(boxes[o + 2]!) && Number.isFinite(boxes[o + 3]!))) continue;
     scores[n++] = candScore[k]!;
   }
   const keep = nmsXyxy(boxes.subarray(0, n * 4), scores.subarray(0, n), options.nmsThreshold, options.topK);
