@@ -1,8 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { ExtdError } from '../src/utils/errors.js';
 import { readWiderTrainingSet, samplesFromWider, TrainLoader, type TrainSample } from '../src/train/loader.js';
@@ -109,4 +111,36 @@ test('loader: an undecodable image fails its batch with an error naming the file
   }
   assert.throws(() => new TrainLoader([], {}), /empty/);
   assert.throws(() => new TrainLoader([{ path: bad, boxes: new Float32Array(4) }], { batchSize: 0 }), /batch size 0/);
+});
+
+// Regression: a worker's reply that was already queued when close() ran used to
+// unref the worker, undoing terminate()'s ref; the process then exited (code 13,
+// unsettled top-level await) before close() resolved, so nothing after it ran.
+// Holding the main thread while the worker answers makes the reply queued for
+// certain, so this fails every time without the fix.
+test('loader: close() resolves even when a worker reply is already queued', async () => {
+  const { dir, samples } = await syntheticDataset();
+  try {
+    const loaderUrl = new URL('../src/train/loader.ts', import.meta.url).href;
+    const script = join(dir, 'close-race.mts');
+    writeFileSync(
+      script,
+      `import { TrainLoader } from ${JSON.stringify(loaderUrl)};
+const samples = ${JSON.stringify(samples.map((s) => ({ path: s.path, boxes: [...s.boxes] })))}.map((s) => ({ path: s.path, boxes: new Float32Array(s.boxes) }));
+const loader = new TrainLoader(samples, { batchSize: 1, size: 32, workers: 1, prefetch: 0 });
+await loader.next(); // the worker is up and idle
+const inFlight = loader.next(); // one task posted to the worker
+inFlight.catch(() => {});
+Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1500); // the worker replies meanwhile
+await loader.close();
+console.log('closed');
+`,
+    );
+    const root = fileURLToPath(new URL('..', import.meta.url));
+    const r = spawnSync(process.execPath, ['--import', 'tsx', script], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.stdout.trim(), 'closed', `exit ${r.status}, stderr: ${r.stderr}`);
+    assert.equal(r.status, 0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -288,6 +288,12 @@ export class TrainLoader {
     worker.unref();
     const pw: PoolWorker = { worker, busy: new Map() };
     worker.on('message', (m: WorkerReply) => {
+      // A reply posted just before close() still arrives. Dropping it matters:
+      // unref'ing the worker here would undo the ref that terminate() takes,
+      // and an unref'd worker's shutdown does not keep the event loop alive, so
+      // the process could exit with close() (and the caller's code after it)
+      // never resuming.
+      if (this.closed) return;
       const t = pw.busy.get(m.id);
       if (!t) return;
       pw.busy.delete(m.id);
