@@ -127,6 +127,20 @@ test('extd train CLI: a short run writes log, checkpoints and latest.json; a bad
   assert.equal(readLatest(out)!.iteration, 2);
   assert.equal(readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').length, 2);
   assert.match(r.stderr, /train 2\/2/);
+  // The closing line: the process got past the loader's shutdown (it used to exit silently before it).
+  assert.match(r.stderr, /extd train: finished at iteration 2; latest checkpoint .*ckpt-2\.safetensors/);
+
+  // --init: from that run's checkpoint; a missing file or --resume is refused in one line.
+  const init = cli(['train', '--annotations', data!.annotations, '--images', data!.images, '--out', join(root, 'cli-init'), '--size', '64', '--batch', '2', '--iterations', '1', '--threads', '1', '--init', join(out, 'ckpt-2.safetensors')]);
+  assert.equal(init.code, 0, init.stderr);
+  const missing = cli(['train', '--annotations', data!.annotations, '--images', data!.images, '--out', join(root, 'cli-init2'), '--init', join(root, 'nope.safetensors')]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /nope\.safetensors/);
+  assert.equal(missing.stderr.trim().split('\n').length, 1, missing.stderr);
+  assert.ok(!existsSync(join(root, 'cli-init2')), 'a refused run left its folder behind');
+  const both = cli(['train', '--out', out, '--resume', '--init', join(out, 'ckpt-2.safetensors')]);
+  assert.equal(both.code, 1);
+  assert.match(both.stderr, /--init only applies to a new run/);
 
   const bad = join(root, 'bad.txt');
   writeFileSync(bad, '0--Test/img_0.png\n1\n10 10 abc 20 0 0 0 0 0 0\n');
@@ -165,6 +179,32 @@ test('--bn-freeze: BN running statistics change before iteration N and stay fixe
   assert.equal(diff(w2, w4, stats), 0);
   assert.equal(diff(w2, w6, stats), 0);
   assert.ok(diff(w4, w6, convWeights) > 0, 'weights stopped learning');
+});
+
+test('--init: a new run starts from the given checkpoint (weights and BN statistics), of the same variant only', { skip }, async () => {
+  const src = join(root, 'init-source');
+  await train({ ...tiny, iterations: 3, checkpointEvery: 3 }, { out: src, samples: data!.samples, ...quiet });
+  const from = join(src, 'ckpt-3.safetensors');
+  // stopAfter 0 trains nothing and ends on a checkpoint of the starting weights.
+  const out = join(root, 'init-run');
+  const r = await train({ ...tiny, seed: 99, initFrom: from }, { out, samples: data!.samples, ...quiet, stopAfter: 0 });
+  assert.equal(r.iteration, 0);
+  const a = (await readWeightsFile(from)).tensors;
+  const b = (await readWeightsFile(join(out, 'ckpt-0.safetensors'))).tensors;
+  assert.deepEqual([...b.keys()].sort(), [...a.keys()].sort());
+  // Every tensor but num_batches_tracked, which checkpoints derive from the run's own iteration count.
+  for (const [name, t] of a) if (!name.endsWith('num_batches_tracked')) assert.deepEqual(b.get(name)!.data, t.data, name);
+  // Without --init, seed 99 gives different weights: the equality above is not a coincidence of seeds.
+  const fresh = join(root, 'init-none');
+  await train({ ...tiny, seed: 99 }, { out: fresh, samples: data!.samples, ...quiet, stopAfter: 0 });
+  assert.notDeepEqual((await readWeightsFile(join(fresh, 'ckpt-0.safetensors'))).tensors.get('loc.0.weight')!.data, a.get('loc.0.weight')!.data);
+  // It trains on from there.
+  const more = await train({ ...tiny, iterations: 2, initFrom: from }, { out: join(root, 'init-train'), samples: data!.samples, ...quiet });
+  assert.equal(more.iteration, 2);
+  await assert.rejects(
+    train({ ...tiny, variant: 'extd-fpn-48-prelu', initFrom: from }, { out: join(root, 'init-wrong'), samples: data!.samples, ...quiet }),
+    (e: Error) => e.message.includes(from) && e.message.includes('extd-fpn-32-prelu') && e.message.includes('extd-fpn-48-prelu'),
+  );
 });
 
 test('renormLimits: none before bnRenorm, then a linear ramp from plain BN (1, 0) to (rMax, dMax)', () => {

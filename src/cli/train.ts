@@ -43,6 +43,8 @@ options:
   --clip-grad X          rescale gradients whose global L2 norm exceeds X (default 0: off)
   --head-std X           std of the heads' initial weights (loc.N, conf.N; default 0: He
                          initialisation like every other conv)
+  --init FILE            start from this checkpoint's weights (same variant; .safetensors or
+                         .pth) instead of initialising them; the optimiser starts fresh
   --seed N               seed of the data stream and the initial weights (default 0)
   --checkpoint-every N   iterations between checkpoints (default 1000)
   --keep-last N          delete older checkpoints, keeping the newest N (default 0: keep all)
@@ -78,6 +80,7 @@ export const command: Command = {
       'clip-grad': { type: 'string' },
       'bn-freeze': { type: 'string' },
       'head-std': { type: 'string' },
+      init: { type: 'string' },
       'bn-renorm': { type: 'string' },
       'bn-renorm-ramp': { type: 'string' },
       'bn-renorm-rmax': { type: 'string' },
@@ -147,6 +150,10 @@ export const command: Command = {
     if (headStd !== undefined) {
       if (resume) throw new ExtdError('--head-std only applies to a new run (it sets the initial weights)');
       config.init = { ...TRAIN_DEFAULTS.init, headStd };
+    }
+    if (v.init !== undefined) {
+      if (resume) throw new ExtdError('--init only applies to a new run (it sets the starting weights); --resume continues from the run folder');
+      config.initFrom = v.init;
     }
     set('seed', num('seed', (x) => Number.isSafeInteger(x), 'an integer'));
     set('checkpointEvery', num('checkpoint-every', int('', 1), 'a positive integer'));

@@ -15,6 +15,7 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makePriors } from '../anchors/priors.js';
+import { loadModel } from '../load-model.js';
 import { buildGraph } from '../model/graph.js';
 import { parseVariant, variantName } from '../model/variant.js';
 import { writeFileAtomic } from '../utils/atomic.js';
@@ -101,6 +102,12 @@ export interface TrainConfig {
    */
   clipGradNorm: number;
   init: InitOptions;
+  /**
+   * Start from the weights (and BN statistics) of this checkpoint, of the
+   * same variant, instead of initialising them; the optimiser starts fresh.
+   * '' (default): initialise as `init` says. Ignored when resuming.
+   */
+  initFrom: string;
   /** Augmentation overrides (defaults: the S3FD pipeline of augment.ts; size comes from `size`). */
   augment: Partial<AugmentOptions>;
   /** Seed of the data stream and the initial weights. */
@@ -143,6 +150,7 @@ export const TRAIN_DEFAULTS: Readonly<TrainConfig> = Object.freeze({
   bnRenormDMax: 5,
   clipGradNorm: 0,
   init: INIT_DEFAULTS,
+  initFrom: '',
   augment: {},
   seed: 0,
   checkpointEvery: 1000,
@@ -160,7 +168,7 @@ export interface RunOptions {
   threads: number;
   /** Loader worker threads (0: prepare batches on the main thread). */
   workers: number;
-  /** Stop after this many iterations in this process (tests; 0: until config.iterations). */
+  /** Stop after this many iterations in this process (default Infinity: run to config.iterations; 0 just writes the starting checkpoint). */
   stopAfter: number;
   /** Progress line; null to stay silent. */
   progress: NodeJS.WriteStream | null;
@@ -174,7 +182,7 @@ export const RUN_DEFAULTS: Readonly<Omit<RunOptions, 'out'>> = Object.freeze({
   resume: false,
   threads: 2,
   workers: 1,
-  stopAfter: 0,
+  stopAfter: Infinity,
   progress: process.stderr,
 });
 
@@ -233,6 +241,14 @@ function validateConfig(c: TrainConfig): void {
   if (!(c.bnRenormDMax >= 0)) throw new ExtdError(`bn-renorm-dmax ${c.bnRenormDMax}: expected a number >= 0`);
 }
 
+/** The weights of checkpoint `path`, which must hold `variant`. */
+async function startingWeights(path: string, variant: string): Promise<Map<string, Float32Tensor>> {
+  const m = await loadModel(path);
+  const found = variantName(m.variant);
+  if (found !== variant) throw new ExtdError(`${path}: holds ${found}, but the run trains ${variant}`);
+  return m.weights;
+}
+
 /** Keep only log records of iterations <= `iteration` (a resumed run rewrites what came after its checkpoint). */
 function truncateLog(path: string, iteration: number): void {
   if (!existsSync(path)) return;
@@ -257,7 +273,6 @@ function truncateLog(path: string, iteration: number): void {
 export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOptions> & { out: string }): Promise<TrainResult> {
   const run: RunOptions = { ...RUN_DEFAULTS, ...runIn };
   const torch: Torch = loadTorch();
-  mkdirSync(run.out, { recursive: true });
 
   const resumed = run.resume ? await loadCheckpoint<TrainConfig>(run.out) : null;
   // A resumed run continues with its stored config; fields given explicitly (configIn) win.
@@ -271,7 +286,8 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
   const graph = buildGraph(variant);
 
   torch.setNumThreads(run.threads);
-  const model = createTorchModel(torch, graph, resumed ? resumed.model : initialWeights(graph, config.seed, config.init), {
+  const start = resumed ? resumed.model : config.initFrom ? await startingWeights(config.initFrom, config.variant) : initialWeights(graph, config.seed, config.init);
+  const model = createTorchModel(torch, graph, start, {
     bnMomentum: config.bnMomentum,
   });
   const params = model.parameters();
@@ -298,6 +314,8 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
     startBatch: loaderPosition,
     augment: config.augment,
   });
+  // Created only now, after every input has been read and checked: a run refused for bad input leaves nothing behind.
+  mkdirSync(run.out, { recursive: true });
   writeFileAtomic(join(run.out, 'config.json'), JSON.stringify(config, null, 1) + '\n');
   const logPath = join(run.out, LOG_FILE);
   truncateLog(logPath, iteration);
@@ -340,7 +358,7 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
         reason = 'interrupted';
         break;
       }
-      if (run.stopAfter > 0 && iteration - startedAt >= run.stopAfter) {
+      if (iteration - startedAt >= run.stopAfter) {
         reason = 'stopAfter';
         break;
       }
