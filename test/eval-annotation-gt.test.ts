@@ -3,7 +3,7 @@
 // invalid and empty boxes are ignored, and `extd eval` evaluates the images
 // the file annotates.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -112,6 +112,22 @@ test('extd eval --gt FILE: evaluates exactly the annotated training images with 
     assert.equal(ap.easy, ap.hard);
     // The released EXTD-32 finds clear faces in these images.
     assert.ok(ap.hard > 0.5, `AP ${ap.hard}`);
+    assert.equal(ap.scale, 1);
+
+    // --scale 0.5: the same images at half resolution, boxes still in the images' own pixels (so still matching).
+    const half = join(dir, 'half');
+    const h = await quiet(() =>
+      evalCommand.run(['--model', sharedPath('reference/weights/EXTD_32.pth'), '--images', sharedPath('wider/WIDER_train/images'), '--gt', gt, '--out', half, '--threads', '1', '--scale', '0.5']),
+    );
+    assert.equal(h.result, 0);
+    assert.match(h.out, /protocol single at scale 0\.5/);
+    const apHalf = JSON.parse(readFileSync(join(half, 'ap.json'), 'utf8'));
+    assert.equal(apHalf.scale, 0.5);
+    assert.ok(apHalf.hard > 0.5, `AP at scale 0.5: ${apHalf.hard}`);
+    const predFiles = (d: string) => readdirSync(join(d, 'pred'), { recursive: true }).filter((f) => String(f).endsWith('.txt')).map(String).sort();
+    assert.deepEqual(predFiles(half), predFiles(out));
+    const first = predFiles(out)[0]!;
+    assert.notEqual(readFileSync(join(half, 'pred', first), 'utf8'), readFileSync(join(out, 'pred', first), 'utf8'));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

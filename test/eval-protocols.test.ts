@@ -34,6 +34,17 @@ test('single: one pass at min(1, sqrt(1700*1200/(h*w))) with the evaluation post
   }
 });
 
+test('single with a scale: the pass runs at shrink * scale; the paper protocol refuses a scale', async () => {
+  for (const [w, h, scale, s] of [[300, 200, 0.5, 0.5], [3400, 2400, 0.5, 0.25], [300, 200, 2, 2]] as const) {
+    const det = new FakeDetector();
+    await runProtocol(det, image(w, h), 'single', { scale });
+    assert.ok(close(det.calls[0]!.scale, s), `${w}x${h} x${scale}: ${det.calls[0]!.scale}`);
+  }
+  assert.throws(() => planPasses('paper', 300, 200, undefined, 0.5), /single protocol only/);
+  assert.throws(() => planPasses('single', 300, 200, undefined, 0), /scale 0: expected a positive number/);
+  assert.equal(planPasses('paper', 300, 200, undefined, 1).length > 1, true);
+});
+
 test('paper: scales requested for large, medium and small images', async () => {
   const scales = async (w: number, h: number) => {
     const det = new FakeDetector();

@@ -7,7 +7,7 @@ import {
 } from '../eval/run-node.js';
 import { ExtdError } from '../utils/errors.js';
 import { Progress } from '../utils/progress.js';
-import { parseCli, threadsFlag } from './args.js';
+import { numberFlag, parseCli, threadsFlag } from './args.js';
 import type { Command } from './command.js';
 
 const usage = `usage: extd eval --model M --images DIR --gt DIR|FILE --out DIR [options]
@@ -31,6 +31,9 @@ options:
   --out DIR          results folder
   --protocol P       single (one pass, images shrunk to at most 1700x1200 px of area; default)
                      or paper (flip + multi-scale + box voting, as in the paper's table)
+  --scale X          single protocol: resize images by X on top of that shrink (default 1);
+                     boxes are still written in the image's own pixels. Use a new --out per
+                     scale: existing prediction files are reused
   --list FILE        evaluate only these images (one EVENT/NAME.jpg per line); default: all of --images
   --force            recompute predictions that already exist
   --threads N        CPU threads for onnxruntime (default 2)
@@ -47,6 +50,7 @@ export const command: Command = {
       gt: { type: 'string' },
       out: { type: 'string' },
       protocol: { type: 'string' },
+      scale: { type: 'string' },
       list: { type: 'string' },
       force: { type: 'boolean' },
       threads: { type: 'string' },
@@ -57,6 +61,8 @@ export const command: Command = {
     if (!values.out) throw new ExtdError('--out DIR is required (predictions go to DIR/pred, results to DIR/ap.json)');
     const protocol = (values.protocol ?? 'single') as ProtocolName;
     if (!PROTOCOLS.includes(protocol)) throw new ExtdError(`--protocol ${values.protocol}: expected one of ${PROTOCOLS.join(', ')}`);
+    const scale = numberFlag(values.scale, '--scale', 1, (x) => x > 0 && Number.isFinite(x), 'a positive number');
+    if (scale !== 1 && protocol !== 'single') throw new ExtdError(`--scale ${values.scale}: applies to --protocol single only (the paper protocol chooses its own scales)`);
     const threads = threadsFlag(values.threads);
 
     // Fail on ground-truth problems before spending minutes on detection.
@@ -86,6 +92,7 @@ export const command: Command = {
       images,
       predDir,
       protocol,
+      protocolOptions: { scale },
       force: values.force ?? false,
       onSkip: (n) => {
         if (n > 0) {
@@ -98,14 +105,16 @@ export const command: Command = {
     await detector.dispose();
 
     const r = scorePredictions({ predDir, gtDir: values.gt, images, source, groundTruth });
-    console.log(`model ${values.model ?? 'bundled'} (${detector.variant}), protocol ${protocol}, ${r.images} images (${predicted} predicted now, ${skipped} reused)`);
+    const how = scale === 1 ? protocol : `${protocol} at scale ${scale}`;
+    console.log(`model ${values.model ?? 'bundled'} (${detector.variant}), protocol ${how}, ${r.images} images (${predicted} predicted now, ${skipped} reused)`);
     console.log(formatApTable(r));
     const baselines = values.baselines ?? defaultBaselinesDir(values.gt);
     const files = writeReport(values.out, r, {
-      name: `${detector.variant} (${protocol})`,
+      name: `${detector.variant} (${how})`,
       model: values.model ?? 'bundled',
       variant: detector.variant,
       protocol,
+      scale,
       imagesDir: values.images,
       list: values.list ?? null,
       gt: values.gt,

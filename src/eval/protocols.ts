@@ -49,6 +49,12 @@ export interface ProtocolOptions {
   topK: number;
   /** Image area (pixels) above which images are shrunk: max_shrink = sqrt(maxArea / (h*w)). */
   maxArea: number;
+  /**
+   * Single protocol only: a factor on top of the shrink, to evaluate at a
+   * reduced (or enlarged) resolution; boxes are still reported in the
+   * image's own pixels. The paper protocol plans its scales itself (1 only).
+   */
+  scale: number;
   /** Box voting (paper protocol): IoU (+1 pixel convention) that groups boxes. */
   voteIou: number;
   /** Box voting: boxes kept. */
@@ -61,6 +67,7 @@ export const PROTOCOL_DEFAULTS: ProtocolOptions = {
   nmsThreshold: 0.3,
   topK: 750,
   maxArea: 1700 * 1200,
+  scale: 1,
   voteIou: 0.3,
   voteKeep: 750,
 };
@@ -84,11 +91,19 @@ export function maxShrink(width: number, height: number, maxArea = PROTOCOL_DEFA
 }
 
 /** The passes a protocol runs on a width x height image, in order. */
-export function planPasses(protocol: ProtocolName, width: number, height: number, maxArea = PROTOCOL_DEFAULTS.maxArea): PlannedPass[] {
+export function planPasses(
+  protocol: ProtocolName,
+  width: number,
+  height: number,
+  maxArea = PROTOCOL_DEFAULTS.maxArea,
+  scale = PROTOCOL_DEFAULTS.scale,
+): PlannedPass[] {
+  if (!(scale > 0) || !Number.isFinite(scale)) throw new ExtdError(`evaluation scale ${scale}: expected a positive number`);
   const ms = maxShrink(width, height, maxArea);
   const shrink = Math.min(1, ms);
-  if (protocol === 'single') return [{ scale: shrink, flip: false, keep: 'all' }];
+  if (protocol === 'single') return [{ scale: shrink * scale, flip: false, keep: 'all' }];
   if (protocol !== 'paper') throw new ExtdError(`protocol '${protocol as string}': expected one of ${PROTOCOLS.join(', ')}`);
+  if (scale !== 1) throw new ExtdError(`evaluation scale ${scale}: the paper protocol chooses its own scales; a scale applies to the single protocol only`);
   const passes: PlannedPass[] = [
     { scale: shrink, flip: false, keep: 'all' },
     { scale: shrink, flip: true, keep: 'all' },
@@ -119,7 +134,7 @@ export async function runProtocol(
   options: Partial<ProtocolOptions> = {},
 ): Promise<ProtocolDetections> {
   const opts = { ...PROTOCOL_DEFAULTS, ...options };
-  const passes = planPasses(protocol, image.width, image.height, opts.maxArea);
+  const passes = planPasses(protocol, image.width, image.height, opts.maxArea, opts.scale);
   const passOpts = { scoreThreshold: opts.scoreThreshold, nmsThreshold: opts.nmsThreshold, topK: opts.topK };
   if (protocol === 'single') {
     const d = await detector.detectPass(image, { ...passOpts, scale: passes[0]!.scale });
