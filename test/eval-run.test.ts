@@ -87,6 +87,44 @@ test('resume: finished images are not redone; an interrupted run leaves only com
   }
 });
 
+test('settings.json: a prediction folder is reused only by a run with the same settings', async () => {
+  const dir = tmp();
+  const predDir = join(dir, 'pred');
+  try {
+    const settings = { model: 'aaaa', variant: 'extd-fpn-32-prelu', protocol: 'single', scale: 1 };
+    const base = { decode: fakeDecode, imagesDir: dir, images: IMAGES, predDir, protocol: 'single' as const, force: false, settings };
+    assert.deepEqual(await predictFolder({ ...base, detector: new CountingDetector() }), { predicted: 4, skipped: 0 });
+    assert.deepEqual(JSON.parse(readFileSync(join(predDir, 'settings.json'), 'utf8')), settings);
+    // The same settings: everything reused.
+    const same = new CountingDetector();
+    assert.deepEqual(await predictFolder({ ...base, detector: same }), { predicted: 0, skipped: 4 });
+    assert.equal(same.calls, 0);
+    // Another scale or model: refused, naming what differs, with nothing changed.
+    const other = new CountingDetector();
+    await assert.rejects(
+      predictFolder({ ...base, detector: other, settings: { ...settings, scale: 0.5 } }),
+      (e: Error) => e.message === `${predDir} holds predictions made with other settings: scale 1 there, 0.5 now (use a new --out, or --force to discard them)`,
+    );
+    await assert.rejects(predictFolder({ ...base, detector: other, settings: { ...settings, model: 'bbbb' } }), /model "aaaa" there, "bbbb" now/);
+    assert.equal(other.calls, 0);
+    assert.deepEqual(JSON.parse(readFileSync(join(predDir, 'settings.json'), 'utf8')), settings);
+    // --force discards every old file (also of images not in this run) and records the new settings.
+    const forced = new CountingDetector();
+    const r = await predictFolder({ ...base, images: IMAGES.slice(0, 2), detector: forced, force: true, settings: { ...settings, scale: 0.5 } });
+    assert.deepEqual(r, { predicted: 2, skipped: 0 });
+    assert.deepEqual(allFiles(predDir), ['ev/a.txt', 'ev/b.txt', 'settings.json']);
+    assert.equal(JSON.parse(readFileSync(join(predDir, 'settings.json'), 'utf8')).scale, 0.5);
+    // A folder of predictions with no record of what made them is not trusted either.
+    rmSync(join(predDir, 'settings.json'));
+    await assert.rejects(predictFolder({ ...base, detector: other }), new RegExp(`${predDir} holds 2 prediction files without a settings\\.json`));
+    // An empty folder is simply claimed.
+    rmSync(predDir, { recursive: true });
+    assert.deepEqual(await predictFolder({ ...base, detector: new CountingDetector() }), { predicted: 4, skipped: 0 });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 const DEV = 'reference/wider_pred/dev108-extd64-single';
 test('eval-preds CLI reproduces expected.json and writes ap.json and the figures', { skip: noShared(DEV) || noShared('wider/eval_tools') }, async () => {
   const out = tmp();
@@ -156,7 +194,9 @@ test('extd eval killed mid-run: no half-written prediction file, the rerun skips
     }
     child.kill('SIGKILL');
     await exited;
-    const afterKill = allFiles(predDir).filter((f) => !f.split('/').pop()!.startsWith('.tmp-'));
+    // Prediction files only: not temporaries of interrupted writes, not the settings record.
+    const predictionFiles = () => allFiles(predDir).filter((f) => f.includes('/') && !f.split('/').pop()!.startsWith('.tmp-'));
+    const afterKill = predictionFiles();
     assert.ok(afterKill.length >= 1 && afterKill.length < SMALL.length, `files after kill: ${afterKill.join(', ')}`);
     for (const f of afterKill) parsePredictionFile(readFileSync(join(predDir, f), 'utf8'), f);
     const kept = new Map(afterKill.map((f) => [f, statSync(join(predDir, f)).mtimeMs]));
@@ -170,10 +210,22 @@ test('extd eval killed mid-run: no half-written prediction file, the rerun skips
     assert.equal(code, 0, stderr);
     assert.match(stderr, new RegExp(`resuming: ${afterKill.length} of ${SMALL.length} images`));
     for (const [f, m] of kept) assert.equal(statSync(join(predDir, f)).mtimeMs, m, `${f} was redone`);
-    const final = allFiles(predDir).filter((f) => !f.split('/').pop()!.startsWith('.tmp-'));
+    const final = predictionFiles();
     assert.equal(final.length, SMALL.length);
     assert.match(stdout, /hard\s+\d\.\d{4}/);
     assert.ok(existsSync(join(out, 'ap.json')));
+    const settings = JSON.parse(readFileSync(join(predDir, 'settings.json'), 'utf8'));
+    assert.deepEqual(Object.keys(settings).sort(), ['model', 'protocol', 'scale', 'variant']);
+    assert.match(settings.model, /^[0-9a-f]{64}$/);
+    // The same folder at another scale: refused in one line, predictions untouched.
+    const rescaled = `const { main } = await import(${JSON.stringify(main)}); process.exitCode = await main(${JSON.stringify([...args, '--scale', '0.5'])});`;
+    const third = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', rescaled], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr3 = '';
+    third.stderr.on('data', (d) => (stderr3 += d));
+    assert.equal(await new Promise<number>((res) => third.on('exit', (c) => res(c ?? -1))), 1);
+    assert.match(stderr3, /holds predictions made with other settings: scale 1 there, 0\.5 now/);
+    assert.equal(stderr3.trim().split('\n').length, 1, stderr3);
+    assert.deepEqual(predictionFiles(), final);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -141,6 +141,12 @@ test('extd train CLI: a short run writes log, checkpoints and latest.json; a bad
   const both = cli(['train', '--out', out, '--resume', '--init', join(out, 'ckpt-2.safetensors')]);
   assert.equal(both.code, 1);
   assert.match(both.stderr, /--init only applies to a new run/);
+  // --head-std would be silently ignored under --init (every weight comes from the file): refused instead.
+  const headStd = cli(['train', '--annotations', data!.annotations, '--images', data!.images, '--out', join(root, 'cli-init3'), '--head-std', '0.01', '--init', join(out, 'ckpt-2.safetensors')]);
+  assert.equal(headStd.code, 1);
+  assert.match(headStd.stderr, /--head-std 0\.01 with --init .*ckpt-2\.safetensors/);
+  assert.equal(headStd.stderr.trim().split('\n').length, 1, headStd.stderr);
+  assert.ok(!existsSync(join(root, 'cli-init3')), 'a refused run left its folder behind');
 
   const bad = join(root, 'bad.txt');
   writeFileSync(bad, '0--Test/img_0.png\n1\n10 10 abc 20 0 0 0 0 0 0\n');

@@ -1,5 +1,8 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createDetector, loadImageRgb } from '../index.js';
+import { BUNDLED_MODEL_PATH } from '../load-model.js';
 import { loadGroundTruth, restrictGroundTruth } from '../eval/ground-truth.js';
 import { PROTOCOLS, type ProtocolName } from '../eval/protocols.js';
 import {
@@ -16,6 +19,8 @@ Run a model over a WIDER FACE image folder, write predictions in the official
 format to OUT/pred/EVENT/NAME.txt, score them with the official evaluation and
 write OUT/ap.json and OUT/pr-{easy,medium,hard}.{png,svg}. Rerunning resumes:
 images that already have a prediction file are skipped (unless --force).
+OUT/pred/settings.json records the model (its SHA-256), protocol and scale; a
+rerun with other ones is refused instead of mixing predictions.
 
 --gt is normally the kit's ground_truth folder (the validation set). It may
 instead be an annotation file in the WIDER text format (*_bbx_gt.txt, e.g. a
@@ -32,10 +37,9 @@ options:
   --protocol P       single (one pass, images shrunk to at most 1700x1200 px of area; default)
                      or paper (flip + multi-scale + box voting, as in the paper's table)
   --scale X          single protocol: resize images by X on top of that shrink (default 1);
-                     boxes are still written in the image's own pixels. Use a new --out per
-                     scale: existing prediction files are reused
+                     boxes are still written in the image's own pixels
   --list FILE        evaluate only these images (one EVENT/NAME.jpg per line); default: all of --images
-  --force            recompute predictions that already exist
+  --force            discard the predictions already in OUT/pred and recompute them
   --threads N        CPU threads for onnxruntime (default 2)
   --baselines DIR    published curves to draw beside ours (default: next to --gt)`;
 
@@ -94,6 +98,12 @@ export const command: Command = {
       protocol,
       protocolOptions: { scale },
       force: values.force ?? false,
+      settings: {
+        model: createHash('sha256').update(readFileSync(values.model ?? BUNDLED_MODEL_PATH)).digest('hex'),
+        variant: detector.variant,
+        protocol,
+        scale,
+      },
       onSkip: (n) => {
         if (n > 0) {
           progress.skip(n);

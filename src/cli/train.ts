@@ -152,6 +152,7 @@ export const command: Command = {
       config.init = { ...TRAIN_DEFAULTS.init, headStd };
     }
     if (v.init !== undefined) {
+      if (headStd !== undefined) throw new ExtdError(`--head-std ${headStd} with --init ${v.init}: --init loads every weight from the file, so there is no head to initialise; drop one of them`);
       if (resume) throw new ExtdError('--init only applies to a new run (it sets the starting weights); --resume continues from the run folder');
       config.initFrom = v.init;
     }

@@ -3,7 +3,7 @@
  * protocol over a folder with resumable, atomic prediction files, scoring a
  * prediction folder, and writing ap.json and the PR figures.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname, extname, join, resolve } from 'node:path';
 import type { RgbImage } from '../image/types.js';
 import { writeFileAtomic } from '../utils/atomic.js';
@@ -79,8 +79,14 @@ export interface PredictFolderOptions {
   images: readonly string[];
   predDir: string;
   protocol: ProtocolName;
-  /** Recompute images whose prediction file exists. */
+  /** Discard every prediction file already in predDir and recompute. */
   force: boolean;
+  /**
+   * What makes the predictions (model digest, protocol, scale, ...), recorded
+   * in predDir/settings.json. A folder holding predictions made with other
+   * settings is refused rather than silently mixed in.
+   */
+  settings?: PredictionSettings;
   protocolOptions?: Partial<ProtocolOptions>;
   /** Called once with the number skipped, then after each image. */
   onSkip?: (n: number) => void;
@@ -94,6 +100,7 @@ export interface PredictFolderOptions {
  * one stopped. The next image is decoded while the current one runs.
  */
 export async function predictFolder(o: PredictFolderOptions): Promise<{ predicted: number; skipped: number }> {
+  if (o.settings) claimPredictionFolder(o.predDir, o.settings, o.force);
   const todo = o.force ? [...o.images] : o.images.filter((im) => !existsSync(predictionPath(o.predDir, im)));
   const skipped = o.images.length - todo.length;
   o.onSkip?.(skipped);
@@ -112,6 +119,45 @@ export async function predictFolder(o: PredictFolderOptions): Promise<{ predicte
     o.onImage?.(todo[i]!, d.scores.length);
   }
   return { predicted: todo.length, skipped };
+}
+
+/** Flat description of how a prediction folder was made; equal settings mean reusable files. */
+export type PredictionSettings = Record<string, string | number | null>;
+
+/** `DIR/settings.json`: beside the EVENT folders, so prediction readers never see it. */
+export function predictionSettingsPath(predDir: string): string {
+  return join(predDir, 'settings.json');
+}
+
+/**
+ * Make predDir hold predictions of `settings` only: refuse (one line, naming
+ * what differs) if it has prediction files made otherwise or by an unknown
+ * run, unless `force`, which deletes them. Then record the settings.
+ */
+function claimPredictionFolder(predDir: string, settings: PredictionSettings, force: boolean): void {
+  const path = predictionSettingsPath(predDir);
+  const existing = existsSync(predDir) ? listPredictionKeys(predDir) : [];
+  if (existing.length > 0 && !force) {
+    const why = ' (use a new --out, or --force to discard them)';
+    if (!existsSync(path)) {
+      throw new ExtdError(`${predDir} holds ${existing.length} prediction files without a settings.json saying what made them${why}`);
+    }
+    let recorded: PredictionSettings;
+    try {
+      recorded = JSON.parse(readFileSync(path, 'utf8')) as PredictionSettings;
+    } catch (err) {
+      throw new ExtdError(`${path}: unreadable (${(err as Error).message})${why}`);
+    }
+    const keys = [...new Set([...Object.keys(recorded), ...Object.keys(settings)])].sort();
+    const diff = keys.filter((k) => recorded[k] !== settings[k]);
+    if (diff.length > 0) {
+      const show = (v: unknown) => (v === undefined ? '(none)' : JSON.stringify(v));
+      const parts = diff.map((k) => `${k} ${show(recorded[k])} there, ${show(settings[k])} now`);
+      throw new ExtdError(`${predDir} holds predictions made with other settings: ${parts.join('; ')}${why}`);
+    }
+  }
+  if (force) for (const key of existing) rmSync(predictionPath(predDir, key));
+  writeFileAtomic(path, JSON.stringify(settings, null, 1) + '\n');
 }
 
 export interface ScoreOptions {
