@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RgbImage } from '../src/image/types.js';
 import { Rng } from '../src/utils/rng.js';
-import { INTERPOLATIONS, resampleRegion, type Interpolation } from '../src/train/interp.js';
+import { INTERPOLATIONS, resampleRegion, type Interpolation } from '../src/image/interp.js';
 import {
   adjustBrightness,
   adjustContrast,

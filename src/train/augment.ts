@@ -37,7 +37,7 @@ import { ANCHOR_SIZES } from '../anchors/priors.js';
 import { RGB_MEAN, type RgbImage } from '../image/types.js';
 import { ExtdError } from '../utils/errors.js';
 import type { Rng } from '../utils/rng.js';
-import { INTERPOLATIONS, resampleRegion, type Interpolation, type RegionXywh } from './interp.js';
+import { INTERPOLATIONS, resampleRegion, type Interpolation, type RegionXywh } from '../image/interp.js';
 import { PHOTOMETRIC_DEFAULTS, photometricDistort, type PhotometricOptions, type PhotometricStep } from './photometric.js';
 
 export interface AugmentOptions {

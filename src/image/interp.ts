@@ -20,7 +20,7 @@
  * No node: imports.
  */
 import { ExtdError } from '../utils/errors.js';
-import type { RgbImage } from '../image/types.js';
+import type { RgbImage } from './types.js';
 
 export type Interpolation = 'linear' | 'cubic' | 'area' | 'nearest' | 'lanczos4';
 
@@ -66,6 +66,7 @@ export function resampleRegion(
   if (!(Number.isInteger(outWidth) && Number.isInteger(outHeight) && outWidth > 0 && outHeight > 0)) {
     throw new ExtdError(`resampleRegion: output size ${outWidth}x${outHeight} must be positive integers`);
   }
+  if (interp === 'linear') return resampleLinear(src, region, outWidth, outHeight, fill);
   const W = src.width;
   const H = src.height;
   const tx = axisTaps(W, region.x, region.width, outWidth, interp);
@@ -154,6 +155,64 @@ export function resampleRegion(
     }
   }
   return { data: out, width: outWidth, height: outHeight };
+}
+
+/**
+ * The linear kernel, unseparated: four source pixels per output pixel, no
+ * intermediate buffer. Twice as fast as the generic separable path, and
+ * detection resizes every image with it (resizeBilinear).
+ */
+function resampleLinear(
+  src: RgbImage,
+  region: RegionXywh,
+  outWidth: number,
+  outHeight: number,
+  fill: readonly [number, number, number] | readonly number[],
+): RgbImage {
+  const { data: s, width: W, height: H } = src;
+  const xs = linearTaps(W, region.x, region.width, outWidth);
+  const ys = linearTaps(H, region.y, region.height, outHeight);
+  const out = new Uint8Array(outWidth * outHeight * 3);
+  const fillRgb = [fill[0] ?? 0, fill[1] ?? 0, fill[2] ?? 0];
+  let o = 0;
+  for (let y = 0; y < outHeight; y++) {
+    const r0 = ys.i0[y]! * W * 3, r1 = ys.i1[y]! * W * 3, fy = ys.f[y]!;
+    const rowInside = ys.inside[y] === 1;
+    for (let x = 0; x < outWidth; x++) {
+      if (!rowInside || !xs.inside[x]) {
+        out[o++] = fillRgb[0]!, out[o++] = fillRgb[1]!, out[o++] = fillRgb[2]!;
+        continue;
+      }
+      const x0 = xs.i0[x]! * 3, x1 = xs.i1[x]! * 3, fx = xs.f[x]!;
+      for (let c = 0; c < 3; c++) {
+        const top = s[r0 + x0 + c]! + (s[r0 + x1 + c]! - s[r0 + x0 + c]!) * fx;
+        const bot = s[r1 + x0 + c]! + (s[r1 + x1 + c]! - s[r1 + x0 + c]!) * fx;
+        out[o++] = Math.round(top + (bot - top) * fy);
+      }
+    }
+  }
+  return { data: out, width: outWidth, height: outHeight };
+}
+
+/** Per output index: the two source indices (edge-clamped), the weight of the second, and whether the centre is inside. */
+function linearTaps(srcLen: number, start: number, span: number, outLen: number) {
+  const i0 = new Int32Array(outLen), i1 = new Int32Array(outLen), f = new Float64Array(outLen);
+  const inside = new Uint8Array(outLen);
+  const scale = span / outLen;
+  const last = srcLen - 1;
+  for (let d = 0; d < outLen; d++) {
+    const centre = start + (d + 0.5) * scale;
+    inside[d] = centre >= 0 && centre <= srcLen ? 1 : 0;
+    const c = centre - 0.5;
+    const a = Math.floor(c);
+    // Taps past an edge repeat the edge pixel (weights as if the image went on).
+    const a0 = a < 0 ? 0 : a > last ? last : a;
+    const a1 = a + 1 < 0 ? 0 : a + 1 > last ? last : a + 1;
+    i0[d] = a0;
+    i1[d] = a1;
+    f[d] = c - a;
+  }
+  return { i0, i1, f, inside };
 }
 
 /** Plain resize of the whole image (no crop). */
