@@ -114,7 +114,9 @@ test('settings.json: a prediction folder is reused only by a run with the same s
     assert.deepEqual(r, { predicted: 2, skipped: 0 });
     assert.deepEqual(allFiles(predDir), ['ev/a.txt', 'ev/b.txt', 'settings.json']);
     assert.equal(JSON.parse(readFileSync(join(predDir, 'settings.json'), 'utf8')).scale, 0.5);
-    // A folder of predictions with no record of what made them is not trusted either.
+    // A damaged record, or none at all: the predictions are not trusted either.
+    writeFileSync(join(predDir, 'settings.json'), 'null');
+    await assert.rejects(predictFolder({ ...base, detector: other }), /settings\.json: unreadable \(not a JSON object\)/);
     rmSync(join(predDir, 'settings.json'));
     await assert.rejects(predictFolder({ ...base, detector: other }), new RegExp(`${predDir} holds 2 prediction files without a settings\\.json`));
     // An empty folder is simply claimed.

@@ -145,6 +145,7 @@ function claimPredictionFolder(predDir: string, settings: PredictionSettings, fo
     let recorded: PredictionSettings;
     try {
       recorded = JSON.parse(readFileSync(path, 'utf8')) as PredictionSettings;
+      if (typeof recorded !== 'object' || recorded === null || Array.isArray(recorded)) throw new Error('not a JSON object');
     } catch (err) {
       throw new ExtdError(`${path}: unreadable (${(err as Error).message})${why}`);
     }
