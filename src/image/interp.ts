@@ -13,9 +13,11 @@
  * source at x0 + (d + 0.5) * scale - 0.5 (pixel centres), except nearest,
  * which takes floor(x0 + d * scale). Taps past the image edge repeat the edge
  * pixel; output pixels whose centre falls outside the image get `fill`
- * (the mean colour, i.e. zero network input). Separable: a horizontal pass over
- * the source rows the vertical taps need, then a vertical pass. Results are
- * rounded and clamped to 0..255 like OpenCV's 8-bit output.
+ * (the mean colour, i.e. zero network input). Linear, which detection also
+ * uses for every image, reads its four source pixels directly; the other
+ * kernels are separable: a horizontal pass over the source rows the vertical
+ * taps need, then a vertical pass. Results are rounded to 0..255 like
+ * OpenCV's 8-bit output.
  *
  * No node: imports.
  */
@@ -225,12 +227,12 @@ function clamp8(v: number): number {
   return v <= 0 ? 0 : v >= 255 ? 255 : (v + 0.5) | 0;
 }
 
-function axisTaps(srcLen: number, start: number, span: number, outLen: number, interp: Interpolation): AxisTaps {
+/** Taps of the separable kernels; linear has its own direct path (resampleLinear). */
+function axisTaps(srcLen: number, start: number, span: number, outLen: number, interp: Exclude<Interpolation, 'linear'>): AxisTaps {
   const scale = span / outLen;
   let taps: number;
   switch (interp) {
     case 'nearest': taps = 1; break;
-    case 'linear': taps = 2; break;
     case 'cubic': taps = 4; break;
     case 'lanczos4': taps = 8; break;
     case 'area': taps = Math.ceil(scale) + 2; break;
@@ -276,7 +278,7 @@ function axisTaps(srcLen: number, start: number, span: number, outLen: number, i
     let sum = 0;
     for (let k = 0; k < taps; k++) {
       const dist = f + (taps / 2 - 1) - k; // distance from the sample point to tap k (signed)
-      const v = interp === 'linear' ? 1 - Math.abs(dist) : interp === 'cubic' ? cubic(dist) : lanczos4(dist);
+      const v = interp === 'cubic' ? cubic(dist) : lanczos4(dist);
       kw[k] = v;
       sum += v;
     }
