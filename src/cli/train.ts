@@ -1,4 +1,5 @@
 import { ExtdError } from '../utils/errors.js';
+import { resolveModelPath } from '../load-model.js';
 import { numberFlag, parseCli, threadsFlag } from './args.js';
 import type { Command } from './command.js';
 import type { TrainConfig } from '../train/trainer.js';
@@ -43,8 +44,9 @@ options:
   --clip-grad X          rescale gradients whose global L2 norm exceeds X (default 0: off)
   --head-std X           std of the heads' initial weights (loc.N, conf.N; default 0: He
                          initialisation like every other conv)
-  --init FILE            start from this checkpoint's weights (same variant; .safetensors or
-                         .pth) instead of initialising them; the optimiser starts fresh
+  --init MODEL           start from this model's weights instead of initialising them: a bundled
+                         name (extd-32, extd-48, extd-64, extd-32-scratch) or a .safetensors/.pth
+                         file, same variant as --variant; the optimiser starts fresh
   --seed N               seed of the data stream and the initial weights (default 0)
   --checkpoint-every N   iterations between checkpoints (default 1000)
   --keep-last N          delete older checkpoints, keeping the newest N (default 0: keep all)
@@ -154,7 +156,7 @@ export const command: Command = {
     if (v.init !== undefined) {
       if (headStd !== undefined) throw new ExtdError(`--head-std ${headStd} with --init ${v.init}: --init loads every weight from the file, so there is no head to initialise; drop one of them`);
       if (resume) throw new ExtdError('--init only applies to a new run (it sets the starting weights); --resume continues from the run folder');
-      config.initFrom = v.init;
+      config.initFrom = resolveModelPath(v.init, '--init');
     }
     set('seed', num('seed', (x) => Number.isSafeInteger(x), 'an integer'));
     set('checkpointEvery', num('checkpoint-every', int('', 1), 'a positive integer'));
