@@ -6,6 +6,7 @@
  *   node --import tsx scripts/campaign.ts start    --out DIR [--data DIR] [--threads N] [--workers N] [--dry-run]
  *   node --import tsx scripts/campaign.ts resume   --out DIR [--data DIR] [--threads N] [--workers N] [--dry-run]
  *   node --import tsx scripts/campaign.ts snapshot --run DIR
+ *   node --import tsx scripts/campaign.ts eval     --run DIR [--iteration N] [--threads N]
  *   (each takes --campaign FOLDER, default campaign/extd32)
  *
  * The folder holds (a few MB at most):
@@ -31,6 +32,15 @@
  * CPU-hours; every file is written atomically and latest.json after the
  * checkpoint it names, so a snapshot interrupted at any point leaves a
  * folder that resumes (a repeated snapshot repairs it).
+ *
+ * `eval` scores a checkpoint of the run (default: its latest) on the fixed
+ * 200-image validation subset `campaign/val200.txt` (single protocol, the
+ * evaluation kit's ground truth restricted to those images) with `extd eval`
+ * into DIR/eval-val200/ckpt-N, and records its easy / medium / hard AP in the
+ * folder's `ap.jsonl` (one line per iteration), so the AP curve is tracked
+ * across machines. The subset: the 646 images of `$EXTD_SHARED/wider/WIDER_val`
+ * sorted by EVENT/NAME.jpg, the one at index floor(i * 646 / 200) for i = 0..199
+ * (`valSubset`); 200 images at 1 thread take a few minutes.
  *
  * CPU-hours are the summed wall time of the training steps (from the log's
  * img_s) times the libtorch threads of the segment that ran them: on the
@@ -61,6 +71,11 @@ export const CAMPAIGN_DEFAULTS = Object.freeze({
 });
 
 export const CAMPAIGN_FILE = 'campaign.json';
+/** AP at evaluated iterations, one JSON line each. */
+export const AP_FILE = 'ap.jsonl';
+/** The fixed validation subset, relative to the repository root. */
+export const VAL_SUBSET_FILE = 'campaign/val200.txt';
+export const VAL_SUBSET_SIZE = 200;
 const LOG = 'log.jsonl';
 const CONFIG = 'config.json';
 
@@ -253,6 +268,39 @@ export function seedRun(dir: string, out: string): number {
   return committed.iteration;
 }
 
+/**
+ * `count` of `paths` spread evenly over them in sorted order: sorted index
+ * floor(i * n / count) for i = 0..count-1. Throws when there are fewer.
+ */
+export function valSubset(paths: readonly string[], count: number = VAL_SUBSET_SIZE): string[] {
+  const sorted = [...paths].sort();
+  if (sorted.length < count) throw new ExtdError(`${sorted.length} validation images, fewer than the ${count} of the subset`);
+  return Array.from({ length: count }, (_, i) => sorted[Math.floor((i * sorted.length) / count)]!);
+}
+
+/** One line of ap.jsonl. */
+export interface ApRecord {
+  iteration: number;
+  easy: number;
+  medium: number;
+  hard: number;
+  images: number;
+  set: string;
+  protocol: string;
+  time: string;
+}
+
+/** Add (or replace, same iteration) a record of ap.jsonl, kept in iteration order; atomic. */
+export function recordAp(dir: string, r: ApRecord): ApRecord[] {
+  const path = join(dir, AP_FILE);
+  const lines = existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()) : [];
+  const records = lines.map((l) => JSON.parse(l) as ApRecord).filter((x) => x.iteration !== r.iteration);
+  records.push(r);
+  records.sort((a, b) => a.iteration - b.iteration);
+  writeFileAtomic(path, records.map((x) => JSON.stringify(x)).join('\n') + '\n');
+  return records;
+}
+
 function dataFlags(c: Campaign, data: string | undefined): string[] {
   const d = resolve(data ?? c.data.dir);
   const annotations = join(d, CAMPAIGN_DEFAULTS.annotationFile);
@@ -282,7 +330,7 @@ async function cli(argv: string[]): Promise<number> {
     args: rest,
     options: {
       campaign: { type: 'string' }, out: { type: 'string' }, run: { type: 'string' }, data: { type: 'string' },
-      threads: { type: 'string' }, workers: { type: 'string' }, 'dry-run': { type: 'boolean' },
+      threads: { type: 'string' }, workers: { type: 'string' }, iteration: { type: 'string' }, 'dry-run': { type: 'boolean' },
     },
   });
   const dir = resolve(REPO, v.campaign ?? CAMPAIGN_DEFAULTS.campaign);
@@ -292,8 +340,32 @@ async function cli(argv: string[]): Promise<number> {
     console.error(`campaign ${dir}: iteration ${r.iteration}, ${r.trainHours.toFixed(2)} training hours, ${r.cpuHours.toFixed(2)} CPU-hours, ${r.logRecords} log records; commit the folder`);
     return 0;
   }
+  if (sub === 'eval') {
+    if (!v.run) throw new ExtdError('eval needs --run DIR (the run folder whose checkpoint to score)');
+    const run = resolve(v.run);
+    const iteration = v.iteration !== undefined ? Number(v.iteration) : readLatest(run)?.iteration;
+    if (iteration === undefined || !Number.isInteger(iteration)) throw new ExtdError(`${run}: no checkpoint to evaluate (no latest.json and no --iteration N)`);
+    const model = join(run, checkpointNames(iteration).model);
+    if (!existsSync(model)) throw new ExtdError(`${model}: not found (kept checkpoints: ls ${run})`);
+    const shared = resolve(process.env.EXTD_SHARED ?? join(REPO, '../shared'));
+    const out = join(run, 'eval-val200', `ckpt-${iteration}`);
+    const { main } = await import('../src/cli/main.js');
+    const code = await main([
+      'eval', '--model', model, '--images', join(shared, 'wider/WIDER_val/images'), '--gt', join(shared, 'wider/eval_tools/ground_truth'),
+      '--list', join(REPO, VAL_SUBSET_FILE), '--protocol', 'single', '--out', out, '--threads', v.threads ?? '1',
+    ]);
+    if (code !== 0) return code;
+    const ap = readJson<{ easy: number; medium: number; hard: number; images: number }>(join(out, 'ap.json'));
+    const rec: ApRecord = {
+      iteration, easy: round(ap.easy), medium: round(ap.medium), hard: round(ap.hard), images: ap.images,
+      set: VAL_SUBSET_FILE, protocol: 'single', time: new Date().toISOString(),
+    };
+    recordAp(dir, rec);
+    console.error(`campaign ${dir}: iteration ${iteration} AP ${rec.easy} / ${rec.medium} / ${rec.hard} (easy / medium / hard, ${ap.images} images of ${VAL_SUBSET_FILE}, single protocol) added to ${AP_FILE}`);
+    return 0;
+  }
   if (sub !== 'start' && sub !== 'resume') {
-    throw new ExtdError(`unknown subcommand '${sub ?? ''}': expected start, resume or snapshot (see the header of scripts/campaign.ts)`);
+    throw new ExtdError(`unknown subcommand '${sub ?? ''}': expected start, resume, snapshot or eval (see the header of scripts/campaign.ts)`);
   }
   if (!v.out) throw new ExtdError(`${sub} needs --out DIR (the run folder, outside the repository's committed files, e.g. runs/extd32-campaign)`);
   const out = resolve(v.out);

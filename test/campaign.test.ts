@@ -3,7 +3,10 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CAMPAIGN_FILE, readCampaign, readLog, seedRun, snapshot, thinLog, type Campaign, type LogLine } from '../scripts/campaign.js';
+import {
+  AP_FILE, CAMPAIGN_FILE, readCampaign, readLog, recordAp, seedRun, snapshot, thinLog, valSubset, VAL_SUBSET_FILE, type Campaign, type LogLine,
+} from '../scripts/campaign.js';
+import { noShared, sharedPath } from './shared.js';
 import { readLatest } from '../src/train/checkpoint.js';
 import { ExtdError } from '../src/utils/errors.js';
 
@@ -85,5 +88,34 @@ test('snapshot copies the latest checkpoint, thins the log up to it, adds up hou
     assert.throws(() => snapshot(camp, behind, 4), (e: Error) => e instanceof ExtdError && /behind the campaign's snapshot at 20/.test(e.message));
   } finally {
     rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('valSubset: evenly spread over the sorted list; too few images is an error', () => {
+  const names = Array.from({ length: 10 }, (_, i) => `e/${String(9 - i).padStart(2, '0')}.jpg`);
+  assert.deepEqual(valSubset(names, 4), ['e/00.jpg', 'e/02.jpg', 'e/05.jpg', 'e/07.jpg']);
+  assert.throws(() => valSubset(names, 11), ExtdError);
+});
+
+test('campaign/val200.txt is valSubset of the 646 shared validation images', { skip: noShared('wider/WIDER_val/images') }, () => {
+  const root = sharedPath('wider/WIDER_val/images');
+  const all = readdirSync(root).flatMap((e) => readdirSync(join(root, e)).filter((f) => f.endsWith('.jpg')).map((f) => `${e}/${f}`));
+  assert.equal(all.length, 646);
+  const committed = readFileSync(VAL_SUBSET_FILE, 'utf8').trim().split('\n');
+  assert.equal(committed.length, 200);
+  assert.deepEqual(committed, valSubset(all));
+});
+
+test('recordAp keeps one record per iteration, in iteration order', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'extd-ap-'));
+  try {
+    const r = (iteration: number, easy: number) => ({ iteration, easy, medium: 0, hard: 0, images: 200, set: 's', protocol: 'single', time: 't' });
+    recordAp(dir, r(500, 0.1));
+    recordAp(dir, r(250, 0.2));
+    recordAp(dir, r(500, 0.3));
+    const lines = readFileSync(join(dir, AP_FILE), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(lines.map((l) => [l.iteration, l.easy]), [[250, 0.2], [500, 0.3]]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
