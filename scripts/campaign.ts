@@ -40,7 +40,8 @@
  * folder's `ap.jsonl` (one line per iteration), so the AP curve is tracked
  * across machines. The subset: the 646 images of `$EXTD_SHARED/wider/WIDER_val`
  * sorted by EVENT/NAME.jpg, the one at index floor(i * 646 / 200) for i = 0..199
- * (`valSubset`); 200 images at 1 thread take a few minutes.
+ * (`valSubset`); 200 images at 1 thread took 6 minutes on the shared
+ * 2-core machine beside the training run.
  *
  * CPU-hours are the summed wall time of the training steps (from the log's
  * img_s) times the libtorch threads of the segment that ran them: on the
