@@ -15,19 +15,28 @@
 //   out is a copy too, except Tensor.dataView(), which aliases the storage.
 // - Each handle tells V8 how many bytes it holds (AdjustExternalMemory) so
 //   garbage collection keeps up with large activations; dispose() and scopes
-//   free them deterministically.
+//   free them deterministically. A scope holds the handles' tensors itself,
+//   not weak references to the JS objects: Node runs an object's finalizer
+//   only at a later turn of the event loop, so a handle the GC collected
+//   inside a scope would otherwise keep its tensor until then (in a
+//   synchronous training loop: forever).
 
 #include <napi.h>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/CPUAllocator.h>
 #include <c10/core/GradMode.h>
 #include <torch/version.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/autograd/profiler.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <unordered_map>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -42,12 +51,14 @@ namespace {
 // training machines have 2 cores.
 constexpr int kDefaultThreads = 2;
 
+struct TensorSlot;
+
 struct AddonData {
   Napi::FunctionReference tensorCtor;
   Napi::FunctionReference sgdCtor;
-  // tidy-style scopes: each holds weak references to the handles created
+  // tidy-style scopes: each holds the slots of the handles created
   // while it was the innermost one.
-  std::vector<std::vector<Napi::ObjectReference>> scopes;
+  std::vector<std::vector<std::shared_ptr<TensorSlot>>> scopes;
 };
 
 std::string oneLine(const std::string& s) {
@@ -90,6 +101,164 @@ auto guarded(Napi::Env env, const char* op, F&& fn) -> decltype(fn()) {
   }
 }
 
+
+// ---------------------------------------------------------------- CPU allocator
+
+// libtorch's CPU allocator, replaced at load time by one that counts live
+// bytes (allocatorStats) and keeps freed blocks for reuse (setAllocatorCache).
+//
+// Why: a training step allocates and frees the same few hundred activation
+// and gradient buffers, with the same sizes, every step. Handed back to
+// malloc, glibc returns large blocks to the kernel (each step then
+// page-faults them in again; about 6 us per 4 KB page on a VM) and fragments
+// the rest (libtorch asks for 64-byte-aligned blocks, and a freed block just
+// too small for the next aligned request of its own size stays unused).
+// Kept here by exact size (rounded up to 4 KB), a step reuses the previous
+// step's blocks: no page faults and no growth, whatever malloc is preloaded.
+//
+// The cache is bounded: by default (limit -1, "auto") by the largest number
+// of live bytes seen so far (plus an eighth), so that live + cached stays near the peak a step
+// needs anyway; a fixed limit in bytes, or 0 (no caching), can be set. When a
+// freed block does not fit, the blocks that have waited longest are released
+// first (sizes that stopped being used, e.g. after a change of input size).
+//
+// Every block carries a 64-byte header (its rounded size) in front of the
+// data, which keeps the data 64-byte aligned (c10's gAlignment) and lets the
+// raw deleter find the size: oneDNN's (ideep's) engine allocator goes through
+// raw_allocate / raw_deallocate of this allocator.
+class CachingCpuAllocator final : public at::Allocator {
+ public:
+  static constexpr size_t kHeader = 64;
+  static constexpr size_t kPage = 4096;
+  // Smaller blocks go straight to malloc (cheap, and not worth a cache slot).
+  static constexpr size_t kCacheMin = 64 * 1024;
+  static constexpr int64_t kAuto = -1;
+
+  static CachingCpuAllocator& instance() {
+    static CachingCpuAllocator* a = new CachingCpuAllocator();  // never destroyed: blocks may outlive statics
+    return *a;
+  }
+
+  at::DataPtr allocate(size_t n) const override {
+    if (n == 0) return {nullptr, nullptr, &Free, at::Device(at::DeviceType::CPU)};
+    void* data = const_cast<CachingCpuAllocator*>(this)->Take(n);
+    return {data, data, &Free, at::Device(at::DeviceType::CPU)};
+  }
+  at::DeleterFnPtr raw_deleter() const override { return &Free; }
+
+  static void Free(void* data) {
+    if (data) instance().Give(data);
+  }
+
+  struct Stats {
+    int64_t live, peak, cached, cacheLimit, allocations, reused;
+  };
+  Stats stats() {
+    std::lock_guard<std::mutex> lock(m_);
+    return {live_, peak_, cached_, LimitLocked(), allocations_, reused_};
+  }
+  void resetPeak() {
+    std::lock_guard<std::mutex> lock(m_);
+    peak_ = live_;
+  }
+  // limit kAuto (-1): the largest live total so far; 0: no caching; else bytes.
+  void setCacheLimit(int64_t limit) {
+    std::vector<void*> release;
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      limit_ = limit;
+      EvictLocked(LimitLocked(), release);
+    }
+    for (void* b : release) std::free(b);
+  }
+  void emptyCache() {
+    std::vector<void*> release;
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      EvictLocked(0, release);
+    }
+    for (void* b : release) std::free(b);
+  }
+
+ private:
+  struct Cached {
+    void* base;
+    uint64_t seq;  // when it was freed: the oldest go first
+  };
+
+  static size_t Rounded(size_t n) { return (n + kHeader + kPage - 1) / kPage * kPage; }
+  // Auto: an eighth above the largest live total, so that a step whose blocks
+  // are a little more than its peak (sizes used at different times) does not
+  // release and fault in the difference every step.
+  int64_t LimitLocked() const { return limit_ == kAuto ? peakEver_ + peakEver_ / 8 : limit_; }
+
+  void* Take(size_t n) {
+    size_t total = n + kHeader >= kCacheMin ? Rounded(n) : n + kHeader;
+    void* base = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      allocations_++;
+      auto it = total >= kCacheMin ? free_.find(total) : free_.end();
+      if (it != free_.end() && !it->second.empty()) {
+        base = it->second.back().base;  // the most recently freed: still warm in cache
+        it->second.pop_back();
+        cached_ -= int64_t(total);
+        reused_++;
+      }
+      live_ += int64_t(total);
+      peak_ = std::max(peak_, live_);
+      peakEver_ = std::max(peakEver_, live_);
+    }
+    if (!base && posix_memalign(&base, kHeader, total) != 0) {
+      std::lock_guard<std::mutex> lock(m_);
+      live_ -= int64_t(total);
+      TORCH_CHECK(false, "CPU allocator: out of memory allocating ", n, " bytes");
+    }
+    *static_cast<size_t*>(base) = total;
+    return static_cast<char*>(base) + kHeader;
+  }
+
+  void Give(void* data) {
+    void* base = static_cast<char*>(data) - kHeader;
+    size_t total = *static_cast<size_t*>(base);
+    std::vector<void*> release;
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      live_ -= int64_t(total);
+      int64_t limit = LimitLocked();
+      if (total >= kCacheMin && int64_t(total) <= limit) {
+        EvictLocked(limit - int64_t(total), release);
+        free_[total].push_back({base, seq_++});
+        cached_ += int64_t(total);
+      } else {
+        release.push_back(base);
+      }
+    }
+    for (void* b : release) std::free(b);
+  }
+
+  // Releases the longest-waiting blocks until at most `keep` bytes stay cached.
+  void EvictLocked(int64_t keep, std::vector<void*>& out) {
+    while (cached_ > keep) {
+      auto oldest = free_.end();
+      for (auto it = free_.begin(); it != free_.end(); ++it) {
+        if (!it->second.empty() && (oldest == free_.end() || it->second.front().seq < oldest->second.front().seq)) oldest = it;
+      }
+      if (oldest == free_.end()) break;
+      out.push_back(oldest->second.front().base);
+      oldest->second.erase(oldest->second.begin());
+      cached_ -= int64_t(oldest->first);
+      if (oldest->second.empty()) free_.erase(oldest);
+    }
+  }
+
+  std::mutex m_;
+  std::unordered_map<size_t, std::vector<Cached>> free_;
+  int64_t live_ = 0, peak_ = 0, peakEver_ = 0, cached_ = 0, allocations_ = 0, reused_ = 0;
+  int64_t limit_ = kAuto;
+  uint64_t seq_ = 0;
+};
+
 // ---------------------------------------------------------------- dtypes
 
 at::ScalarType parseDtype(Napi::Env env, const std::string& s, const char* op) {
@@ -123,6 +292,25 @@ const char* dtypeName(at::ScalarType t) {
 
 // ---------------------------------------------------------------- Tensor
 
+// What a handle owns: its tensor reference and the bytes reported to V8.
+// Shared by the handle and the scope it was created in, so that the scope can
+// release the tensor whether or not the JS object is still alive.
+struct TensorSlot {
+  at::Tensor t;
+  int64_t accounted = 0;
+  bool disposed = false;
+
+  void Release(Napi::Env env) {
+    if (disposed) return;
+    disposed = true;
+    t.reset();
+    if (accounted != 0) {
+      Napi::MemoryManagement::AdjustExternalMemory(env, -accounted);
+      accounted = 0;
+    }
+  }
+};
+
 class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
  public:
   static Napi::Function Define(Napi::Env env);
@@ -133,20 +321,12 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
   ~TensorWrap() override { Release(); }
 
   at::Tensor& Get(Napi::Env env, const char* op) {
-    if (disposed_) typeError(env, std::string(op) + ": tensor was disposed");
-    return t_;
+    if (slot_->disposed) typeError(env, std::string(op) + ": tensor was disposed");
+    return slot_->t;
   }
-  void Release() {
-    if (!disposed_) {
-      disposed_ = true;
-      t_.reset();
-      if (accounted_ != 0) {
-        // Env() stays valid while the wrapper exists, finalizers included.
-        Napi::MemoryManagement::AdjustExternalMemory(Env(), -accounted_);
-        accounted_ = 0;
-      }
-    }
-  }
+  // Env() stays valid while the wrapper exists, finalizers included.
+  void Release() { slot_->Release(Env()); }
+  TensorSlot* slot() const { return slot_.get(); }
 
  private:
   Napi::Value Shape(const Napi::CallbackInfo& info);
@@ -181,9 +361,7 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
     return CopyOut<uint8_t, napi_uint8_array>(info, at::kByte, "toUint8Array");
   }
 
-  at::Tensor t_;
-  int64_t accounted_ = 0;
-  bool disposed_ = false;
+  std::shared_ptr<TensorSlot> slot_ = std::make_shared<TensorSlot>();
 };
 
 Napi::Function TensorWrap::Define(Napi::Env env) {
@@ -216,13 +394,14 @@ TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tensor
   if (info.Length() != 1 || !info[0].IsExternal()) {
     typeError(env, "Tensor: not constructible from JS; use fromFloat32Array, zeros, randn, ...");
   }
-  t_ = std::move(*info[0].As<Napi::External<at::Tensor>>().Data());
-  if (t_.defined()) {
-    accounted_ = static_cast<int64_t>(t_.numel()) * static_cast<int64_t>(t_.element_size());
-    if (accounted_ != 0) Napi::MemoryManagement::AdjustExternalMemory(env, accounted_);
+  at::Tensor& t = slot_->t;
+  t = std::move(*info[0].As<Napi::External<at::Tensor>>().Data());
+  if (t.defined()) {
+    slot_->accounted = static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size());
+    if (slot_->accounted != 0) Napi::MemoryManagement::AdjustExternalMemory(env, slot_->accounted);
   }
   auto* data = env.GetInstanceData<AddonData>();
-  if (!data->scopes.empty()) data->scopes.back().push_back(Napi::Weak(info.This().As<Napi::Object>()));
+  if (!data->scopes.empty()) data->scopes.back().push_back(slot_);
 }
 
 Napi::Object TensorWrap::Make(Napi::Env env, at::Tensor t) {
@@ -283,7 +462,7 @@ Napi::Value TensorWrap::IsLeaf(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value TensorWrap::Disposed(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), disposed_);
+  return Napi::Boolean::New(info.Env(), slot_->disposed);
 }
 
 Napi::Value TensorWrap::Dispose(const Napi::CallbackInfo& info) {
@@ -611,6 +790,37 @@ Napi::Value setNumThreads(const Args& a) {
   return a.env.Undefined();
 }
 
+Napi::Value allocatorStats(const Args& a) {
+  auto st = CachingCpuAllocator::instance().stats();
+  auto o = Napi::Object::New(a.env);
+  o.Set("live", double(st.live));
+  o.Set("peak", double(st.peak));
+  o.Set("cached", double(st.cached));
+  o.Set("cacheLimit", double(st.cacheLimit));
+  o.Set("allocations", double(st.allocations));
+  o.Set("reused", double(st.reused));
+  return o;
+}
+
+Napi::Value resetAllocatorPeak(const Args& a) {
+  CachingCpuAllocator::instance().resetPeak();
+  return a.env.Undefined();
+}
+
+Napi::Value setAllocatorCache(const Args& a) {
+  double limit = a.number(0, "limitBytes");
+  if (!(limit >= 0 || limit == -1)) {
+    typeError(a.env, "setAllocatorCache: limitBytes must be >= 0 (0: no caching), or -1 (the largest live total so far)");
+  }
+  CachingCpuAllocator::instance().setCacheLimit(limit < 0 ? CachingCpuAllocator::kAuto : int64_t(limit));
+  return a.env.Undefined();
+}
+
+Napi::Value emptyAllocatorCache(const Args& a) {
+  CachingCpuAllocator::instance().emptyCache();
+  return a.env.Undefined();
+}
+
 Napi::Value getNumThreads(const Args& a) { return Napi::Number::New(a.env, at::get_num_threads()); }
 
 // oneDNN (mkldnn) runs float32 convolutions that are grouped, strided or
@@ -648,25 +858,23 @@ Napi::Value startScope(const Args& a) {
 Napi::Value endScope(const Args& a) {
   auto* data = a.env.GetInstanceData<AddonData>();
   if (data->scopes.empty()) typeError(a.env, "endScope: no scope is open");
-  std::unordered_set<TensorWrap*> keep;
+  std::unordered_set<TensorSlot*> keep;
   if (a.has(0)) {
     if (!a.info[0].IsArray()) a.bad(0, "keep", "an array of Tensors");
     auto arr = a.info[0].As<Napi::Array>();
     for (uint32_t k = 0; k < arr.Length(); k++) {
       Napi::Value v = arr.Get(k);
-      if (TensorWrap::Is(a.env, v)) keep.insert(TensorWrap::Unwrap(v.As<Napi::Object>()));
+      if (TensorWrap::Is(a.env, v)) keep.insert(TensorWrap::Unwrap(v.As<Napi::Object>())->slot());
     }
   }
-  std::vector<Napi::ObjectReference> refs = std::move(data->scopes.back());
+  std::vector<std::shared_ptr<TensorSlot>> slots = std::move(data->scopes.back());
   data->scopes.pop_back();
-  for (auto& ref : refs) {
-    Napi::Object obj = ref.Value();
-    if (obj.IsEmpty()) continue;  // already collected
-    TensorWrap* w = TensorWrap::Unwrap(obj);
-    if (keep.count(w)) {
-      if (!data->scopes.empty()) data->scopes.back().push_back(std::move(ref));
+  for (auto& slot : slots) {
+    if (slot->disposed) continue;
+    if (keep.count(slot.get())) {
+      if (!data->scopes.empty()) data->scopes.back().push_back(std::move(slot));
     } else {
-      w->Release();
+      slot->Release(a.env);
     }
   }
   return a.env.Undefined();
@@ -721,6 +929,94 @@ Napi::Value prelu(const Args& a) {
   }
   return wrap(a.env, at::prelu(input, weight));
 }
+// BatchNorm followed by a single-slope PReLU, as one autograd node that
+// keeps only the BN input and the PReLU output for backward (the BN output
+// is overwritten in place by the PReLU). Unfused, three maps per conv unit
+// stay alive until backward (conv output, BN output, PReLU output); fused,
+// two: the PReLU output is what the next convolution saves anyway, and for
+// a slope a > 0 it gives back everything the PReLU backward needs:
+// z > 0 exactly where y > 0, and y = z / a where it is not. A third less
+// activation memory per step, the same kernels (libtorch's batch norm
+// forward and backward, its vectorised leaky ReLU), the same numbers up to
+// the rounding of z / a in the slope's gradient.
+struct BatchNormPrelu : public torch::autograd::Function<BatchNormPrelu> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
+                            const at::Tensor& bias, const at::Tensor& runningMean, const at::Tensor& runningVar,
+                            const at::Tensor& slope, bool training, double momentum, double eps) {
+    at::Tensor x = input.contiguous();
+    auto bn = at::native_batch_norm(x, weight, bias, runningMean, runningVar, training, momentum, eps);
+    at::Tensor z = std::get<0>(bn);
+    double a = slope.item<double>();
+    at::leaky_relu_(z, a);
+    ctx->save_for_backward({x, weight, z, slope});
+    ctx->saved_data["mean"] = std::get<1>(bn);
+    ctx->saved_data["invstd"] = std::get<2>(bn);
+    // Read only in eval mode, where they are the statistics used (and not updated).
+    if (!training) {
+      ctx->saved_data["running_mean"] = runningMean;
+      ctx->saved_data["running_var"] = runningVar;
+    }
+    ctx->saved_data["a"] = a;
+    ctx->saved_data["training"] = training;
+    ctx->saved_data["eps"] = eps;
+    return z;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor& x = saved[0];
+    const at::Tensor& weight = saved[1];
+    const at::Tensor& z = saved[2];
+    const at::Tensor& slope = saved[3];
+    double a = ctx->saved_data["a"].toDouble();
+    at::Tensor gz = grads[0].contiguous();
+    // dL/dy = gz where z > 0, a * gz elsewhere; dL/da = <gz, min(y, 0)> = <gz, min(z, 0)> / a.
+    at::Tensor gy = at::leaky_relu_backward(gz, z, a, /*self_is_result=*/true);
+    at::Tensor gslope;
+    if (slope.requires_grad()) {
+      gslope = (at::dot(gz.reshape({-1}), at::clamp_max(z, 0).reshape({-1})) / a).reshape(slope.sizes());
+    }
+    bool training = ctx->saved_data["training"].toBool();
+    c10::optional<at::Tensor> rm, rv;
+    if (!training) {
+      rm = ctx->saved_data["running_mean"].toTensor();
+      rv = ctx->saved_data["running_var"].toTensor();
+    }
+    auto g = at::native_batch_norm_backward(gy, x, weight, rm, rv, ctx->saved_data["mean"].toTensor(),
+                                            ctx->saved_data["invstd"].toTensor(), training,
+                                            ctx->saved_data["eps"].toDouble(), {true, true, true});
+    return {std::get<0>(g), std::get<1>(g), std::get<2>(g), at::Tensor(), at::Tensor(), gslope,
+            at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+// batchNormPrelu(input, weight, bias, runningMean, runningVar, slope, training, momentum, eps):
+// prelu(batchNorm(...), slope), fused as above when the slope is one positive
+// number (float input, CPU); otherwise the two operations one after the other.
+Napi::Value batchNormPrelu(const Args& a) {
+  at::Tensor input = a.tensor(0, "input");
+  at::Tensor weight = a.tensor(1, "weight");
+  at::Tensor bias = a.tensor(2, "bias");
+  at::Tensor runningMean = a.tensor(3, "runningMean");
+  at::Tensor runningVar = a.tensor(4, "runningVar");
+  at::Tensor slope = a.tensor(5, "slope");
+  bool training = a.boolean(6, false);
+  double momentum = a.number(7, "momentum", 0.1);
+  double eps = a.number(8, "eps", 1e-5);
+  bool fusable = slope.numel() == 1 && at::isFloatingType(input.scalar_type()) &&
+                 slope.scalar_type() == input.scalar_type() && input.device().is_cpu() && input.dim() >= 2 &&
+                 slope.item<double>() > 0;
+  if (fusable) {
+    return wrap(a.env, BatchNormPrelu::apply(input, weight, bias, runningMean, runningVar, slope, training, momentum, eps));
+  }
+  at::Tensor y = at::batch_norm(input, weight, bias, runningMean, runningVar, training, momentum, eps, false);
+  if (slope.numel() == 1 && input.scalar_type() == slope.scalar_type() && at::isFloatingType(input.scalar_type())) {
+    return wrap(a.env, ScalarPrelu::apply(y, slope));
+  }
+  return wrap(a.env, at::prelu(y, slope));
+}
+
 Napi::Value leakyRelu(const Args& a) {
   return wrap(a.env, at::leaky_relu(a.tensor(0, "input"), a.number(1, "slope", 0.01)));
 }
@@ -1051,6 +1347,10 @@ const OpEntry kOps[] = {
     {"profileStart", profileStart},
     {"profileStop", profileStop},
     {"getNumThreads", getNumThreads},
+    {"allocatorStats", allocatorStats},
+    {"resetAllocatorPeak", resetAllocatorPeak},
+    {"setAllocatorCache", setAllocatorCache},
+    {"emptyAllocatorCache", emptyAllocatorCache},
     {"setMkldnnEnabled", setMkldnnEnabled},
     {"isMkldnnEnabled", isMkldnnEnabled},
     {"setGradEnabled", setGradEnabled},
@@ -1061,6 +1361,7 @@ const OpEntry kOps[] = {
     {"conv2d", conv2d},
     {"batchNorm", batchNorm},
     {"prelu", prelu},
+    {"batchNormPrelu", batchNormPrelu},
     {"leakyRelu", leakyRelu},
     {"relu", relu},
     {"sigmoid", sigmoid},
@@ -1144,6 +1445,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
                           name));
   }
 
+  // Before any tensor exists, so every block libtorch frees came from it.
+  c10::SetCPUAllocator(&CachingCpuAllocator::instance(), /*priority=*/1);
   at::set_num_threads(kDefaultThreads);
   return exports;
 }

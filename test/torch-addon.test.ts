@@ -5,6 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { gradCheck, loadTorch, torchUnavailableReason, type Torch, type TorchTensor } from '../src/train/torch.js';
 import { ExtdError } from '../src/utils/errors.js';
 
@@ -130,6 +132,53 @@ test('gradient check: activations', { skip }, () => {
   checkOp('prelu single slope', (x, w) => torch.prelu(x, w), [param([2, 3, 4, 4]), param([1])]);
   checkOp('leakyRelu 0.25', (x) => torch.leakyRelu(x, 0.25), [param([2, 3, 5])]);
   checkOp('relu', (x) => torch.relu(x), [param([2, 3, 5])]);
+});
+
+test('batchNormPrelu: gradients check, and it equals batchNorm then prelu (values, running statistics, gradients)', { skip }, () => {
+  torch.manualSeed(31);
+  const mean = torch.zeros([4], 'float64');
+  const vari = torch.ones([4], 'float64');
+  const positive = () => {
+    const s = torch.full([1], 0.3, 'float64');
+    s.requiresGrad = true;
+    return s;
+  };
+  for (const training of [true, false]) {
+    checkOp(`batchNormPrelu ${training ? 'train' : 'eval'}`, (x, w, b, s) => torch.batchNormPrelu(x, w, b, mean, vari, s, training, 0.1, 1e-5),
+      [param([3, 4, 3, 2]), param([4]), param([4]), positive()]);
+  }
+  // A slope <= 0 cannot be undone from the output: the unfused path, same semantics.
+  const negative = torch.full([1], -0.2, 'float64');
+  negative.requiresGrad = true;
+  checkOp('batchNormPrelu negative slope', (x, w, b, s) => torch.batchNormPrelu(x, w, b, mean, vari, s, true, 0.1, 1e-5),
+    [param([3, 4, 3, 2]), param([4]), param([4]), negative]);
+
+  // float32, the training dtype: fused and unfused agree.
+  const run = (fused: boolean) =>
+    torch.tidy(() => {
+      torch.manualSeed(32);
+      const x = torch.randn([2, 8, 6, 6]);
+      x.requiresGrad = true;
+      const w = torch.add(torch.rand([8]), 0.5);
+      w.requiresGrad = true;
+      const b = torch.randn([8]);
+      b.requiresGrad = true;
+      const s = torch.full([1], 0.25);
+      s.requiresGrad = true;
+      const rm = torch.zeros([8]);
+      const rv = torch.ones([8]);
+      const r = torch.randn([2, 8, 6, 6]);
+      const y = fused ? torch.batchNormPrelu(x, w, b, rm, rv, s, true, 0.1, 1e-5) : torch.prelu(torch.batchNorm(x, w, b, rm, rv, true, 0.1, 1e-5), s);
+      torch.sum(torch.mul(y, r)).backward();
+      return [y, rm, rv, x.grad!, w.grad!, b.grad!, s.grad!].map((t) => t.toFloat32Array());
+    });
+  const [a, b] = [run(true), run(false)];
+  const names = ['output', 'running mean', 'running var', 'grad input', 'grad weight', 'grad bias', 'grad slope'];
+  names.forEach((name, k) => {
+    let d = 0;
+    for (let i = 0; i < a[k]!.length; i++) d = Math.max(d, Math.abs(a[k]![i]! - b[k]![i]!) / Math.max(1, Math.abs(b[k]![i]!)));
+    assert.ok(d <= (name === 'grad slope' ? 1e-5 : 1e-6), `${name}: fused and unfused differ by ${d}`);
+  });
 });
 
 test('upsampleBilinear2d matches the half-pixel formula and its gradient checks', { skip }, () => {
@@ -311,6 +360,46 @@ test('dispose and tidy free tensors', { skip }, () => {
   }
   const grown = (process.memoryUsage().rss - rss0) / 2 ** 20;
   assert.ok(grown < 300, `rss grew by ${grown.toFixed(0)} MB`);
+});
+
+test('tidy frees the tensors of handles the garbage collector took inside it', { skip }, () => {
+  // Node runs finalizers only at a later turn of the event loop; a scope that
+  // only held weak references skipped collected handles, and a synchronous
+  // training loop kept every step's intermediate maps (grew by them per step).
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const base = torch.allocatorStats().live;
+  torch.tidy(() => {
+    for (let i = 0; i < 8; i++) torch.add(torch.ones([1_000_000]), 1); // no reference kept
+    gc();
+    gc();
+    assert.ok(torch.allocatorStats().live - base >= 8 * 4_000_000, 'the tensors are still live inside the scope');
+  });
+  assert.equal(torch.allocatorStats().live, base, 'every tensor of the scope freed at its end');
+});
+
+test('the CPU allocator counts live bytes and reuses freed blocks; the cache is bounded and can be emptied', { skip }, () => {
+  const s0 = torch.allocatorStats();
+  torch.resetAllocatorPeak();
+  const step = () => torch.tidy(() => torch.sum(torch.mul(torch.add(torch.ones([2_000_000]), 1), 3)).item());
+  step();
+  const s1 = torch.allocatorStats();
+  assert.equal(s1.live, s0.live);
+  assert.ok(s1.peak - s0.live >= 3 * 8_000_000, `peak ${s1.peak - s0.live} bytes above the start, expected the three 8 MB tensors`);
+  step();
+  const s2 = torch.allocatorStats();
+  assert.ok(s2.reused - s1.reused >= 3, `the second step reused ${s2.reused - s1.reused} cached blocks`);
+  assert.ok(s2.cached <= s2.cacheLimit, `cached ${s2.cached} > limit ${s2.cacheLimit}`);
+  torch.setAllocatorCache(0);
+  assert.equal(torch.allocatorStats().cached, 0);
+  step();
+  assert.equal(torch.allocatorStats().reused, s2.reused, 'no reuse with caching off');
+  torch.setAllocatorCache(-1);
+  step();
+  assert.ok(torch.allocatorStats().cached > 0);
+  torch.emptyAllocatorCache();
+  assert.equal(torch.allocatorStats().cached, 0);
+  assert.throws(() => torch.setAllocatorCache(-2), /setAllocatorCache: limitBytes must be >= 0/);
 });
 
 test('loadTorch explains how to install libtorch when the addon is missing', () => {

@@ -93,13 +93,22 @@ export class TorchModel {
     return this.parameterNames().map((n) => this.tensors.get(n)!);
   }
 
-  /** Runs the network on `input` (N x 3 x H x W, mean-subtracted RGB, the model's dtype). */
+  /**
+   * Runs the network on `input` (N x 3 x H x W, mean-subtracted RGB, the model's dtype).
+   * Only the returned tensors get handles that outlive the call: every
+   * intermediate map is released at once, so what autograd saved for
+   * backward is all that stays, and backward frees it as it goes.
+   */
   forward(input: TorchTensor, options: Partial<ForwardOptions> = {}): ForwardResult {
     const o = { ...FORWARD_DEFAULTS, ...options };
-    const t = this.torch;
     if (input.shape.length !== 4 || input.shape[1] !== 3) {
       throw new ExtdError(`torch model: input has shape ${formatShape(input.shape)}, expected [N, 3, H, W]`);
     }
+    return this.torch.tidy(() => this.run(input, o));
+  }
+
+  private run(input: TorchTensor, o: ForwardOptions): ForwardResult {
+    const t = this.torch;
     const values = new Map<string, TorchTensor>([[this.graph.input, input]]);
     const get = (name: string) => values.get(name)!;
     for (const n of this.graph.nodes) {
@@ -157,6 +166,10 @@ export class TorchModel {
         const { r, d } = this.renormFactors(y, mean, variance, renorm);
         bias = t.add(t.mul(weight, d), bias);
         weight = t.mul(weight, r);
+      }
+      if (n.act?.kind === 'prelu') {
+        // One node that keeps two maps for backward instead of three (TorchNative.batchNormPrelu).
+        return t.batchNormPrelu(y, weight, bias, mean, variance, w(n.act.param), training, this.options.bnMomentum, BN_EPS);
       }
       y = t.batchNorm(y, weight, bias, mean, variance, training, this.options.bnMomentum, BN_EPS);
     }

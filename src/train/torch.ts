@@ -15,7 +15,11 @@
  * Memory: each handle owns a reference to a libtorch tensor. The garbage
  * collector frees it eventually (the addon reports the bytes to V8), but a
  * training loop should free activations deterministically with `tidy()` or
- * `dispose()`. Data crosses the boundary by copy (`fromFloat32Array`,
+ * `dispose()`: Node runs finalizers only at a later turn of the event loop,
+ * so a synchronous loop relying on the collector keeps every step's tensors.
+ * `tidy()` releases every handle created inside it, collected or not. The
+ * addon's CPU allocator keeps freed blocks for reuse by the next step
+ * (`setAllocatorCache`, `allocatorStats`). Data crosses the boundary by copy (`fromFloat32Array`,
  * `toFloat32Array`): a JS buffer can be detached or transferred by its owner,
  * so libtorch never aliases it. `dataView()` is the zero-copy way out: a
  * Float32Array over a contiguous float32 tensor's own storage.
@@ -114,6 +118,16 @@ export interface TorchSGD {
   setMomentumBuffers(buffers: (TorchTensor | null)[]): void;
 }
 
+/** See TorchNative.allocatorStats. */
+export interface AllocatorStats {
+  live: number;
+  peak: number;
+  cached: number;
+  cacheLimit: number;
+  allocations: number;
+  reused: number;
+}
+
 /** The addon's exports, typed. Argument order follows PyTorch's functional API. */
 export interface TorchNative {
   readonly Tensor: Function;
@@ -145,6 +159,22 @@ export interface TorchNative {
   profileStart(path: string): void;
   profileStop(): void;
   getNumThreads(): number;
+  /**
+   * libtorch's CPU memory as the addon's allocator sees it, in bytes: `live`
+   * (held by tensors now), `peak` (most live since the last
+   * resetAllocatorPeak), `cached` (freed blocks kept for reuse), `cacheLimit`,
+   * and counts of `allocations` and of those `reused` from the cache.
+   */
+  allocatorStats(): AllocatorStats;
+  resetAllocatorPeak(): void;
+  /**
+   * Bounds the cache of freed blocks (64 KB and up, kept by size so the next
+   * step reuses them without page faults): bytes, 0 for no caching, or -1
+   * (the default) for 9/8 of the largest live total seen so far.
+   */
+  setAllocatorCache(limitBytes: number): void;
+  /** Hands every cached block back to malloc (e.g. after training, before other work). */
+  emptyAllocatorCache(): void;
   /** oneDNN for float32 convolutions (on by default); off falls back to im2col + BLAS. */
   setMkldnnEnabled(enabled: boolean): void;
   isMkldnnEnabled(): boolean;
@@ -168,6 +198,25 @@ export interface TorchNative {
     eps?: number,
   ): TorchTensor;
   prelu(input: TorchTensor, weight: TorchTensor): TorchTensor;
+  /**
+   * prelu(batchNorm(input, weight, bias, runningMean, runningVar, training,
+   * momentum, eps), slope), the same values and gradients. With one positive
+   * slope (EXTD's PReLUs) it is one autograd node that keeps only `input` and
+   * its own output for backward, where the two calls keep three maps: the
+   * BN output is overwritten by the PReLU's, whose signs and values give back
+   * what the PReLU backward needs (a third less activation memory).
+   */
+  batchNormPrelu(
+    input: TorchTensor,
+    weight: TorchTensor,
+    bias: TorchTensor,
+    runningMean: TorchTensor,
+    runningVar: TorchTensor,
+    slope: TorchTensor,
+    training: boolean,
+    momentum?: number,
+    eps?: number,
+  ): TorchTensor;
   leakyRelu(input: TorchTensor, slope?: number): TorchTensor;
   relu(input: TorchTensor): TorchTensor;
   sigmoid(input: TorchTensor): TorchTensor;
