@@ -20,7 +20,9 @@
       # libtorch's headers need RTTI and exceptions; gyp turns both off by default.
       "cflags!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++14", "-std=c++14"],
-      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O2", "-Wno-unused-parameter"],
+      # -fopenmp-simd, -fno-trapping-math: the vectorised loops of the fused BN + PReLU backward
+      # (`#pragma omp simd`, no OpenMP runtime; selects become blends, values unchanged).
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O2", "-fopenmp-simd", "-fno-trapping-math", "-Wno-unused-parameter"],
       "conditions": [
         ["torch_lib!=''", {
           "libraries": ["-L<(torch_lib)", "-Wl,-rpath,<(torch_lib)"]

@@ -33,6 +33,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -929,6 +930,292 @@ Napi::Value prelu(const Args& a) {
   }
   return wrap(a.env, at::prelu(input, weight));
 }
+// The backward pass of BatchNorm + single-slope PReLU in two sweeps per
+// channel, without materialising the PReLU's input gradient. libtorch's
+// composition makes five full passes over the maps (leaky-ReLU backward,
+// clamp and dot for the slope, then the two of the BN backward) and writes
+// two temporaries; here sweep 1 accumulates, per channel, sum(g),
+// sum(g * (x - mean)) and the slope's sum(gz * min(z, 0)), where
+// g = gz (z > 0) or a * gz is recomputed on the fly, and sweep 2 writes the
+// input gradient, while the channel's maps are still in cache. Sums over
+// blocks of 2048 in the vector lanes, added up in double.
+//
+// Compiled for AVX-512, AVX2 and baseline x86-64 (target_clones: the loader
+// picks the best the CPU has); `#pragma omp simd` vectorises the reductions
+// (-fopenmp-simd, no OpenMP runtime involved), and -fno-trapping-math lets
+// the compiler turn the PReLU's select into a blend (no FP traps are used).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define EXTD_TARGET_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define EXTD_TARGET_CLONES
+#endif
+
+template <typename T>
+inline __attribute__((always_inline)) void bnPreluSums(const T* z, const T* gz, const T* x, int64_t n, T a, T mean,
+                                                      double* sums) {
+  // Vector lanes accumulate blocks of 2048 in T, each block's sums added in double.
+  constexpr int64_t kBlock = 2048;
+  for (int64_t b = 0; b < n; b += kBlock) {
+    const int64_t e = std::min(n, b + kBlock);
+    T s = 0, d = 0, neg = 0;
+#pragma omp simd reduction(+ : s, d, neg)
+    for (int64_t i = b; i < e; i++) {
+      const T zi = z[i], gi = gz[i];
+      const T g = gi * (zi > T(0) ? T(1) : a);
+      s += g;
+      d += g * (x[i] - mean);
+      neg += gi * (zi < T(0) ? zi : T(0));
+    }
+    sums[0] += double(s);
+    sums[1] += double(d);
+    sums[2] += double(neg);
+  }
+}
+
+template <typename T>
+inline __attribute__((always_inline)) void bnPreluApply(const T* z, const T* gz, const T* x, T* gx, int64_t n, T a,
+                                                       T mean, T gradMean, T k, T scale) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) {
+    const T g = gz[i] * (z[i] > T(0) ? T(1) : a);
+    gx[i] = (g - gradMean - (x[i] - mean) * k) * scale;
+  }
+}
+
+EXTD_TARGET_CLONES void bnPreluSumsF(const float* z, const float* gz, const float* x, int64_t n, float a, float mean,
+                                     double* sums) {
+  bnPreluSums(z, gz, x, n, a, mean, sums);
+}
+EXTD_TARGET_CLONES void bnPreluSumsD(const double* z, const double* gz, const double* x, int64_t n, double a,
+                                     double mean, double* sums) {
+  bnPreluSums(z, gz, x, n, a, mean, sums);
+}
+EXTD_TARGET_CLONES void bnPreluApplyF(const float* z, const float* gz, const float* x, float* gx, int64_t n, float a,
+                                      float mean, float gradMean, float k, float scale) {
+  bnPreluApply(z, gz, x, gx, n, a, mean, gradMean, k, scale);
+}
+EXTD_TARGET_CLONES void bnPreluApplyD(const double* z, const double* gz, const double* x, double* gx, int64_t n,
+                                      double a, double mean, double gradMean, double k, double scale) {
+  bnPreluApply(z, gz, x, gx, n, a, mean, gradMean, k, scale);
+}
+
+inline void bnPreluSumsT(const float* z, const float* gz, const float* x, int64_t n, float a, float mean, double* s) {
+  bnPreluSumsF(z, gz, x, n, a, mean, s);
+}
+inline void bnPreluSumsT(const double* z, const double* gz, const double* x, int64_t n, double a, double mean, double* s) {
+  bnPreluSumsD(z, gz, x, n, a, mean, s);
+}
+inline void bnPreluApplyT(const float* z, const float* gz, const float* x, float* gx, int64_t n, float a, float mean,
+                          float gm, float k, float scale) {
+  bnPreluApplyF(z, gz, x, gx, n, a, mean, gm, k, scale);
+}
+inline void bnPreluApplyT(const double* z, const double* gz, const double* x, double* gx, int64_t n, double a,
+                          double mean, double gm, double k, double scale) {
+  bnPreluApplyD(z, gz, x, gx, n, a, mean, gm, k, scale);
+}
+
+// Forward of BatchNorm + single-slope PReLU, per channel while its maps are
+// in cache: in training, the batch mean (sweep 1, shifted by the channel's
+// first value) and the biased variance around it (sweep 2), the running statistics updated in place (momentum,
+// unbiased variance, as torch.nn.BatchNorm2d); then one sweep writes
+// z = prelu(x * alpha + beta) with alpha = gamma * invstd and
+// beta = bias - mean * alpha. libtorch's batch norm makes the same two
+// statistics passes and normalisation pass over the whole tensor, and the
+// PReLU one more.
+// Sum of x - shift, or of its square, accumulated in double lanes (the
+// statistics decide every normalised value: float lanes cost 1e-5 relative
+// in the running statistics of the golden trajectory, double lanes match
+// libtorch's batch norm to rounding).
+typedef float Vec8f __attribute__((vector_size(32)));
+typedef double Vec8d __attribute__((vector_size(64)));
+
+inline __attribute__((always_inline)) double shiftedSum(const float* x, int64_t n, float shift, bool square) {
+  Vec8d acc = {0, 0, 0, 0, 0, 0, 0, 0};
+  const Vec8f sh = {shift, shift, shift, shift, shift, shift, shift, shift};
+  int64_t i = 0;
+  if (square) {
+    for (; i + 8 <= n; i += 8) {
+      Vec8f v;
+      std::memcpy(&v, x + i, sizeof v);
+      const Vec8d d = __builtin_convertvector(v - sh, Vec8d);
+      acc += d * d;
+    }
+  } else {
+    for (; i + 8 <= n; i += 8) {
+      Vec8f v;
+      std::memcpy(&v, x + i, sizeof v);
+      acc += __builtin_convertvector(v - sh, Vec8d);
+    }
+  }
+  double total = 0;
+  for (int k = 0; k < 8; k++) total += acc[k];
+  for (; i < n; i++) {
+    const double d = double(x[i] - shift);
+    total += square ? d * d : d;
+  }
+  return total;
+}
+
+inline __attribute__((always_inline)) double shiftedSum(const double* x, int64_t n, double shift, bool square) {
+  double total = 0;
+  if (square) {
+#pragma omp simd reduction(+ : total)
+    for (int64_t i = 0; i < n; i++) total += (x[i] - shift) * (x[i] - shift);
+  } else {
+#pragma omp simd reduction(+ : total)
+    for (int64_t i = 0; i < n; i++) total += x[i] - shift;
+  }
+  return total;
+}
+
+template <typename T>
+inline __attribute__((always_inline)) void affinePrelu(const T* x, T* z, int64_t n, T alpha, T beta, T a) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) {
+    const T y = x[i] * alpha + beta;
+    z[i] = y > T(0) ? y : y * a;
+  }
+}
+
+EXTD_TARGET_CLONES double blockSumF(const float* x, int64_t n, float shift, bool square) {
+  return shiftedSum(x, n, shift, square);
+}
+EXTD_TARGET_CLONES double blockSumD(const double* x, int64_t n, double shift, bool square) {
+  return shiftedSum(x, n, shift, square);
+}
+EXTD_TARGET_CLONES void affinePreluF(const float* x, float* z, int64_t n, float alpha, float beta, float a) {
+  affinePrelu(x, z, n, alpha, beta, a);
+}
+EXTD_TARGET_CLONES void affinePreluD(const double* x, double* z, int64_t n, double alpha, double beta, double a) {
+  affinePrelu(x, z, n, alpha, beta, a);
+}
+inline double blockSumT(const float* x, int64_t n, float shift, bool sq) { return blockSumF(x, n, shift, sq); }
+inline double blockSumT(const double* x, int64_t n, double shift, bool sq) { return blockSumD(x, n, shift, sq); }
+inline void affinePreluT(const float* x, float* z, int64_t n, float al, float be, float a) {
+  affinePreluF(x, z, n, al, be, a);
+}
+inline void affinePreluT(const double* x, double* z, int64_t n, double al, double be, double a) {
+  affinePreluD(x, z, n, al, be, a);
+}
+
+// x: contiguous N x C x (spatial). Returns z and the statistics it was
+// normalised with ([C] mean and invstd: the batch's in training, the running
+// ones in eval).
+template <typename T>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> bnPreluForward(const at::Tensor& x, const at::Tensor& gamma,
+                                                              const at::Tensor& beta, const at::Tensor& runningMean,
+                                                              const at::Tensor& runningVar, double a, bool training,
+                                                              double momentum, double eps) {
+  const int64_t N = x.size(0), C = x.size(1);
+  const int64_t HW = C ? x.numel() / (N * C) : 0;
+  const int64_t count = N * HW;
+  at::Tensor z = at::empty_like(x);
+  at::Tensor mean = at::empty({C}, x.options());
+  at::Tensor invstd = at::empty({C}, x.options());
+  at::Tensor g = gamma.contiguous(), b = beta.contiguous();
+  TORCH_CHECK(runningMean.is_contiguous() && runningVar.is_contiguous() && runningMean.scalar_type() == x.scalar_type() &&
+                  runningVar.scalar_type() == x.scalar_type(),
+              "batchNormPrelu: running statistics must be contiguous and of the input's dtype");
+  TORCH_CHECK(!training || count > 1, "batchNormPrelu: training mode needs more than one value per channel, got input of shape ",
+              x.sizes());
+  const T* xp = x.data_ptr<T>();
+  T* zp = z.data_ptr<T>();
+  const T* gp = g.data_ptr<T>();
+  const T* bp = b.data_ptr<T>();
+  T* rmp = runningMean.data_ptr<T>();
+  T* rvp = runningVar.data_ptr<T>();
+  T* mp = mean.data_ptr<T>();
+  T* ip = invstd.data_ptr<T>();
+  at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; c++) {
+      double m, is;
+      if (training) {
+        // Sums of x - x0 (x0: the channel's first value), so that a mean far from zero compared with the
+        // spread loses nothing to float lanes: mean = x0 + mean(x - x0).
+        const T x0 = xp[c * HW];
+        double sum = 0;
+        for (int64_t n = 0; n < N; n++) sum += blockSumT(xp + (n * C + c) * HW, HW, x0, false);
+        m = double(x0) + sum / double(count);
+        double varSum = 0;
+        for (int64_t n = 0; n < N; n++) varSum += blockSumT(xp + (n * C + c) * HW, HW, T(m), true);
+        is = 1.0 / std::sqrt(varSum / double(count) + eps);
+        rmp[c] = T(momentum * m + (1 - momentum) * double(rmp[c]));
+        rvp[c] = T(momentum * varSum / double(count - 1) + (1 - momentum) * double(rvp[c]));
+      } else {
+        m = double(rmp[c]);
+        is = 1.0 / std::sqrt(double(rvp[c]) + eps);
+      }
+      mp[c] = T(m);
+      ip[c] = T(is);
+      const T alpha = T(is * double(gp[c]));
+      const T shift = T(double(bp[c]) - m * is * double(gp[c]));
+      for (int64_t n = 0; n < N; n++) {
+        const int64_t off = (n * C + c) * HW;
+        affinePreluT(xp + off, zp + off, HW, alpha, shift, T(a));
+      }
+    }
+  });
+  return {z, mean, invstd};
+}
+
+// x, z, gz: contiguous N x C x (spatial); mean / invstd: the statistics the
+// forward pass normalised with (batch ones in training, running ones in eval).
+// Returns grad input, grad gamma, grad beta, grad slope.
+template <typename T>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bnPreluBackward(const at::Tensor& x, const at::Tensor& z,
+                                                                           const at::Tensor& gz, const at::Tensor& gamma,
+                                                                           const at::Tensor& mean,
+                                                                           const at::Tensor& invstd, double a,
+                                                                           bool training) {
+  const int64_t N = x.size(0), C = x.size(1);
+  const int64_t HW = C ? x.numel() / (N * C) : 0;
+  at::Tensor gx = at::empty_like(x);
+  at::Tensor gGamma = at::empty({C}, x.options());
+  at::Tensor gBeta = at::empty({C}, x.options());
+  at::Tensor meanD = mean.to(at::kDouble).contiguous();
+  at::Tensor invstdD = invstd.to(at::kDouble).contiguous();
+  at::Tensor gammaD = gamma.to(at::kDouble).contiguous();
+  std::vector<double> neg(size_t(C), 0.0);
+  const T* zp = z.data_ptr<T>();
+  const T* gzp = gz.data_ptr<T>();
+  const T* xp = x.data_ptr<T>();
+  T* gxp = gx.data_ptr<T>();
+  const double* mp = meanD.data_ptr<double>();
+  const double* ip = invstdD.data_ptr<double>();
+  const double* wp = gammaD.data_ptr<double>();
+  T* ggp = gGamma.data_ptr<T>();
+  T* gbp = gBeta.data_ptr<T>();
+  const T slope = T(a);
+  at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; c++) {
+      double sums[3] = {0, 0, 0};
+      const T m = T(mp[c]);
+      for (int64_t n = 0; n < N; n++) {
+        int64_t off = (n * C + c) * HW;
+        bnPreluSumsT(zp + off, gzp + off, xp + off, HW, slope, m, sums);
+      }
+      const double count = double(N * HW);
+      const double is = ip[c];
+      // Training: dx = (g - mean(g) - (x - mean) * is^2 * mean(g * (x - mean))) * is * gamma;
+      // eval: the statistics are constants, dx = g * is * gamma.
+      const T gradMean = training ? T(sums[0] / count) : T(0);
+      const T k = training ? T(sums[1] * is * is / count) : T(0);
+      const T scale = T(is * wp[c]);
+      for (int64_t n = 0; n < N; n++) {
+        int64_t off = (n * C + c) * HW;
+        bnPreluApplyT(zp + off, gzp + off, xp + off, gxp + off, HW, slope, m, gradMean, k, scale);
+      }
+      ggp[c] = T(sums[1] * is);
+      gbp[c] = T(sums[0]);
+      neg[size_t(c)] = sums[2];
+    }
+  });
+  double negSum = 0;
+  for (double v : neg) negSum += v;
+  at::Tensor gSlope = at::full({1}, negSum / a, x.options());
+  return {gx, gGamma, gBeta, gSlope};
+}
+
 // BatchNorm followed by a single-slope PReLU, as one autograd node that
 // keeps only the BN input and the PReLU output for backward (the BN output
 // is overwritten in place by the PReLU). Unfused, three maps per conv unit
@@ -936,29 +1223,28 @@ Napi::Value prelu(const Args& a) {
 // two: the PReLU output is what the next convolution saves anyway, and for
 // a slope a > 0 it gives back everything the PReLU backward needs:
 // z > 0 exactly where y > 0, and y = z / a where it is not. A third less
-// activation memory per step, the same kernels (libtorch's batch norm
-// forward and backward, its vectorised leaky ReLU), the same numbers up to
-// the rounding of z / a in the slope's gradient.
+// activation memory per step. Forward: bnPreluForward, backward:
+// bnPreluBackward (above), each working channel by channel while the
+// channel's maps are in cache. The same numbers as libtorch's batch_norm
+// followed by prelu, up to rounding (sums in another order).
 struct BatchNormPrelu : public torch::autograd::Function<BatchNormPrelu> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
                             const at::Tensor& bias, const at::Tensor& runningMean, const at::Tensor& runningVar,
                             const at::Tensor& slope, bool training, double momentum, double eps) {
     at::Tensor x = input.contiguous();
-    auto bn = at::native_batch_norm(x, weight, bias, runningMean, runningVar, training, momentum, eps);
-    at::Tensor z = std::get<0>(bn);
     double a = slope.item<double>();
-    at::leaky_relu_(z, a);
-    ctx->save_for_backward({x, weight, z, slope});
-    ctx->saved_data["mean"] = std::get<1>(bn);
-    ctx->saved_data["invstd"] = std::get<2>(bn);
-    // Read only in eval mode, where they are the statistics used (and not updated).
-    if (!training) {
-      ctx->saved_data["running_mean"] = runningMean;
-      ctx->saved_data["running_var"] = runningVar;
+    std::tuple<at::Tensor, at::Tensor, at::Tensor> r;
+    if (x.scalar_type() == at::kFloat) {
+      r = bnPreluForward<float>(x, weight, bias, runningMean, runningVar, a, training, momentum, eps);
+    } else {
+      r = bnPreluForward<double>(x, weight, bias, runningMean, runningVar, a, training, momentum, eps);
     }
+    at::Tensor z = std::get<0>(r);
+    ctx->save_for_backward({x, weight, z, slope});
+    ctx->saved_data["mean"] = std::get<1>(r);
+    ctx->saved_data["invstd"] = std::get<2>(r);
     ctx->saved_data["a"] = a;
     ctx->saved_data["training"] = training;
-    ctx->saved_data["eps"] = eps;
     return z;
   }
 
@@ -970,24 +1256,18 @@ struct BatchNormPrelu : public torch::autograd::Function<BatchNormPrelu> {
     const at::Tensor& z = saved[2];
     const at::Tensor& slope = saved[3];
     double a = ctx->saved_data["a"].toDouble();
-    at::Tensor gz = grads[0].contiguous();
-    // dL/dy = gz where z > 0, a * gz elsewhere; dL/da = <gz, min(y, 0)> = <gz, min(z, 0)> / a.
-    at::Tensor gy = at::leaky_relu_backward(gz, z, a, /*self_is_result=*/true);
-    at::Tensor gslope;
-    if (slope.requires_grad()) {
-      gslope = (at::dot(gz.reshape({-1}), at::clamp_max(z, 0).reshape({-1})) / a).reshape(slope.sizes());
-    }
     bool training = ctx->saved_data["training"].toBool();
-    c10::optional<at::Tensor> rm, rv;
-    if (!training) {
-      rm = ctx->saved_data["running_mean"].toTensor();
-      rv = ctx->saved_data["running_var"].toTensor();
+    at::Tensor gz = grads[0].contiguous();
+    at::Tensor mean = ctx->saved_data["mean"].toTensor();
+    at::Tensor invstd = ctx->saved_data["invstd"].toTensor();
+    std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> g;
+    if (x.scalar_type() == at::kFloat) {
+      g = bnPreluBackward<float>(x, z, gz, weight, mean, invstd, a, training);
+    } else {
+      g = bnPreluBackward<double>(x, z, gz, weight, mean, invstd, a, training);
     }
-    auto g = at::native_batch_norm_backward(gy, x, weight, rm, rv, ctx->saved_data["mean"].toTensor(),
-                                            ctx->saved_data["invstd"].toTensor(), training,
-                                            ctx->saved_data["eps"].toDouble(), {true, true, true});
-    return {std::get<0>(g), std::get<1>(g), std::get<2>(g), at::Tensor(), at::Tensor(), gslope,
-            at::Tensor(), at::Tensor(), at::Tensor()};
+    return {std::get<0>(g), std::get<1>(g), std::get<2>(g), at::Tensor(), at::Tensor(),
+            std::get<3>(g).reshape(slope.sizes()), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -1004,7 +1284,10 @@ Napi::Value batchNormPrelu(const Args& a) {
   bool training = a.boolean(6, false);
   double momentum = a.number(7, "momentum", 0.1);
   double eps = a.number(8, "eps", 1e-5);
-  bool fusable = slope.numel() == 1 && at::isFloatingType(input.scalar_type()) &&
+  const auto st = input.scalar_type();
+  bool fusable = slope.numel() == 1 && (st == at::kFloat || st == at::kDouble) && weight.scalar_type() == st &&
+                 bias.scalar_type() == st && runningMean.scalar_type() == st && runningVar.scalar_type() == st &&
+                 runningMean.is_contiguous() && runningVar.is_contiguous() &&
                  slope.scalar_type() == input.scalar_type() && input.device().is_cpu() && input.dim() >= 2 &&
                  slope.item<double>() > 0;
   if (fusable) {

@@ -77,7 +77,7 @@ test('a few SGD steps on one fixed batch lower the multibox loss', { skip }, () 
     });
     const t = matchBatch(boxes, makePriors(S, S));
     const losses: number[] = [];
-    for (let i = 0; i < 8; i++) {
+    for (let i = 0; i < 4; i++) {
       losses.push(torch.tidy(() => {
         const out = model.forward(torch.fromFloat32Array(input, [B, 3, S, S]), { training: true });
         const l = multiboxLoss(torch, out.loc, out.conf, t.confT, t.locT);
@@ -89,7 +89,10 @@ test('a few SGD steps on one fixed batch lower the multibox loss', { skip }, () 
       }));
     }
     assert.ok(losses.every(Number.isFinite), losses.join(', '));
-    // (Much longer at this size diverges: the last levels are 1x1 maps, so BN normalises over 2 values.)
+    // Four steps only: at this size the last levels are 1x1 maps, so BN normalises over 2 values and
+    // longer runs are chaotic. Over 8 steps at lr 0.005, libtorch's batch_norm + prelu ended at 0.30x the
+    // first loss and the fused kernels (same values to 1e-7) at 0.76x; at lr 0.003 the former reached 38,000.
+    // The first four steps agree to about 10% whatever the rounding (0.53x-0.61x at lr 0.002-0.005).
     assert.ok(losses.at(-1)! < 0.7 * losses[0]!, `loss went ${losses[0]} -> ${losses.at(-1)} (${losses.map((l) => l.toFixed(2)).join(', ')})`);
   } finally {
     model.dispose();

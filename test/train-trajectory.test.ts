@@ -94,8 +94,10 @@ test('12 SGD steps of EXTD-32 follow the PyTorch golden trajectory (losses, step
       const tol = g.step <= 4 ? 1e-3 : 0.02;
       assert.ok(rel(r.lossL, g.loss_l) <= tol, `step ${g.step}: loss_l ${r.lossL} vs golden ${g.loss_l} (tolerance ${tol} relative)`);
       assert.ok(rel(r.lossC, g.loss_c) <= tol, `step ${g.step}: loss_c ${r.lossC} vs golden ${g.loss_c} (tolerance ${tol} relative)`);
-      // The gradient norm is not among the README's criteria; held to the loss tolerance while rounding is small (steps 1-4).
-      if (g.step <= 4) assert.ok(rel(r.gradNorm, g.grad_norm) <= tol, `step ${g.step}: gradient norm ${r.gradNorm} vs golden ${g.grad_norm}`);
+      // The gradient norm is not among the README's criteria; at step 1 (same weights, same batch) it checks
+      // the whole backward pass at once (our fused BN kernels sum in another order than libtorch's: about
+      // 1e-5 relative). Later it follows the rounding of earlier steps (1e-3 by step 4).
+      if (g.step === 1) assert.ok(rel(r.gradNorm, g.grad_norm) <= 1e-4, `step 1: gradient norm ${r.gradNorm} vs golden ${g.grad_norm}`);
 
       if (g.step === 1) {
         // After step 1: every weight within 1e-5 max abs, running statistics within 1e-4 relative.
