@@ -10,12 +10,11 @@
  * URL parameters: ?threads=N (wasm threads, default 2), ?model=ID (initial
  * model), ?ep=webgpu (try WebGPU first).
  */
-import { DomImageReader, createDetector, readSafetensors, type BrowserDetector, type DetectOptions, type Face } from '../src/browser.js';
+import { BUNDLED_MODELS, DomImageReader, createDetector, readSafetensors, type BrowserDetector, type DetectOptions, type Face } from '../src/browser.js';
 
 interface DemoModel {
   id: string;
   label: string;
-  url: string;
 }
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -37,7 +36,8 @@ const params = new URLSearchParams(location.search);
 const THREADS = Number(params.get('threads') ?? 2);
 const EXECUTION_PROVIDERS = params.get('ep') === 'webgpu' ? (['webgpu', 'wasm'] as const) : (['wasm'] as const);
 
-let models: DemoModel[] = [];
+// The package's bundled models, loaded by name (the browser entry resolves a name to its own file).
+const models: DemoModel[] = Object.values(BUNDLED_MODELS).map((m) => ({ id: m.name, label: m.description }));
 let detector: BrowserDetector | undefined;
 let modelLabel = '';
 /** What is on screen: a still picture (re-detected when the threshold moves) or the webcam. */
@@ -208,7 +208,7 @@ const api = {
     const m = models.find((x) => x.id === id);
     if (!m) throw new Error(`no model '${id}' (have ${models.map((x) => x.id).join(', ')})`);
     modelSelect.value = id;
-    return setModel(m.url, m.label);
+    return setModel(m.id, m.label);
   },
   /**
    * Show the pixels of a `rgb` safetensors file and detect with the
@@ -325,13 +325,7 @@ webcamButton.addEventListener('click', () => {
 });
 
 api.ready = (async () => {
-  const res = await fetch('/models/index.json');
-  models = res.ok ? ((await res.json()) as DemoModel[]) : [];
-  for (const m of models) modelSelect.add(new Option(m.label, m.id));
-  if (models.length === 0) {
-    showError('The server offers no models (set EXTD_SHARED to the folder holding reference/weights). Load a checkpoint file above.');
-    return;
-  }
+  for (const m of models) modelSelect.add(new Option(`${m.id}: ${m.label}`, m.id));
   const initial = models.find((m) => m.id === params.get('model')) ?? models.find((m) => m.id === 'extd-64') ?? models[0]!;
   await api.useModel(initial.id);
 })();

@@ -7,14 +7,13 @@
  * Besides the page itself, the server provides:
  *   /ort/*       onnxruntime-web's wasm binaries and glue modules (copied into
  *                the build output too, so the built page is self-contained);
- *   /models/*    checkpoints read at request time from disk, never copied:
- *                the released ones from $EXTD_SHARED/reference/weights
- *                (default ../shared) and the repo's bundled model when present;
- *                /models/index.json lists what is available.
+ * The models are the package's own files (models/), which the browser entry
+ * references with `new URL(..., import.meta.url)`: Vite serves them in dev and
+ * copies them into the build as assets.
  * Every response carries COOP/COEP headers, which make the page cross-origin
  * isolated: the condition for SharedArrayBuffer and so for wasm threads.
  */
-import { copyFileSync, createReadStream, existsSync, mkdirSync, statSync } from 'node:fs';
+import { copyFileSync, createReadStream, mkdirSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,34 +36,10 @@ export const ISOLATION_HEADERS = {
   'Cross-Origin-Resource-Policy': 'same-origin',
 };
 
-export interface DemoModel {
-  id: string;
-  label: string;
-  url: string;
-}
-
-function sharedDir(): string {
-  return resolve(process.env.EXTD_SHARED ?? join(REPO, '..', 'shared'));
-}
-
-/** Models the server can serve right now: id -> file on disk. */
-function modelFiles(): Map<string, { label: string; file: string }> {
-  const files = new Map<string, { label: string; file: string }>();
-  const weights = join(sharedDir(), 'reference', 'weights');
-  for (const width of [32, 48, 64]) {
-    const file = join(weights, `extd-fpn-${width}-prelu.safetensors`);
-    if (existsSync(file)) files.set(`extd-${width}`, { label: `EXTD-${width} (released)`, file });
-  }
-  const bundled = join(REPO, 'models', 'extd-default.safetensors');
-  if (existsSync(bundled)) files.set('bundled', { label: 'Bundled model (models/extd-default.safetensors)', file: bundled });
-  return files;
-}
-
 const CONTENT_TYPES: Record<string, string> = {
   '.mjs': 'text/javascript',
   '.wasm': 'application/wasm',
   '.json': 'application/json',
-  '.safetensors': 'application/octet-stream',
 };
 
 function sendFile(res: ServerResponse, file: string): void {
@@ -80,24 +55,6 @@ function sendFile(res: ServerResponse, file: string): void {
 
 function middleware(req: IncomingMessage, res: ServerResponse, next: () => void): void {
   const path = decodeURIComponent((req.url ?? '/').split('?')[0]!);
-  if (path === '/models/index.json') {
-    const list: DemoModel[] = [...modelFiles()].map(([id, m]) => ({ id, label: m.label, url: `/models/${id}.safetensors` }));
-    const body = JSON.stringify(list);
-    res.writeHead(200, { ...ISOLATION_HEADERS, 'Content-Type': 'application/json', 'Cache-Control': 'no-cache' });
-    res.end(body);
-    return;
-  }
-  const model = /^\/models\/([\w-]+)\.safetensors$/.exec(path);
-  if (model) {
-    const entry = modelFiles().get(model[1]!);
-    if (!entry) {
-      res.writeHead(404, { ...ISOLATION_HEADERS, 'Content-Type': 'text/plain' });
-      res.end(`no model '${model[1]}' (available: ${[...modelFiles().keys()].join(', ') || 'none; set EXTD_SHARED'})`);
-      return;
-    }
-    sendFile(res, entry.file);
-    return;
-  }
   const ort = /^\/ort\/([\w.-]+)$/.exec(path);
   if (ort && ORT_FILES.includes(ort[1]!)) {
     sendFile(res, join(ORT_DIST, ort[1]!));
@@ -120,7 +77,7 @@ function extdDemoServer(): Plugin {
       server.middlewares.use(middleware);
     },
     closeBundle() {
-      // onnxruntime's files are copied (they belong to the page); models are not (they are served from disk).
+      // onnxruntime's files are copied (they belong to the page); Vite copies the models as assets.
       mkdirSync(join(outDir, 'ort'), { recursive: true });
       for (const f of ORT_FILES) copyFileSync(join(ORT_DIST, f), join(outDir, 'ort', f));
     },

@@ -2,7 +2,7 @@
  * extd for the browser: EXTD face detection on onnxruntime-web.
  *
  *   import { createDetector } from 'extd';   // bundlers pick this file through the "browser" export condition
- *   const detector = await createDetector({ model: '/models/extd-64.safetensors', wasmPaths: '/ort/' });
+ *   const detector = await createDetector({ model: 'extd-64', wasmPaths: '/ort/' });
  *   const faces = await detector.detect(videoElement);   // [{ box: { x, y, width, height }, score }]
  *
  * The Detector class, pre- and post-processing, the model graph and the
@@ -14,14 +14,20 @@ import { Detector, createDetectorWith } from './detector.js';
 import { DomImageReader, type DomImageInput } from './image/dom.js';
 import { ortWebSessionFactory, type OrtWebInfo, type WebExecutionProvider } from './runtime/ort-web.js';
 import { ExtdError } from './utils/errors.js';
+import { DEFAULT_MODEL_NAME, isBundledModelName, looksLikeModelName, unknownModelError, type BundledModelName } from './model/bundled.js';
 import { modelFromTensors, type LoadedModel } from './weights/checkpoint.js';
 import { readWeightsBytes } from './weights/format.js';
 
-/** A model as browser users give it: a URL (absolute or relative to the page), the bytes of a .safetensors/.pth file, or a loaded model. */
+/**
+ * A model as browser users give it: a bundled model name (`extd-32`, `extd-48`,
+ * `extd-64`, `extd-32-scratch`), a URL (absolute or relative to the page; write
+ * a relative URL that has no dot or slash as `./name`), the bytes of a
+ * .safetensors/.pth file, or a loaded model.
+ */
 export type BrowserModelSource = string | URL | ArrayBuffer | Uint8Array | LoadedModel;
 
 export interface BrowserDetectorOptions {
-  /** The checkpoint (required: the browser build has no bundled file to fall back on). */
+  /** The checkpoint: a bundled model name, URL, bytes or loaded model. Default: `extd-32`. */
   model: BrowserModelSource;
   /** Variant name, needed only for ReLU/LeakyReLU checkpoints without metadata (e.g. `extd-fpn-32-relu`). */
   variant: string | undefined;
@@ -38,7 +44,8 @@ export interface BrowserDetectorOptions {
   proxy: boolean;
 }
 
-export const BROWSER_DETECTOR_DEFAULTS: Omit<BrowserDetectorOptions, 'model'> = {
+export const BROWSER_DETECTOR_DEFAULTS: BrowserDetectorOptions = {
+  model: DEFAULT_MODEL_NAME,
   variant: undefined,
   // Two threads: most of the speed-up on small models, and polite to the rest of the page.
   threads: 2,
@@ -72,7 +79,26 @@ export function loadModelFromBytes(bytes: Uint8Array | ArrayBuffer, source = 'mo
   return modelFromTensors(tensors, metadata, source, variant);
 }
 
+/**
+ * URLs of the bundled models: the package's own files next to this module
+ * (`models/`). Written as static `new URL(..., import.meta.url)` expressions
+ * so that bundlers (Vite, webpack 5, esbuild with a loader) copy the files
+ * into the build as assets; nothing is fetched from a third-party host.
+ */
+export const BUNDLED_MODEL_URLS: Record<BundledModelName, () => URL> = {
+  'extd-32': () => new URL('../models/extd-32.safetensors', import.meta.url),
+  'extd-48': () => new URL('../models/extd-48.safetensors', import.meta.url),
+  'extd-64': () => new URL('../models/extd-64.safetensors', import.meta.url),
+  'extd-32-scratch': () => new URL('../models/extd-32-scratch.safetensors', import.meta.url),
+};
+
+/**
+ * Load a model given as a bundled name, URL, bytes or loaded model.
+ * @throws ExtdError for an unknown model name (listing the names), a failed fetch or a bad checkpoint.
+ */
 export async function loadBrowserModel(model: BrowserModelSource, variant?: string): Promise<LoadedModel> {
+  if (typeof model === 'string' && isBundledModelName(model)) return loadModelFromUrl(BUNDLED_MODEL_URLS[model](), variant);
+  if (typeof model === 'string' && looksLikeModelName(model)) throw unknownModelError(model);
   if (typeof model === 'string' || model instanceof URL) return loadModelFromUrl(model, variant);
   if (model instanceof Uint8Array || model instanceof ArrayBuffer) return loadModelFromBytes(model, 'model bytes', variant);
   if (model && typeof model === 'object' && 'graph' in model && 'weights' in model) return model;
@@ -80,9 +106,9 @@ export async function loadBrowserModel(model: BrowserModelSource, variant?: stri
 }
 
 /** Create a detector whose detect() takes DOM images, video frames, ImageData or raw pixels. */
-export async function createDetector(options: Partial<BrowserDetectorOptions> & Pick<BrowserDetectorOptions, 'model'>): Promise<BrowserDetector> {
+export async function createDetector(options: Partial<BrowserDetectorOptions> = {}): Promise<BrowserDetector> {
   const opts: BrowserDetectorOptions = { ...BROWSER_DETECTOR_DEFAULTS, ...options };
-  if (opts.model === undefined) throw new ExtdError('createDetector: no model given; pass { model: URL or bytes of a .safetensors/.pth checkpoint }');
+  if (opts.model === undefined) opts.model = DEFAULT_MODEL_NAME;
   const model = await loadBrowserModel(opts.model, opts.variant);
   const createSession = ortWebSessionFactory({ wasmPaths: opts.wasmPaths, executionProviders: opts.executionProviders, proxy: opts.proxy });
   const reader = new DomImageReader();
@@ -100,6 +126,7 @@ export { modelFromTensors, type LoadedModel } from './weights/checkpoint.js';
 export { readWeightsBytes } from './weights/format.js';
 export { readSafetensors } from './weights/safetensors.js';
 export { parseVariant, variantName, allVariants, type Variant } from './model/variant.js';
+export { BUNDLED_MODELS, BUNDLED_MODEL_NAMES, DEFAULT_MODEL_NAME, type BundledModel, type BundledModelName } from './model/bundled.js';
 export { nmsXyxy, batchedNmsXyxy } from './postprocess/nms.js';
 export { iouXyxy, boxIouXyxy } from './postprocess/boxes.js';
 export { ExtdError } from './utils/errors.js';

@@ -2,7 +2,7 @@
  * extd for Node: EXTD face detection on onnxruntime-node.
  *
  *   import { createDetector } from 'extd';
- *   const detector = await createDetector({ model: 'EXTD_64.pth' });
+ *   const detector = await createDetector({ model: 'extd-64' });   // or a .pth/.safetensors path
  *   const faces = await detector.detect('photo.jpg');  // [{ box: { x, y, width, height }, score }]
  */
 import { Detector, createDetectorWith, rawToRgb } from './detector.js';
@@ -15,7 +15,11 @@ import { createOrtNodeSession } from './runtime/ort-node.js';
 export type NodeImageInput = string | Uint8Array | { data: Uint8Array | Uint8ClampedArray; width: number; height: number };
 
 export interface CreateDetectorOptions {
-  /** Path or bytes of a .safetensors or PyTorch .pth checkpoint, or a loaded model. Default: the bundled model. */
+  /**
+   * A bundled model name (`extd-32`, `extd-48`, `extd-64`, `extd-32-scratch`),
+   * a path or the bytes of a .safetensors / PyTorch .pth checkpoint, or a loaded
+   * model. Default: `extd-32` (the authors' released EXTD-32).
+   */
   model?: ModelSource;
   /** Variant name, needed only for ReLU/LeakyReLU checkpoints without metadata (e.g. `extd-fpn-32-relu`). */
   variant?: string;
@@ -44,7 +48,8 @@ export type { Face, DetectOptions, PassOptions } from './detector.js';
 export type { Detections } from './postprocess/detections.js';
 export { loadImageRgb } from './image/node.js';
 export type { RgbImage } from './image/types.js';
-export { loadModel, BUNDLED_MODEL_PATH, type ModelSource } from './load-model.js';
+export { loadModel, resolveModelPath, bundledModelPath, BUNDLED_MODEL_PATH, type ModelSource } from './load-model.js';
+export { BUNDLED_MODELS, BUNDLED_MODEL_NAMES, DEFAULT_MODEL_NAME, type BundledModel, type BundledModelName } from './model/bundled.js';
 export { modelFromTensors, type LoadedModel } from './weights/checkpoint.js';
 export { readWeightsFile, writeSafetensorsFile } from './weights/files-node.js';
 export { buildGraph, countParams } from './model/graph.js';

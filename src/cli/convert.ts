@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { loadModel } from '../load-model.js';
+import { loadModel, resolveModelPath } from '../load-model.js';
 import { checkpointMetadata } from '../weights/checkpoint.js';
 import { writeSafetensorsFile } from '../weights/files-node.js';
 import { countParams } from '../model/graph.js';
@@ -8,7 +8,7 @@ import { ExtdError } from '../utils/errors.js';
 import { parseCli } from './args.js';
 import type { Command } from './command.js';
 
-const usage = `usage: extd convert <checkpoint.pth|.safetensors> -o <out.safetensors> [--variant NAME]
+const usage = `usage: extd convert <checkpoint.pth|.safetensors|model name> -o <out.safetensors> [--variant NAME]
 
 Check a checkpoint against the model definition (every tensor name and shape) and write it as
 safetensors with the variant in its metadata. BN num_batches_tracked counters are dropped.`;
@@ -20,7 +20,7 @@ export const command: Command = {
     const { values, positionals } = parseCli(argv, { output: { type: 'string', short: 'o' }, variant: { type: 'string' } });
     const input = positionals[0];
     if (!input || !values.output) throw new ExtdError('need an input checkpoint and -o OUTPUT (usage: extd convert in.pth -o out.safetensors)');
-    if (resolve(input) === resolve(values.output)) throw new ExtdError(`-o ${values.output}: refusing to overwrite the input`);
+    if (resolve(resolveModelPath(input)) === resolve(values.output)) throw new ExtdError(`-o ${values.output}: refusing to overwrite the input`);
     const model = await loadModel(input, values.variant);
     const tensors = new Map(model.graph.params.map((p) => [p.name, model.weights.get(p.name)!]));
     writeSafetensorsFile(values.output, tensors, checkpointMetadata(model.variant, { params: String(countParams(model.graph)), source: input.split('/').pop()! }));

@@ -1,12 +1,14 @@
 import { mkdirSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { createDetector, loadImageRgb } from '../index.js';
+import { resolveModelPath } from '../load-model.js';
 import { DETECT_DEFAULTS, type Face } from '../detector.js';
 import { drawFacesToFile } from '../image/draw-node.js';
 import { ExtdError } from '../utils/errors.js';
 import { Progress } from '../utils/progress.js';
 import { numberFlag, parseCli, threadsFlag } from './args.js';
 import type { Command } from './command.js';
+import { MODEL_FLAG_CHOICES } from '../model/bundled.js';
 import { expandImagePaths } from './files.js';
 
 const usage = `usage: extd detect <image|folder>... [options]
@@ -14,7 +16,7 @@ const usage = `usage: extd detect <image|folder>... [options]
 Detect faces and print one line per face: box (x, y, width, height in pixels) and score.
 
 options:
-  --model PATH          .safetensors or PyTorch .pth checkpoint (default: the bundled model)
+  --model M             ${MODEL_FLAG_CHOICES}
   --variant NAME        only for ReLU/LeakyReLU checkpoints without metadata, e.g. extd-fpn-32-relu
   --score-threshold S   report faces scoring above S (default ${DETECT_DEFAULTS.scoreThreshold})
   --nms-threshold T     IoU above which overlapping boxes are merged (default ${DETECT_DEFAULTS.nmsThreshold})
@@ -39,7 +41,7 @@ export const command: Command = {
       json: { type: 'boolean' },
       draw: { type: 'string' },
     });
-    if (positionals.length === 0) throw new ExtdError('no image given (usage: extd detect <image|folder>... [--model PATH])');
+    if (positionals.length === 0) throw new ExtdError('no image given (usage: extd detect <image|folder>... [--model M])');
     const unit = (v: number) => v >= 0 && v <= 1;
     const options = {
       scoreThreshold: numberFlag(values['score-threshold'], '--score-threshold', DETECT_DEFAULTS.scoreThreshold, unit, 'a number from 0 to 1'),
@@ -49,12 +51,13 @@ export const command: Command = {
         ? ('auto' as const)
         : numberFlag(values.scale, '--scale', 1, (v) => v > 0 && v <= 8, "'auto' or a number in (0, 8]"),
     };
+    const model = resolveModelPath(values.model);
     const images = expandImagePaths(positionals);
     if (images.length === 0) throw new ExtdError(`no images found in ${positionals.join(', ')}`);
     const drawDir = values.draw !== undefined && images.length > 1 ? values.draw : undefined;
     if (drawDir) mkdirSync(drawDir, { recursive: true });
 
-    const detector = await createDetector({ model: values.model, variant: values.variant, threads: threadsFlag(values.threads) });
+    const detector = await createDetector({ model, variant: values.variant, threads: threadsFlag(values.threads) });
     const progress = images.length > 1 ? new Progress({ label: 'detect', total: images.length }) : undefined;
     const results: Array<{ image: string; width: number; height: number; faces: Face[] }> = [];
     let failures = 0;

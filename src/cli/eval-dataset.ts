@@ -15,7 +15,8 @@ import { readPredictions } from '../eval/predictions-node.js';
 import type { ProtocolName } from '../eval/protocols.js';
 import { predictFolder } from '../eval/run-node.js';
 import { createDetector, loadImageRgb } from '../index.js';
-import { BUNDLED_MODEL_PATH } from '../load-model.js';
+import { resolveModelPath } from '../load-model.js';
+import { DEFAULT_MODEL_NAME } from '../model/bundled.js';
 import { writeFileAtomic } from '../utils/atomic.js';
 import { ExtdError } from '../utils/errors.js';
 import { Progress } from '../utils/progress.js';
@@ -46,7 +47,9 @@ export async function evalDataset(a: DatasetEvalArgs): Promise<number> {
   const files = d.images.map((im) => im.file);
   const predDir = join(a.out, 'pred');
 
-  const detector = await createDetector({ model: a.model, variant: a.variant, threads: a.threads });
+  const modelPath = resolveModelPath(a.model);
+  const modelName = a.model ?? DEFAULT_MODEL_NAME;
+  const detector = await createDetector({ model: modelPath, variant: a.variant, threads: a.threads });
   const progress = new Progress({ label: `eval ${a.protocol}`, total: files.length });
   const { predicted, skipped } = await predictFolder({
     detector,
@@ -58,7 +61,7 @@ export async function evalDataset(a: DatasetEvalArgs): Promise<number> {
     protocolOptions: { scale: a.scale },
     force: a.force,
     settings: {
-      model: createHash('sha256').update(readFileSync(a.model ?? BUNDLED_MODEL_PATH)).digest('hex'),
+      model: createHash('sha256').update(readFileSync(modelPath)).digest('hex'),
       variant: detector.variant,
       protocol: a.protocol,
       scale: a.scale,
@@ -91,14 +94,14 @@ export async function evalDataset(a: DatasetEvalArgs): Promise<number> {
   const score = scoreDataset(d, detections);
   const r = score.ap50!;
   const how = a.scale === 1 ? a.protocol : `${a.protocol} at scale ${a.scale}`;
-  console.log(`model ${a.model ?? 'bundled'} (${detector.variant}), protocol ${how}, ${r.images} images (${predicted} predicted now, ${skipped} reused)`);
+  console.log(`model ${modelName} (${detector.variant}), protocol ${how}, ${r.images} images (${predicted} predicted now, ${skipped} reused)`);
   console.log(formatScore(score));
   console.log(`evaluation: ${score.description}`);
 
   const name = `${detector.variant} (${how})`;
   const json = {
     name,
-    model: a.model ?? 'bundled',
+    model: modelName,
     variant: detector.variant,
     protocol: a.protocol,
     scale: a.scale,

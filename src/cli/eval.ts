@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createDetector, loadImageRgb } from '../index.js';
-import { BUNDLED_MODEL_PATH } from '../load-model.js';
+import { resolveModelPath } from '../load-model.js';
+import { DEFAULT_MODEL_NAME, MODEL_FLAG_CHOICES } from '../model/bundled.js';
 import { loadGroundTruth, restrictGroundTruth } from '../eval/ground-truth.js';
 import { PROTOCOLS, type ProtocolName } from '../eval/protocols.js';
 import {
@@ -41,7 +42,7 @@ evaluated, and as annotations have no difficulty split, every valid face
 counts in all three settings (the three APs are equal).
 
 options:
-  --model PATH       .safetensors or PyTorch .pth checkpoint (default: the bundled model)
+  --model M          ${MODEL_FLAG_CHOICES}
   --variant NAME     only for ReLU/LeakyReLU checkpoints without metadata
   --images DIR       images folder (WIDER: WIDER_val/images, EVENT/NAME.jpg)
   --gt DATA          the evaluation kit's ground_truth folder, WIDER annotations, COCO JSON,
@@ -118,7 +119,9 @@ export const command: Command = {
     const predDir = join(values.out, 'pred');
     restrictGroundTruth(groundTruth, images, source);
 
-    const detector = await createDetector({ model: values.model, variant: values.variant, threads });
+    const modelPath = resolveModelPath(values.model);
+    const modelName = values.model ?? DEFAULT_MODEL_NAME;
+    const detector = await createDetector({ model: modelPath, variant: values.variant, threads });
     const progress = new Progress({ label: `eval ${protocol}`, total: images.length });
     const { predicted, skipped } = await predictFolder({
       detector,
@@ -130,7 +133,7 @@ export const command: Command = {
       protocolOptions: { scale },
       force: values.force ?? false,
       settings: {
-        model: createHash('sha256').update(readFileSync(values.model ?? BUNDLED_MODEL_PATH)).digest('hex'),
+        model: createHash('sha256').update(readFileSync(modelPath)).digest('hex'),
         variant: detector.variant,
         protocol,
         scale,
@@ -147,12 +150,12 @@ export const command: Command = {
 
     const r = scorePredictions({ predDir, gtDir: values.gt, images, source, groundTruth });
     const how = scale === 1 ? protocol : `${protocol} at scale ${scale}`;
-    console.log(`model ${values.model ?? 'bundled'} (${detector.variant}), protocol ${how}, ${r.images} images (${predicted} predicted now, ${skipped} reused)`);
+    console.log(`model ${modelName} (${detector.variant}), protocol ${how}, ${r.images} images (${predicted} predicted now, ${skipped} reused)`);
     console.log(formatApTable(r));
     const baselines = values.baselines ?? defaultBaselinesDir(values.gt);
     const files = writeReport(values.out, r, {
       name: `${detector.variant} (${how})`,
-      model: values.model ?? 'bundled',
+      model: modelName,
       variant: detector.variant,
       protocol,
       scale,

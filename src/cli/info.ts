@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { isBundledModelName } from '../model/bundled.js';
 import { loadModel } from '../load-model.js';
 import { buildGraph, countParams, type ModelGraph } from '../model/graph.js';
 import { countConvMacs } from '../model/count.js';
@@ -7,9 +8,10 @@ import { formatShape } from '../utils/tensor.js';
 import { parseCli } from './args.js';
 import type { Command } from './command.js';
 
-const usage = `usage: extd info <model file | variant name> [--variant NAME] [--size HxW] [--json]
+const usage = `usage: extd info <model name | model file | variant name> [--variant NAME] [--size HxW] [--json]
 
 Print the variant, learnable parameter count, conv multiply-accumulates and tensor list.
+A model name is one of the bundled models (extd-32, extd-48, extd-64, extd-32-scratch).
 A variant name is e.g. extd-fpn-64-prelu, extd-ssd-32-relu, or 32/48/64 (released FPN PReLU).
 
 MACs are the plain count over all convolutions (outputs x inputs-per-group x k x k) at --size
@@ -30,7 +32,7 @@ export const command: Command = {
     let graph: ModelGraph;
     let metadata: Record<string, string> = {};
     let source = 'variant';
-    if (existsSync(target)) {
+    if (isBundledModelName(target) || existsSync(target)) {
       const model = await loadModel(target, values.variant);
       graph = model.graph;
       metadata = model.metadata;

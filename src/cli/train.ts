@@ -1,5 +1,6 @@
 import { parseCategory } from '../data/dataset.js';
 import { ExtdError } from '../utils/errors.js';
+import { resolveModelPath } from '../load-model.js';
 import { numberFlag, parseCli, threadsFlag } from './args.js';
 import type { Command } from './command.js';
 import type { TrainConfig } from '../train/trainer.js';
@@ -9,7 +10,7 @@ const usage = `usage: extd train --annotations DATA --out DIR [--init MODEL] [op
 Fine-tune a released model on your own annotated photos, for example a
 Pascal VOC folder, validating on a held-out part every 100 iterations:
 
-  extd train --init EXTD_32.pth --annotations photos/annotations --list train.txt \\
+  extd train --init extd-32 --annotations photos/annotations --list train.txt \\
     --val photos/annotations --val-list val.txt --val-every 100 \\
     --size 320 --batch 4 --lr 0.001 --iterations 600 --out runs/mine
 
@@ -74,10 +75,11 @@ options:
   --clip-grad X          rescale gradients whose global L2 norm exceeds X (default 0: off)
   --head-std X           std of the heads' initial weights (loc.N, conf.N; default 0: He
                          initialisation like every other conv)
-  --init MODEL           fine-tune: start from this model's weights (a .safetensors or .pth file of
-                         the same variant) instead of initialising them; the optimiser starts fresh,
-                         and BatchNorm stays frozen (--bn-frozen) unless --bn-train, --bn-freeze
-                         or --bn-renorm is given
+  --init MODEL           fine-tune: start from this model's weights instead of initialising them:
+                         a bundled name (extd-32, extd-48, extd-64, extd-32-scratch) or a
+                         .safetensors/.pth file, same variant as --variant; the optimiser starts
+                         fresh, and BatchNorm stays frozen (--bn-frozen) unless --bn-train,
+                         --bn-freeze or --bn-renorm is given
   --bn-frozen            BatchNorm uses its running statistics from the first iteration and never
                          updates them (default with --init: one step in training mode on a small
                          batch replaces a trained model's statistics and ruins it)
@@ -206,7 +208,7 @@ export const command: Command = {
     if (v.init !== undefined) {
       if (headStd !== undefined) throw new ExtdError(`--head-std ${headStd} with --init ${v.init}: --init loads every weight from the file, so there is no head to initialise; drop one of them`);
       if (resume) throw new ExtdError('--init only applies to a new run (it sets the starting weights); --resume continues from the run folder');
-      config.initFrom = v.init;
+      config.initFrom = resolveModelPath(v.init, '--init');
     }
     if (v['bn-frozen'] && v['bn-train']) throw new ExtdError('--bn-frozen and --bn-train contradict each other: choose one');
     if (v['bn-frozen']) config.bnFrozen = true;

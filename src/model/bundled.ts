@@ -1,0 +1,59 @@
+import { ExtdError } from '../utils/errors.js';
+
+/**
+ * The models shipped in the package's `models/` folder, by name. Browser-safe:
+ * this module only names files; the Node entry (load-model.ts) turns a name
+ * into a path and the browser entry (browser.ts) into a URL next to the
+ * package's own code. Provenance and scores: models/README.md.
+ */
+export interface BundledModel {
+  /** The name users pass as `model` / `--model`. */
+  name: string;
+  /** File under the package's `models/` folder. */
+  file: string;
+  /** Canonical variant name of the file's tensors. */
+  variant: string;
+  /** One line for help texts and the demo's model list. */
+  description: string;
+}
+
+export const BUNDLED_MODELS = {
+  'extd-32': { name: 'extd-32', file: 'extd-32.safetensors', variant: 'extd-fpn-32-prelu', description: "EXTD-32, the authors' released weights (default)" },
+  'extd-48': { name: 'extd-48', file: 'extd-48.safetensors', variant: 'extd-fpn-48-prelu', description: "EXTD-48, the authors' released weights" },
+  'extd-64': { name: 'extd-64', file: 'extd-64.safetensors', variant: 'extd-fpn-64-prelu', description: "EXTD-64, the authors' released weights (most accurate)" },
+  'extd-32-scratch': {
+    name: 'extd-32-scratch',
+    file: 'extd-32-scratch.safetensors',
+    variant: 'extd-fpn-32-prelu',
+    description: 'EXTD-32 trained from scratch by extd train on a 2-core CPU (weak; see README Training)',
+  },
+} as const satisfies Record<string, BundledModel>;
+
+export type BundledModelName = keyof typeof BUNDLED_MODELS;
+
+/** The model used when none is given: the best one we ship (the released EXTD-32). */
+export const DEFAULT_MODEL_NAME: BundledModelName = 'extd-32';
+
+export const BUNDLED_MODEL_NAMES = Object.keys(BUNDLED_MODELS) as BundledModelName[];
+
+export function isBundledModelName(value: string): value is BundledModelName {
+  return Object.hasOwn(BUNDLED_MODELS, value);
+}
+
+/**
+ * True for strings that look like a model name rather than a file path or URL
+ * (no slash, no dot): used to report an unknown name as such.
+ */
+export function looksLikeModelName(value: string): boolean {
+  return /^[\w-]+$/.test(value);
+}
+
+/** @throws ExtdError naming the value and listing the bundled names. */
+export function unknownModelError(value: string, what = 'model'): ExtdError {
+  return new ExtdError(`${what} '${value}': not a bundled model name (names: ${BUNDLED_MODEL_NAMES.join(', ')}) and no such file`);
+}
+
+/** What a `--model` flag accepts, for help texts: the names (default first), or a file. */
+export const MODEL_FLAG_CHOICES = `${[DEFAULT_MODEL_NAME, ...BUNDLED_MODEL_NAMES.filter((n) => n !== DEFAULT_MODEL_NAME)]
+  .map((n) => (n === DEFAULT_MODEL_NAME ? `${n} (default)` : n))
+  .join(' | ')}, or a .safetensors/.pth file`;
