@@ -103,10 +103,11 @@ export interface TrainConfig {
    * BatchNorm uses its running statistics from the first iteration and never
    * updates them (its scale and shift still learn): what fine-tuning a
    * trained model needs. Measured: EXTD-32 from the released weights, 8
-   * face-mask images at 128x128, batch 2, lr 0.001: one iteration with BN in
-   * training mode took AP@0.5 on 20 held-out images from 0.61 to 0.01 (the
-   * running statistics jump to one small batch's); with BN frozen it went
-   * 0.61 -> 0.63 -> 0.68 over 4 iterations. The CLI turns it on with --init.
+   * face-mask images at 128x128, batch 2, lr 0.001: two iterations with BN
+   * in training mode took AP@0.5 on 20 held-out images from 0.61 to 0.01
+   * (the running statistics move towards small batches' at momentum 0.1);
+   * with BN frozen it was 0.40 and 0.49 after 2 and 4 iterations. The CLI
+   * turns it on with --init.
    */
   bnFrozen: boolean;
   /**
