@@ -278,10 +278,13 @@ export interface BestRecord {
 export const BEST_MODEL_FILE = 'best.safetensors';
 export const BEST_FILE = 'best.json';
 
+function noBest(): BestRecord {
+  return { iteration: -1, metric: -Infinity, metricName: '', val: '', protocol: '' };
+}
+
 function readBest(out: string): BestRecord {
   const path = join(out, BEST_FILE);
-  const none: BestRecord = { iteration: -1, metric: -Infinity, metricName: '', val: '', protocol: '' };
-  if (!existsSync(path)) return none;
+  if (!existsSync(path)) return noBest();
   try {
     const b = JSON.parse(readFileSync(path, 'utf8')) as BestRecord;
     if (!Number.isInteger(b.iteration) || typeof b.metric !== 'number') throw new Error('expected {"iteration": N, "metric": X, ...}');
@@ -444,7 +447,8 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
   const logPath = join(run.out, LOG_FILE);
   truncateLog(logPath, iteration);
 
-  const best = readBest(run.out);
+  // A new run starts its own record (a best.json left in the folder by an earlier run is replaced at the first validation).
+  const best = resumed ? readBest(run.out) : noBest();
   const valEvery = config.valEvery > 0 ? config.valEvery : config.checkpointEvery;
   /** Score the current weights on the validation set: log it, and keep the best model as best.safetensors. */
   const validate = async (): Promise<void> => {
