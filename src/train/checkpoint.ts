@@ -83,7 +83,7 @@ export function saveCheckpoint<C>(
 
   const learnable = graph.params.filter((p) => p.learnable);
   if (momentum.length !== learnable.length) {
-    throw new ExtdError(`saveCheckpoint: ${momentum.length} momentum buffers for ${learnable.length} learnable tensors`);
+    throw new Error(`saveCheckpoint: ${momentum.length} momentum buffers for ${learnable.length} learnable tensors`);
   }
   const stateTensors = new Map<string, Tensor>();
   learnable.forEach((p, i) => {
