@@ -12,9 +12,9 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { noChromium, startHarness, type Harness } from '../scripts/browser-harness.js';
 import { GOLDEN_TAGS, assertMatchesGolden, readGolden } from './golden.js';
-import { noShared } from './shared.js';
+import { noShared, requiredInCi } from './shared.js';
 
-const skip = noChromium() || noShared('reference', 'golden') || noShared('reference', 'weights', 'extd-fpn-64-prelu.safetensors');
+const skip = requiredInCi(noChromium()) || noShared('reference', 'golden') || noShared('reference', 'weights', 'extd-fpn-64-prelu.safetensors');
 const ARTIFACTS = resolve('test-artifacts');
 
 // One demo build, server and Chromium for both tests (each start costs seconds).
@@ -92,7 +92,7 @@ function windowAroundFace(tag: string, width: number, height: number) {
 }
 
 test('detect calls in flight in Chromium: each gets the result of its own input (same and different sizes)', {
-  skip: noChromium() || noShared('reference', 'golden') || noShared('reference', 'weights', 'extd-fpn-32-prelu.safetensors'),
+  skip: requiredInCi(noChromium()) || noShared('reference', 'golden') || noShared('reference', 'weights', 'extd-fpn-32-prelu.safetensors'),
   timeout: 110_000,
 }, async () => {
   const h = await harness();
@@ -113,7 +113,7 @@ test('detect calls in flight in Chromium: each gets the result of its own input 
   await page.close();
 });
 
-test('demo webcam mode runs on a (fake) camera; each frame read owns its pixels', { skip: noChromium() || noShared('reference', 'weights', 'extd-fpn-32-prelu.safetensors'), timeout: 90_000 }, async () => {
+test('demo webcam mode runs on a (fake) camera; each frame read owns its pixels', { skip: requiredInCi(noChromium()) || noShared('reference', 'weights', 'extd-fpn-32-prelu.safetensors'), timeout: 90_000 }, async () => {
   const h = await harness();
   const page = await h.openDemo({ threads: '2', model: 'extd-32' });
   await page.click('#webcam');

@@ -12,8 +12,9 @@ import { renormLimits, train, type TrainConfig } from '../src/train/trainer.js';
 import { readWeightsFile } from '../src/weights/files-node.js';
 import { modelFromTensors } from '../src/weights/checkpoint.js';
 import { Rng } from '../src/utils/rng.js';
+import { requiredInCi } from './shared.js';
 
-const skip = torchUnavailableReason() ?? false;
+const skip = requiredInCi(torchUnavailableReason() ?? false);
 const root = mkdtempSync(join(tmpdir(), 'extd-train-loop-'));
 process.on('exit', () => rmSync(root, { recursive: true, force: true }));
 
