@@ -73,7 +73,7 @@ export class Detector<I = RgbImage> {
   /** Priors per input size; read-only once made, so calls in flight may share them. */
   private priorsCache = new Map<string, Float32Array>();
   private disposed = false;
-  /** Session runs in flight, awaited by dispose() before the session is released. */
+  /** Calls in flight (detect, detectPass, forward), awaited by dispose() before the session is released. */
   private readonly running = new Set<Promise<unknown>>();
 
   constructor(
@@ -249,14 +249,18 @@ function validateDetectOptions(o: DetectOptions): DetectOptions {
   return o;
 }
 
-/** Accept raw pixels `{ data, width, height }` as RGB (3 bytes/pixel) or RGBA (4, alpha dropped). */
+/**
+ * Accept raw pixels `{ data, width, height }` as RGB (3 bytes/pixel) or RGBA
+ * (4, alpha dropped). The pixels are always copied, so a caller may reuse its
+ * buffer (the next video frame) as soon as detect() has been called.
+ */
 export function rawToRgb(raw: { data: ArrayLike<number> & { length: number }; width: number; height: number }, name = 'raw image'): RgbImage {
   const { data, width, height } = raw;
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
     throw new ExtdError(`${name}: width and height must be positive integers, got ${width}x${height}`);
   }
   const n = width * height;
-  if (data.length === n * 3) return { data: data instanceof Uint8Array ? data : Uint8Array.from(data), width, height };
+  if (data.length === n * 3) return { data: Uint8Array.from(data), width, height };
   if (data.length === n * 4) {
     const rgb = new Uint8Array(n * 3);
     for (let p = 0; p < n; p++) rgb[p * 3] = data[p * 4]!, rgb[p * 3 + 1] = data[p * 4 + 1]!, rgb[p * 3 + 2] = data[p * 4 + 2]!;

@@ -108,6 +108,19 @@ test('detect, detectPass and forward in flight on inputs of the same and of diff
   }
 });
 
+test('raw pixels are read when detect() is called: the caller may refill its buffer with the next frame at once', { skip }, async () => {
+  const face = crop(photo, 300, 100, 400, 500);
+  const expected = await det.detect(face);
+  assert.equal(expected.length, 1);
+  // One buffer, reused for each frame as a video loop does, without awaiting in between.
+  const frame = { data: face.data.slice(), width: 400, height: 500 };
+  const first = det.detect(frame);
+  frame.data.fill(128);
+  const second = det.detect(frame);
+  assert.deepEqual(await first, expected);
+  assert.deepEqual(await second, []);
+});
+
 test('a face cut by the left edge: detect() clips the box to the image, detectPass() does not', { skip }, async () => {
   // The issue's crop: left 470, top 100, width 400, height 500; `extd detect` reported x=-12.1.
   const cut = crop(photo, 470, 100, 400, 500);
