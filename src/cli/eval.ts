@@ -11,7 +11,7 @@ import {
 } from '../eval/run-node.js';
 import { ExtdError } from '../utils/errors.js';
 import { Progress } from '../utils/progress.js';
-import { numberFlag, parseCli, threadsFlag } from './args.js';
+import { UsageError, numberFlag, parseCli, threadsFlag } from './args.js';
 import type { Command } from './command.js';
 
 const usage = `usage: extd eval --model M --images DIR --gt DIR|FILE --out DIR [options]
@@ -61,9 +61,9 @@ export const command: Command = {
       threads: { type: 'string' },
       baselines: { type: 'string' },
     }, false);
-    if (!values.images) throw new ExtdError('--images DIR is required (a WIDER-layout folder such as WIDER_val/images)');
-    if (!values.gt) throw new ExtdError("--gt is required (the WIDER evaluation kit's eval_tools/ground_truth folder, or a *_bbx_gt.txt annotation file)");
-    if (!values.out) throw new ExtdError('--out DIR is required (predictions go to DIR/pred, results to DIR/ap.json)');
+    if (!values.images) throw new UsageError('--images DIR is required (a WIDER-layout folder such as WIDER_val/images)');
+    if (!values.gt) throw new UsageError("--gt is required (the WIDER evaluation kit's eval_tools/ground_truth folder, or a *_bbx_gt.txt annotation file)");
+    if (!values.out) throw new UsageError('--out DIR is required (predictions go to DIR/pred, results to DIR/ap.json)');
     const protocol = (values.protocol ?? 'single') as ProtocolName;
     if (!PROTOCOLS.includes(protocol)) throw new ExtdError(`--protocol ${values.protocol}: expected one of ${PROTOCOLS.join(', ')}`);
     const scale = numberFlag(values.scale, '--scale', 1, (x) => x > 0 && Number.isFinite(x), 'a positive number');
