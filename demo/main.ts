@@ -44,8 +44,8 @@ let modelLabel = '';
 let still: CanvasImageSource | ImageData | undefined;
 let stream: MediaStream | undefined;
 
-// Detection, model switches and drawing run one at a time: a detector must not be disposed mid-run,
-// and the image reader reuses its buffers between calls.
+// Detection, model switches and drawing run one at a time: the boxes drawn must belong to the
+// picture on the view canvas, and a model switch replaces the detector between two detections.
 let queue: Promise<unknown> = Promise.resolve();
 function exclusive<T>(fn: () => Promise<T>): Promise<T> {
   const run = queue.then(fn, fn);
