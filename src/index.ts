@@ -58,3 +58,7 @@ export { parseVariant, variantName, allVariants, type Variant } from './model/va
 export { nmsXyxy, batchedNmsXyxy } from './postprocess/nms.js';
 export { iouXyxy, boxIouXyxy } from './postprocess/boxes.js';
 export { ExtdError } from './utils/errors.js';
+export { readFaceDataset, detectAnnotationFormat, trainingSamples, type DatasetOptions } from './data/read-dataset.js';
+export { summaryLine, splitImages, type FaceDataset, type DatasetImage, type AnnotationFormat } from './data/dataset.js';
+export { evaluateAp50, type ApResult } from './eval/ap50.js';
+export { evaluateDetector, scoreDataset, type DatasetScore } from './eval/dataset-eval.js';

@@ -8,10 +8,11 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   detect: { summary: 'detect faces in images (boxes, --json, --draw)', load: async () => (await import('./detect.js')).command },
   info: { summary: 'variant, parameters, MACs and tensors of a model or variant', load: async () => (await import('./info.js')).command },
   convert: { summary: 'convert a PyTorch .pth checkpoint to safetensors', load: async () => (await import('./convert.js')).command },
-  eval: { summary: 'evaluate a model on WIDER FACE (predictions, AP, PR plots)', load: async () => (await import('./eval.js')).command },
+  eval: { summary: 'evaluate a model on WIDER FACE or your own annotated set (predictions, AP, PR plots)', load: async () => (await import('./eval.js')).command },
   'eval-preds': { summary: 'score a WIDER FACE prediction folder (easy/medium/hard AP)', load: async () => (await import('./eval-preds.js')).command },
-  train: { summary: 'train a model from scratch on WIDER FACE (libtorch)', load: async () => (await import('./train.js')).command },
-  'plot-log': { summary: 'draw the loss curves of a training log.jsonl to PNG', load: async () => (await import('./plot-log.js')).command },
+  train: { summary: 'train or fine-tune a model (WIDER, COCO, Pascal VOC, YOLO annotations; libtorch)', load: async () => (await import('./train.js')).command },
+  split: { summary: 'split an annotated set into train.txt / val.txt image lists (seeded)', load: async () => (await import('./split.js')).command },
+  'plot-log': { summary: 'draw the loss and validation curves of a training log.jsonl to PNG', load: async () => (await import('./plot-log.js')).command },
 };
 
 function help(): string {

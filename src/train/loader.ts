@@ -14,10 +14,10 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { readWiderAnnotations, type WiderImageAnnotation } from '../data/wider-annotations-node.js';
 import { loadImageRgb } from '../image/node.js';
+import { fromWider, trainingSamples } from '../data/read-dataset.js';
 import { ExtdError } from '../utils/errors.js';
 import { Rng } from '../utils/rng.js';
 import { AUGMENT_DEFAULTS, augment, type AugmentOptions } from './augment.js';
@@ -35,15 +35,7 @@ export interface TrainSample {
  * [x, y, x + w, y + h], as the reference training code builds it.
  */
 export function samplesFromWider(annotations: readonly WiderImageAnnotation[], imagesDir: string): TrainSample[] {
-  const out: TrainSample[] = [];
-  for (const a of annotations) {
-    const coords: number[] = [];
-    for (const f of a.faces) {
-      if (f.w > 0 && f.h > 0) coords.push(f.x, f.y, f.x + f.w, f.y + f.h);
-    }
-    if (coords.length > 0) out.push({ path: join(imagesDir, a.path), boxes: new Float32Array(coords) });
-  }
-  return out;
+  return trainingSamples(fromWider(annotations, 'wider-text', 'annotations', imagesDir));
 }
 
 /**
