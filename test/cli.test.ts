@@ -192,7 +192,11 @@ test('extd train checks its flags and --init file before loading libtorch', asyn
   assert.equal(badInit.stderr.trim(), `extd train: model file not found: ${join(tmp, 'missing.pth')}`);
   // Valid flags: only now is the addon missed.
   const noAddon = runCli([...base], env);
-  assert.match(noAddon.stderr.trim(), /^extd train: training needs libtorch: .*\(addon not built: no file at .*no-addon\.node\)$/);
+  // The data set's summary line comes first (the data are read and checked before libtorch), then the one error line.
+  const lines = noAddon.stderr.trim().split('\n');
+  assert.match(lines[0]!, /^training set .*train-gt\.txt: WIDER text annotations, 1 images, 1 faces/);
+  assert.match(lines.at(-1)!, /^extd train: training needs libtorch: .*\(addon not built: no file at .*no-addon\.node\)$/);
+  assert.equal(lines.length, 2, noAddon.stderr);
   assert.ok(!existsSync(join(tmp, 'run')), 'a refused run left its folder behind');
 });
 
