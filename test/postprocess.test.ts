@@ -6,6 +6,10 @@ import { decodeBoxXyxyPx, encodeBoxXyxy } from '../src/anchors/decode.js';
 import { levelSizes, makePriors, priorCount } from '../src/anchors/priors.js';
 import { postprocess } from '../src/postprocess/detections.js';
 import { Rng } from '../src/utils/rng.js';
+import { Detector, toFaces } from '../src/detector.js';
+import type { InferenceSession } from '../src/runtime/backend.js';
+import type { LoadedModel } from '../src/weights/checkpoint.js';
+import type { RgbImage } from '../src/image/types.js';
 
 const createRng = (seed: number) => { const r = Rng.fromSeed(seed); return () => r.float(); };
 
@@ -129,4 +133,43 @@ test('postprocess: a box whose decoded size overflows float32 is dropped, the ot
   assert.ok(d.boxes.every(Number.isFinite));
   // Sorted by score: prior 0 (logit gap 3) then prior 2 (gap 2).
   assert.deepEqual([...d.boxes].map((v) => Math.round(v)), [5, 5, 15, 15, 85, 85, 95, 95]);
+});
+
+test('detect() and detectPass() never return a non-finite box or score, whatever the network outputs; detect() clips to the image', async () => {
+  // A stand-in network whose outputs are garbage: NaN, infinities, and log-sizes near float32's limit.
+  const rnd = createRng(11);
+  const session: InferenceSession = {
+    async run(input) {
+      const [, , h, w] = input.shape as [number, number, number, number];
+      const p = makePriors(h, w).length / 4;
+      const pick = (values: number[]) => values[Math.floor(rnd() * values.length)]!;
+      const loc = new Float32Array(p * 4).map((_, i) => (i % 4 < 2 ? pick([NaN, Infinity, -Infinity, 3, -50, 1e30]) : pick([NaN, Infinity, 0, 400 + rnd() * 50])));
+      const conf = new Float32Array(p * 2).map(() => pick([NaN, Infinity, -Infinity, 0, 5, -5, 1e38]));
+      return { loc: { dtype: 'float32', shape: [1, p, 4], data: loc }, conf: { dtype: 'float32', shape: [1, p, 2], data: conf } };
+    },
+    async release() {},
+  };
+  const det = new Detector({} as LoadedModel, session, async (im: RgbImage) => im);
+  const image: RgbImage = { data: new Uint8Array(640 * 480 * 3), width: 640, height: 480 };
+  let seen = 0;
+  for (const scale of [0.05, 0.1, 1]) {
+    const d = await det.detectPass(image, { scale, scoreThreshold: 0.05, nmsThreshold: 0.3, topK: 750 });
+    seen += d.scores.length;
+    assert.ok(d.boxes.every(Number.isFinite) && d.scores.every(Number.isFinite), `detectPass at scale ${scale}`);
+    for (const f of await det.detect(image, { scale, scoreThreshold: 0.05 })) {
+      const b = f.box;
+      assert.ok([b.x, b.y, b.width, b.height, f.score].every(Number.isFinite), JSON.stringify(f));
+      assert.ok(b.x >= 0 && b.y >= 0 && b.width > 0 && b.height > 0 && b.x + b.width <= 640 && b.y + b.height <= 480, JSON.stringify(f));
+    }
+  }
+  assert.ok(seen > 0, 'some detections survive');
+});
+
+test('toFaces: boxes clipped to the image, boxes left without area dropped; unclipped without a size', () => {
+  const d = { boxes: Float32Array.from([-12, 5, 30, 40, 90, -3, 130, 20, 200, 10, 220, 30]), scores: Float32Array.from([0.9, 0.8, 0.7]) };
+  assert.deepEqual(toFaces(d, { width: 100, height: 50 }), [
+    { box: { x: 0, y: 5, width: 30, height: 35 }, score: d.scores[0] },
+    { box: { x: 90, y: 0, width: 10, height: 20 }, score: d.scores[1] },
+  ]);
+  assert.equal(toFaces(d)[0]!.box.x, -12);
 });

@@ -7,8 +7,9 @@ import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { gradCheck, loadTorch, torchUnavailableReason, type Torch, type TorchTensor } from '../src/train/torch.js';
 import { ExtdError } from '../src/utils/errors.js';
+import { requiredInCi } from './shared.js';
 
-const skip = torchUnavailableReason() ?? false;
+const skip = requiredInCi(torchUnavailableReason() ?? false);
 const torch = (skip ? undefined : loadTorch()) as Torch;
 
 /** A float64 leaf with N(0, 1) entries, requiring grad. */

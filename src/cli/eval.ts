@@ -12,7 +12,7 @@ import {
 import { detectAnnotationFormat } from '../data/read-dataset.js';
 import { ExtdError } from '../utils/errors.js';
 import { Progress } from '../utils/progress.js';
-import { numberFlag, parseCli, threadsFlag } from './args.js';
+import { UsageError, numberFlag, parseCli, threadsFlag } from './args.js';
 import type { Command } from './command.js';
 import { evalDataset } from './eval-dataset.js';
 
@@ -80,8 +80,8 @@ export const command: Command = {
       category: { type: 'string' },
       split: { type: 'string' },
     }, false);
-    if (!values.gt) throw new ExtdError("--gt is required (the WIDER evaluation kit's eval_tools/ground_truth folder, WIDER annotations, COCO JSON, a Pascal VOC folder or a YOLO data.yaml)");
-    if (!values.out) throw new ExtdError('--out DIR is required (predictions go to DIR/pred, results to DIR/ap.json)');
+    if (!values.gt) throw new UsageError("--gt is required (the WIDER evaluation kit's eval_tools/ground_truth folder, WIDER annotations, COCO JSON, a Pascal VOC folder or a YOLO data.yaml)");
+    if (!values.out) throw new UsageError('--out DIR is required (predictions go to DIR/pred, results to DIR/ap.json)');
     const format = detectAnnotationFormat(values.gt).format;
     const wider = format === 'wider-text' || format === 'wider-mat';
     if (wider && (values.category !== undefined || values.split !== undefined)) {
@@ -99,7 +99,7 @@ export const command: Command = {
         split: values.split, list: values.list, protocol, scale, force: values.force ?? false, threads,
       });
     }
-    if (!values.images) throw new ExtdError('--images DIR is required (a WIDER-layout folder such as WIDER_val/images)');
+    if (!values.images) throw new UsageError('--images DIR is required (a WIDER-layout folder such as WIDER_val/images)');
 
     // Fail on ground-truth problems before spending minutes on detection.
     const groundTruth = loadGroundTruth(values.gt);

@@ -1,4 +1,5 @@
 import { ExtdError } from '../utils/errors.js';
+import { UsageError } from './args.js';
 import type { Command } from './command.js';
 
 // Each subcommand lives in its own module and is loaded only when called, so
@@ -19,6 +20,9 @@ function help(): string {
   return ['usage: extd <command> [options]', '', 'commands:', ...rows, '', 'extd <command> --help for its options'].join('\n');
 }
 
+/** Exit status for an internal error (a bug in extd), as sysexits' EX_SOFTWARE. */
+export const EXIT_BUG = 70;
+
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
@@ -30,18 +34,36 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`extd: unknown command '${name}' (commands: ${Object.keys(COMMANDS).join(', ')})`);
     return 2;
   }
-  try {
+  return runCommand(name, async () => {
     const cmd = await entry.load();
     if (rest.includes('--help') || rest.includes('-h')) {
       console.log(cmd.usage);
       return 0;
     }
-    return await cmd.run(rest);
+    return cmd.run(rest);
+  });
+}
+
+/**
+ * Run a command and turn what it throws into output and an exit status:
+ * a UsageError prints one line and returns 2, another ExtdError (bad input)
+ * one line and 1; anything else is a bug in extd: its stack trace is printed
+ * with a request to report it, and the status is EXIT_BUG.
+ */
+export async function runCommand(name: string, run: () => Promise<number>): Promise<number> {
+  try {
+    return await run();
   } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(`extd ${name}: ${err.message} (extd ${name} --help for usage)`);
+      return 2;
+    }
     if (err instanceof ExtdError) {
       console.error(`extd ${name}: ${err.message}`);
       return 1;
     }
-    throw err;
+    console.error(`extd ${name}: internal error: this is a bug in extd, please report it with the command line and the trace below`);
+    console.error(err instanceof Error ? err.stack ?? `${err.name}: ${err.message}` : String(err));
+    return EXIT_BUG;
   }
 }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { createCanvas } from '@napi-rs/canvas';
 import { writeFileAtomic } from '../utils/atomic.js';
 import { ExtdError } from '../utils/errors.js';
-import { numberFlag, parseCli } from './args.js';
+import { UsageError, numberFlag, parseCli } from './args.js';
 import type { Command } from './command.js';
 
 const usage = `usage: extd plot-log LOG [-o OUT.png] [--smooth N]
@@ -217,7 +217,7 @@ export const command: Command = {
       smooth: { type: 'string' },
       width: { type: 'string' },
     });
-    if (positionals.length !== 1) throw new ExtdError('expected one LOG argument (a log.jsonl or a training run folder)');
+    if (positionals.length !== 1) throw new UsageError('expected one LOG argument (a log.jsonl or a training run folder)');
     let path = positionals[0]!;
     let isDir = false;
     try {

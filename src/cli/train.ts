@@ -1,9 +1,11 @@
+import { join } from 'node:path';
 import { parseCategory } from '../data/dataset.js';
 import { ExtdError } from '../utils/errors.js';
 import { resolveModelPath } from '../load-model.js';
-import { numberFlag, parseCli, threadsFlag } from './args.js';
+import { UsageError, numberFlag, parseCli, threadsFlag } from './args.js';
 import type { Command } from './command.js';
 import type { TrainConfig } from '../train/trainer.js';
+import { LATEST_FILE, readLatest } from '../train/checkpoint.js';
 
 const usage = `usage: extd train --annotations DATA --out DIR [--init MODEL] [options]
 
@@ -141,15 +143,14 @@ export const command: Command = {
       threads: { type: 'string' },
       workers: { type: 'string' },
     }, false);
-    if (!v.out) throw new ExtdError('--out DIR is required (the run folder for checkpoints and log.jsonl)');
+    if (!v.out) throw new UsageError('--out DIR is required (the run folder for checkpoints and log.jsonl)');
     const resume = v.resume ?? false;
     if (!resume && !v.annotations) {
-      throw new ExtdError('--annotations DATA is required (WIDER text or .mat, COCO JSON, a Pascal VOC folder or a YOLO data.yaml)');
+      throw new UsageError('--annotations DATA is required (WIDER text or .mat, COCO JSON, a Pascal VOC folder or a YOLO data.yaml)');
     }
     if (v.category !== undefined) parseCategory(v.category);
-    // Load libtorch first: without it, say how to install before anything else happens.
-    const { loadTorch } = await import('../train/torch.js');
-    loadTorch();
+    // libtorch is loaded by train() once every flag and input has been checked, so a bad flag
+    // gets its own message whether or not the addon is built.
     const { train, TRAIN_DEFAULTS } = await import('../train/trainer.js');
     type Config = TrainConfig;
 
@@ -221,6 +222,13 @@ export const command: Command = {
     set('limitImages', num('limit-images', int('', 1), 'a positive integer'));
     const threads = threadsFlag(v.threads);
     const workers = numberFlag(v.workers, '--workers', 1, (x) => Number.isInteger(x) && x >= 0 && x <= 64, 'an integer from 0 to 64');
+
+    if (resume) {
+      const latest = readLatest(v.out);
+      if (latest) console.error(`extd train: resuming from ${join(v.out, latest.model)} (iteration ${latest.iteration})`);
+      else if (!v.annotations || !v.images) throw new ExtdError(`--resume: ${v.out} has no checkpoint to resume from (no ${LATEST_FILE}); start a new run with --annotations and --images`);
+      else console.error(`extd train: --resume: no checkpoint in ${v.out} yet (no ${LATEST_FILE}), starting a new run`);
+    }
 
     const result = await train(config, { out: v.out, resume, threads, workers });
     const how = result.reason === 'done' ? 'finished' : 'stopped';

@@ -22,7 +22,7 @@ import type { ModelGraph } from '../model/graph.js';
 import { writeFileAtomic } from '../utils/atomic.js';
 import { ExtdError } from '../utils/errors.js';
 import type { Float32Tensor, Tensor } from '../utils/tensor.js';
-import { checkpointMetadata } from '../weights/checkpoint.js';
+import { checkFinite, checkpointMetadata } from '../weights/checkpoint.js';
 import { readWeightsFile, writeSafetensorsFile } from '../weights/files-node.js';
 
 export const LATEST_FILE = 'latest.json';
@@ -74,7 +74,7 @@ export function saveCheckpoint<C>(
 
   const learnable = graph.params.filter((p) => p.learnable);
   if (momentum.length !== learnable.length) {
-    throw new ExtdError(`saveCheckpoint: ${momentum.length} momentum buffers for ${learnable.length} learnable tensors`);
+    throw new Error(`saveCheckpoint: ${momentum.length} momentum buffers for ${learnable.length} learnable tensors`);
   }
   const stateTensors = new Map<string, Tensor>();
   learnable.forEach((p, i) => {
@@ -153,6 +153,8 @@ export async function loadCheckpoint<C>(dir: string): Promise<LoadedTrainingChec
   if (state.iteration !== pointer.iteration) {
     throw new ExtdError(`${join(dir, pointer.state)}: iteration ${state.iteration} but ${LATEST_FILE} says ${pointer.iteration}`);
   }
+  checkFinite(modelFile.tensors, join(dir, pointer.model));
+  checkFinite(stateFile.tensors, join(dir, pointer.state));
   const momentum = new Map<string, Tensor>();
   for (const [name, t] of stateFile.tensors) if (name.startsWith(MOMENTUM_PREFIX)) momentum.set(name.slice(MOMENTUM_PREFIX.length), t);
   return { pointer, model: modelFile.tensors, momentum, state };

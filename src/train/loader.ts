@@ -153,12 +153,12 @@ export class TrainLoader {
 
   constructor(samples: readonly TrainSample[], options: Partial<LoaderOptions> = {}) {
     const o: LoaderOptions = { ...LOADER_DEFAULTS, ...options };
-    if (samples.length === 0) throw new ExtdError('training loader: the dataset is empty');
-    if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new ExtdError(`batch size ${o.batchSize} must be a positive integer`);
-    if (!Number.isInteger(o.workers) || o.workers < 0 || o.workers > 64) throw new ExtdError(`loader workers ${o.workers} must be an integer in 0..64`);
-    if (!Number.isInteger(o.prefetch) || o.prefetch < 0) throw new ExtdError(`loader prefetch ${o.prefetch} must be a non-negative integer`);
-    if (!Number.isInteger(o.startBatch) || o.startBatch < 0) throw new ExtdError(`start batch ${o.startBatch} must be a non-negative integer`);
-    if (!Number.isSafeInteger(o.seed)) throw new ExtdError(`seed ${o.seed} must be an integer`);
+    if (samples.length === 0) throw new Error('training loader: the dataset is empty');
+    if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new Error(`batch size ${o.batchSize} must be a positive integer`);
+    if (!Number.isInteger(o.workers) || o.workers < 0 || o.workers > 64) throw new Error(`loader workers ${o.workers} must be an integer in 0..64`);
+    if (!Number.isInteger(o.prefetch) || o.prefetch < 0) throw new Error(`loader prefetch ${o.prefetch} must be a non-negative integer`);
+    if (!Number.isInteger(o.startBatch) || o.startBatch < 0) throw new Error(`start batch ${o.startBatch} must be a non-negative integer`);
+    if (!Number.isSafeInteger(o.seed)) throw new Error(`seed ${o.seed} must be an integer`);
     this.options = o;
     this.samples = samples;
     this.augmentOptions = { ...o.augment, size: o.size };

@@ -328,8 +328,10 @@ async function readValidationSet(c: TrainConfig, say: (line: string) => void): P
 export interface TrainResult {
   /** Completed iterations. */
   iteration: number;
-  /** The last checkpoint written (model file). */
+  /** The latest checkpoint (model file): the last one written, else the one resumed from; null when neither. */
   checkpoint: string | null;
+  /** The checkpoint (model file) this run resumed from, or null for a new run. */
+  resumedFrom: string | null;
   /** Why the loop ended. */
   reason: 'done' | 'stopAfter' | 'interrupted';
 }
@@ -397,7 +399,6 @@ function truncateLog(path: string, iteration: number): void {
  */
 export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOptions> & { out: string }): Promise<TrainResult> {
   const run: RunOptions = { ...RUN_DEFAULTS, ...runIn };
-  const torch: Torch = loadTorch();
 
   const resumed = run.resume ? await loadCheckpoint<TrainConfig>(run.out) : null;
   // A resumed run continues with its stored config; fields given explicitly (configIn) win.
@@ -410,8 +411,14 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
   validateConfig(config);
   const graph = buildGraph(variant);
 
-  torch.setNumThreads(run.threads);
+  // Every input (checkpoint, --init weights, data set) is read and checked before libtorch is loaded,
+  // so a bad flag or file is reported the same way whether or not the addon is built.
   const start = resumed ? resumed.model : config.initFrom ? await startingWeights(config.initFrom, config.variant) : initialWeights(graph, config.seed, config.init);
+  const say = (line: string) => run.progress?.write(`${run.progress.isTTY ? '\r\x1b[K' : ''}${line}\n`);
+  const samples = run.samples ?? (await readTrainingSet(config, say));
+  const valSet = config.val ? await readValidationSet(config, say) : null;
+  const torch: Torch = loadTorch();
+  torch.setNumThreads(run.threads);
   const model = createTorchModel(torch, graph, start, {
     bnMomentum: config.bnMomentum,
   });
@@ -428,9 +435,6 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
     for (const b of bufs) b?.dispose();
   }
 
-  const say = (line: string) => run.progress?.write(`${run.progress.isTTY ? '\r\x1b[K' : ''}${line}\n`);
-  const samples = run.samples ?? (await readTrainingSet(config, say));
-  const valSet = config.val ? await readValidationSet(config, say) : null;
   const used = config.limitImages > 0 ? samples.slice(0, config.limitImages) : samples;
   const loaderPosition = resumed ? resumed.state.loaderPosition : 0;
   const loader = new TrainLoader(used, {
@@ -570,7 +574,8 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
     await loader.close();
     model.dispose();
   }
-  return { iteration, checkpoint: lastCheckpoint, reason };
+  const resumedFrom = resumed ? join(run.out, resumed.pointer.model) : null;
+  return { iteration, checkpoint: lastCheckpoint ?? resumedFrom, resumedFrom, reason };
 }
 
 /**

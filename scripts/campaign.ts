@@ -1,0 +1,427 @@
+/**
+ * A training campaign that survives machines: its small resumable state lives
+ * in one committed folder (default `campaign/extd32/`), and any machine
+ * continues it from there.
+ *
+ *   node --import tsx scripts/campaign.ts start    --out DIR [--data DIR] [--threads N] [--workers N] [--dry-run]
+ *   node --import tsx scripts/campaign.ts resume   --out DIR [--data DIR] [--threads N] [--workers N] [--dry-run]
+ *   node --import tsx scripts/campaign.ts snapshot --run DIR
+ *   node --import tsx scripts/campaign.ts eval     --run DIR [--iteration N] [--threads N]
+ *   (each takes --campaign FOLDER, default campaign/extd32)
+ *
+ * The folder holds (a few MB at most):
+ * - `campaign.json`: the recipe (the `extd train` flags of the run), where the
+ *   data came from, every start/resume (command line, machine, threads, from
+ *   which iteration), and the progress at the last snapshot (iteration,
+ *   training hours, CPU-hours);
+ * - `latest.json`, `ckpt-N.safetensors`, `ckpt-N.state.safetensors`: the
+ *   latest checkpoint with its optimiser state: the folder is itself a run
+ *   folder `extd train --resume` accepts;
+ * - `config.json`: the run's training configuration;
+ * - `log.jsonl`: the training log thinned to one record per
+ *   CAMPAIGN_DEFAULTS.thinEvery iterations (means of the losses, the
+ *   gradient norm and the throughput; the last lr), which `extd plot-log`
+ *   draws.
+ *
+ * `start` begins the campaign's run in DIR with the recipe; `resume` copies
+ * the committed state into DIR (unless DIR already holds the same run at or
+ * past it) and continues it with `extd train --resume`. Both run in the
+ * foreground (start them with `setsid nohup ... &` to outlive a shell) and
+ * append themselves to campaign.json. `snapshot` copies a run's latest
+ * checkpoint into the folder, thins the new part of its log and adds up the
+ * CPU-hours; every file is written atomically and latest.json after the
+ * checkpoint it names, so a snapshot interrupted at any point leaves a
+ * folder that resumes (a repeated snapshot repairs it).
+ *
+ * `eval` scores a checkpoint of the run (default: its latest) on the fixed
+ * 200-image validation subset `campaign/val200.txt` (single protocol, the
+ * evaluation kit's ground truth restricted to those images) with `extd eval`
+ * into DIR/eval-val200/ckpt-N, and records its easy / medium / hard AP in the
+ * folder's `ap.jsonl` (one line per iteration), so the AP curve is tracked
+ * across machines. The subset: the 646 images of `$EXTD_SHARED/wider/WIDER_val`
+ * sorted by EVENT/NAME.jpg, the one at index floor(i * 646 / 200) for i = 0..199
+ * (`valSubset`); 200 images at 1 thread took 6 minutes on the shared
+ * 2-core machine beside the training run.
+ *
+ * CPU-hours are the summed wall time of the training steps (from the log's
+ * img_s) times the libtorch threads of the segment that ran them: on the
+ * 2-core development machine a run at --threads 1 --workers 1 used about 0.9
+ * CPU-seconds per wall second (ps), the loader worker being mostly idle.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { readLatest, checkpointNames, LATEST_FILE } from '../src/train/checkpoint.js';
+import { writeFileAtomic } from '../src/utils/atomic.js';
+import { ExtdError } from '../src/utils/errors.js';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+export const CAMPAIGN_DEFAULTS = Object.freeze({
+  /** The committed folder, relative to the repository root. */
+  campaign: 'campaign/extd32',
+  /** One thinned log record per this many iterations. */
+  thinEvery: 50,
+  threads: 1,
+  workers: 1,
+  /** Inside a data folder (scripts/extract-wider-train.ts's output). */
+  annotationFile: 'wider_face_train_bbx_gt.txt',
+  imagesDir: 'images',
+});
+
+export const CAMPAIGN_FILE = 'campaign.json';
+/** AP at evaluated iterations, one JSON line each. */
+export const AP_FILE = 'ap.jsonl';
+/** The fixed validation subset, relative to the repository root. */
+export const VAL_SUBSET_FILE = 'campaign/val200.txt';
+export const VAL_SUBSET_SIZE = 200;
+const LOG = 'log.jsonl';
+const CONFIG = 'config.json';
+
+/** One start or resume. */
+export interface Segment {
+  /** Completed iterations when it began. */
+  fromIteration: number;
+  /** ISO time. */
+  started: string;
+  host: string;
+  threads: number;
+  workers: number;
+  /** The command line that ran it. */
+  command: string;
+}
+
+export interface Campaign {
+  name: string;
+  description: string;
+  /** Default data folder (DIR/wider_face_train_bbx_gt.txt and DIR/images) and how it was made. */
+  data: { dir: string; madeBy: string; images: number; faces: number };
+  /** `extd train` flags of the run, except --out, --annotations, --images, --threads, --workers. */
+  recipe: string[];
+  segments: Segment[];
+  /** At the last snapshot (null before the first). */
+  progress: { iteration: number; snapshotTime: string; trainHours: number; cpuHours: number } | null;
+}
+
+/** One line of an extd train log.jsonl (the fields this script reads and writes). */
+export interface LogLine {
+  iter: number;
+  loss_l: number;
+  loss_c: number;
+  lr: number;
+  grad_norm: number;
+  positives: number;
+  img_s: number;
+  time: string;
+  /** In a thinned log: how many iterations the record averages. */
+  n?: number;
+}
+
+function readJson<T>(path: string): T {
+  if (!existsSync(path)) throw new ExtdError(`${path}: not found`);
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as T;
+  } catch (err) {
+    throw new ExtdError(`${path}: not valid JSON (${(err as Error).message})`);
+  }
+}
+
+export function readCampaign(dir: string): Campaign {
+  const c = readJson<Campaign>(join(dir, CAMPAIGN_FILE));
+  if (!Array.isArray(c.recipe) || !Array.isArray(c.segments) || !c.data) throw new ExtdError(`${join(dir, CAMPAIGN_FILE)}: expected recipe, segments and data`);
+  return c;
+}
+
+function writeCampaign(dir: string, c: Campaign): void {
+  writeFileAtomic(join(dir, CAMPAIGN_FILE), JSON.stringify(c, null, 1) + '\n');
+}
+
+/** Parse a log.jsonl; a line cut by a crash (the last) is skipped, any other bad line is an error. */
+export function readLog(path: string): LogLine[] {
+  if (!existsSync(path)) return [];
+  const lines = readFileSync(path, 'utf8').split('\n');
+  const out: LogLine[] = [];
+  lines.forEach((line, i) => {
+    if (!line.trim()) return;
+    try {
+      out.push(JSON.parse(line) as LogLine);
+    } catch {
+      if (i < lines.length - 2) throw new ExtdError(`${path}:${i + 1}: not a JSON log record`);
+    }
+  });
+  return out;
+}
+
+/**
+ * Records averaged over buckets of `every` iterations ((k-1)*every, k*every]:
+ * means of loss_l, loss_c, grad_norm, positives and img_s, the last lr, iter
+ * and time, and `n` (iterations averaged). Input in iteration order.
+ */
+export function thinLog(records: readonly LogLine[], every: number): LogLine[] {
+  const out: LogLine[] = [];
+  let bucket: LogLine[] = [];
+  const flush = () => {
+    if (bucket.length === 0) return;
+    const mean = (k: 'loss_l' | 'loss_c' | 'grad_norm' | 'positives' | 'img_s') => bucket.reduce((s, r) => s + r[k], 0) / bucket.length;
+    const last = bucket[bucket.length - 1]!;
+    out.push({
+      iter: last.iter, loss_l: mean('loss_l'), loss_c: mean('loss_c'), lr: last.lr, grad_norm: mean('grad_norm'),
+      positives: mean('positives'), img_s: mean('img_s'), time: last.time, n: bucket.length,
+    });
+    bucket = [];
+  };
+  for (const r of records) {
+    if (bucket.length > 0 && Math.ceil(r.iter / every) !== Math.ceil(bucket[0]!.iter / every)) flush();
+    bucket.push(r);
+  }
+  flush();
+  return out;
+}
+
+/** libtorch threads of the segment that ran iteration `iter` (1-based). */
+function threadsAt(segments: readonly Segment[], iter: number): number {
+  let t = segments[0]?.threads ?? 1;
+  for (const s of segments) if (s.fromIteration < iter) t = s.threads;
+  return t;
+}
+
+export interface SnapshotResult {
+  iteration: number;
+  trainHours: number;
+  cpuHours: number;
+  logRecords: number;
+}
+
+/**
+ * Copy run folder `run`'s latest checkpoint, config and (thinned) log into
+ * the campaign folder `dir`, and add the new iterations' time to the
+ * campaign's hours. Refuses a run behind the folder's last snapshot.
+ */
+export function snapshot(dir: string, run: string, every: number = CAMPAIGN_DEFAULTS.thinEvery): SnapshotResult {
+  const c = readCampaign(dir);
+  const latest = readLatest(run);
+  if (!latest) throw new ExtdError(`${run}: no ${LATEST_FILE} (not a run folder with a checkpoint yet)`);
+  const prev = c.progress?.iteration ?? 0;
+  if (latest.iteration < prev) throw new ExtdError(`${run}: its latest checkpoint is iteration ${latest.iteration}, behind the campaign's snapshot at ${prev}; resume it first`);
+  const config = readJson<{ batch: number }>(join(run, CONFIG));
+
+  // Log: the committed (thinned) part up to the last snapshot, then the run's records after it, up to the checkpoint.
+  const kept = readLog(join(dir, LOG)).filter((r) => r.iter <= prev);
+  const fresh = readLog(join(run, LOG)).filter((r) => r.iter > prev && r.iter <= latest.iteration);
+  const expected = latest.iteration - prev;
+  if (fresh.length !== expected) {
+    throw new ExtdError(`${join(run, LOG)}: ${fresh.length} records for iterations ${prev + 1}..${latest.iteration}, expected ${expected}`);
+  }
+  let trainSeconds = 0, cpuSeconds = 0;
+  for (const r of fresh) {
+    const s = config.batch / r.img_s;
+    trainSeconds += s;
+    cpuSeconds += s * threadsAt(c.segments, r.iter);
+  }
+  const log = [...kept, ...thinLog(fresh, every)];
+
+  // Files: checkpoint pair, config, log; then the pointer; then the progress; then drop the older pair.
+  const names = checkpointNames(latest.iteration);
+  writeFileAtomic(join(dir, names.model), readFileSync(join(run, latest.model)));
+  writeFileAtomic(join(dir, names.state), readFileSync(join(run, latest.state)));
+  writeFileAtomic(join(dir, CONFIG), readFileSync(join(run, CONFIG)));
+  writeFileAtomic(join(dir, LOG), log.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  writeFileAtomic(join(dir, LATEST_FILE), JSON.stringify({ iteration: latest.iteration, model: names.model, state: names.state }, null, 1) + '\n');
+  const trainHours = (c.progress?.trainHours ?? 0) + trainSeconds / 3600;
+  const cpuHours = (c.progress?.cpuHours ?? 0) + cpuSeconds / 3600;
+  c.progress = { iteration: latest.iteration, snapshotTime: new Date().toISOString(), trainHours: round(trainHours), cpuHours: round(cpuHours) };
+  writeCampaign(dir, c);
+  for (const f of listCheckpointFiles(dir)) if (f !== names.model && f !== names.state) rmSync(join(dir, f));
+  return { iteration: latest.iteration, trainHours: c.progress.trainHours, cpuHours: c.progress.cpuHours, logRecords: log.length };
+}
+
+function round(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+function listCheckpointFiles(dir: string): string[] {
+  return readdirSync(dir).filter((f) => /^ckpt-\d+(\.state)?\.safetensors$/.test(f));
+}
+
+/**
+ * Prepare run folder `out` to continue the campaign: when it holds no
+ * checkpoint (a new machine), copy the folder's checkpoint pair, latest.json,
+ * config.json and log.jsonl into it. When it already holds this run at or
+ * past the folder's iteration, leave it. Returns the iteration it resumes at.
+ */
+export function seedRun(dir: string, out: string): number {
+  const committed = readLatest(dir);
+  if (!committed) throw new ExtdError(`${dir}: no ${LATEST_FILE}: the campaign has no snapshot yet; use start`);
+  const existing = existsSync(out) ? readLatest(out) : null;
+  if (existing) {
+    if (existing.iteration < committed.iteration) {
+      throw new ExtdError(`${out}: holds iteration ${existing.iteration}, behind the campaign's ${committed.iteration}; pick an empty --out to continue from the campaign`);
+    }
+    return existing.iteration;
+  }
+  mkdirSync(out, { recursive: true });
+  for (const f of [committed.model, committed.state, CONFIG, LOG]) {
+    if (existsSync(join(dir, f))) writeFileAtomic(join(out, f), readFileSync(join(dir, f)));
+  }
+  writeFileAtomic(join(out, LATEST_FILE), readFileSync(join(dir, LATEST_FILE)));
+  return committed.iteration;
+}
+
+/**
+ * `count` of `paths` spread evenly over them in sorted order: sorted index
+ * floor(i * n / count) for i = 0..count-1. Throws when there are fewer.
+ */
+export function valSubset(paths: readonly string[], count: number = VAL_SUBSET_SIZE): string[] {
+  const sorted = [...paths].sort();
+  if (sorted.length < count) throw new ExtdError(`${sorted.length} validation images, fewer than the ${count} of the subset`);
+  return Array.from({ length: count }, (_, i) => sorted[Math.floor((i * sorted.length) / count)]!);
+}
+
+/** One line of ap.jsonl. */
+export interface ApRecord {
+  iteration: number;
+  easy: number;
+  medium: number;
+  hard: number;
+  images: number;
+  set: string;
+  protocol: string;
+  time: string;
+}
+
+/** Add (or replace, same iteration) a record of ap.jsonl, kept in iteration order; atomic. */
+export function recordAp(dir: string, r: ApRecord): ApRecord[] {
+  const path = join(dir, AP_FILE);
+  const lines = existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()) : [];
+  const records = lines.map((l) => JSON.parse(l) as ApRecord).filter((x) => x.iteration !== r.iteration);
+  records.push(r);
+  records.sort((a, b) => a.iteration - b.iteration);
+  writeFileAtomic(path, records.map((x) => JSON.stringify(x)).join('\n') + '\n');
+  return records;
+}
+
+function dataFlags(c: Campaign, data: string | undefined): string[] {
+  const d = resolve(data ?? c.data.dir);
+  const annotations = join(d, CAMPAIGN_DEFAULTS.annotationFile);
+  if (!existsSync(annotations)) {
+    throw new ExtdError(`${annotations}: not found; make the data with ${c.data.madeBy} or name its folder with --data`);
+  }
+  return ['--annotations', annotations, '--images', join(d, CAMPAIGN_DEFAULTS.imagesDir)];
+}
+
+async function runTrain(trainArgs: string[]): Promise<number> {
+  const { relaunchWithTcmalloc } = await import('../src/train/allocator.js');
+  const relaunched = relaunchWithTcmalloc(fileURLToPath(import.meta.url), ['__train', ...trainArgs]);
+  if (relaunched) return relaunched;
+  const { main } = await import('../src/cli/main.js');
+  return main(['train', ...trainArgs]);
+}
+
+const USAGE = `usage: node --import tsx scripts/campaign.ts <command> [options]
+
+  start    --out DIR [--data DIR] [--threads N] [--workers N] [--dry-run]   begin the campaign's run in DIR
+  resume   --out DIR [--data DIR] [--threads N] [--workers N] [--dry-run]   continue it from the committed state
+  snapshot --run DIR                                                       copy the run's latest checkpoint into the folder
+  eval     --run DIR [--iteration N] [--threads N]                         score a checkpoint on campaign/val200.txt
+
+each takes --campaign FOLDER (default ${CAMPAIGN_DEFAULTS.campaign}); see the header of scripts/campaign.ts`;
+
+const quote = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
+
+async function cli(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === '__train') {
+    const { main } = await import('../src/cli/main.js');
+    return main(['train', ...rest]);
+  }
+  if (sub === undefined || sub === '--help' || sub === '-h' || rest.includes('--help') || rest.includes('-h')) {
+    console.log(USAGE);
+    return sub === undefined ? 2 : 0;
+  }
+  let v;
+  try {
+    ({ values: v } = parseArgs({
+      args: rest,
+      options: {
+        campaign: { type: 'string' }, out: { type: 'string' }, run: { type: 'string' }, data: { type: 'string' },
+        threads: { type: 'string' }, workers: { type: 'string' }, iteration: { type: 'string' }, 'dry-run': { type: 'boolean' },
+      },
+    }));
+  } catch (err) {
+    throw new ExtdError(`${(err as Error).message.split('\n')[0]} (see --help)`);
+  }
+  const dir = resolve(REPO, v.campaign ?? CAMPAIGN_DEFAULTS.campaign);
+  if (sub === 'snapshot') {
+    if (!v.run) throw new ExtdError('snapshot needs --run DIR (the run folder to copy the latest checkpoint from)');
+    const r = snapshot(dir, resolve(v.run));
+    console.error(`campaign ${dir}: iteration ${r.iteration}, ${r.trainHours.toFixed(2)} training hours, ${r.cpuHours.toFixed(2)} CPU-hours, ${r.logRecords} log records; commit the folder`);
+    return 0;
+  }
+  if (sub === 'eval') {
+    if (!v.run) throw new ExtdError('eval needs --run DIR (the run folder whose checkpoint to score)');
+    const run = resolve(v.run);
+    const iteration = v.iteration !== undefined ? Number(v.iteration) : readLatest(run)?.iteration;
+    if (iteration === undefined || !Number.isInteger(iteration)) throw new ExtdError(`${run}: no checkpoint to evaluate (no latest.json and no --iteration N)`);
+    const model = join(run, checkpointNames(iteration).model);
+    if (!existsSync(model)) throw new ExtdError(`${model}: not found (kept checkpoints: ls ${run})`);
+    const shared = resolve(process.env.EXTD_SHARED ?? join(REPO, '../shared'));
+    const out = join(run, 'eval-val200', `ckpt-${iteration}`);
+    const { main } = await import('../src/cli/main.js');
+    const code = await main([
+      'eval', '--model', model, '--images', join(shared, 'wider/WIDER_val/images'), '--gt', join(shared, 'wider/eval_tools/ground_truth'),
+      '--list', join(REPO, VAL_SUBSET_FILE), '--protocol', 'single', '--out', out, '--threads', v.threads ?? '1',
+    ]);
+    if (code !== 0) return code;
+    const ap = readJson<{ easy: number; medium: number; hard: number; images: number }>(join(out, 'ap.json'));
+    const rec: ApRecord = {
+      iteration, easy: round(ap.easy), medium: round(ap.medium), hard: round(ap.hard), images: ap.images,
+      set: VAL_SUBSET_FILE, protocol: 'single', time: new Date().toISOString(),
+    };
+    recordAp(dir, rec);
+    console.error(`campaign ${dir}: iteration ${iteration} AP ${rec.easy} / ${rec.medium} / ${rec.hard} (easy / medium / hard, ${ap.images} images of ${VAL_SUBSET_FILE}, single protocol) added to ${AP_FILE}`);
+    return 0;
+  }
+  if (sub !== 'start' && sub !== 'resume') {
+    throw new ExtdError(`unknown subcommand '${sub ?? ''}': expected start, resume, snapshot or eval (see the header of scripts/campaign.ts)`);
+  }
+  if (!v.out) throw new ExtdError(`${sub} needs --out DIR (the run folder, outside the repository's committed files, e.g. runs/extd32-campaign)`);
+  const out = resolve(v.out);
+  const c = readCampaign(dir);
+  const threads = v.threads ?? String(CAMPAIGN_DEFAULTS.threads);
+  const workers = v.workers ?? String(CAMPAIGN_DEFAULTS.workers);
+  let args: string[];
+  let from = 0;
+  if (sub === 'start') {
+    if (c.progress || readLatest(dir)) throw new ExtdError(`${dir}: the campaign has already started (snapshot at iteration ${c.progress?.iteration}); use resume`);
+    if (existsSync(join(out, LATEST_FILE))) throw new ExtdError(`${out}: already a run folder; use resume or another --out`);
+    // --init is a bundled model name, or a file of the repository (models/...) wherever this runs from.
+    const recipe = c.recipe.map((a, i) => (c.recipe[i - 1] === '--init' && /[./]/.test(a) ? resolve(REPO, a) : a));
+    args = [...recipe, ...dataFlags(c, v.data), '--out', out];
+  } else {
+    from = v['dry-run'] ? (readLatest(out)?.iteration ?? readLatest(dir)?.iteration ?? 0) : seedRun(dir, out);
+    args = ['--resume', '--out', out, ...dataFlags(c, v.data)];
+  }
+  args.push('--threads', threads, '--workers', workers);
+  const command = `node --import tsx scripts/campaign.ts ${[sub, ...rest].map(quote).join(' ')}  # = extd train ${args.map(quote).join(' ')}`;
+  console.error(command);
+  if (v['dry-run']) return 0;
+  c.segments.push({ fromIteration: from, started: new Date().toISOString(), host: hostname(), threads: Number(threads), workers: Number(workers), command });
+  writeCampaign(dir, c);
+  return runTrain(args);
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  cli(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err) => {
+      if (err instanceof ExtdError) {
+        console.error(`campaign: ${err.message}`);
+        process.exitCode = 2;
+      } else throw err;
+    },
+  );
+}
