@@ -54,6 +54,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { readLatest, checkpointNames, LATEST_FILE } from '../src/train/checkpoint.js';
+import type { LogRecord } from '../src/train/trainer.js';
 import { writeFileAtomic } from '../src/utils/atomic.js';
 import { ExtdError } from '../src/utils/errors.js';
 
@@ -105,19 +106,8 @@ export interface Campaign {
   progress: { iteration: number; snapshotTime: string; trainHours: number; cpuHours: number } | null;
 }
 
-/** One line of an extd train log.jsonl (the fields this script reads and writes). */
-export interface LogLine {
-  iter: number;
-  loss_l: number;
-  loss_c: number;
-  lr: number;
-  grad_norm: number;
-  positives: number;
-  img_s: number;
-  time: string;
-  /** In a thinned log: how many iterations the record averages. */
-  n?: number;
-}
+/** One line of an extd train log.jsonl; in a thinned log `n` says how many iterations the record averages. */
+export type LogLine = LogRecord & { n?: number };
 
 function readJson<T>(path: string): T {
   if (!existsSync(path)) throw new ExtdError(`${path}: not found`);
