@@ -3,7 +3,7 @@ import type { RgbImage } from './image/types.js';
 import { RGB_MEAN } from './image/types.js';
 import { resizeBilinear } from './image/resize.js';
 import { POSTPROCESS_DEFAULTS, postprocess, type Detections, type PostprocessOptions } from './postprocess/detections.js';
-import { exportOnnx } from './runtime/onnx-export.js';
+import { exportOnnx, type Int8ExportOptions } from './runtime/onnx-export.js';
 import type { CreateSession, InferenceSession } from './runtime/backend.js';
 import type { LoadedModel } from './weights/checkpoint.js';
 import { ExtdError } from './utils/errors.js';
@@ -57,6 +57,9 @@ export function autoScale(width: number, height: number): number {
 
 export type ImageDecoder<I> = (input: I) => Promise<RgbImage>;
 
+/** Arithmetic of the network: float32, or static int8 (uint8 activations, int8 weights) from calibrated ranges. */
+export type Precision = 'float32' | 'int8';
+
 export class Detector<I = RgbImage> {
   private priorsCache = new Map<string, Float32Array>();
   private inputBuffer: Float32Array | null = null;
@@ -65,6 +68,8 @@ export class Detector<I = RgbImage> {
     readonly model: LoadedModel,
     private readonly session: InferenceSession,
     private readonly decode: ImageDecoder<I>,
+    /** The network's arithmetic (see createDetectorWith). */
+    readonly precision: Precision = 'float32',
   ) {}
 
   /** Canonical variant name, e.g. `extd-fpn-64-prelu`. */
@@ -149,16 +154,21 @@ export class Detector<I = RgbImage> {
   }
 }
 
-/** Build a detector from a loaded model with the given session factory. */
+/**
+ * Build a detector from a loaded model with the given session factory.
+ * `int8`: activation ranges for the int8 graph (a checked calibration's
+ * ranges); omitted: float32.
+ */
 export async function createDetectorWith<I>(
   model: LoadedModel,
   createSession: CreateSession,
   decode: ImageDecoder<I>,
   threads: number,
+  int8?: Int8ExportOptions,
 ): Promise<Detector<I>> {
   if (!Number.isInteger(threads) || threads < 1) throw new ExtdError(`threads must be a positive integer, got ${threads}`);
-  const session = await createSession(exportOnnx(model.graph, model.weights), { threads });
-  return new Detector(model, session, decode);
+  const session = await createSession(exportOnnx(model.graph, model.weights, { int8: int8 ?? null }), { threads });
+  return new Detector(model, session, decode, int8 ? 'int8' : 'float32');
 }
 
 export function toFaces(d: Detections): Face[] {

@@ -11,7 +11,7 @@ import {
 } from '../eval/run-node.js';
 import { ExtdError } from '../utils/errors.js';
 import { Progress } from '../utils/progress.js';
-import { numberFlag, parseCli, threadsFlag } from './args.js';
+import { numberFlag, parseCli, precisionFlags, threadsFlag } from './args.js';
 import type { Command } from './command.js';
 
 const usage = `usage: extd eval --model M --images DIR --gt DIR|FILE --out DIR [options]
@@ -42,6 +42,8 @@ options:
   --list FILE        evaluate only these images (one EVENT/NAME.jpg per line); default: all of --images
   --force            discard the predictions already in OUT/pred and recompute them
   --threads N        CPU threads for onnxruntime (default 2)
+  --precision P      float32 or int8 (default float32; see extd detect --help)
+  --calibration FILE int8 ranges from extd quantize, for a model other than the bundled ones
   --baselines DIR    published curves to draw beside ours (default: next to --gt)`;
 
 export const command: Command = {
@@ -59,6 +61,8 @@ export const command: Command = {
       list: { type: 'string' },
       force: { type: 'boolean' },
       threads: { type: 'string' },
+      precision: { type: 'string' },
+      calibration: { type: 'string' },
       baselines: { type: 'string' },
     }, false);
     if (!values.images) throw new ExtdError('--images DIR is required (a WIDER-layout folder such as WIDER_val/images)');
@@ -90,7 +94,12 @@ export const command: Command = {
 
     const modelPath = resolveModelPath(values.model);
     const modelName = values.model ?? DEFAULT_MODEL_NAME;
-    const detector = await createDetector({ model: modelPath, variant: values.variant, threads });
+    const { precision, calibration } = precisionFlags(values.precision, values.calibration);
+    const detector = await createDetector({ model: modelPath, variant: values.variant, threads, precision, calibration });
+    // float32 keeps the settings older folders recorded; int8 adds its precision and the ranges' file.
+    const int8Settings: Record<string, string> = detector.precision === 'int8'
+      ? { precision: 'int8', calibration: calibration ? createHash('sha256').update(readFileSync(calibration)).digest('hex') : 'bundled' }
+      : {};
     const progress = new Progress({ label: `eval ${protocol}`, total: images.length });
     const { predicted, skipped } = await predictFolder({
       detector,
@@ -106,6 +115,7 @@ export const command: Command = {
         variant: detector.variant,
         protocol,
         scale,
+        ...int8Settings,
       },
       onSkip: (n) => {
         if (n > 0) {
@@ -118,7 +128,7 @@ export const command: Command = {
     await detector.dispose();
 
     const r = scorePredictions({ predDir, gtDir: values.gt, images, source, groundTruth });
-    const how = scale === 1 ? protocol : `${protocol} at scale ${scale}`;
+    const how = (scale === 1 ? protocol : `${protocol} at scale ${scale}`) + (detector.precision === 'int8' ? ', int8' : '');
     console.log(`model ${modelName} (${detector.variant}), protocol ${how}, ${r.images} images (${predicted} predicted now, ${skipped} reused)`);
     console.log(formatApTable(r));
     const baselines = values.baselines ?? defaultBaselinesDir(values.gt);
@@ -128,6 +138,7 @@ export const command: Command = {
       variant: detector.variant,
       protocol,
       scale,
+      precision: detector.precision,
       imagesDir: values.images,
       list: values.list ?? null,
       gt: values.gt,
