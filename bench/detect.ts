@@ -144,6 +144,22 @@ for (const precision of precisions) {
   console.log(`${precision.padEnd(10)}${ms(median(wall)).padStart(13)}${ms(median(warm)).padStart(18)}${ms(median(wall) - median(warm)).padStart(13)}${(rss.length ? median(rss).toFixed(0) : 'n/a').padStart(13)}`);
 }
 
+console.log('\nIn this process, a new detector (EXTD-64) on the same 1280x720 file: ms to create it, to warm it up (none, or warmUp() at 64x64), then the first three detect() calls');
+console.log('precision  warm-up    create   warm-up   1st detect  2nd detect  3rd detect');
+for (const precision of precisions) {
+  for (const warm of [false, true]) {
+    const t0 = performance.now();
+    const d = await createDetector({ model: 'extd-64', threads, precision });
+    const t1 = performance.now();
+    if (warm) await d.warmUp();
+    const t2 = performance.now();
+    const calls: number[] = [];
+    for (let i = 0; i < 3; i++) calls.push(await time(() => d.detect(hd)));
+    await d.dispose();
+    console.log(`${precision.padEnd(11)}${(warm ? '64x64' : 'none').padEnd(7)}${ms(t1 - t0).padStart(9)}${ms(t2 - t1).padStart(10)}${calls.map((c) => ms(c).padStart(12)).join('')}`);
+  }
+}
+
 // 4: AP.
 if (values.ap) {
   const imagesDir = resolve(shared, 'wider/WIDER_val/images');

@@ -119,6 +119,15 @@ export class Detector<I = RgbImage> {
     return { loc: out.loc!.data, conf: out.conf!.data };
   }
 
+  /**
+   * One network run on a blank `width` x `height` image (default 64 x 64), so
+   * that onnxruntime's lazy set-up (and, at a real frame size, its memory
+   * arena) is paid here rather than by the first detect().
+   */
+  async warmUp(width = 64, height = 64): Promise<void> {
+    await this.forward({ data: new Uint8Array(width * height * 3), width, height });
+  }
+
   async dispose(): Promise<void> {
     await this.session.release();
   }

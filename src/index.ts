@@ -14,7 +14,9 @@ import { ExtdError } from './utils/errors.js';
 import type { LoadedModel } from './weights/checkpoint.js';
 import { createOrtNodeSession } from './runtime/ort-node.js';
 import type { Precision } from './detector.js';
-import { isBundledModelName } from './model/bundled.js';
+import { BUNDLED_MODEL_NAMES, isBundledModelName } from './model/bundled.js';
+import { bundledModelPath } from './load-model.js';
+import { resolve } from 'node:path';
 import { checkCalibration, type Calibration } from './quantize/calibration.js';
 import { bundledCalibrationPath, readCalibrationFile } from './quantize/calibration-node.js';
 
@@ -60,6 +62,8 @@ export async function decodeNodeInput(input: NodeImageInput): Promise<RgbImage> 
 
 export async function createDetector(options: Partial<CreateDetectorOptions> = {}): Promise<NodeDetector> {
   const opts = { ...CREATE_DETECTOR_DEFAULTS, ...options };
+  // An option given as undefined (e.g. an absent CLI flag) means its default.
+  opts.precision = options.precision ?? CREATE_DETECTOR_DEFAULTS.precision;
   const model = await loadModel(opts.model, opts.variant);
   if (opts.precision !== 'float32' && opts.precision !== 'int8') throw new ExtdError(`precision must be 'float32' or 'int8', got ${JSON.stringify(opts.precision)}`);
   if (opts.precision === 'float32') return createDetectorWith(model, createOrtNodeSession, decodeNodeInput, opts.threads);
@@ -71,7 +75,12 @@ export async function createDetector(options: Partial<CreateDetectorOptions> = {
 async function resolveCalibration(given: string | Calibration | undefined, source: ModelSource | undefined, model: LoadedModel): Promise<Calibration> {
   if (typeof given === 'string') return readCalibrationFile(given, model);
   if (given !== undefined) return checkCalibration(given, model, 'object');
-  const name = source === undefined ? DEFAULT_MODEL_NAME : typeof source === 'string' && isBundledModelName(source) ? source : undefined;
+  // A bundled model, by name or by the path of its file (the CLI resolves names to paths).
+  const name = source === undefined
+    ? DEFAULT_MODEL_NAME
+    : typeof source === 'string'
+      ? isBundledModelName(source) ? source : BUNDLED_MODEL_NAMES.find((n) => resolve(bundledModelPath(n)) === resolve(source))
+      : undefined;
   const path = name ? bundledCalibrationPath(name) : null;
   if (!path) {
     throw new ExtdError(`precision 'int8' needs calibration ranges for ${name ?? 'this model'}: run 'extd quantize MODEL --images DIR -o ranges.json' and pass calibration: 'ranges.json' (--calibration)`);

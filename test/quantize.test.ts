@@ -217,6 +217,9 @@ test('extd quantize writes ranges that extd detect --precision int8 uses, and th
   const detect = runCli(['detect', join(dir, 'a.png'), '--precision', 'int8', '--calibration', out, '--json']);
   assert.equal(detect.code, 0, detect.stderr);
   assert.ok(Array.isArray(JSON.parse(detect.stdout)[0].faces));
+  // A bundled model by name needs no --calibration (its ranges ship in models/).
+  const bundled = runCli(['detect', join(dir, 'a.png'), '--precision', 'int8']);
+  assert.equal(bundled.code, 0, bundled.stderr);
   const wrong = runCli(['detect', join(dir, 'a.png'), '--model', 'extd-64', '--precision', 'int8', '--calibration', out]);
   assert.equal(wrong.code, 1);
   assert.match(wrong.stderr, /^extd detect: calibration .*ranges\.json: made for variant extd-fpn-32-prelu, the model is extd-fpn-64-prelu$/m);

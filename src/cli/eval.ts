@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createDetector, loadImageRgb } from '../index.js';
 import { resolveModelPath } from '../load-model.js';
-import { DEFAULT_MODEL_NAME, MODEL_FLAG_CHOICES } from '../model/bundled.js';
+import { DEFAULT_MODEL_NAME, MODEL_FLAG_CHOICES, isBundledModelName } from '../model/bundled.js';
+import { bundledCalibrationPath } from '../quantize/calibration-node.js';
 import { loadGroundTruth, restrictGroundTruth } from '../eval/ground-truth.js';
 import { PROTOCOLS, type ProtocolName } from '../eval/protocols.js';
 import {
@@ -98,7 +99,7 @@ export const command: Command = {
     const detector = await createDetector({ model: modelPath, variant: values.variant, threads, precision, calibration });
     // float32 keeps the settings older folders recorded; int8 adds its precision and the ranges' file.
     const int8Settings: Record<string, string> = detector.precision === 'int8'
-      ? { precision: 'int8', calibration: calibration ? createHash('sha256').update(readFileSync(calibration)).digest('hex') : 'bundled' }
+      ? { precision: 'int8', calibration: sha256File(calibration ?? (isBundledModelName(modelName) ? bundledCalibrationPath(modelName) : null)) }
       : {};
     const progress = new Progress({ label: `eval ${protocol}`, total: images.length });
     const { predicted, skipped } = await predictFolder({
@@ -148,3 +149,8 @@ export const command: Command = {
     return 0;
   },
 };
+
+/** SHA-256 (hex) of a file's bytes; 'unknown' without a path. */
+function sha256File(path: string | null): string {
+  return path ? createHash('sha256').update(readFileSync(path)).digest('hex') : 'unknown';
+}
