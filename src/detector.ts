@@ -3,7 +3,7 @@ import type { RgbImage } from './image/types.js';
 import { RGB_MEAN } from './image/types.js';
 import { resizeBilinear } from './image/resize.js';
 import { POSTPROCESS_DEFAULTS, postprocess, selectDetections, type Detections, type PostprocessOptions } from './postprocess/detections.js';
-import { exportOnnx } from './runtime/onnx-export.js';
+import { exportOnnx, type Int8ExportOptions } from './runtime/onnx-export.js';
 import type { CreateSession, InferenceSession } from './runtime/backend.js';
 import type { LoadedModel } from './weights/checkpoint.js';
 import { ExtdError } from './utils/errors.js';
@@ -61,6 +61,9 @@ export function autoScale(width: number, height: number): number {
 
 export type ImageDecoder<I> = (input: I) => Promise<RgbImage>;
 
+/** Arithmetic of the network: float32, or static int8 (uint8 activations, int8 weights) from calibrated ranges. */
+export type Precision = 'float32' | 'int8';
+
 /**
  * Calls may overlap: `detect`, `detectPass` and `forward` keep no state
  * between calls that outlives an `await` (each call has its own input tensor
@@ -80,6 +83,8 @@ export class Detector<I = RgbImage> {
     readonly model: LoadedModel,
     private readonly session: InferenceSession,
     private readonly decode: ImageDecoder<I>,
+    /** The network's arithmetic (see createDetectorWith). */
+    readonly precision: Precision = 'float32',
   ) {}
 
   /** Canonical variant name, e.g. `extd-fpn-64-prelu`. */
@@ -170,6 +175,15 @@ export class Detector<I = RgbImage> {
   }
 
   /**
+   * One network run on a blank `width` x `height` image (default 64 x 64), so
+   * that onnxruntime's lazy set-up (and, at a real frame size, its memory
+   * arena) is paid here rather than by the first detect().
+   */
+  async warmUp(width = 64, height = 64): Promise<void> {
+    await this.forward({ data: new Uint8Array(width * height * 3), width, height });
+  }
+
+  /**
    * RGB HxWx3 uint8 -> 1x3xHxW float32 minus the training mean, in a new
    * buffer per call: onnxruntime-node reads its inputs after run() has
    * returned (its run defers to setImmediate), so a buffer shared between
@@ -200,16 +214,21 @@ export class Detector<I = RgbImage> {
   }
 }
 
-/** Build a detector from a loaded model with the given session factory. */
+/**
+ * Build a detector from a loaded model with the given session factory.
+ * `int8`: activation ranges for the int8 graph (a checked calibration's
+ * ranges); omitted: float32.
+ */
 export async function createDetectorWith<I>(
   model: LoadedModel,
   createSession: CreateSession,
   decode: ImageDecoder<I>,
   threads: number,
+  int8?: Int8ExportOptions,
 ): Promise<Detector<I>> {
   if (!Number.isInteger(threads) || threads < 1) throw new ExtdError(`threads must be a positive integer, got ${threads}`);
-  const session = await createSession(exportOnnx(model.graph, model.weights), { threads });
-  return new Detector(model, session, decode);
+  const session = await createSession(exportOnnx(model.graph, model.weights, { int8: int8 ?? null }), { threads });
+  return new Detector(model, session, decode, int8 ? 'int8' : 'float32');
 }
 
 /**

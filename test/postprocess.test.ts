@@ -173,3 +173,81 @@ test('toFaces: boxes clipped to the image, boxes left without area dropped; uncl
   ]);
   assert.equal(toFaces(d)[0]!.box.x, -12);
 });
+
+/** Clustered boxes of mixed sizes, like a detector's candidates around faces, with coarse (tied) scores. */
+function clusteredBoxes(rng: () => number, n: number) {
+  const centres = Array.from({ length: 1 + Math.floor(rng() * 12) }, () => [rng() * 600, rng() * 400, 8 + rng() * 200]);
+  const flat = new Float32Array(n * 4);
+  const scores = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const [cx, cy, s] = centres[Math.floor(rng() * centres.length)]!;
+    const w = s! * (0.5 + rng()), h = s! * (0.5 + rng());
+    const x = cx! + (rng() - 0.5) * s!, y = cy! + (rng() - 0.5) * s!;
+    flat.set([x - w / 2, y - h / 2, x + w / 2, y + h / 2], i * 4);
+    scores[i] = Math.round(rng() * 50) / 50;
+  }
+  return { flat, scores };
+}
+
+test('NMS with many boxes (grid path) equals the naive oracle, with ties, maxKeep and any threshold', () => {
+  const rng = createRng(7);
+  for (let trial = 0; trial < 60; trial++) {
+    const n = 64 + Math.floor(rng() * 600);
+    const { flat, scores } = trial % 2 ? clusteredBoxes(rng, n) : (() => {
+      const r = randomBoxes(rng, n);
+      return { flat: r.flat, scores: r.f32scores };
+    })();
+    const thr = [0, 0.1, 0.3, 0.5, 0.9, 1][trial % 6]!;
+    const want = naiveNms([...Array(n).keys()].map((i) => [...flat.subarray(i * 4, i * 4 + 4)]), [...scores], thr);
+    assert.deepEqual([...nmsXyxy(flat, scores, thr)], want, `trial ${trial}`);
+    const maxKeep = 1 + Math.floor(rng() * 20);
+    assert.deepEqual([...nmsXyxy(flat, scores, thr, maxKeep)], want.slice(0, maxKeep), `trial ${trial} maxKeep ${maxKeep}`);
+  }
+});
+
+/**
+ * The straightforward post-processing, written independently: every prior's
+ * probability, a full stable sort, the first candidateLimit, decode, drop
+ * non-finite, the naive NMS, top K.
+ */
+function naivePostprocess(loc: Float32Array, conf: Float32Array, priors: Float32Array, w: number, h: number, o: { scoreThreshold: number; nmsThreshold: number; topK: number; candidateLimit: number }) {
+  const cands: Array<{ i: number; s: number }> = [];
+  for (let i = 0; i < priors.length / 4; i++) {
+    const s = 1 / (1 + Math.exp(conf[2 * i]! - conf[2 * i + 1]!));
+    if (s > o.scoreThreshold) cands.push({ i, s });
+  }
+  cands.sort((a, b) => b.s - a.s || a.i - b.i);
+  const boxes: number[][] = [];
+  const scores: number[] = [];
+  const out = new Float32Array(4);
+  for (const { i, s } of cands.slice(0, o.candidateLimit)) {
+    decodeBoxXyxyPx(loc, priors, i, w, h, out, 0);
+    if (out.every(Number.isFinite)) boxes.push([...out]), scores.push(Math.fround(s));
+  }
+  return naiveNms(boxes, scores, o.nmsThreshold).slice(0, o.topK).map((k) => ({ box: boxes[k]!, score: scores[k]! }));
+}
+
+test('postprocess equals the naive pipeline: many candidates, tied scores, the candidate limit cutting through ties', () => {
+  const rng = createRng(11);
+  const priors = makePriors(120, 160);
+  const p = priors.length / 4;
+  for (let trial = 0; trial < 12; trial++) {
+    const loc = new Float32Array(p * 4).map(() => (rng() - 0.5) * 4);
+    // Logit differences on a coarse grid, so that many priors tie exactly.
+    const conf = new Float32Array(p * 2).map((_, k) => (k % 2 ? Math.round((rng() - 0.3) * 8) / 2 : 0));
+    if (trial === 3) loc[4 * 17 + 2] = 1e4; // overflowing size, dropped
+    const options = {
+      scoreThreshold: [0.05, 0.3, 0.5, 0.9][trial % 4]!,
+      nmsThreshold: [0.3, 0.5, 0][trial % 3]!,
+      topK: [750, 20, 5][trial % 3]!,
+      candidateLimit: [5000, 333, 1000, 1][trial % 4]!,
+    };
+    const got = postprocess(loc, conf, priors, 160, 120, options);
+    const want = naivePostprocess(loc, conf, priors, 160, 120, options);
+    assert.equal(got.scores.length, want.length, `trial ${trial} count`);
+    want.forEach((d, k) => {
+      assert.equal(got.scores[k], d.score, `trial ${trial} score ${k}`);
+      assert.deepEqual([...got.boxes.subarray(k * 4, k * 4 + 4)], d.box, `trial ${trial} box ${k}`);
+    });
+  }
+});

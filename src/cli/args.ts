@@ -51,3 +51,13 @@ export function numberFlag(value: string | undefined, flag: string, fallback: nu
 export function threadsFlag(value: string | undefined, fallback = 2): number {
   return numberFlag(value, '--threads', fallback, (v) => Number.isInteger(v) && v >= 1 && v <= 64, 'an integer from 1 to 64');
 }
+
+/**
+ * --precision float32|int8 and --calibration FILE (int8 only).
+ * @throws ExtdError for another precision, or --calibration without int8.
+ */
+export function precisionFlags(precision: string | undefined, calibration: string | undefined): { precision?: 'float32' | 'int8'; calibration?: string } {
+  if (precision !== undefined && precision !== 'float32' && precision !== 'int8') throw new ExtdError(`--precision ${precision}: expected float32 or int8`);
+  if (calibration !== undefined && precision !== 'int8') throw new ExtdError('--calibration applies to --precision int8 only');
+  return { precision, calibration };
+}

@@ -1,12 +1,12 @@
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
-import { createDetector, loadImageRgb } from '../index.js';
+import { CREATE_DETECTOR_DEFAULTS, createDetector, loadImageRgb } from '../index.js';
 import { resolveModelPath } from '../load-model.js';
 import { DETECT_DEFAULTS, type Face } from '../detector.js';
 import { drawFacesToFile, drawFormat } from '../image/draw-node.js';
 import { ExtdError } from '../utils/errors.js';
 import { Progress } from '../utils/progress.js';
-import { UsageError, numberFlag, parseCli, threadsFlag } from './args.js';
+import { UsageError, numberFlag, parseCli, precisionFlags, threadsFlag } from './args.js';
 import type { Command } from './command.js';
 import { MODEL_FLAG_CHOICES } from '../model/bundled.js';
 import { IMAGE_EXTENSIONS, expandImagePaths } from './files.js';
@@ -28,6 +28,9 @@ options:
   --max-faces N         at most N faces per image (default ${DETECT_DEFAULTS.maxFaces})
   --scale auto|X        resize factor before the network (default auto: shrink images over 1700x1200 px of area)
   --threads N           CPU threads (default 2)
+  --precision P         float32 or int8 (default ${CREATE_DETECTOR_DEFAULTS.precision}); int8 runs the network on
+                        8-bit integers with calibrated ranges (bundled extd-32/48/64: shipped)
+  --calibration FILE    int8 ranges from extd quantize, for a model other than the bundled ones
   --json                print JSON: [{ image, width, height, faces: [{ box: { x, y, width, height }, score }] }]
   --draw PATH           write the image with boxes drawn (.png/.jpg/.webp); with several images or a
                         folder, PATH is a folder (created) that gets NAME.png per image`;
@@ -44,6 +47,8 @@ export const command: Command = {
       'max-faces': { type: 'string' },
       scale: { type: 'string' },
       threads: { type: 'string' },
+      precision: { type: 'string' },
+      calibration: { type: 'string' },
       json: { type: 'boolean' },
       draw: { type: 'string' },
     });
@@ -64,7 +69,8 @@ export const command: Command = {
     const drawDir = values.draw === undefined ? undefined : drawTarget(values.draw, images.length, positionals);
     if (drawDir) mkdirSync(drawDir, { recursive: true });
 
-    const detector = await createDetector({ model, variant: values.variant, threads });
+    const { precision, calibration } = precisionFlags(values.precision, values.calibration);
+    const detector = await createDetector({ model, variant: values.variant, threads, precision, calibration });
     const progress = images.length > 1 ? new Progress({ label: 'detect', total: images.length }) : undefined;
     const results: Array<{ image: string; width: number; height: number; faces: Face[] }> = [];
     let failures = 0;

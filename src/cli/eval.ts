@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createDetector, loadImageRgb } from '../index.js';
 import { resolveModelPath } from '../load-model.js';
-import { DEFAULT_MODEL_NAME, MODEL_FLAG_CHOICES } from '../model/bundled.js';
+import { DEFAULT_MODEL_NAME, MODEL_FLAG_CHOICES, isBundledModelName } from '../model/bundled.js';
+import { bundledCalibrationPath } from '../quantize/calibration-node.js';
 import { loadGroundTruth, restrictGroundTruth } from '../eval/ground-truth.js';
 import { PROTOCOLS, type ProtocolName } from '../eval/protocols.js';
 import {
@@ -12,7 +13,7 @@ import {
 import { detectAnnotationFormat } from '../data/read-dataset.js';
 import { ExtdError } from '../utils/errors.js';
 import { Progress } from '../utils/progress.js';
-import { UsageError, numberFlag, parseCli, threadsFlag } from './args.js';
+import { UsageError, numberFlag, parseCli, precisionFlags, threadsFlag } from './args.js';
 import type { Command } from './command.js';
 import { evalDataset } from './eval-dataset.js';
 
@@ -59,6 +60,8 @@ options:
                      all of --images (WIDER kit) or all annotated images
   --force            discard the predictions already in OUT/pred and recompute them
   --threads N        CPU threads for onnxruntime (default 2)
+  --precision P      float32 or int8 (default float32; see extd detect --help)
+  --calibration FILE int8 ranges from extd quantize, for a model other than the bundled ones
   --baselines DIR    published curves to draw beside ours (default: next to --gt)`;
 
 export const command: Command = {
@@ -76,6 +79,8 @@ export const command: Command = {
       list: { type: 'string' },
       force: { type: 'boolean' },
       threads: { type: 'string' },
+      precision: { type: 'string' },
+      calibration: { type: 'string' },
       baselines: { type: 'string' },
       category: { type: 'string' },
       split: { type: 'string' },
@@ -121,7 +126,12 @@ export const command: Command = {
 
     const modelPath = resolveModelPath(values.model);
     const modelName = values.model ?? DEFAULT_MODEL_NAME;
-    const detector = await createDetector({ model: modelPath, variant: values.variant, threads });
+    const { precision, calibration } = precisionFlags(values.precision, values.calibration);
+    const detector = await createDetector({ model: modelPath, variant: values.variant, threads, precision, calibration });
+    // float32 keeps the settings older folders recorded; int8 adds its precision and the ranges' file.
+    const int8Settings: Record<string, string> = detector.precision === 'int8'
+      ? { precision: 'int8', calibration: sha256File(calibration ?? (isBundledModelName(modelName) ? bundledCalibrationPath(modelName) : null)) }
+      : {};
     const progress = new Progress({ label: `eval ${protocol}`, total: images.length });
     const { predicted, skipped } = await predictFolder({
       detector,
@@ -137,6 +147,7 @@ export const command: Command = {
         variant: detector.variant,
         protocol,
         scale,
+        ...int8Settings,
       },
       onSkip: (n) => {
         if (n > 0) {
@@ -149,7 +160,7 @@ export const command: Command = {
     await detector.dispose();
 
     const r = scorePredictions({ predDir, gtDir: values.gt, images, source, groundTruth });
-    const how = scale === 1 ? protocol : `${protocol} at scale ${scale}`;
+    const how = (scale === 1 ? protocol : `${protocol} at scale ${scale}`) + (detector.precision === 'int8' ? ', int8' : '');
     console.log(`model ${modelName} (${detector.variant}), protocol ${how}, ${r.images} images (${predicted} predicted now, ${skipped} reused)`);
     console.log(formatApTable(r));
     const baselines = values.baselines ?? defaultBaselinesDir(values.gt);
@@ -159,6 +170,7 @@ export const command: Command = {
       variant: detector.variant,
       protocol,
       scale,
+      precision: detector.precision,
       imagesDir: values.images,
       list: values.list ?? null,
       gt: values.gt,
@@ -168,3 +180,8 @@ export const command: Command = {
     return 0;
   },
 };
+
+/** SHA-256 (hex) of a file's bytes; 'unknown' without a path. */
+function sha256File(path: string | null): string {
+  return path ? createHash('sha256').update(readFileSync(path)).digest('hex') : 'unknown';
+}

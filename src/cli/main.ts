@@ -8,6 +8,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   detect: { summary: 'detect faces in images (boxes, --json, --draw)', load: async () => (await import('./detect.js')).command },
   info: { summary: 'variant, parameters, MACs and tensors of a model or variant', load: async () => (await import('./info.js')).command },
   convert: { summary: 'convert a PyTorch .pth checkpoint to safetensors', load: async () => (await import('./convert.js')).command },
+  quantize: { summary: 'calibrate a model for int8 inference (activation ranges from images)', load: async () => (await import('./quantize.js')).command },
   eval: { summary: 'evaluate a model on WIDER FACE or your own annotated set (predictions, AP, PR plots)', load: async () => (await import('./eval.js')).command },
   'eval-preds': { summary: 'score a WIDER FACE prediction folder (easy/medium/hard AP)', load: async () => (await import('./eval-preds.js')).command },
   train: { summary: 'train or fine-tune a model (WIDER, COCO, Pascal VOC, YOLO annotations; libtorch)', load: async () => (await import('./train.js')).command },
