@@ -139,7 +139,7 @@ test('extd train CLI: a short run writes log, checkpoints and latest.json; a bad
   assert.ok(again.stderr.includes(`extd train: finished at iteration 2; latest checkpoint ${join(out, 'ckpt-2.safetensors')}`), again.stderr);
   const nothing = cli(['train', '--out', join(root, 'no-run'), '--resume']);
   assert.equal(nothing.code, 1);
-  assert.match(nothing.stderr.trim(), /^extd train: --resume: .*no-run has no checkpoint to resume from \(no latest\.json\); start a new run with --annotations and --images$/);
+  assert.match(nothing.stderr.trim(), /^extd train: --resume: .*no-run has no checkpoint to resume from \(no latest\.json\); start a new run with --annotations \(and --images for WIDER annotations\)$/);
 
   // --init: from that run's checkpoint; a missing file or --resume is refused in one line.
   const init = cli(['train', '--annotations', data!.annotations, '--images', data!.images, '--out', join(root, 'cli-init'), '--size', '64', '--batch', '2', '--iterations', '1', '--threads', '1', '--init', join(out, 'ckpt-2.safetensors')]);
