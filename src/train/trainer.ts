@@ -305,22 +305,22 @@ async function scoreModel(model: LoadedModel, set: FaceDataset, threads: number)
   }
 }
 
-/** The training images of config.annotations (any supported format); problems go to `say`, the summary line to `notes`. */
-async function readTrainingSet(c: TrainConfig, say: (line: string) => void, notes: string[]): Promise<TrainSample[]> {
+/** The training images of config.annotations (any supported format); problems and the summary line go to `say`. */
+async function readTrainingSet(c: TrainConfig, say: (line: string) => void): Promise<TrainSample[]> {
   const d = await readFaceDataset(c.annotations, {
     images: c.images || undefined, category: parseCategory(c.category), split: 'train', list: c.list || undefined, onProblem: say,
   });
-  notes.push(`training set ${summaryLine(d)}`);
+  say(`training set ${summaryLine(d)}`);
   const samples = trainingSamples(d);
   if (samples.length === 0) throw new ExtdError(`${c.annotations}: no image with at least one face to train on (${d.stats.images} images, ${d.stats.faces} faces, ${d.stats.ignored} ignored)`);
   return samples;
 }
 
-async function readValidationSet(c: TrainConfig, say: (line: string) => void, notes: string[]): Promise<FaceDataset> {
+async function readValidationSet(c: TrainConfig, say: (line: string) => void): Promise<FaceDataset> {
   const d = await readFaceDataset(c.val, {
     images: c.valImages || undefined, category: parseCategory(c.category), split: 'val', list: c.valList || undefined, onProblem: say,
   });
-  notes.push(`validation set ${summaryLine(d)}`);
+  say(`validation set ${summaryLine(d)}`);
   if (d.images.length === 0) throw new ExtdError(`${c.val}: no images to validate on`);
   return d;
 }
@@ -415,12 +415,9 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
   // so a bad flag or file is reported the same way whether or not the addon is built.
   const start = resumed ? resumed.model : config.initFrom ? await startingWeights(config.initFrom, config.variant) : initialWeights(graph, config.seed, config.init);
   const say = (line: string) => run.progress?.write(`${run.progress.isTTY ? '\r\x1b[K' : ''}${line}\n`);
-  // Problems are printed as found (an error follows); the summary lines once libtorch has loaded, so a missing addon is the only line.
-  const notes: string[] = [];
-  const samples = run.samples ?? (await readTrainingSet(config, say, notes));
-  const valSet = config.val ? await readValidationSet(config, say, notes) : null;
+  const samples = run.samples ?? (await readTrainingSet(config, say));
+  const valSet = config.val ? await readValidationSet(config, say) : null;
   const torch: Torch = loadTorch();
-  for (const n of notes) say(n);
   torch.setNumThreads(run.threads);
   const model = createTorchModel(torch, graph, start, {
     bnMomentum: config.bnMomentum,
