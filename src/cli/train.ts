@@ -226,7 +226,7 @@ export const command: Command = {
     if (resume) {
       const latest = readLatest(v.out);
       if (latest) console.error(`extd train: resuming from ${join(v.out, latest.model)} (iteration ${latest.iteration})`);
-      else if (!v.annotations || !v.images) throw new ExtdError(`--resume: ${v.out} has no checkpoint to resume from (no ${LATEST_FILE}); start a new run with --annotations and --images`);
+      else if (!v.annotations) throw new ExtdError(`--resume: ${v.out} has no checkpoint to resume from (no ${LATEST_FILE}); start a new run with --annotations (and --images for WIDER annotations)`);
       else console.error(`extd train: --resume: no checkpoint in ${v.out} yet (no ${LATEST_FILE}), starting a new run`);
     }
 

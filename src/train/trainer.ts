@@ -305,7 +305,7 @@ async function scoreModel(model: LoadedModel, set: FaceDataset, threads: number)
   }
 }
 
-/** The training images of config.annotations (any supported format); prints its summary line through `say`. */
+/** The training images of config.annotations (any supported format); problems and the summary line go to `say`. */
 async function readTrainingSet(c: TrainConfig, say: (line: string) => void): Promise<TrainSample[]> {
   const d = await readFaceDataset(c.annotations, {
     images: c.images || undefined, category: parseCategory(c.category), split: 'train', list: c.list || undefined, onProblem: say,
