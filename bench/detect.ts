@@ -4,7 +4,7 @@
  * float32 and int8 see the same machine load).
  *
  *   npm run bench [-- --runs 15 --models 32,48,64 --precisions float32,int8 --threads 2]
- *   npm run bench -- --ap [--ap-images 100]     also AP on WIDER val (slow: minutes per model and precision)
+ *   npm run bench -- --ap [--ap-images 100] [--ap-models 32,64]   also AP on WIDER val (slow: minutes per model and precision)
  *
  * 1. detect() at 640x480 with default options (score threshold 0.5), per
  *    model and precision, and the int8 speed-up.
@@ -45,6 +45,7 @@ const { values } = parseArgs({
     'first-call-runs': { type: 'string', default: '3' },
     ap: { type: 'boolean', default: false },
     'ap-images': { type: 'string' },
+    'ap-models': { type: 'string' },
   },
 });
 const runs = Number(values.runs);
@@ -172,7 +173,8 @@ if (values.ap) {
   const listFile = join(outRoot, `val-${n}.txt`);
   writeFileSync(listFile, list.join('\n') + '\n');
   console.log(`\n4. AP on ${n} WIDER val images (single protocol, ${threads} threads), easy / medium / hard`);
-  for (const name of models) {
+  const apModels = values['ap-models'] ? values['ap-models'].split(',').map((w) => `extd-${w}`) : models;
+  for (const name of apModels) {
     const ap: Record<string, { easy: number; medium: number; hard: number }> = {};
     for (const precision of precisions) {
       const out = join(outRoot, `${name}-${precision}-${n}`);
