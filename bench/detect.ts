@@ -4,7 +4,8 @@
  * float32 and int8 see the same machine load).
  *
  *   npm run bench [-- --runs 15 --models 32,48,64 --precisions float32,int8 --threads 2]
- *   npm run bench -- --ap [--ap-images 100]     also AP on WIDER val (slow: minutes per model and precision)
+ *   npm run bench -- --ap [--ap-images 100] [--ap-models 32,64]   also AP on WIDER val (slow: minutes per model and precision)
+ *   npm run bench -- --sections 3               only some of sections 1-3 (1 and 2 run together)
  *
  * 1. detect() at 640x480 with default options (score threshold 0.5), per
  *    model and precision, and the int8 speed-up.
@@ -45,9 +46,12 @@ const { values } = parseArgs({
     'first-call-runs': { type: 'string', default: '3' },
     ap: { type: 'boolean', default: false },
     'ap-images': { type: 'string' },
+    'ap-models': { type: 'string' },
+    sections: { type: 'string', default: '1,2,3' },
   },
 });
 const runs = Number(values.runs);
+const sections = new Set(values.sections!.split(','));
 const threads = Number(values.threads);
 const models = values.models!.split(',').map((w) => `extd-${w}`);
 const precisions = values.precisions!.split(',') as Precision[];
@@ -70,6 +74,7 @@ async function time(f: () => Promise<unknown>): Promise<number> {
 console.log(`node ${process.version}, ${cpus()[0]?.model} x ${cpus().length}, load average ${load()} (1/5/15 min) at start`);
 
 // 1 and 2: detect() at 640x480, post-processing at 0.05.
+if (sections.has('1') || sections.has('2')) {
 console.log(`\n1. detect() at 640x480, default options (score threshold 0.5), ${threads} threads: ${runs} interleaved runs after 3 warm-up runs, median (min) ms`);
 console.log('model     ' + precisions.map((p) => p.padStart(18)).join('') + (precisions.length === 2 ? '   speed-up (median of per-run ratios)' : ''));
 const postRows: string[] = [];
@@ -106,6 +111,7 @@ for (const name of models) {
 console.log(`\n2. Post-processing per 640x480 frame at score threshold 0.05 (median ms over ${runs} runs)`);
 console.log('model     precision  priors>0.05  postprocess()  detect()@0.05  detect()@0.5  difference');
 for (const r of postRows) console.log(r);
+}
 
 // 3: first call.
 const dir = mkdtempSync(join(tmpdir(), 'extd-bench-'));
@@ -120,6 +126,7 @@ const distFresh = (() => {
   return newest(join(root, 'src')) <= built;
 })();
 const cli = distFresh ? [join(root, 'bin/extd.js')] : ['--import', 'tsx', join(root, 'test/cli-entry.ts')];
+if (sections.has('3')) {
 const gnuTime = existsSync('/usr/bin/time') ? '/usr/bin/time' : null;
 const firstRuns = Number(values['first-call-runs']);
 console.log(`\n3. First call: one-shot \`extd detect photo-1280x720.jpg --model extd-64\` (${distFresh ? 'compiled dist/' : 'dist/ missing or older than src/: TypeScript through tsx, which adds its start-up'}), ${firstRuns} runs, median; warm detect() of the same file in this process`);
@@ -159,6 +166,7 @@ for (const precision of precisions) {
     console.log(`${precision.padEnd(11)}${(warm ? '64x64' : 'none').padEnd(7)}${ms(t1 - t0).padStart(9)}${ms(t2 - t1).padStart(10)}${calls.map((c) => ms(c).padStart(12)).join('')}`);
   }
 }
+}
 
 // 4: AP.
 if (values.ap) {
@@ -172,7 +180,8 @@ if (values.ap) {
   const listFile = join(outRoot, `val-${n}.txt`);
   writeFileSync(listFile, list.join('\n') + '\n');
   console.log(`\n4. AP on ${n} WIDER val images (single protocol, ${threads} threads), easy / medium / hard`);
-  for (const name of models) {
+  const apModels = values['ap-models'] ? values['ap-models'].split(',').map((w) => `extd-${w}`) : models;
+  for (const name of apModels) {
     const ap: Record<string, { easy: number; medium: number; hard: number }> = {};
     for (const precision of precisions) {
       const out = join(outRoot, `${name}-${precision}-${n}`);
