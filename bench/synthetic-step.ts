@@ -1,43 +1,60 @@
 /**
  * One full EXTD training step on a fixed synthetic batch (noise images with
- * two boxes each), shared by the training benchmarks: matching, forward in
- * training mode, multibox loss with mining, backward, SGD. The loader and
- * JPEG decoding are not part of it (they run in worker threads beside the
- * engine; see bench/loader.ts).
+ * two boxes each), shared by the training benchmarks: forward in training
+ * mode, multibox loss with mining, backward, SGD. The loader and JPEG
+ * decoding are not part of it (they run in worker threads beside the engine;
+ * see bench/loader.ts).
  */
 import { makePriors } from '../src/anchors/priors.js';
 import { buildGraph, type ModelGraph } from '../src/model/graph.js';
 import { parseVariant } from '../src/model/variant.js';
 import { initialWeights } from '../src/train/init.js';
 import { multiboxLoss } from '../src/train/loss.js';
-import { matchBatch } from '../src/train/match.js';
+import { matchBatch, type MatchResult } from '../src/train/match.js';
 import { createTorchModel } from '../src/train/torch-model.js';
 import type { Torch } from '../src/train/torch.js';
 import { Rng } from '../src/utils/rng.js';
+import type { Float32Tensor } from '../src/utils/tensor.js';
+
+export interface SyntheticBatch {
+  graph: ModelGraph;
+  batch: number;
+  size: number;
+  /** He-initialised weights (seed 0), every tensor of graph.params. */
+  weights: Map<string, Float32Tensor>;
+  /** batch x 3 x size x size noise in the range of mean-subtracted pixels. */
+  input: Float32Array;
+  /** Matched targets of two fixed boxes per image. */
+  targets: MatchResult;
+}
+
+/** A He-initialised `variant` and a batch of `batch` synthetic `size` x `size` images with their targets. */
+export function syntheticBatch(variant: string, batch: number, size: number): SyntheticBatch {
+  const graph = buildGraph(parseVariant(variant));
+  const rng = Rng.fromSeed(1);
+  const input = Float32Array.from({ length: batch * 3 * size * size }, () => rng.uniform(-100, 130));
+  const boxes = Array.from({ length: batch }, () => Float32Array.of(0.1, 0.15, 0.2, 0.3, 0.5, 0.4, 0.7, 0.75));
+  return { graph, batch, size, weights: initialWeights(graph, 0), input, targets: matchBatch(boxes, makePriors(size, size)) };
+}
 
 export interface SyntheticStep {
   graph: ModelGraph;
-  /** Runs one training step (matching included, as the trainer does every iteration). */
+  /** Runs one training step (forward, loss, backward, SGD). */
   step(): void;
   dispose(): void;
 }
 
-/** A He-initialised `variant` and a batch of `batch` synthetic `size` x `size` images. */
-export function syntheticStep(torch: Torch, variant: string, batch: number, size: number): SyntheticStep {
-  const graph = buildGraph(parseVariant(variant));
-  const model = createTorchModel(torch, graph, initialWeights(graph, 0));
+/** The training step of `data` (default: syntheticBatch of variant, batch, size). */
+export function syntheticStep(torch: Torch, variant: string, batch: number, size: number, data?: SyntheticBatch): SyntheticStep {
+  const d = data ?? syntheticBatch(variant, batch, size);
+  const model = createTorchModel(torch, d.graph, d.weights);
   const sgd = torch.sgd(model.parameters());
-  const rng = Rng.fromSeed(1);
-  const input = Float32Array.from({ length: batch * 3 * size * size }, () => rng.uniform(-100, 130));
-  const boxes = Array.from({ length: batch }, () => Float32Array.of(0.1, 0.15, 0.2, 0.3, 0.5, 0.4, 0.7, 0.75));
-  const priors = makePriors(size, size);
   return {
-    graph,
+    graph: d.graph,
     step() {
-      const t = matchBatch(boxes, priors);
       torch.tidy(() => {
-        const out = model.forward(torch.fromFloat32Array(input, [batch, 3, size, size]), { training: true });
-        const l = multiboxLoss(torch, out.loc, out.conf, t.confT, t.locT);
+        const out = model.forward(torch.fromFloat32Array(d.input, [d.batch, 3, d.size, d.size]), { training: true });
+        const l = multiboxLoss(torch, out.loc, out.conf, d.targets.confT, d.targets.locT);
         torch.add(l.lossL, l.lossC).backward();
         sgd.step();
         sgd.zeroGrad();
