@@ -129,6 +129,7 @@ export function exportOnnx(graph: ModelGraph, weights: Map<string, Tensor>, opti
   // The heads' maps are read only by float ops (flatten, max-out): with int8 they stay float32, as
   // uint8 rounding of the box offsets moved boxes visibly (IoU 0.76 with float32 for a clear face).
   const headMaps = new Set([...graph.loc, ...graph.conf]);
+  for (const n of graph.nodes) if (n.op === 'maxout') headMaps.add(n.input);
   const emitConv = (n: ConvUnit) => {
     const k = n.kernel;
     let f = folded.get(n.conv);
