@@ -44,8 +44,8 @@ let modelLabel = '';
 let still: CanvasImageSource | ImageData | undefined;
 let stream: MediaStream | undefined;
 
-// Detection, model switches and drawing run one at a time: a detector must not be disposed mid-run,
-// and the image reader reuses its buffers between calls.
+// Detection, model switches and drawing run one at a time: the boxes drawn must belong to the
+// picture on the view canvas, and a model switch replaces the detector between two detections.
 let queue: Promise<unknown> = Promise.resolve();
 function exclusive<T>(fn: () => Promise<T>): Promise<T> {
   const run = queue.then(fn, fn);
@@ -254,13 +254,88 @@ const api = {
   stopWebcam,
   /**
    * Read the playing video twice through one DomImageReader (the reader the
-   * detector uses): the second frame must land in the same buffer.
+   * detector uses): each read owns its pixels, so a second read (another
+   * detect() in flight) cannot overwrite the first.
    */
   readVideoTwice: () => {
     const reader = new DomImageReader();
     const a = reader.read(video);
+    const first = a.data.slice();
     const b = reader.read(video);
-    return { width: a.width, height: a.height, sameBuffer: a.data === b.data, nonZero: b.data.some((v) => v !== 0) };
+    return {
+      width: a.width,
+      height: a.height,
+      sameBuffer: a.data === b.data,
+      firstUnchanged: a.data.every((v, i) => v === first[i]),
+      nonZero: b.data.some((v) => v !== 0),
+    };
+  },
+  /**
+   * Calls in flight on one detector. For each window (x, y, width, height)
+   * of the `rgb` image of a safetensors URL, the window, a flat grey frame
+   * and a mirrored copy of the same size are detected one after another and
+   * then all at once with Promise.all (as ImageData, and each painted on its
+   * own canvas), with the evaluation pass settings; detectPass and forward
+   * likewise. Returns every result for the test to compare.
+   */
+  detectConcurrently: async (windows: Array<{ url: string; x: number; y: number; width: number; height: number }>) => {
+    const images: ImageData[] = [];
+    for (const w of windows) {
+      const full = await fetchPixels(w.url);
+      const im = new ImageData(w.width, w.height);
+      for (let y = 0; y < w.height; y++) im.data.set(full.data.subarray(((w.y + y) * full.width + w.x) * 4, ((w.y + y) * full.width + w.x + w.width) * 4), y * w.width * 4);
+      const g = new ImageData(im.width, im.height);
+      for (let i = 0; i < g.data.length; i++) g.data[i] = i % 4 === 3 ? 255 : 128;
+      const m = new ImageData(im.width, im.height);
+      for (let y = 0; y < im.height; y++) {
+        for (let x = 0; x < im.width; x++) {
+          const s = (y * im.width + x) * 4, d = (y * im.width + im.width - 1 - x) * 4;
+          m.data[d] = im.data[s]!, m.data[d + 1] = im.data[s + 1]!, m.data[d + 2] = im.data[s + 2]!, m.data[d + 3] = 255;
+        }
+      }
+      images.push(im, g, m);
+    }
+    const canvases = images.map((im) => {
+      const c = new OffscreenCanvas(im.width, im.height);
+      c.getContext('2d')!.putImageData(im, 0, 0);
+      return c;
+    });
+    const rgb = images.map((im) => new DomImageReader().read(im));
+    const passOpts = { scale: 1, scoreThreshold: 0.05, nmsThreshold: 0.3, topK: 750 };
+    return exclusive(async () => {
+      const d = detector!;
+      const arrays = (p: { boxes: Float32Array; scores: Float32Array }) => ({ boxes: Array.from(p.boxes), scores: Array.from(p.scores) });
+      const sequential: Array<ReturnType<typeof facesToArrays>> = [];
+      for (const im of images) sequential.push(facesToArrays(await d.detect(im, PASS)));
+      // Canvas inputs go through drawImage + getImageData: compared with their own sequential results.
+      const seqCanvas: Array<ReturnType<typeof facesToArrays>> = [];
+      for (const c of canvases) seqCanvas.push(facesToArrays(await d.detect(c, PASS)));
+      const seqPass: Array<{ boxes: number[]; scores: number[] }> = [];
+      for (const im of rgb) seqPass.push(arrays(await d.detectPass(im, passOpts)));
+      const seqForward: Array<{ loc: Float32Array; conf: Float32Array }> = [];
+      for (const im of rgb) seqForward.push(await d.forward(im));
+      const [viaImageData, viaCanvas, reversed, passes, forwards] = await Promise.all([
+        Promise.all(images.map((im) => d.detect(im, PASS))),
+        Promise.all(canvases.map((c) => d.detect(c, PASS))),
+        Promise.all([...images].reverse().map((im) => d.detect(im, PASS))),
+        Promise.all(rgb.map((im) => d.detectPass(im, passOpts))),
+        Promise.all(rgb.map((im) => d.forward(im))),
+      ]);
+      const sameForward = forwards.map((f, i) =>
+        f.loc.length === seqForward[i]!.loc.length && f.loc.every((v, k) => v === seqForward[i]!.loc[k]) && f.conf.every((v, k) => v === seqForward[i]!.conf[k]),
+      );
+      return {
+        sizes: images.map((im) => `${im.width}x${im.height}`),
+        sequential,
+        seqCanvas,
+        viaImageData: viaImageData.map(facesToArrays),
+        viaCanvas: viaCanvas.map(facesToArrays),
+        reversed: reversed.map(facesToArrays).reverse(),
+        seqPass,
+        passes: passes.map(arrays),
+        sameForward,
+      };
+    });
   },
   /** detect() times in ms on a frame of the given size made from an image URL (scale 1, default thresholds). */
   bench: async (imageUrl: string, width: number, height: number, warmup: number, runs: number) => {

@@ -54,6 +54,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { readLatest, checkpointNames, LATEST_FILE } from '../src/train/checkpoint.js';
+import type { LogRecord } from '../src/train/trainer.js';
 import { writeFileAtomic } from '../src/utils/atomic.js';
 import { ExtdError } from '../src/utils/errors.js';
 
@@ -105,19 +106,8 @@ export interface Campaign {
   progress: { iteration: number; snapshotTime: string; trainHours: number; cpuHours: number } | null;
 }
 
-/** One line of an extd train log.jsonl (the fields this script reads and writes). */
-export interface LogLine {
-  iter: number;
-  loss_l: number;
-  loss_c: number;
-  lr: number;
-  grad_norm: number;
-  positives: number;
-  img_s: number;
-  time: string;
-  /** In a thinned log: how many iterations the record averages. */
-  n?: number;
-}
+/** One line of an extd train log.jsonl; in a thinned log `n` says how many iterations the record averages. */
+export type LogLine = LogRecord & { n?: number };
 
 function readJson<T>(path: string): T {
   if (!existsSync(path)) throw new ExtdError(`${path}: not found`);
@@ -319,6 +309,15 @@ async function runTrain(trainArgs: string[]): Promise<number> {
   return main(['train', ...trainArgs]);
 }
 
+const USAGE = `usage: node --import tsx scripts/campaign.ts <command> [options]
+
+  start    --out DIR [--data DIR] [--threads N] [--workers N] [--dry-run]   begin the campaign's run in DIR
+  resume   --out DIR [--data DIR] [--threads N] [--workers N] [--dry-run]   continue it from the committed state
+  snapshot --run DIR                                                       copy the run's latest checkpoint into the folder
+  eval     --run DIR [--iteration N] [--threads N]                         score a checkpoint on campaign/val200.txt
+
+each takes --campaign FOLDER (default ${CAMPAIGN_DEFAULTS.campaign}); see the header of scripts/campaign.ts`;
+
 const quote = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
 
 async function cli(argv: string[]): Promise<number> {
@@ -327,13 +326,22 @@ async function cli(argv: string[]): Promise<number> {
     const { main } = await import('../src/cli/main.js');
     return main(['train', ...rest]);
   }
-  const { values: v } = parseArgs({
-    args: rest,
-    options: {
-      campaign: { type: 'string' }, out: { type: 'string' }, run: { type: 'string' }, data: { type: 'string' },
-      threads: { type: 'string' }, workers: { type: 'string' }, iteration: { type: 'string' }, 'dry-run': { type: 'boolean' },
-    },
-  });
+  if (sub === undefined || sub === '--help' || sub === '-h' || rest.includes('--help') || rest.includes('-h')) {
+    console.log(USAGE);
+    return sub === undefined ? 2 : 0;
+  }
+  let v;
+  try {
+    ({ values: v } = parseArgs({
+      args: rest,
+      options: {
+        campaign: { type: 'string' }, out: { type: 'string' }, run: { type: 'string' }, data: { type: 'string' },
+        threads: { type: 'string' }, workers: { type: 'string' }, iteration: { type: 'string' }, 'dry-run': { type: 'boolean' },
+      },
+    }));
+  } catch (err) {
+    throw new ExtdError(`${(err as Error).message.split('\n')[0]} (see --help)`);
+  }
   const dir = resolve(REPO, v.campaign ?? CAMPAIGN_DEFAULTS.campaign);
   if (sub === 'snapshot') {
     if (!v.run) throw new ExtdError('snapshot needs --run DIR (the run folder to copy the latest checkpoint from)');
@@ -378,8 +386,8 @@ async function cli(argv: string[]): Promise<number> {
   if (sub === 'start') {
     if (c.progress || readLatest(dir)) throw new ExtdError(`${dir}: the campaign has already started (snapshot at iteration ${c.progress?.iteration}); use resume`);
     if (existsSync(join(out, LATEST_FILE))) throw new ExtdError(`${out}: already a run folder; use resume or another --out`);
-    // A relative --init names a file of the repository (models/...), wherever this runs from.
-    const recipe = c.recipe.map((a, i) => (c.recipe[i - 1] === '--init' ? resolve(REPO, a) : a));
+    // --init is a bundled model name, or a file of the repository (models/...) wherever this runs from.
+    const recipe = c.recipe.map((a, i) => (c.recipe[i - 1] === '--init' && /[./]/.test(a) ? resolve(REPO, a) : a));
     args = [...recipe, ...dataFlags(c, v.data), '--out', out];
   } else {
     from = v['dry-run'] ? (readLatest(out)?.iteration ?? readLatest(dir)?.iteration ?? 0) : seedRun(dir, out);

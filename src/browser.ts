@@ -10,7 +10,8 @@
  * (src/runtime/ort-web.ts) and the image reader (src/image/dom.ts) differ.
  * Nothing here imports a node: module.
  */
-import { Detector, createDetectorWith } from './detector.js';
+import { Detector, createDetectorWith, type Precision } from './detector.js';
+import { checkCalibration, type Calibration } from './quantize/calibration.js';
 import { DomImageReader, type DomImageInput } from './image/dom.js';
 import { ortWebSessionFactory, type OrtWebInfo, type WebExecutionProvider } from './runtime/ort-web.js';
 import { ExtdError } from './utils/errors.js';
@@ -42,6 +43,14 @@ export interface BrowserDetectorOptions {
   executionProviders: WebExecutionProvider[];
   /** Run onnxruntime in a worker so the page stays responsive during inference. */
   proxy: boolean;
+  /**
+   * 'float32' or 'int8' (static QDQ int8 from calibrated ranges, as in Node).
+   * int8 needs `calibration` except for the bundled extd-32/48/64, whose
+   * ranges ship in `models/` and are fetched next to the weights.
+   */
+  precision: Precision;
+  /** int8 only: the URL of a calibration file from `extd quantize`, or its parsed content. */
+  calibration: string | URL | Calibration | undefined;
 }
 
 export const BROWSER_DETECTOR_DEFAULTS: BrowserDetectorOptions = {
@@ -52,6 +61,8 @@ export const BROWSER_DETECTOR_DEFAULTS: BrowserDetectorOptions = {
   wasmPaths: undefined,
   executionProviders: ['wasm'],
   proxy: false,
+  precision: 'float32',
+  calibration: undefined,
 };
 
 export interface BrowserDetector extends Detector<DomImageInput> {
@@ -85,6 +96,13 @@ export function loadModelFromBytes(bytes: Uint8Array | ArrayBuffer, source = 'mo
  * so that bundlers (Vite, webpack 5, esbuild with a loader) copy the files
  * into the build as assets; nothing is fetched from a third-party host.
  */
+/** URLs of the bundled models' calibration files (int8), like BUNDLED_MODEL_URLS. */
+export const BUNDLED_CALIBRATION_URLS: Partial<Record<BundledModelName, () => URL>> = {
+  'extd-32': () => new URL('../models/extd-32.int8.json', import.meta.url),
+  'extd-48': () => new URL('../models/extd-48.int8.json', import.meta.url),
+  'extd-64': () => new URL('../models/extd-64.int8.json', import.meta.url),
+};
+
 export const BUNDLED_MODEL_URLS: Record<BundledModelName, () => URL> = {
   'extd-32': () => new URL('../models/extd-32.safetensors', import.meta.url),
   'extd-48': () => new URL('../models/extd-48.safetensors', import.meta.url),
@@ -112,12 +130,38 @@ export async function createDetector(options: Partial<BrowserDetectorOptions> = 
   const model = await loadBrowserModel(opts.model, opts.variant);
   const createSession = ortWebSessionFactory({ wasmPaths: opts.wasmPaths, executionProviders: opts.executionProviders, proxy: opts.proxy });
   const reader = new DomImageReader();
-  const detector = await createDetectorWith(model, createSession, async (input: DomImageInput) => reader.read(input), opts.threads);
+  let int8: { ranges: Calibration['ranges'] } | undefined;
+  if (opts.precision === 'int8') int8 = { ranges: (await browserCalibration(opts.calibration, opts.model, model)).ranges };
+  else if (opts.precision !== 'float32') throw new ExtdError(`precision must be 'float32' or 'int8', got ${JSON.stringify(opts.precision)}`);
+  const detector = await createDetectorWith(model, createSession, async (input: DomImageInput) => reader.read(input), opts.threads, int8);
   return Object.defineProperty(detector, 'runtime', { get: () => createSession.info(), enumerable: true }) as BrowserDetector;
 }
 
+/** The checked calibration for an int8 detector: given (URL or object), or the bundled model's own file. */
+async function browserCalibration(given: string | URL | Calibration | undefined, source: BrowserModelSource, model: LoadedModel): Promise<Calibration> {
+  if (given !== undefined && !(typeof given === 'string' || given instanceof URL)) return checkCalibration(given, model, 'object');
+  const url = given ?? (typeof source === 'string' && isBundledModelName(source) ? BUNDLED_CALIBRATION_URLS[source]?.() : undefined);
+  if (url === undefined) throw new ExtdError("precision 'int8' needs calibration ranges for this model: run 'extd quantize' and pass calibration: URL");
+  const href = String(url);
+  let response: Response;
+  try {
+    response = await fetch(href);
+  } catch (e) {
+    throw new ExtdError(`calibration ${href}: fetch failed (${(e as Error).message})`);
+  }
+  if (!response.ok) throw new ExtdError(`calibration ${href}: HTTP ${response.status} ${response.statusText}, expected 200`);
+  let value: unknown;
+  try {
+    value = JSON.parse(await response.text());
+  } catch (e) {
+    throw new ExtdError(`calibration ${href}: not valid JSON (${(e as Error).message})`);
+  }
+  return checkCalibration(value, model, href);
+}
+
 export { Detector, DETECT_DEFAULTS, PASS_DEFAULTS, autoScale, toFaces } from './detector.js';
-export type { Face, DetectOptions, PassOptions } from './detector.js';
+export type { Face, DetectOptions, PassOptions, Precision } from './detector.js';
+export { checkCalibration, modelFingerprint, CALIBRATION_FORMAT, type Calibration } from './quantize/calibration.js';
 export type { Detections } from './postprocess/detections.js';
 export type { RgbImage } from './image/types.js';
 export { DomImageReader, type DomImageInput, type RawPixels } from './image/dom.js';

@@ -2,8 +2,8 @@ import { makePriors } from './anchors/priors.js';
 import type { RgbImage } from './image/types.js';
 import { RGB_MEAN } from './image/types.js';
 import { resizeBilinear } from './image/resize.js';
-import { POSTPROCESS_DEFAULTS, postprocess, type Detections, type PostprocessOptions } from './postprocess/detections.js';
-import { exportOnnx } from './runtime/onnx-export.js';
+import { POSTPROCESS_DEFAULTS, postprocess, selectDetections, type Detections, type PostprocessOptions } from './postprocess/detections.js';
+import { exportOnnx, type Int8ExportOptions } from './runtime/onnx-export.js';
 import type { CreateSession, InferenceSession } from './runtime/backend.js';
 import type { LoadedModel } from './weights/checkpoint.js';
 import { ExtdError } from './utils/errors.js';
@@ -16,7 +16,11 @@ import { variantName } from './model/variant.js';
  * decoder; nothing here touches the filesystem or the DOM.
  */
 
-/** A detected face. `box` is in the input image's pixels (x, y = top-left corner). */
+/**
+ * A detected face. `box` is in the input image's pixels (x, y = top-left
+ * corner), clipped to the image: 0 <= x, x + width <= image width, and the
+ * same for y and height.
+ */
 export interface Face {
   box: { x: number; y: number; width: number; height: number };
   score: number;
@@ -57,14 +61,30 @@ export function autoScale(width: number, height: number): number {
 
 export type ImageDecoder<I> = (input: I) => Promise<RgbImage>;
 
+/** Arithmetic of the network: float32, or static int8 (uint8 activations, int8 weights) from calibrated ranges. */
+export type Precision = 'float32' | 'int8';
+
+/**
+ * Calls may overlap: `detect`, `detectPass` and `forward` keep no state
+ * between calls that outlives an `await` (each call has its own input tensor
+ * and outputs), so several calls in flight on one detector each get the
+ * result of their own input. Whether the engine then runs them in parallel is
+ * the backend's business: onnxruntime-node runs one at a time on the main
+ * thread, and the browser backend queues them (see src/runtime/ort-web.ts).
+ */
 export class Detector<I = RgbImage> {
+  /** Priors per input size; read-only once made, so calls in flight may share them. */
   private priorsCache = new Map<string, Float32Array>();
-  private inputBuffer: Float32Array | null = null;
+  private disposed = false;
+  /** Calls in flight (detect, detectPass, forward), awaited by dispose() before the session is released. */
+  private readonly running = new Set<Promise<unknown>>();
 
   constructor(
     readonly model: LoadedModel,
     private readonly session: InferenceSession,
     private readonly decode: ImageDecoder<I>,
+    /** The network's arithmetic (see createDetectorWith). */
+    readonly precision: Precision = 'float32',
   ) {}
 
   /** Canonical variant name, e.g. `extd-fpn-64-prelu`. */
@@ -72,37 +92,31 @@ export class Detector<I = RgbImage> {
     return variantName(this.model.variant);
   }
 
-  /** Detect faces; see DetectOptions for the defaults. */
+  /**
+   * Detect faces; see DetectOptions for the defaults. Boxes are clipped to
+   * the image. Throws ExtdError for bad options or inputs, and after dispose().
+   */
   async detect(input: I, options: Partial<DetectOptions> = {}): Promise<Face[]> {
     const opts = validateDetectOptions({ ...DETECT_DEFAULTS, ...options });
-    const image = await this.decode(input);
-    const scale = opts.scale === 'auto' ? autoScale(image.width, image.height) : opts.scale;
-    const d = await this.detectPass(image, { scale, scoreThreshold: opts.scoreThreshold, nmsThreshold: opts.nmsThreshold, topK: opts.maxFaces });
-    return toFaces(d);
+    return this.track(async () => {
+      const image = await this.decode(input);
+      const scale = opts.scale === 'auto' ? autoScale(image.width, image.height) : opts.scale;
+      const d = await this.pass(image, { ...PASS_DEFAULTS, scale, scoreThreshold: opts.scoreThreshold, nmsThreshold: opts.nmsThreshold, topK: opts.maxFaces });
+      return toFaces(d, { width: image.width, height: image.height });
+    });
   }
 
   /**
    * One pass of the network on `image` resized by `scale` (bilinear), then
    * score threshold, NMS and top-K. Boxes are xyxy in the ORIGINAL image's
-   * pixels. This is the building block of the evaluation protocols.
+   * pixels, NOT clipped to the image (as the WIDER FACE evaluation expects);
+   * every box and score is finite. This is the building block of the
+   * evaluation protocols.
    */
   async detectPass(image: RgbImage, options: Partial<PassOptions> = {}): Promise<Detections> {
     const opts = { ...PASS_DEFAULTS, ...options };
     if (!(opts.scale > 0) || !Number.isFinite(opts.scale)) throw new ExtdError(`scale must be a positive number, got ${opts.scale}`);
-    let input = image;
-    if (opts.scale !== 1) {
-      const w = Math.max(1, Math.round(image.width * opts.scale));
-      const h = Math.max(1, Math.round(image.height * opts.scale));
-      input = resizeBilinear(image, w, h);
-    }
-    const { loc, conf } = await this.forward(input);
-    const d = postprocess(loc, conf, this.priors(input.height, input.width), input.width, input.height, opts);
-    // Map back with the actual per-axis ratio (rounding makes it differ slightly from `scale`).
-    const sx = image.width / input.width, sy = image.height / input.height;
-    for (let i = 0; i < d.boxes.length; i += 4) {
-      d.boxes[i]! *= sx, d.boxes[i + 1]! *= sy, d.boxes[i + 2]! *= sx, d.boxes[i + 3]! *= sy;
-    }
-    return d;
+    return this.track(() => this.pass(image, opts));
   }
 
   /**
@@ -110,24 +124,75 @@ export class Detector<I = RgbImage> {
    * logits (P x 2), priors in src/anchors/priors.ts order.
    */
   async forward(image: RgbImage): Promise<{ loc: Float32Array; conf: Float32Array }> {
+    return this.track(() => this.run(image));
+  }
+
+  /**
+   * Release the onnxruntime session once the calls already started have
+   * finished (they complete normally). Later calls of detect / detectPass /
+   * forward throw ExtdError ('detector was disposed'). Calling it again does nothing.
+   */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await Promise.allSettled([...this.running]);
+    await this.session.release();
+  }
+
+  /** Run a public call, refusing it after dispose() and letting dispose() wait for it. */
+  private track<T>(call: () => Promise<T>): Promise<T> {
+    if (this.disposed) return Promise.reject(new ExtdError('detector was disposed; create a new one with createDetector()'));
+    const p = call();
+    this.running.add(p);
+    const forget = () => this.running.delete(p);
+    p.then(forget, forget);
+    return p;
+  }
+
+  private async pass(image: RgbImage, opts: PassOptions): Promise<Detections> {
+    let input = image;
+    if (opts.scale !== 1) {
+      const w = Math.max(1, Math.round(image.width * opts.scale));
+      const h = Math.max(1, Math.round(image.height * opts.scale));
+      input = resizeBilinear(image, w, h);
+    }
+    const { loc, conf } = await this.run(input);
+    const d = postprocess(loc, conf, this.priors(input.height, input.width), input.width, input.height, opts);
+    // Map back with the actual per-axis ratio (rounding makes it differ slightly from `scale`).
+    const sx = image.width / input.width, sy = image.height / input.height;
+    let finite = true;
+    for (let i = 0; i < d.boxes.length; i += 4) {
+      d.boxes[i]! *= sx, d.boxes[i + 1]! *= sy, d.boxes[i + 2]! *= sx, d.boxes[i + 3]! *= sy;
+      finite &&= Number.isFinite(d.boxes[i]! + d.boxes[i + 1]! + d.boxes[i + 2]! + d.boxes[i + 3]!);
+    }
+    // A box near float32's limit can overflow when scaled back up: drop it rather than return Infinity.
+    return finite ? d : finiteDetections(d);
+  }
+
+  private async run(image: RgbImage): Promise<{ loc: Float32Array; conf: Float32Array }> {
     const out = await this.session.run(this.preprocess(image));
     return { loc: out.loc!.data, conf: out.conf!.data };
   }
 
-  async dispose(): Promise<void> {
-    await this.session.release();
+  /**
+   * One network run on a blank `width` x `height` image (default 64 x 64), so
+   * that onnxruntime's lazy set-up (and, at a real frame size, its memory
+   * arena) is paid here rather than by the first detect().
+   */
+  async warmUp(width = 64, height = 64): Promise<void> {
+    await this.forward({ data: new Uint8Array(width * height * 3), width, height });
   }
 
   /**
-   * RGB HxWx3 uint8 -> 1x3xHxW float32 minus the training mean. The buffer is
-   * reused while the size stays the same (video frames), which onnxruntime
-   * accepts because it copies or consumes the input within run().
+   * RGB HxWx3 uint8 -> 1x3xHxW float32 minus the training mean, in a new
+   * buffer per call: onnxruntime-node reads its inputs after run() has
+   * returned (its run defers to setImmediate), so a buffer shared between
+   * calls would hand one call's run another call's pixels.
    */
   private preprocess(image: RgbImage): { dtype: 'float32'; shape: number[]; data: Float32Array } {
     const { width: w, height: h, data } = image;
     const plane = w * h;
-    if (!this.inputBuffer || this.inputBuffer.length !== plane * 3) this.inputBuffer = new Float32Array(plane * 3);
-    const buf = this.inputBuffer;
+    const buf = new Float32Array(plane * 3);
     const [mr, mg, mb] = RGB_MEAN;
     for (let i = 0, p = 0; p < plane; p++, i += 3) {
       buf[p] = data[i]! - mr;
@@ -149,25 +214,47 @@ export class Detector<I = RgbImage> {
   }
 }
 
-/** Build a detector from a loaded model with the given session factory. */
+/**
+ * Build a detector from a loaded model with the given session factory.
+ * `int8`: activation ranges for the int8 graph (a checked calibration's
+ * ranges); omitted: float32.
+ */
 export async function createDetectorWith<I>(
   model: LoadedModel,
   createSession: CreateSession,
   decode: ImageDecoder<I>,
   threads: number,
+  int8?: Int8ExportOptions,
 ): Promise<Detector<I>> {
   if (!Number.isInteger(threads) || threads < 1) throw new ExtdError(`threads must be a positive integer, got ${threads}`);
-  const session = await createSession(exportOnnx(model.graph, model.weights), { threads });
-  return new Detector(model, session, decode);
+  const session = await createSession(exportOnnx(model.graph, model.weights, { int8: int8 ?? null }), { threads });
+  return new Detector(model, session, decode, int8 ? 'int8' : 'float32');
 }
 
-export function toFaces(d: Detections): Face[] {
+/**
+ * Detections (xyxy) -> Face objects (x, y, width, height). With `clipTo`,
+ * boxes are clipped to [0, width] x [0, height] and boxes left with no area
+ * are dropped; detect() always clips to the image.
+ */
+export function toFaces(d: Detections, clipTo?: { width: number; height: number }): Face[] {
   const faces: Face[] = [];
+  const clip = (v: number, max: number) => (clipTo ? Math.min(Math.max(v, 0), max) : v);
   for (let i = 0; i < d.scores.length; i++) {
-    const x1 = d.boxes[i * 4]!, y1 = d.boxes[i * 4 + 1]!, x2 = d.boxes[i * 4 + 2]!, y2 = d.boxes[i * 4 + 3]!;
+    const x1 = clip(d.boxes[i * 4]!, clipTo?.width ?? 0), y1 = clip(d.boxes[i * 4 + 1]!, clipTo?.height ?? 0);
+    const x2 = clip(d.boxes[i * 4 + 2]!, clipTo?.width ?? 0), y2 = clip(d.boxes[i * 4 + 3]!, clipTo?.height ?? 0);
+    if (clipTo && !(x2 > x1 && y2 > y1)) continue;
     faces.push({ box: { x: x1, y: y1, width: x2 - x1, height: y2 - y1 }, score: d.scores[i]! });
   }
   return faces;
+}
+
+/** The detections whose box coordinates and score are all finite, in order. */
+function finiteDetections(d: Detections): Detections {
+  const keep: number[] = [];
+  for (let i = 0; i < d.scores.length; i++) {
+    if (Number.isFinite(d.boxes[i * 4]! + d.boxes[i * 4 + 1]! + d.boxes[i * 4 + 2]! + d.boxes[i * 4 + 3]! + d.scores[i]!)) keep.push(i);
+  }
+  return selectDetections(d, keep);
 }
 
 function validateDetectOptions(o: DetectOptions): DetectOptions {
@@ -181,14 +268,18 @@ function validateDetectOptions(o: DetectOptions): DetectOptions {
   return o;
 }
 
-/** Accept raw pixels `{ data, width, height }` as RGB (3 bytes/pixel) or RGBA (4, alpha dropped). */
+/**
+ * Accept raw pixels `{ data, width, height }` as RGB (3 bytes/pixel) or RGBA
+ * (4, alpha dropped). The pixels are always copied, so a caller may reuse its
+ * buffer (the next video frame) as soon as detect() has been called.
+ */
 export function rawToRgb(raw: { data: ArrayLike<number> & { length: number }; width: number; height: number }, name = 'raw image'): RgbImage {
   const { data, width, height } = raw;
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
     throw new ExtdError(`${name}: width and height must be positive integers, got ${width}x${height}`);
   }
   const n = width * height;
-  if (data.length === n * 3) return { data: data instanceof Uint8Array ? data : Uint8Array.from(data), width, height };
+  if (data.length === n * 3) return { data: Uint8Array.from(data), width, height };
   if (data.length === n * 4) {
     const rgb = new Uint8Array(n * 3);
     for (let p = 0; p < n; p++) rgb[p * 3] = data[p * 4]!, rgb[p * 3 + 1] = data[p * 4 + 1]!, rgb[p * 3 + 2] = data[p * 4 + 2]!;

@@ -9,7 +9,16 @@ import { Detector, createDetectorWith, rawToRgb } from './detector.js';
 import { loadImageRgb } from './image/node.js';
 import type { RgbImage } from './image/types.js';
 import { loadModel, type ModelSource } from './load-model.js';
+import { DEFAULT_MODEL_NAME } from './model/bundled.js';
+import { ExtdError } from './utils/errors.js';
+import type { LoadedModel } from './weights/checkpoint.js';
 import { createOrtNodeSession } from './runtime/ort-node.js';
+import type { Precision } from './detector.js';
+import { BUNDLED_MODEL_NAMES, isBundledModelName } from './model/bundled.js';
+import { bundledModelPath } from './load-model.js';
+import { resolve } from 'node:path';
+import { checkCalibration, type Calibration } from './quantize/calibration.js';
+import { bundledCalibrationPath, readCalibrationFile } from './quantize/calibration-node.js';
 
 /** What `detect` accepts in Node: a file path, an encoded image (JPEG/PNG/WebP...), or raw RGB/RGBA pixels. */
 export type NodeImageInput = string | Uint8Array | { data: Uint8Array | Uint8ClampedArray; width: number; height: number };
@@ -25,9 +34,23 @@ export interface CreateDetectorOptions {
   variant?: string;
   /** CPU threads for onnxruntime. */
   threads: number;
+  /**
+   * The network's arithmetic: 'float32', or 'int8' (static QDQ int8: int8
+   * weights per output channel, uint8 activations from calibrated ranges;
+   * onnxruntime runs it as QLinearConv). int8 needs `calibration`, except for
+   * the bundled `extd-32` / `extd-48` / `extd-64`, whose ranges ship in
+   * `models/`. See README, Speed, for its speed and AP.
+   */
+  precision: Precision;
+  /**
+   * int8 only: a calibration file written by `extd quantize` (path), or its
+   * parsed content; checked against the model (variant and weights). Default:
+   * the bundled model's own file.
+   */
+  calibration?: string | Calibration;
 }
 
-export const CREATE_DETECTOR_DEFAULTS: CreateDetectorOptions = { threads: 2 };
+export const CREATE_DETECTOR_DEFAULTS: CreateDetectorOptions = { threads: 2, precision: 'float32' };
 
 export type NodeDetector = Detector<NodeImageInput>;
 
@@ -39,12 +62,36 @@ export async function decodeNodeInput(input: NodeImageInput): Promise<RgbImage> 
 
 export async function createDetector(options: Partial<CreateDetectorOptions> = {}): Promise<NodeDetector> {
   const opts = { ...CREATE_DETECTOR_DEFAULTS, ...options };
+  // An option given as undefined (e.g. an absent CLI flag) means its default.
+  opts.precision = options.precision ?? CREATE_DETECTOR_DEFAULTS.precision;
   const model = await loadModel(opts.model, opts.variant);
-  return createDetectorWith(model, createOrtNodeSession, decodeNodeInput, opts.threads);
+  if (opts.precision !== 'float32' && opts.precision !== 'int8') throw new ExtdError(`precision must be 'float32' or 'int8', got ${JSON.stringify(opts.precision)}`);
+  if (opts.precision === 'float32') return createDetectorWith(model, createOrtNodeSession, decodeNodeInput, opts.threads);
+  const calibration = await resolveCalibration(opts.calibration, opts.model, model);
+  return createDetectorWith(model, createOrtNodeSession, decodeNodeInput, opts.threads, { ranges: calibration.ranges });
+}
+
+/** The checked calibration for an int8 detector: given (path or object), or the bundled model's own. */
+async function resolveCalibration(given: string | Calibration | undefined, source: ModelSource | undefined, model: LoadedModel): Promise<Calibration> {
+  if (typeof given === 'string') return readCalibrationFile(given, model);
+  if (given !== undefined) return checkCalibration(given, model, 'object');
+  // A bundled model, by name or by the path of its file (the CLI resolves names to paths).
+  const name = source === undefined
+    ? DEFAULT_MODEL_NAME
+    : typeof source === 'string'
+      ? isBundledModelName(source) ? source : BUNDLED_MODEL_NAMES.find((n) => resolve(bundledModelPath(n)) === resolve(source))
+      : undefined;
+  const path = name ? bundledCalibrationPath(name) : null;
+  if (!path) {
+    throw new ExtdError(`precision 'int8' needs calibration ranges for ${name ?? 'this model'}: run 'extd quantize MODEL --images DIR -o ranges.json' and pass calibration: 'ranges.json' (--calibration)`);
+  }
+  return readCalibrationFile(path, model);
 }
 
 export { Detector, DETECT_DEFAULTS, PASS_DEFAULTS, autoScale, toFaces } from './detector.js';
-export type { Face, DetectOptions, PassOptions } from './detector.js';
+export type { Face, DetectOptions, PassOptions, Precision } from './detector.js';
+export { CALIBRATE_DEFAULTS, CALIBRATION_FORMAT, calibrate, checkCalibration, modelFingerprint, type Calibration, type CalibrateOptions } from './quantize/calibration.js';
+export { calibrateFiles, readCalibrationFile, writeCalibrationFile, bundledCalibrationPath } from './quantize/calibration-node.js';
 export type { Detections } from './postprocess/detections.js';
 export { loadImageRgb } from './image/node.js';
 export type { RgbImage } from './image/types.js';
@@ -58,3 +105,7 @@ export { parseVariant, variantName, allVariants, type Variant } from './model/va
 export { nmsXyxy, batchedNmsXyxy } from './postprocess/nms.js';
 export { iouXyxy, boxIouXyxy } from './postprocess/boxes.js';
 export { ExtdError } from './utils/errors.js';
+export { readFaceDataset, detectAnnotationFormat, trainingSamples, type DatasetOptions } from './data/read-dataset.js';
+export { summaryLine, splitImages, type FaceDataset, type DatasetImage, type AnnotationFormat } from './data/dataset.js';
+export { evaluateAp50, type ApResult } from './eval/ap50.js';
+export { evaluateDetector, scoreDataset, type DatasetScore } from './eval/dataset-eval.js';

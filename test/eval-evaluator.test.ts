@@ -100,3 +100,20 @@ test('reproduces the official AP of the dev108 EXTD-64 predictions to 1e-4', { s
   const unrestricted = evaluateWider(all.images, readPredictions(sharedPath(DEV), g.map((x) => x.key)));
   assert.ok(unrestricted.hard.ap < 0.1);
 });
+
+test('all scores equal: every normalised score is 1, so perfect detections give AP 1 whatever their score', () => {
+  const a = gt('e/a', [391, 177, 174, 258], [1]);
+  for (const score of [0.99, 0.5, 1, 0, 7]) {
+    const r = evaluateWider([a], new Map([['e/a', preds([[391, 177, 174, 258, score]])]]));
+    for (const s of ['easy', 'medium', 'hard'] as const) {
+      assert.equal(r[s].ap, 1, `score ${score}, ${s}`);
+      assert.ok(r[s].precision.every((p) => p === 1) && r[s].recall.every((x) => x === 1), `PR curve at score ${score}`);
+    }
+  }
+  // Several images, one score for all: a miss and a hit at the same score enter together.
+  const b = gt('e/b', [0, 0, 20, 20], [1]);
+  const r = evaluateWider([a, b], new Map([['e/a', preds([[391, 177, 174, 258, 0.8]])], ['e/b', preds([[100, 100, 20, 20, 0.8]])]]));
+  assert.equal(r.easy.recall[0], 0.5);
+  assert.equal(r.easy.precision[0], 0.5);
+  assert.equal(r.easy.ap, 0.5 * 0.5);
+});

@@ -6,45 +6,7 @@ import { isMat5, matVersion, parseMat5, type MatValue } from '../src/eval/mat5.j
 import { ExtdError } from '../src/utils/errors.js';
 import { noShared, sharedPath } from './shared.js';
 
-// A minimal little-endian v5 writer, written from the format description, to
-// build inputs whose content we know.
-function tag(type: number, body: Uint8Array, pad = true): Uint8Array {
-  const n = body.length;
-  const padded = pad ? (n + 7) & ~7 : n;
-  const out = new Uint8Array(8 + padded);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, type, true);
-  v.setUint32(4, n, true);
-  out.set(body, 8);
-  return out;
-}
-function small(type: number, body: Uint8Array): Uint8Array {
-  const out = new Uint8Array(8);
-  new DataView(out.buffer).setUint32(0, (body.length << 16) | type, true);
-  out.set(body, 4);
-  return out;
-}
-const cat = (...parts: Uint8Array[]): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-  let o = 0;
-  for (const p of parts) { out.set(p, o); o += p.length; }
-  return out;
-};
-const i32 = (...xs: number[]): Uint8Array => new Uint8Array(new Int32Array(xs).buffer);
-const f64 = (...xs: number[]): Uint8Array => new Uint8Array(new Float64Array(xs).buffer);
-const u16 = (s: string): Uint8Array => new Uint8Array(new Uint16Array([...s].map((c) => c.charCodeAt(0))).buffer);
-function matrix(cls: number, dims: number[], name: string, ...rest: Uint8Array[]): Uint8Array {
-  const flags = tag(6, new Uint8Array(new Uint32Array([cls, 0]).buffer));
-  const nm = name.length <= 4 ? small(1, new TextEncoder().encode(name)) : tag(1, new TextEncoder().encode(name));
-  return tag(14, cat(flags, tag(5, i32(...dims)), nm, ...rest));
-}
-function header(): Uint8Array {
-  const h = new Uint8Array(128).fill(0x20);
-  h.set(new TextEncoder().encode('MATLAB 5.0 MAT-file, test'), 0);
-  h.set([0, 0, 0, 0, 0, 0, 0, 0], 116);
-  h.set([0x00, 0x01, 0x49, 0x4d], 124);
-  return h;
-}
+import { cat, f64, header, i32, matrix, small, tag, u16 } from './mat5-writer.js';
 
 const num = (v: MatValue | undefined): number[] => {
   assert.equal(v?.kind, 'numeric');

@@ -10,6 +10,7 @@ import { parsePredictionFile } from '../src/eval/predictions.js';
 import { command as evalPreds } from '../src/cli/eval-preds.js';
 import type { RgbImage } from '../src/image/types.js';
 import { noShared, sharedPath } from './shared.js';
+import { runCli } from './cli-run.js';
 
 function tmp(): string {
   return mkdtempSync(join(tmpdir(), 'extd-eval-'));
@@ -160,6 +161,26 @@ test('eval-preds CLI reproduces expected.json and writes ap.json and the figures
     assert.match(svg, />0\.860 /);
   } finally {
     rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test("the issue's recipe: one prediction equal to the image's only face, score 0.990, scores AP 1 in all settings (eval-preds CLI)", { skip: noShared('wider/eval_tools/ground_truth') }, () => {
+  const dir = tmp();
+  try {
+    const write = (rows: string[]) => {
+      mkdirSync(join(dir, 'pred', '1--Handshaking'), { recursive: true });
+      writeFileSync(join(dir, 'pred', '1--Handshaking', '1_Handshaking_Handshaking_1_107.txt'), ['1_Handshaking_Handshaking_1_107.jpg', String(rows.length), ...rows, ''].join('\n'));
+      return runCli(['eval-preds', '--preds', join(dir, 'pred'), '--gt', sharedPath('wider/eval_tools/ground_truth')]);
+    };
+    // Every score equal: the official normalisation divides by zero (AP 0.0000 before); defined as all 1.
+    const alone = write(['391 177 174 258 0.990']);
+    assert.equal(alone.code, 0, alone.stderr);
+    for (const s of ['easy', 'medium', 'hard']) assert.match(alone.stdout, new RegExp(`^${s}\\s+1\\.0000\\s+1$`, 'm'), alone.stdout);
+    // With a wrong box at 0.500 beside it the range is 0.49: the same AP.
+    const withWrong = write(['391 177 174 258 0.990', '10 10 50 50 0.500']);
+    for (const s of ['easy', 'medium', 'hard']) assert.match(withWrong.stdout, new RegExp(`^${s}\\s+1\\.0000\\s+1$`, 'm'), withWrong.stdout);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -15,18 +15,20 @@ test('RGBA raw pixels become RGB with alpha dropped, RGB passes through', () => 
   assert.deepEqual([...b.data], [9, 8, 7]);
 });
 
-test('frames of one size reuse the output buffer; a new size gets a new one', () => {
+test('each read returns its own buffer: a second frame of the same size leaves the first one intact', () => {
+  // detect() calls in flight at once each read their frame; a shared buffer would hand one call another's pixels.
   const reader = new DomImageReader();
   const frame = (v: number) => ({ data: new Uint8Array(4 * 3 * 4).fill(v), width: 4, height: 3 });
   const a = reader.read(frame(10));
-  const firstBuffer = a.data;
-  assert.equal(a.data[0], 10);
   const b = reader.read(frame(20));
-  assert.equal(b.data, firstBuffer, 'same buffer for the same size');
-  assert.equal(b.data[0], 20, 'holds the new frame');
-  const c = reader.read({ data: new Uint8Array(2 * 2 * 4), width: 2, height: 2 });
-  assert.notEqual(c.data, firstBuffer);
-  assert.equal(c.data.length, 12);
+  assert.notEqual(b.data, a.data, 'a new buffer per read');
+  assert.ok(a.data.every((v) => v === 10), 'the first frame is unchanged');
+  assert.ok(b.data.every((v) => v === 20));
+  // RGB input is copied too: the caller may refill its array at once.
+  const rgb = new Uint8Array(2 * 2 * 3).fill(5);
+  const c = reader.read({ data: rgb, width: 2, height: 2 });
+  rgb.fill(6);
+  assert.ok(c.data.every((v) => v === 5));
 });
 
 test('wrong sizes and unsupported inputs are rejected with the values named', () => {

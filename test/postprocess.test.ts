@@ -6,6 +6,10 @@ import { decodeBoxXyxyPx, encodeBoxXyxy } from '../src/anchors/decode.js';
 import { levelSizes, makePriors, priorCount } from '../src/anchors/priors.js';
 import { postprocess } from '../src/postprocess/detections.js';
 import { Rng } from '../src/utils/rng.js';
+import { Detector, toFaces } from '../src/detector.js';
+import type { InferenceSession } from '../src/runtime/backend.js';
+import type { LoadedModel } from '../src/weights/checkpoint.js';
+import type { RgbImage } from '../src/image/types.js';
 
 const createRng = (seed: number) => { const r = Rng.fromSeed(seed); return () => r.float(); };
 
@@ -129,4 +133,121 @@ test('postprocess: a box whose decoded size overflows float32 is dropped, the ot
   assert.ok(d.boxes.every(Number.isFinite));
   // Sorted by score: prior 0 (logit gap 3) then prior 2 (gap 2).
   assert.deepEqual([...d.boxes].map((v) => Math.round(v)), [5, 5, 15, 15, 85, 85, 95, 95]);
+});
+
+test('detect() and detectPass() never return a non-finite box or score, whatever the network outputs; detect() clips to the image', async () => {
+  // A stand-in network whose outputs are garbage: NaN, infinities, and log-sizes near float32's limit.
+  const rnd = createRng(11);
+  const session: InferenceSession = {
+    async run(input) {
+      const [, , h, w] = input.shape as [number, number, number, number];
+      const p = makePriors(h, w).length / 4;
+      const pick = (values: number[]) => values[Math.floor(rnd() * values.length)]!;
+      const loc = new Float32Array(p * 4).map((_, i) => (i % 4 < 2 ? pick([NaN, Infinity, -Infinity, 3, -50, 1e30]) : pick([NaN, Infinity, 0, 400 + rnd() * 50])));
+      const conf = new Float32Array(p * 2).map(() => pick([NaN, Infinity, -Infinity, 0, 5, -5, 1e38]));
+      return { loc: { dtype: 'float32', shape: [1, p, 4], data: loc }, conf: { dtype: 'float32', shape: [1, p, 2], data: conf } };
+    },
+    async release() {},
+  };
+  const det = new Detector({} as LoadedModel, session, async (im: RgbImage) => im);
+  const image: RgbImage = { data: new Uint8Array(640 * 480 * 3), width: 640, height: 480 };
+  let seen = 0;
+  for (const scale of [0.05, 0.1, 1]) {
+    const d = await det.detectPass(image, { scale, scoreThreshold: 0.05, nmsThreshold: 0.3, topK: 750 });
+    seen += d.scores.length;
+    assert.ok(d.boxes.every(Number.isFinite) && d.scores.every(Number.isFinite), `detectPass at scale ${scale}`);
+    for (const f of await det.detect(image, { scale, scoreThreshold: 0.05 })) {
+      const b = f.box;
+      assert.ok([b.x, b.y, b.width, b.height, f.score].every(Number.isFinite), JSON.stringify(f));
+      assert.ok(b.x >= 0 && b.y >= 0 && b.width > 0 && b.height > 0 && b.x + b.width <= 640 && b.y + b.height <= 480, JSON.stringify(f));
+    }
+  }
+  assert.ok(seen > 0, 'some detections survive');
+});
+
+test('toFaces: boxes clipped to the image, boxes left without area dropped; unclipped without a size', () => {
+  const d = { boxes: Float32Array.from([-12, 5, 30, 40, 90, -3, 130, 20, 200, 10, 220, 30]), scores: Float32Array.from([0.9, 0.8, 0.7]) };
+  assert.deepEqual(toFaces(d, { width: 100, height: 50 }), [
+    { box: { x: 0, y: 5, width: 30, height: 35 }, score: d.scores[0] },
+    { box: { x: 90, y: 0, width: 10, height: 20 }, score: d.scores[1] },
+  ]);
+  assert.equal(toFaces(d)[0]!.box.x, -12);
+});
+
+/** Clustered boxes of mixed sizes, like a detector's candidates around faces, with coarse (tied) scores. */
+function clusteredBoxes(rng: () => number, n: number) {
+  const centres = Array.from({ length: 1 + Math.floor(rng() * 12) }, () => [rng() * 600, rng() * 400, 8 + rng() * 200]);
+  const flat = new Float32Array(n * 4);
+  const scores = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const [cx, cy, s] = centres[Math.floor(rng() * centres.length)]!;
+    const w = s! * (0.5 + rng()), h = s! * (0.5 + rng());
+    const x = cx! + (rng() - 0.5) * s!, y = cy! + (rng() - 0.5) * s!;
+    flat.set([x - w / 2, y - h / 2, x + w / 2, y + h / 2], i * 4);
+    scores[i] = Math.round(rng() * 50) / 50;
+  }
+  return { flat, scores };
+}
+
+test('NMS with many boxes (grid path) equals the naive oracle, with ties, maxKeep and any threshold', () => {
+  const rng = createRng(7);
+  for (let trial = 0; trial < 60; trial++) {
+    const n = 64 + Math.floor(rng() * 600);
+    const { flat, scores } = trial % 2 ? clusteredBoxes(rng, n) : (() => {
+      const r = randomBoxes(rng, n);
+      return { flat: r.flat, scores: r.f32scores };
+    })();
+    const thr = [0, 0.1, 0.3, 0.5, 0.9, 1][trial % 6]!;
+    const want = naiveNms([...Array(n).keys()].map((i) => [...flat.subarray(i * 4, i * 4 + 4)]), [...scores], thr);
+    assert.deepEqual([...nmsXyxy(flat, scores, thr)], want, `trial ${trial}`);
+    const maxKeep = 1 + Math.floor(rng() * 20);
+    assert.deepEqual([...nmsXyxy(flat, scores, thr, maxKeep)], want.slice(0, maxKeep), `trial ${trial} maxKeep ${maxKeep}`);
+  }
+});
+
+/**
+ * The straightforward post-processing, written independently: every prior's
+ * probability, a full stable sort, the first candidateLimit, decode, drop
+ * non-finite, the naive NMS, top K.
+ */
+function naivePostprocess(loc: Float32Array, conf: Float32Array, priors: Float32Array, w: number, h: number, o: { scoreThreshold: number; nmsThreshold: number; topK: number; candidateLimit: number }) {
+  const cands: Array<{ i: number; s: number }> = [];
+  for (let i = 0; i < priors.length / 4; i++) {
+    const s = 1 / (1 + Math.exp(conf[2 * i]! - conf[2 * i + 1]!));
+    if (s > o.scoreThreshold) cands.push({ i, s });
+  }
+  cands.sort((a, b) => b.s - a.s || a.i - b.i);
+  const boxes: number[][] = [];
+  const scores: number[] = [];
+  const out = new Float32Array(4);
+  for (const { i, s } of cands.slice(0, o.candidateLimit)) {
+    decodeBoxXyxyPx(loc, priors, i, w, h, out, 0);
+    if (out.every(Number.isFinite)) boxes.push([...out]), scores.push(Math.fround(s));
+  }
+  return naiveNms(boxes, scores, o.nmsThreshold).slice(0, o.topK).map((k) => ({ box: boxes[k]!, score: scores[k]! }));
+}
+
+test('postprocess equals the naive pipeline: many candidates, tied scores, the candidate limit cutting through ties', () => {
+  const rng = createRng(11);
+  const priors = makePriors(120, 160);
+  const p = priors.length / 4;
+  for (let trial = 0; trial < 12; trial++) {
+    const loc = new Float32Array(p * 4).map(() => (rng() - 0.5) * 4);
+    // Logit differences on a coarse grid, so that many priors tie exactly.
+    const conf = new Float32Array(p * 2).map((_, k) => (k % 2 ? Math.round((rng() - 0.3) * 8) / 2 : 0));
+    if (trial === 3) loc[4 * 17 + 2] = 1e4; // overflowing size, dropped
+    const options = {
+      scoreThreshold: [0.05, 0.3, 0.5, 0.9][trial % 4]!,
+      nmsThreshold: [0.3, 0.5, 0][trial % 3]!,
+      topK: [750, 20, 5][trial % 3]!,
+      candidateLimit: [5000, 333, 1000, 1][trial % 4]!,
+    };
+    const got = postprocess(loc, conf, priors, 160, 120, options);
+    const want = naivePostprocess(loc, conf, priors, 160, 120, options);
+    assert.equal(got.scores.length, want.length, `trial ${trial} count`);
+    want.forEach((d, k) => {
+      assert.equal(got.scores[k], d.score, `trial ${trial} score ${k}`);
+      assert.deepEqual([...got.boxes.subarray(k * 4, k * 4 + 4)], d.box, `trial ${trial} box ${k}`);
+    });
+  }
 });

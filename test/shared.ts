@@ -11,8 +11,26 @@ export function sharedPath(...parts: string[]): string {
   return resolve(SHARED, ...parts);
 }
 
-/** For `test(name, { skip: noShared(...) }, fn)`: a reason string when the data is absent. */
+/**
+ * True in CI (the CI variable set to anything but '', 'false' or '0', as CI
+ * services and .ci/run set it). There, nothing a test needs may be missing.
+ */
+export const IN_CI = !!process.env.CI && !['false', '0'].includes(process.env.CI.toLowerCase());
+
+/**
+ * For `test(name, { skip: requiredInCi(reason) }, fn)`: outside CI the skip
+ * reason (or false) as given; in CI a reason throws instead, so the test file
+ * fails rather than skipping: CI provides the reference data, libtorch,
+ * Chromium and tcmalloc (.ci/run), and a suite that passes with tests skipped
+ * proves nothing.
+ */
+export function requiredInCi(reason: string | false): string | false {
+  if (reason && IN_CI) throw new Error(`CI=${process.env.CI}: ${reason}; in CI no test may skip for a missing input (see .ci/run)`);
+  return reason;
+}
+
+/** For `test(name, { skip: noShared(...) }, fn)`: a reason string when the data is absent (in CI: throws, see requiredInCi). */
 export function noShared(...parts: string[]): string | false {
   const p = sharedPath(...parts);
-  return existsSync(p) ? false : `reference data not found at ${p} (set EXTD_SHARED)`;
+  return requiredInCi(existsSync(p) ? false : `reference data not found at ${p} (set EXTD_SHARED)`);
 }

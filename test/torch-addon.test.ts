@@ -9,8 +9,9 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { gradCheck, loadTorch, torchUnavailableReason, type Torch, type TorchTensor } from '../src/train/torch.js';
 import { ExtdError } from '../src/utils/errors.js';
+import { requiredInCi } from './shared.js';
 
-const skip = torchUnavailableReason() ?? false;
+const skip = requiredInCi(torchUnavailableReason() ?? false);
 const torch = (skip ? undefined : loadTorch()) as Torch;
 
 /** A float64 leaf with N(0, 1) entries, requiring grad. */

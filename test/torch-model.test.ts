@@ -6,9 +6,9 @@ import { buildGraph, countParams } from '../src/model/graph.js';
 import { gradCheckDirectional, loadTorch, torchUnavailableReason, type Torch, type TorchTensor } from '../src/train/torch.js';
 import { createTorchModel, PRELU_INIT, type TorchModel } from '../src/train/torch-model.js';
 import { readGolden, releasedModel } from './golden.js';
-import { noShared } from './shared.js';
+import { noShared, requiredInCi } from './shared.js';
 
-const noTorch = torchUnavailableReason() ?? false;
+const noTorch = requiredInCi(torchUnavailableReason() ?? false);
 const torch = (noTorch ? undefined : loadTorch()) as Torch;
 if (torch) torch.setNumThreads(1); // small tensors: a second thread only adds barrier waits on a loaded machine
 

@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { tcmallocToPreload } from '../src/train/allocator.js';
 import { throwsExtd } from './expect-error.js';
+import { requiredInCi } from './shared.js';
 
 const root = resolve(import.meta.dirname, '..');
 const linux = process.platform === 'linux';
@@ -43,7 +44,10 @@ function relaunchingScript(dir: string, childBody: string): string {
 const cleanEnv = () => ({ ...process.env, LD_PRELOAD: '', EXTD_TCMALLOC_CHILD: '' });
 
 // The relaunch itself, from source: the child reports what it was started with.
-test('relaunchWithTcmalloc starts the script again with the library preloaded and returns its exit code', { skip: !linux || !tcmallocToPreload() ? 'no tcmalloc on this machine' : false }, () => {
+// .ci/run installs tcmalloc: in CI its absence fails the tests instead of skipping them.
+const noTcmalloc = !linux ? 'not Linux' : requiredInCi(tcmallocToPreload() ? false : 'no tcmalloc on this machine');
+
+test('relaunchWithTcmalloc starts the script again with the library preloaded and returns its exit code', { skip: noTcmalloc }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'extd-alloc-'));
   try {
     const script = relaunchingScript(dir, `console.log(JSON.stringify({ preload: process.env.LD_PRELOAD, args: process.argv.slice(2) })); process.exitCode = 3;`);
@@ -57,7 +61,7 @@ test('relaunchWithTcmalloc starts the script again with the library preloaded an
   }
 });
 
-test('relaunchWithTcmalloc: a SIGINT sent to the parent reaches the child exactly once', { skip: !linux || !tcmallocToPreload() ? 'no tcmalloc on this machine' : false }, async () => {
+test('relaunchWithTcmalloc: a SIGINT sent to the parent reaches the child exactly once', { skip: noTcmalloc }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'extd-alloc-'));
   try {
     const script = relaunchingScript(

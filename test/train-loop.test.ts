@@ -12,8 +12,9 @@ import { renormLimits, train, type TrainConfig } from '../src/train/trainer.js';
 import { readWeightsFile } from '../src/weights/files-node.js';
 import { modelFromTensors } from '../src/weights/checkpoint.js';
 import { Rng } from '../src/utils/rng.js';
+import { requiredInCi } from './shared.js';
 
-const skip = torchUnavailableReason() ?? false;
+const skip = requiredInCi(torchUnavailableReason() ?? false);
 const root = mkdtempSync(join(tmpdir(), 'extd-train-loop-'));
 process.on('exit', () => rmSync(root, { recursive: true, force: true }));
 
@@ -112,11 +113,16 @@ function cli(args: string[], env: Record<string, string> = {}) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-test('extd train without the addon: one line saying how to install libtorch, exit 1', () => {
-  const r = cli(['train', '--annotations', 'x.txt', '--images', '.', '--out', join(root, 'none')], { EXTD_TORCH_ADDON: join(root, 'missing.node') });
+test('extd train without the addon: one line saying how to install libtorch, exit 1', async () => {
+  // Valid flags and data (they are checked first), so the missing addon is the only fault.
+  const d = data ?? (await syntheticDataset());
+  const r = cli(['train', '--annotations', d.annotations, '--images', d.images, '--out', join(root, 'none')], { EXTD_TORCH_ADDON: join(root, 'missing.node') });
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /apt-get install libtorch-dev/);
-  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  // The data set's summary line (the data are read and checked before libtorch), then the one error line.
+  const lines = r.stderr.trim().split('\n');
+  assert.match(lines[0]!, /^training set .*gt\.txt: WIDER text annotations, 4 images, 8 faces/);
+  assert.match(lines[1]!, /^extd train: training needs libtorch: apt-get install libtorch-dev/);
+  assert.equal(lines.length, 2, r.stderr);
 });
 
 test('extd train CLI: a short run writes log, checkpoints and latest.json; a bad annotation line names file:line', { skip }, () => {
@@ -129,6 +135,14 @@ test('extd train CLI: a short run writes log, checkpoints and latest.json; a bad
   assert.match(r.stderr, /train 2\/2/);
   // The closing line: the process got past the loader's shutdown (it used to exit silently before it).
   assert.match(r.stderr, /extd train: finished at iteration 2; latest checkpoint .*ckpt-2\.safetensors/);
+  // --resume names the checkpoint it resumes from; with nothing left to train that one is still the latest (it said "(none)").
+  const again = cli(['train', '--out', out, '--resume', '--threads', '1', '--workers', '0']);
+  assert.equal(again.code, 0, again.stderr);
+  assert.ok(again.stderr.includes(`extd train: resuming from ${join(out, 'ckpt-2.safetensors')} (iteration 2)`), again.stderr);
+  assert.ok(again.stderr.includes(`extd train: finished at iteration 2; latest checkpoint ${join(out, 'ckpt-2.safetensors')}`), again.stderr);
+  const nothing = cli(['train', '--out', join(root, 'no-run'), '--resume']);
+  assert.equal(nothing.code, 1);
+  assert.match(nothing.stderr.trim(), /^extd train: --resume: .*no-run has no checkpoint to resume from \(no latest\.json\); start a new run with --annotations \(and --images for WIDER annotations\)$/);
 
   // --init: from that run's checkpoint; a missing file or --resume is refused in one line.
   const init = cli(['train', '--annotations', data!.annotations, '--images', data!.images, '--out', join(root, 'cli-init'), '--size', '64', '--batch', '2', '--iterations', '1', '--threads', '1', '--init', join(out, 'ckpt-2.safetensors')]);

@@ -6,9 +6,9 @@ import { multiboxLossRef } from '../src/train/mining.js';
 import { loadTorch, torchUnavailableReason, type Torch } from '../src/train/torch.js';
 import { readSafetensors } from '../src/weights/safetensors.js';
 import { Rng } from '../src/utils/rng.js';
-import { noShared, sharedPath } from './shared.js';
+import { noShared, requiredInCi, sharedPath } from './shared.js';
 
-const skip = torchUnavailableReason() ?? false;
+const skip = requiredInCi(torchUnavailableReason() ?? false);
 const torch = (skip ? undefined : loadTorch()) as Torch;
 const GOLDEN = ['reference', 'golden', 'train'];
 

@@ -14,8 +14,9 @@ import { matchBatch } from '../src/train/match.js';
 import { createTorchModel } from '../src/train/torch-model.js';
 import { gradCheck, loadTorch, torchUnavailableReason, type Torch } from '../src/train/torch.js';
 import { Rng } from '../src/utils/rng.js';
+import { requiredInCi } from './shared.js';
 
-const skip = torchUnavailableReason() ?? false;
+const skip = requiredInCi(torchUnavailableReason() ?? false);
 const torch = (skip ? undefined : loadTorch()) as Torch;
 const graph = buildGraph(parseVariant('extd-fpn-32-prelu'));
 

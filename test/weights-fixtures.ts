@@ -74,6 +74,12 @@ export class PickleWriter {
     return this.u8(0x63, ...new TextEncoder().encode(`${module}\n${name}\n`));
   }
   raw(...b: number[]): this { return this.u8(...b); }
+  /** BINFLOAT: 8 bytes, big-endian. */
+  float(v: number): this {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setFloat64(0, v, false);
+    return this.u8(0x47, ...b);
+  }
   intTuple(v: number[]): this {
     if (v.length === 1) return this.int(v[0]).tuple1();
     if (v.length === 0) return this.emptyTuple();
@@ -269,4 +275,82 @@ export function concat(parts: Uint8Array[]): Uint8Array {
 
 export function f32bytes(values: number[]): Uint8Array {
   return new Uint8Array(Float32Array.from(values).buffer);
+}
+
+/** A float32 or int64 tensor to save with torchSave. */
+export interface SavedTensor {
+  shape: number[];
+  data: Float32Array | BigInt64Array;
+}
+
+/**
+ * A Python value for torchSave: None, bool, int (non-negative, < 2^31),
+ * float (non-integer numbers), str, list, a dict (`ordered`: an
+ * OrderedDict, as state_dict() returns) or a tensor.
+ */
+export type PyValue =
+  | null
+  | boolean
+  | number
+  | string
+  | PyValue[]
+  | { dict: Array<[string | number, PyValue]>; ordered?: boolean }
+  | { tensor: SavedTensor };
+
+/**
+ * What torch.save(value) writes, for any nesting of dicts, lists and tensors
+ * (each tensor in its own Float/LongStorage), in the zip or the legacy layout.
+ * Lets tests build the checkpoints training scripts save:
+ * {'epoch': 5, 'state_dict': model.state_dict(), 'optimizer': ...}.
+ */
+export function torchSave(value: PyValue, layout: 'zip' | 'legacy' = 'zip'): Uint8Array {
+  const p = new PickleWriter().proto(2);
+  const storages: Array<{ key: string; numel: number; bytes: Uint8Array }> = [];
+  const emit = (v: PyValue): void => {
+    if (v === null) p.none();
+    else if (typeof v === 'boolean') p.bool(v);
+    else if (typeof v === 'number') {
+      if (Number.isInteger(v) && v >= 0 && v < 2 ** 31) p.int(v);
+      else p.float(v);
+    } else if (typeof v === 'string') p.str(v);
+    else if (Array.isArray(v)) {
+      p.emptyList();
+      if (v.length > 0) {
+        p.mark();
+        v.forEach(emit);
+        p.appends();
+      }
+    } else if ('tensor' in v) {
+      const { shape, data } = v.tensor;
+      const key = String(storages.length);
+      storages.push({ key, numel: data.length, bytes: new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)) });
+      const stride = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
+      p.global('torch._utils', '_rebuild_tensor_v2').mark();
+      p.mark().str('storage').global('torch', data instanceof BigInt64Array ? 'LongStorage' : 'FloatStorage').str(key).str('cpu').int(data.length);
+      if (layout === 'legacy') p.none();
+      p.tuple().binpersid();
+      p.int(0).intTuple(shape).intTuple(stride).bool(false);
+      p.global('collections', 'OrderedDict').emptyTuple().reduce();
+      p.tuple().reduce();
+    } else {
+      if (v.ordered) p.global('collections', 'OrderedDict').emptyTuple().reduce();
+      else p.emptyDict();
+      if (v.dict.length > 0) {
+        p.mark();
+        for (const [k, x] of v.dict) {
+          emit(k);
+          emit(x);
+        }
+        p.setitems();
+      }
+    }
+  };
+  emit(value);
+  const pickle = p.stop().bytes();
+  return layout === 'zip' ? zipCheckpoint(pickle, storages) : legacyCheckpoint(pickle, storages);
+}
+
+/** A state_dict as torchSave's OrderedDict, every key with `prefix` in front. */
+export function stateDictValue(tensors: Map<string, SavedTensor> | Iterable<[string, SavedTensor]>, prefix = ''): PyValue {
+  return { ordered: true, dict: [...tensors].map(([k, t]): [string, PyValue] => [prefix + k, { tensor: t }]) };
 }

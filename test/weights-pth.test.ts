@@ -276,7 +276,7 @@ test('tensor reaching past its storage, and non-state_dict contents', () => {
   const list = new PickleWriter().proto(2).emptyList().mark().int(1).int(2).appends().stop().bytes();
   throwsExtd(() => readPth(zipCheckpoint(list, []), 'l.pt'), /checkpoint holds a tuple\/list of 2, expected a state_dict/);
   const mixed = new PickleWriter().proto(2).emptyDict().str('epoch').int(3).setitem().str('lr').int(1).setitem().stop().bytes();
-  throwsExtd(() => readPth(zipCheckpoint(mixed, []), 'ckpt.pt'), /not a plain state_dict: entries 'epoch', 'lr' are not tensors/);
+  throwsExtd(() => readPth(zipCheckpoint(mixed, []), 'ckpt.pt'), /^ckpt\.pt: no model state_dict found: top-level keys 'epoch', 'lr'; expected a dict of name -> tensor, or one under 'state_dict', /);
   const bigEndian = concat([legacyPreamble(false), stateDictPickle([], 'legacy')]);
   throwsExtd(() => readPth(bigEndian, 'be.pth'), /saved on a big-endian machine/);
 });

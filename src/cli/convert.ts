@@ -5,7 +5,7 @@ import { writeSafetensorsFile } from '../weights/files-node.js';
 import { countParams } from '../model/graph.js';
 import { variantName } from '../model/variant.js';
 import { ExtdError } from '../utils/errors.js';
-import { parseCli } from './args.js';
+import { UsageError, parseCli } from './args.js';
 import type { Command } from './command.js';
 
 const usage = `usage: extd convert <checkpoint.pth|.safetensors|model name> -o <out.safetensors> [--variant NAME]
@@ -19,7 +19,7 @@ export const command: Command = {
   async run(argv) {
     const { values, positionals } = parseCli(argv, { output: { type: 'string', short: 'o' }, variant: { type: 'string' } });
     const input = positionals[0];
-    if (!input || !values.output) throw new ExtdError('need an input checkpoint and -o OUTPUT (usage: extd convert in.pth -o out.safetensors)');
+    if (!input || !values.output) throw new UsageError('need an input checkpoint and -o OUTPUT (usage: extd convert in.pth -o out.safetensors)');
     if (resolve(resolveModelPath(input)) === resolve(values.output)) throw new ExtdError(`-o ${values.output}: refusing to overwrite the input`);
     const model = await loadModel(input, values.variant);
     const tensors = new Map(model.graph.params.map((p) => [p.name, model.weights.get(p.name)!]));

@@ -1,6 +1,6 @@
 import { ExtdError } from '../utils/errors.js';
 import { defaultBaselinesDir, formatApTable, predictedImages, readImageList, scorePredictions, writeReport } from '../eval/run-node.js';
-import { parseCli } from './args.js';
+import { UsageError, parseCli } from './args.js';
 import type { Command } from './command.js';
 
 const usage = `usage: extd eval-preds --preds DIR --gt DIR|FILE [--list FILE] [--out DIR]
@@ -32,8 +32,8 @@ export const command: Command = {
       name: { type: 'string' },
     }, false);
     void positionals;
-    if (!values.preds) throw new ExtdError('--preds DIR is required (a folder of EVENT/NAME.txt prediction files)');
-    if (!values.gt) throw new ExtdError("--gt is required (the WIDER evaluation kit's eval_tools/ground_truth folder, or a *_bbx_gt.txt annotation file)");
+    if (!values.preds) throw new UsageError('--preds DIR is required (a folder of EVENT/NAME.txt prediction files)');
+    if (!values.gt) throw new UsageError("--gt is required (the WIDER evaluation kit's eval_tools/ground_truth folder, or a *_bbx_gt.txt annotation file)");
     const images = values.list ? readImageList(values.list) : predictedImages(values.preds);
     const source = values.list ?? values.preds;
     const r = scorePredictions({ predDir: values.preds, gtDir: values.gt, images, source });

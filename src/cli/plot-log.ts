@@ -3,15 +3,16 @@ import { join } from 'node:path';
 import { createCanvas } from '@napi-rs/canvas';
 import { writeFileAtomic } from '../utils/atomic.js';
 import { ExtdError } from '../utils/errors.js';
-import { numberFlag, parseCli } from './args.js';
+import { UsageError, numberFlag, parseCli } from './args.js';
 import type { Command } from './command.js';
 
 const usage = `usage: extd plot-log LOG [-o OUT.png] [--smooth N]
 
 Draw the loss curves of a training log (the log.jsonl that extd train writes,
 or its run folder) to a PNG: loss_l, loss_c and their sum per iteration, a
-moving average over --smooth iterations on top of the raw values, and the
-learning rate on a second panel.
+moving average over --smooth iterations on top of the raw values, the
+learning rate on a second panel, and when the run had --val, the validation
+score (AP at IoU 0.5, or the WIDER APs) on a third, with the best marked.
 
 options:
   -o, --out FILE     PNG to write (default: loss.png next to the log)
@@ -26,10 +27,31 @@ interface Point {
   lr: number;
 }
 
-/** Parse log.jsonl; a malformed line is an error naming file:line (a last line cut by a crash is skipped). */
+/** A validation line of log.jsonl (extd train --val). */
+export interface ValPoint {
+  iter: number;
+  /** AP@0.5, or the mean of the WIDER APs. */
+  val_metric: number;
+  val_protocol: string;
+  val_easy?: number;
+  val_medium?: number;
+  val_hard?: number;
+}
+
+/** The validation lines of log.jsonl (none when the run had no --val). */
+export function readValidationLog(path: string): ValPoint[] {
+  return readLogLines(path).val;
+}
+
+/** Parse log.jsonl's iteration lines; a malformed line is an error naming file:line (a last line cut by a crash is skipped). */
 export function readTrainingLog(path: string): Point[] {
+  return readLogLines(path).points;
+}
+
+function readLogLines(path: string): { points: Point[]; val: ValPoint[] } {
   const lines = readFileSync(path, 'utf8').split('\n');
   const out: Point[] = [];
+  const val: ValPoint[] = [];
   lines.forEach((line, i) => {
     if (!line.trim()) return;
     let r: Point;
@@ -39,13 +61,19 @@ export function readTrainingLog(path: string): Point[] {
       if (i === lines.length - 1 || (i === lines.length - 2 && lines[i + 1] === '')) return;
       throw new ExtdError(`${path}:${i + 1}: not a JSON object (${line.slice(0, 40)}...)`);
     }
+    if ('val_metric' in r) {
+      const v = r as unknown as ValPoint;
+      if (typeof v.iter !== 'number' || typeof v.val_metric !== 'number') throw new ExtdError(`${path}:${i + 1}: expected numbers iter, val_metric`);
+      val.push(v);
+      return;
+    }
     if (![r.iter, r.loss_l, r.loss_c, r.lr].every((v) => typeof v === 'number')) {
       throw new ExtdError(`${path}:${i + 1}: expected numbers iter, loss_l, loss_c, lr`);
     }
     out.push(r);
   });
   if (out.length === 0) throw new ExtdError(`${path}: no log records`);
-  return out;
+  return { points: out, val };
 }
 
 function movingAverage(values: number[], window: number): number[] {
@@ -59,20 +87,22 @@ function movingAverage(values: number[], window: number): number[] {
   return out;
 }
 
-/** Render the loss and lr panels; returns PNG bytes. */
-export function plotTrainingLog(points: Point[], options: { smooth: number; width: number; title: string }): Uint8Array {
+/** Render the loss and lr panels (and the validation panel when `val` has points); returns PNG bytes. */
+export function plotTrainingLog(points: Point[], options: { smooth: number; width: number; title: string; val?: ValPoint[] }): Uint8Array {
+  const val = options.val ?? [];
   const W = options.width;
-  const H = Math.round(W * 0.7);
+  const H = Math.round(W * (val.length > 0 ? 0.95 : 0.7));
   const canvas = createCanvas(W, H);
   const g = canvas.getContext('2d');
   g.fillStyle = '#fff';
   g.fillRect(0, 0, W, H);
   const margin = { left: 70, right: 20, top: 36, bottom: 40 };
-  const lossH = Math.round((H - margin.top - margin.bottom) * 0.72);
+  const panels = H - margin.top - margin.bottom;
+  const lossH = Math.round(panels * (val.length > 0 ? 0.5 : 0.72));
   const lrTop = margin.top + lossH + 30;
-  const lrH = H - margin.bottom - lrTop;
+  const lrH = Math.round(val.length > 0 ? panels * 0.16 : H - margin.bottom - lrTop);
   const x0 = margin.left, x1 = W - margin.right;
-  const iters = points.map((p) => p.iter);
+  const iters = [...points.map((p) => p.iter), ...val.map((v) => v.iter)];
   const minIt = Math.min(...iters), maxIt = Math.max(maxOf(iters), minIt + 1);
   const xOf = (it: number) => x0 + ((it - minIt) / (maxIt - minIt)) * (x1 - x0);
 
@@ -108,6 +138,31 @@ export function plotTrainingLog(points: Point[], options: { smooth: number; widt
   line(g, points.map((p) => [xOf(p.iter), lrTop + lrH - (p.lr / lrMax) * lrH]), '#2ca02c', 2);
   g.fillStyle = '#2ca02c';
   g.fillText('learning rate', x1 - 210, lrTop + 16);
+  if (val.length > 0) {
+    const vTop = lrTop + lrH + 30;
+    const vH = H - margin.bottom - vTop;
+    const wider = val.some((v) => v.val_protocol === 'wider');
+    const curves = wider
+      ? [
+        { name: 'easy', color: '#1f77b4', values: val.map((v) => v.val_easy ?? NaN) },
+        { name: 'medium', color: '#ff7f0e', values: val.map((v) => v.val_medium ?? NaN) },
+        { name: 'hard', color: '#d62728', values: val.map((v) => v.val_hard ?? NaN) },
+      ]
+      : [{ name: 'val AP@0.5', color: '#9467bd', values: val.map((v) => v.val_metric) }];
+    const vMax = Math.min(1, maxOf(curves.flatMap((c) => c.values)) * 1.1) || 1;
+    const yv = (v: number) => vTop + vH - (v / vMax) * vH;
+    axes(g, x0, x1, vTop, vTop + vH, minIt, maxIt, 0, vMax, (v) => v.toFixed(2));
+    curves.forEach((c, k) => {
+      line(g, val.map((v, i) => [xOf(v.iter), yv(c.values[i]!)]), c.color, 2);
+      g.fillStyle = c.color;
+      for (let i = 0; i < val.length; i++) g.fillRect(xOf(val[i]!.iter) - 2, yv(c.values[i]!) - 2, 5, 5);
+      g.fillText(`${c.name} ${c.values.at(-1)!.toFixed(3)}`, x1 - 210, vTop + 16 + 18 * k);
+    });
+    let best = 0;
+    val.forEach((v, i) => (v.val_metric > val[best]!.val_metric ? (best = i) : 0));
+    g.fillStyle = '#000';
+    g.fillText(`best ${val[best]!.val_metric.toFixed(3)} at ${val[best]!.iter}${wider ? ' (mean of the three)' : ''}`, x0 + 10, vTop + 16);
+  }
   g.fillStyle = '#000';
   g.fillText('iteration', (x0 + x1) / 2 - 30, H - 8);
   return canvas.toBuffer('image/png');
@@ -162,7 +217,7 @@ export const command: Command = {
       smooth: { type: 'string' },
       width: { type: 'string' },
     });
-    if (positionals.length !== 1) throw new ExtdError('expected one LOG argument (a log.jsonl or a training run folder)');
+    if (positionals.length !== 1) throw new UsageError('expected one LOG argument (a log.jsonl or a training run folder)');
     let path = positionals[0]!;
     let isDir = false;
     try {
@@ -171,11 +226,12 @@ export const command: Command = {
       throw new ExtdError(`training log not found: ${path}`);
     }
     if (isDir) path = join(path, 'log.jsonl');
-    const points = readTrainingLog(path);
+    const { points, val } = readLogLines(path);
     const smooth = numberFlag(values.smooth, '--smooth', Math.max(1, Math.round(points.length / 50)), (v) => Number.isInteger(v) && v >= 1, 'a positive integer');
     const width = numberFlag(values.width, '--width', 1000, (v) => Number.isInteger(v) && v >= 300 && v <= 8000, 'an integer from 300 to 8000');
     const out = values.out ?? join(path, '..', 'loss.png');
-    writeFileAtomic(out, plotTrainingLog(points, { smooth, width, title: `${path} (${points.length} iterations)` }));
+    const vals = val.length > 0 ? `, ${val.length} validations` : '';
+    writeFileAtomic(out, plotTrainingLog(points, { smooth, width, val, title: `${path} (${points.length} iterations${vals})` }));
     console.log(out);
     return 0;
   },

@@ -1,23 +1,56 @@
+import { join } from 'node:path';
+import { parseCategory } from '../data/dataset.js';
 import { ExtdError } from '../utils/errors.js';
 import { resolveModelPath } from '../load-model.js';
-import { numberFlag, parseCli, threadsFlag } from './args.js';
+import { UsageError, numberFlag, parseCli, threadsFlag } from './args.js';
 import type { Command } from './command.js';
 import type { TrainConfig } from '../train/trainer.js';
+import { LATEST_FILE, readLatest } from '../train/checkpoint.js';
 
-const usage = `usage: extd train --annotations FILE --images DIR --out DIR [options]
+const usage = `usage: extd train --annotations DATA --out DIR [--init MODEL] [options]
 
-Train an EXTD model from scratch on WIDER FACE with libtorch (needs the
-optional addon: apt-get install libtorch-dev, then npm rebuild extd).
-Defaults are the paper's recipe. Writes OUT/log.jsonl (one JSON line per
-iteration), OUT/config.json, and every --checkpoint-every iterations
+Fine-tune a released model on your own annotated photos, for example a
+Pascal VOC folder, validating on a held-out part every 100 iterations:
+
+  extd train --init extd-32 --annotations photos/annotations --list train.txt \\
+    --val photos/annotations --val-list val.txt --val-every 100 \\
+    --size 320 --batch 4 --lr 0.001 --iterations 600 --out runs/mine
+
+or train from scratch on WIDER FACE (the paper's recipe is the default):
+
+  extd train --annotations wider_face_train_bbx_gt.txt --images WIDER_train/images --out runs/wider
+
+DATA is recognised by its content: WIDER text (*_bbx_gt.txt) or .mat
+(wider_face_train.mat), COCO JSON, a Pascal VOC folder of .xml files, or a
+YOLO data.yaml (its train split; --val takes its val split). --images is
+needed only where the format does not say where the images are (WIDER; for
+COCO it defaults to the JSON's folder). Each bad annotation is reported on
+its own line (file and entry); boxes partly outside their image are clipped
+and empty ones dropped, both counted in the summary line.
+
+Uses libtorch (the optional addon: apt-get install libtorch-dev, then npm
+rebuild extd). Writes OUT/log.jsonl (one JSON line per iteration, and one per
+validation), OUT/config.json, and every --checkpoint-every iterations
 OUT/ckpt-N.safetensors (the model: usable with extd detect/eval/convert and
 PyTorch's load_state_dict), OUT/ckpt-N.state.safetensors (optimiser state)
-and OUT/latest.json. Ctrl-C finishes the current iteration, saves, and exits;
---resume continues exactly where the latest checkpoint left off.
+and OUT/latest.json; with --val, OUT/best.safetensors and OUT/best.json (the
+best validated model). Ctrl-C finishes the current iteration, saves, and
+exits; --resume continues exactly where the latest checkpoint left off.
 
 options:
-  --annotations FILE     WIDER annotation file (wider_face_train_bbx_gt.txt)
-  --images DIR           folder of the annotation's image paths (WIDER_train/images)
+  --annotations DATA     training annotations (any format above)
+  --images DIR           folder of the annotation's image paths (WIDER: WIDER_train/images)
+  --category NAMES       classes that are faces (COCO, VOC, YOLO): a name, NAME,NAME,... or all
+                         (default face)
+  --list FILE            train only on these images (one path per line, relative to the images
+                         folder; extd split writes such lists)
+  --val DATA             validation set (same formats); scored with the single protocol: AP at
+                         IoU 0.5 (VOC all-point) for non-WIDER sets, the official WIDER protocol
+                         for WIDER ones; logged to log.jsonl, drawn by extd plot-log; the best
+                         model is kept as OUT/best.safetensors
+  --val-images DIR       images folder of --val, where its format needs one
+  --val-list FILE        validate only on these images
+  --val-every N          iterations between validations (default: every --checkpoint-every)
   --out DIR              run folder
   --variant NAME         any of extd-{fpn,ssd}-{32,48,64}-{prelu,leaky,relu} (default extd-fpn-32-prelu)
   --size N               square training input side (default 640)
@@ -44,9 +77,15 @@ options:
   --clip-grad X          rescale gradients whose global L2 norm exceeds X (default 0: off)
   --head-std X           std of the heads' initial weights (loc.N, conf.N; default 0: He
                          initialisation like every other conv)
-  --init MODEL           start from this model's weights instead of initialising them: a bundled
-                         name (extd-32, extd-48, extd-64, extd-32-scratch) or a .safetensors/.pth
-                         file, same variant as --variant; the optimiser starts fresh
+  --init MODEL           fine-tune: start from this model's weights instead of initialising them:
+                         a bundled name (extd-32, extd-48, extd-64, extd-32-scratch) or a
+                         .safetensors/.pth file, same variant as --variant; the optimiser starts
+                         fresh, and BatchNorm stays frozen (--bn-frozen) unless --bn-train,
+                         --bn-freeze or --bn-renorm is given
+  --bn-frozen            BatchNorm uses its running statistics from the first iteration and never
+                         updates them (default with --init: one step in training mode on a small
+                         batch replaces a trained model's statistics and ruins it)
+  --bn-train             with --init, train BatchNorm in training mode as from scratch
   --seed N               seed of the data stream and the initial weights (default 0)
   --checkpoint-every N   iterations between checkpoints (default 1000)
   --keep-last N          delete older checkpoints, keeping the newest N (default 0: keep all)
@@ -63,6 +102,12 @@ export const command: Command = {
     const { values: v } = parseCli(argv, {
       annotations: { type: 'string' },
       images: { type: 'string' },
+      category: { type: 'string' },
+      list: { type: 'string' },
+      val: { type: 'string' },
+      'val-images': { type: 'string' },
+      'val-list': { type: 'string' },
+      'val-every': { type: 'string' },
       out: { type: 'string' },
       variant: { type: 'string' },
       size: { type: 'string' },
@@ -83,6 +128,8 @@ export const command: Command = {
       'bn-freeze': { type: 'string' },
       'head-std': { type: 'string' },
       init: { type: 'string' },
+      'bn-frozen': { type: 'boolean' },
+      'bn-train': { type: 'boolean' },
       'bn-renorm': { type: 'string' },
       'bn-renorm-ramp': { type: 'string' },
       'bn-renorm-rmax': { type: 'string' },
@@ -96,14 +143,14 @@ export const command: Command = {
       threads: { type: 'string' },
       workers: { type: 'string' },
     }, false);
-    if (!v.out) throw new ExtdError('--out DIR is required (the run folder for checkpoints and log.jsonl)');
+    if (!v.out) throw new UsageError('--out DIR is required (the run folder for checkpoints and log.jsonl)');
     const resume = v.resume ?? false;
-    if (!resume && (!v.annotations || !v.images)) {
-      throw new ExtdError('--annotations FILE and --images DIR are required (e.g. wider_face_train_bbx_gt.txt and WIDER_train/images)');
+    if (!resume && !v.annotations) {
+      throw new UsageError('--annotations DATA is required (WIDER text or .mat, COCO JSON, a Pascal VOC folder or a YOLO data.yaml)');
     }
-    // Load libtorch first: without it, say how to install before anything else happens.
-    const { loadTorch } = await import('../train/torch.js');
-    loadTorch();
+    if (v.category !== undefined) parseCategory(v.category);
+    // libtorch is loaded by train() once every flag and input has been checked, so a bad flag
+    // gets its own message whether or not the addon is built.
     const { train, TRAIN_DEFAULTS } = await import('../train/trainer.js');
     type Config = TrainConfig;
 
@@ -120,6 +167,12 @@ export const command: Command = {
     };
     set('annotations', v.annotations);
     set('images', v.images);
+    set('category', v.category);
+    set('list', v.list);
+    set('val', v.val);
+    set('valImages', v['val-images']);
+    set('valList', v['val-list']);
+    set('valEvery', num('val-every', int('', 1), 'a positive integer'));
     set('variant', v.variant);
     set('size', num('size', (x) => int('', 32)(x) && x % 4 === 0, 'an integer >= 32, a multiple of 4'));
     set('batch', num('batch', int('', 1), 'a positive integer'));
@@ -158,6 +211,10 @@ export const command: Command = {
       if (resume) throw new ExtdError('--init only applies to a new run (it sets the starting weights); --resume continues from the run folder');
       config.initFrom = resolveModelPath(v.init, '--init');
     }
+    if (v['bn-frozen'] && v['bn-train']) throw new ExtdError('--bn-frozen and --bn-train contradict each other: choose one');
+    if (v['bn-frozen']) config.bnFrozen = true;
+    else if (v['bn-train']) config.bnFrozen = false;
+    else if (v.init !== undefined && config.bnFreeze === undefined && config.bnRenorm === undefined) config.bnFrozen = true;
     set('seed', num('seed', (x) => Number.isSafeInteger(x), 'an integer'));
     set('checkpointEvery', num('checkpoint-every', int('', 1), 'a positive integer'));
     set('keepLast', num('keep-last', int('', 0), 'a non-negative integer'));
@@ -165,6 +222,13 @@ export const command: Command = {
     set('limitImages', num('limit-images', int('', 1), 'a positive integer'));
     const threads = threadsFlag(v.threads);
     const workers = numberFlag(v.workers, '--workers', 1, (x) => Number.isInteger(x) && x >= 0 && x <= 64, 'an integer from 0 to 64');
+
+    if (resume) {
+      const latest = readLatest(v.out);
+      if (latest) console.error(`extd train: resuming from ${join(v.out, latest.model)} (iteration ${latest.iteration})`);
+      else if (!v.annotations) throw new ExtdError(`--resume: ${v.out} has no checkpoint to resume from (no ${LATEST_FILE}); start a new run with --annotations (and --images for WIDER annotations)`);
+      else console.error(`extd train: --resume: no checkpoint in ${v.out} yet (no ${LATEST_FILE}), starting a new run`);
+    }
 
     const result = await train(config, { out: v.out, resume, threads, workers });
     const how = result.reason === 'done' ? 'finished' : 'stopped';

@@ -17,7 +17,7 @@
  *
  * Works on parsed MatFile values only (no node: imports).
  */
-import type { MatFile, MatValue } from '../eval/mat5.js';
+import { parseMat5, type MatFile, type MatValue } from '../eval/mat5.js';
 import { ExtdError } from '../utils/errors.js';
 import type { WiderFace, WiderImageAnnotation } from './wider-annotations.js';
 
@@ -109,6 +109,19 @@ export function widerMatAnnotations(mat: MatFile, source: string): WiderImageAnn
     }
   }
   return out;
+}
+
+/**
+ * Parse the bytes of a WIDER annotation .mat file (`wider_face_{train,val}.mat`
+ * or the evaluation kit's `ground_truth/wider_face_val.mat`) into the records the
+ * text format gives (see widerMatAnnotations). Errors name `source` and the cell.
+ */
+export function parseWiderMat(bytes: Uint8Array, source: string): WiderImageAnnotation[] {
+  const mat = parseMat5(bytes, source);
+  for (const name of ['event_list', 'file_list', 'face_bbx_list']) {
+    if (!mat.has(name)) throw new ExtdError(`${source}: no variable '${name}' (has: ${[...mat.keys()].join(', ') || 'none'}); expected a WIDER FACE annotation .mat file`);
+  }
+  return widerMatAnnotations(mat, source);
 }
 
 /** `EVENT/NAME.jpg` or `NAME.jpg` -> `NAME` (the key of the WIDER file lists). */

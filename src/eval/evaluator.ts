@@ -5,6 +5,8 @@
  * 1. Per image, predictions sorted by score, descending (stable).
  * 2. Scores min-max normalised over the whole evaluated set, where the running
  *    min starts at 1 and the running max at 0 (as the official code does).
+ *    When every score of the set is the same (range 0, where the official code
+ *    divides by zero and scores AP 0), all normalised scores are 1.
  * 3. Boxes are x, y, w, h in pixels; corners are x2 = x + w, y2 = y + h and IoU
  *    counts pixels inclusively (+1 on widths and heights).
  * 4. Each prediction in turn takes the single ground-truth face of highest IoU
@@ -122,8 +124,10 @@ export function evaluateWider(
     if (!pred || nGt === 0) continue;
     const nPred = pred.scores.length;
     const norm = new Float64Array(nPred);
-    // The official code divides by the range unguarded; a set whose every score is equal is degenerate anyway.
-    for (let i = 0; i < nPred; i++) norm[i] = (pred.scores[i]! - minScore) / range;
+    // The official code divides by the range unguarded, which makes every score NaN (AP 0) when all
+    // scores of the set are equal. Defined here: they all become 1, so they enter at the first threshold.
+    if (range > 0) for (let i = 0; i < nPred; i++) norm[i] = (pred.scores[i]! - minScore) / range;
+    else norm.fill(1);
     const best = bestMatches(pred.boxes, gt.boxes, opt.iouThreshold);
     for (const s of WIDER_SETTINGS) {
       accumulateImage(norm, best, gt.inSetting[s], nGt, K, proposals[s], found[s]);

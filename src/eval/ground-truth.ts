@@ -9,12 +9,13 @@
  * your own set in that format) can stand in for the kit: see
  * groundTruthFromAnnotations.
  */
-import { readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { readWiderAnnotations, type WiderImageAnnotation } from '../data/wider-annotations-node.js';
 import { ExtdError } from '../utils/errors.js';
 import { WIDER_SETTINGS, type GroundTruthImage, type WiderSetting } from './evaluator.js';
-import { parseMat5, type MatValue } from './mat5.js';
+import { isMat5, parseMat5, type MatValue } from './mat5.js';
+import { parseWiderMat } from '../data/wider-mat.js';
 import { imageKey } from './predictions.js';
 
 export interface WiderGroundTruth {
@@ -28,8 +29,9 @@ export interface WiderGroundTruth {
 }
 
 /**
- * `path` is either the kit's ground_truth folder (the official validation
- * ground truth) or a `*_bbx_gt.txt` annotation file (groundTruthFromAnnotations).
+ * `path` is the kit's ground_truth folder or its wider_face_val.mat (the
+ * official validation ground truth), or WIDER annotations: a `*_bbx_gt.txt`
+ * file or a `wider_face_{train,val}.mat` (groundTruthFromAnnotations).
  */
 export function loadGroundTruth(path: string): WiderGroundTruth {
   let isFile = false;
@@ -38,7 +40,15 @@ export function loadGroundTruth(path: string): WiderGroundTruth {
   } catch (err) {
     throw new ExtdError(`cannot read ground truth ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)} (expected the kit's eval_tools/ground_truth folder or a *_bbx_gt.txt file)`);
   }
-  return isFile ? groundTruthFromAnnotations(readWiderAnnotations(path), path) : loadWiderGroundTruth(path);
+  if (!isFile) return loadWiderGroundTruth(path);
+  const bytes = readFileSync(path);
+  if (isMat5(bytes)) {
+    // The kit's wider_face_val.mat beside its setting files: the official ground truth; any other .mat: annotations.
+    const dir = dirname(path);
+    const kit = basename(path) === 'wider_face_val.mat' && WIDER_SETTINGS.every((s) => existsSync(join(dir, `wider_${s}_val.mat`)));
+    return kit ? loadWiderGroundTruth(dir) : groundTruthFromAnnotations(parseWiderMat(bytes, path), path);
+  }
+  return groundTruthFromAnnotations(readWiderAnnotations(path), path);
 }
 
 /**

@@ -3,15 +3,12 @@
  *
  * Decoded sources (img, canvas, ImageBitmap, video, VideoFrame) are drawn
  * onto one canvas that is kept for the reader's lifetime and read back with
- * getImageData; pixel arrays (ImageData, raw RGBA/RGB) are converted directly.
- * The RGB output buffer is reused while the frame size stays the same, so a
- * video loop allocates no full-size arrays of ours per frame. (getImageData
- * itself returns a fresh ImageData each call: the 2D canvas API has no way to
- * read into an existing buffer. The browser's allocation is short-lived.)
- *
- * Consequence of reuse: the RgbImage returned by read() is valid until the
- * next read(). The Detector copies it into its input tensor before awaiting,
- * so awaiting each detect() before starting the next is enough.
+ * getImageData within the same synchronous call; pixel arrays (ImageData, raw
+ * RGBA/RGB) are converted directly. Every read() returns a NEW RGB buffer:
+ * detect() awaits between reading its input and running the network, so a
+ * buffer reused across reads would let a second call in flight overwrite the
+ * first one's pixels. (One frame's buffer is small next to the network's
+ * work; getImageData allocates a fresh ImageData per call anyway.)
  */
 import { ExtdError } from '../utils/errors.js';
 import { RGB_MEAN, type RgbImage } from './types.js';
@@ -63,15 +60,14 @@ function sourceSize(input: CanvasImageSource | VideoFrame): { width: number; hei
 }
 
 /**
- * Converts browser images to RgbImage, reusing its canvas and output buffer.
- * One reader per detector; not safe for overlapping calls.
+ * Converts browser images to RgbImage, reusing its canvas (drawn and read
+ * back synchronously, so calls may overlap). Each result owns its pixels.
  */
 export class DomImageReader {
   private canvas: HTMLCanvasElement | OffscreenCanvas | undefined;
   private ctx: Ctx2D | undefined;
-  private rgb: Uint8Array = new Uint8Array(0);
 
-  /** Convert `input`; the result's data is this reader's buffer (valid until the next call). */
+  /** Convert `input` to a new RgbImage. */
   read(input: DomImageInput): RgbImage {
     if (input === null || typeof input !== 'object') throw new TypeError(`detect: unsupported input ${describeInput(input)}`);
     if (has('ImageData') && input instanceof ImageData) return this.fromPixels(input, 'ImageData');
@@ -83,9 +79,7 @@ export class DomImageReader {
   }
 
   private output(width: number, height: number): Uint8Array {
-    const n = width * height * 3;
-    if (this.rgb.length !== n) this.rgb = new Uint8Array(n);
-    return this.rgb;
+    return new Uint8Array(width * height * 3);
   }
 
   private fromPixels(px: RawPixels, name: string): RgbImage {

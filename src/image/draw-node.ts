@@ -20,10 +20,16 @@ export function facesSvg(width: number, height: number, faces: Face[]): string {
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${items.join('')}</svg>`;
 }
 
+/** The output format of a drawing path, by extension; ExtdError naming the path for any other extension. */
+export function drawFormat(path: string): 'png' | 'jpeg' | 'webp' {
+  const format = FORMATS[extname(path).toLowerCase()];
+  if (!format) throw new ExtdError(`--draw ${path}: unsupported extension '${extname(path)}' (allowed: ${Object.keys(FORMATS).join(', ')})`);
+  return format;
+}
+
 /** Write `image` with the faces drawn on it; format from the extension (.png, .jpg, .webp). Atomic. */
 export async function drawFacesToFile(image: RgbImage, faces: Face[], path: string): Promise<void> {
-  const format = FORMATS[extname(path).toLowerCase()];
-  if (!format) throw new ExtdError(`--draw ${path}: unsupported extension (allowed: ${Object.keys(FORMATS).join(', ')})`);
+  const format = drawFormat(path);
   const svg = Buffer.from(facesSvg(image.width, image.height, faces));
   const out = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
     .composite([{ input: svg, top: 0, left: 0 }])

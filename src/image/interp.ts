@@ -21,7 +21,6 @@
  *
  * No node: imports.
  */
-import { ExtdError } from '../utils/errors.js';
 import type { RgbImage } from './types.js';
 
 export type Interpolation = 'linear' | 'cubic' | 'area' | 'nearest' | 'lanczos4';
@@ -60,13 +59,13 @@ export function resampleRegion(
   fill: readonly [number, number, number] | readonly number[] = [0, 0, 0],
 ): RgbImage {
   if (!INTERPOLATIONS.includes(interp)) {
-    throw new ExtdError(`interpolation '${interp}' is not one of ${INTERPOLATIONS.join(', ')}`);
+    throw new Error(`interpolation '${interp}' is not one of ${INTERPOLATIONS.join(', ')}`);
   }
   if (!(region.width > 0 && region.height > 0)) {
-    throw new ExtdError(`resampleRegion: region ${region.width}x${region.height} must have a positive size`);
+    throw new Error(`resampleRegion: region ${region.width}x${region.height} must have a positive size`);
   }
   if (!(Number.isInteger(outWidth) && Number.isInteger(outHeight) && outWidth > 0 && outHeight > 0)) {
-    throw new ExtdError(`resampleRegion: output size ${outWidth}x${outHeight} must be positive integers`);
+    throw new Error(`resampleRegion: output size ${outWidth}x${outHeight} must be positive integers`);
   }
   if (interp === 'linear') return resampleLinear(src, region, outWidth, outHeight, fill);
   const W = src.width;

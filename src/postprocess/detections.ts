@@ -1,6 +1,5 @@
 import { decodeBoxXyxyPx } from '../anchors/decode.js';
-import { nmsXyxy } from './nms.js';
-import { argsortDescending } from './boxes.js';
+import { nmsSortedXyxy } from './nms.js';
 
 /** Detections as flat typed arrays: N x 4 boxes (x1, y1, x2, y2, pixels) and N scores, sorted by score. */
 export interface Detections {
@@ -32,8 +31,15 @@ export const POSTPROCESS_DEFAULTS: PostprocessOptions = { scoreThreshold: 0.05, 
  *
  * loc: P x 4 raw regression; conf: P x 2 logits (background, face);
  * priors: P x 4 (cx, cy, w, h in 0..1). The face probability is the 2-way
- * softmax; only priors above the threshold are decoded, so the cost is
- * proportional to the candidates, not to P.
+ * softmax; candidates are the priors above the threshold, best first (ties:
+ * lower prior index first), at most `candidateLimit` of them; only those are
+ * decoded, then greedy NMS keeps at most `topK`.
+ *
+ * Cost at threshold 0.05, where nearly every prior is a candidate: one pass
+ * over P, a linear-time selection of the best `candidateLimit` (no full
+ * sort), a sort of those, and grid NMS (see nmsSortedXyxy). The candidates'
+ * order is already NMS's visiting order (float32 rounding of the scores is
+ * monotonic, and ties keep that order), so NMS does not sort again.
  */
 export function postprocess(
   loc: Float32Array,
@@ -44,30 +50,85 @@ export function postprocess(
   options: PostprocessOptions = POSTPROCESS_DEFAULTS,
 ): Detections {
   const p = priors.length / 4;
-  const candIdx: number[] = [];
-  const candScore: number[] = [];
+  let candIdx = new Uint32Array(p);
+  let candScore = new Float64Array(p);
+  let m = 0;
+  const thr = options.scoreThreshold;
   for (let i = 0; i < p; i++) {
     // softmax([b, f])[1] = 1 / (1 + exp(b - f))
     const s = 1 / (1 + Math.exp(conf[2 * i]! - conf[2 * i + 1]!));
-    if (s > options.scoreThreshold) candIdx.push(i), candScore.push(s);
+    if (s > thr) candIdx[m] = i, candScore[m++] = s;
   }
-  let order: ArrayLike<number> = argsortDescending(candScore);
-  if (order.length > options.candidateLimit) order = (order as Uint32Array).subarray(0, options.candidateLimit);
-  const boxes = new Float32Array(order.length * 4);
-  const scores = new Float32Array(order.length);
+  const limit = Math.max(0, Math.min(m, Math.floor(options.candidateLimit)));
+  if (m > limit) {
+    // The limit-th best score v: every candidate above v is in, then those equal to v by prior index.
+    const v = kthLargest(candScore.slice(0, m), limit);
+    let above = 0;
+    for (let c = 0; c < m; c++) if (candScore[c]! > v) above++;
+    let ties = limit - above;
+    const idx = new Uint32Array(limit), sc = new Float64Array(limit);
+    let k = 0;
+    for (let c = 0; c < m; c++) {
+      const s = candScore[c]!;
+      if (s > v || (s === v && ties-- > 0)) idx[k] = candIdx[c]!, sc[k++] = s;
+    }
+    candIdx = idx, candScore = sc, m = limit;
+  }
+  const order = sortByScoreDescending(candScore, m);
+  const boxes = new Float32Array(m * 4);
+  const scores = new Float32Array(m);
   let n = 0;
-  for (let c = 0; c < order.length; c++) {
+  for (let c = 0; c < m; c++) {
     const k = order[c]!;
     const o = n * 4;
     decodeBoxXyxyPx(loc, priors, candIdx[k]!, inputWidth, inputHeight, boxes, o);
     // A barely trained model can regress sizes whose exp() overflows float32:
     // such a box is no detection (and would poison NMS and the output files).
-    // Checked in place: this loop runs for up to candidateLimit priors per image.
     if (!(Number.isFinite(boxes[o]!) && Number.isFinite(boxes[o + 1]!) && Number.isFinite(boxes[o + 2]!) && Number.isFinite(boxes[o + 3]!))) continue;
     scores[n++] = candScore[k]!;
   }
-  const keep = nmsXyxy(boxes.subarray(0, n * 4), scores.subarray(0, n), options.nmsThreshold, options.topK);
+  const keep = nmsSortedXyxy(boxes, n, options.nmsThreshold, options.topK);
   return selectDetections({ boxes, scores }, keep);
+}
+
+/**
+ * Positions 0..n-1 of `scores` ordered by descending score, ties by
+ * position (a stable sort).
+ */
+export function sortByScoreDescending(scores: Float64Array, n: number): Uint32Array {
+  const idx = new Uint32Array(n);
+  for (let i = 0; i < n; i++) idx[i] = i;
+  return idx.sort((a, b) => scores[b]! - scores[a]! || a - b);
+}
+
+/**
+ * The k-th largest value of `values` (1 <= k <= length), in expected linear
+ * time (quickselect; reorders `values`).
+ */
+export function kthLargest(values: Float64Array, k: number): number {
+  // k-th largest = element at ascending position length - k.
+  const target = values.length - k;
+  let lo = 0, hi = values.length - 1;
+  while (lo < hi) {
+    // Median of three as the pivot.
+    const mid = (lo + hi) >>> 1;
+    const a = values[lo]!, b = values[mid]!, c = values[hi]!;
+    const pivot = a < b ? (b < c ? b : a < c ? c : a) : a < c ? a : b < c ? c : b;
+    let i = lo, j = hi;
+    while (i <= j) {
+      while (values[i]! < pivot) i++;
+      while (values[j]! > pivot) j--;
+      if (i <= j) {
+        const t = values[i]!;
+        values[i++] = values[j]!;
+        values[j--] = t;
+      }
+    }
+    if (target <= j) hi = j;
+    else if (target >= i) lo = i;
+    else return values[target]!;
+  }
+  return values[target]!;
 }
 
 /** The detections at `indices`, in that order. */

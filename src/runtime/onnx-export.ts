@@ -1,14 +1,56 @@
 import type { ConvUnit, ModelGraph } from '../model/graph.js';
 import { BN_EPS } from '../model/graph.js';
 import type { Tensor } from '../utils/tensor.js';
-import { encodeModel, floatTensor, int64Tensor, type OnnxNode, type OnnxTensor } from './onnx-proto.js';
+import { encodeModel, floatTensor, int32Tensor, int64Tensor, int8Tensor, uint8Tensor, type OnnxNode, type OnnxTensor } from './onnx-proto.js';
+
+/** A graph value's calibrated range [min, max] (float32 units of the value). */
+export type ActivationRange = readonly [number, number];
+
+export interface Int8ExportOptions {
+  /**
+   * Per-tensor range of every value `quantizedValues(graph)` lists. Ranges
+   * are widened to include 0, as uint8 with a zero point needs.
+   */
+  ranges: Readonly<Record<string, ActivationRange>>;
+}
 
 export interface OnnxExportOptions {
   /** Also output the intermediate maps f1..f6 and g1..g6 (for parity tests). */
   features: boolean;
+  /** Also output these graph values, by name (float32; used for calibration). */
+  extraOutputs: readonly string[];
+  /** Emit a static QDQ int8 graph with these activation ranges; null: float32. */
+  int8: Int8ExportOptions | null;
 }
 
-export const ONNX_EXPORT_DEFAULTS: OnnxExportOptions = { features: false };
+export const ONNX_EXPORT_DEFAULTS: OnnxExportOptions = { features: false, extraOutputs: [], int8: null };
+
+/**
+ * The graph values that get their own uint8 quantisation in the int8 graph,
+ * i.e. that need a calibrated range: the input, every conv's output, the
+ * conv's pre-activation output where the activation is PReLU/LeakyReLU
+ * (`<output>:pre`; after a ReLU only the output, which onnxruntime fuses),
+ * and every Add. An upsampled map reuses its input's quantisation
+ * (bilinear interpolation stays inside the input's range).
+ */
+export function quantizedValues(graph: ModelGraph): string[] {
+  const out = [graph.input];
+  for (const n of graph.nodes) {
+    if (n.op === 'conv') {
+      if (n.act && n.act.kind !== 'relu') out.push(`${n.output}:pre`);
+      out.push(n.output);
+    } else if (n.op === 'add') out.push(n.output);
+  }
+  return out;
+}
+
+/** uint8 quantisation of a range: scale and zero point (the range widened to include 0). */
+export function uint8Params(range: ActivationRange): { scale: number; zeroPoint: number } {
+  const lo = Math.min(range[0], 0), hi = Math.max(range[1], 0);
+  const scale = Math.fround(hi > lo ? (hi - lo) / 255 : 1);
+  const zeroPoint = Math.min(255, Math.max(0, Math.round(-lo / scale)));
+  return { scale, zeroPoint };
+}
 
 /** ONNX opset used: 17 has Resize with `pytorch_half_pixel` and ReduceMax with an `axes` attribute. */
 export const OPSET = 17;
@@ -26,6 +68,17 @@ export const OPSET = 17;
  * PReLU (a single slope per unit here) is emitted as LeakyRelu with that
  * slope, which onnxruntime fuses into the conv; as PRelu nodes they cost more
  * than the convolutions themselves and force layout reorders around each conv.
+ *
+ * With `int8`, the graph is static QDQ ("quantize-dequantize") int8: every
+ * value of quantizedValues() is followed by QuantizeLinear to uint8 (per
+ * tensor, from its calibrated range) and read through DequantizeLinear;
+ * conv weights are int8, symmetric, one scale per output channel; biases are
+ * int32 at scale input scale x weight scale. onnxruntime rewrites
+ * DQ -> Conv -> Q into QLinearConv (uint8 x int8), Conv -> Relu -> Q likewise
+ * (the ReLU becomes the uint8 range), DQ -> LeakyRelu -> Q into
+ * QLinearLeakyRelu (a table lookup) and DQ -> Add -> Q into QLinearAdd. The
+ * heads' outputs are dequantized and flattened in float32.
+ * @throws Error when a weight is missing or (int8) a range is missing or not finite.
  */
 export function exportOnnx(graph: ModelGraph, weights: Map<string, Tensor>, options: Partial<OnnxExportOptions> = {}): Uint8Array {
   const opts = { ...ONNX_EXPORT_DEFAULTS, ...options };
@@ -41,32 +94,103 @@ export function exportOnnx(graph: ModelGraph, weights: Map<string, Tensor>, opti
     return name;
   };
 
+  // int8: per quantized value, its uint8 parameters; Q emitted once after the producer, one DQ per consumer.
+  const int8 = opts.int8;
+  const qparams = new Map<string, { scale: number; zeroPoint: number; scaleName: string; zpName: string }>();
+  let dqCount = 0;
+  const quantize = (v: string, rangeOf: string = v, nonNegative = false) => {
+    if (!int8) return;
+    let q = qparams.get(rangeOf);
+    if (!q) {
+      const range = int8.ranges[rangeOf];
+      if (!range || !Number.isFinite(range[0]) || !Number.isFinite(range[1])) throw new Error(`onnx export: no finite int8 range for '${rangeOf}'`);
+      // A ReLU's output starts at 0 exactly: zero point 0, which lets onnxruntime drop the Relu into the conv.
+      const { scale, zeroPoint } = uint8Params(nonNegative ? [0, range[1]] : range);
+      q = { scale, zeroPoint, scaleName: `${rangeOf}:scale`, zpName: `${rangeOf}:zp` };
+      inits.push(floatTensor(q.scaleName, [], Float32Array.of(scale)));
+      inits.push(uint8Tensor(q.zpName, [], Uint8Array.of(zeroPoint)));
+    }
+    qparams.set(v, q);
+    nodes.push({ opType: 'QuantizeLinear', inputs: [v, q.scaleName, q.zpName], outputs: [`${v}:q`] });
+  };
+  /** The float32 value a consumer reads: v itself, or (int8) a fresh DQ of v's uint8 copy. */
+  const read = (v: string): string => {
+    const q = qparams.get(v);
+    if (!q) return v;
+    const out = `${v}:dq${dqCount++}`;
+    nodes.push({ opType: 'DequantizeLinear', inputs: [`${v}:q`, q.scaleName, q.zpName], outputs: [out] });
+    return out;
+  };
+  /** A tensor whose shape is v's (Shape reads the uint8 copy so the producer keeps Q as its only consumer). */
+  const shapeSource = (v: string): string => (qparams.has(v) ? `${v}:q` : v);
+
   // F's convs are used six times: one folded initializer each, shared by all six Conv nodes.
-  const folded = new Set<string>();
+  const folded = new Map<string, { weight: Float32Array; bias: Float32Array; wq?: { scales: Float32Array } }>();
+  // The heads' maps are read only by float ops (flatten, max-out): with int8 they stay float32, as
+  // uint8 rounding of the box offsets moved boxes visibly (IoU 0.76 with float32 for a clear face).
+  const headMaps = new Set([...graph.loc, ...graph.conf]);
+  for (const n of graph.nodes) if (n.op === 'maxout') headMaps.add(n.input);
   const emitConv = (n: ConvUnit) => {
     const k = n.kernel;
-    if (!folded.has(n.conv)) {
-      folded.add(n.conv);
+    let f = folded.get(n.conv);
+    if (!f) {
       const [weight, bias] = foldConvBn(n, w);
-      inits.push(floatTensor(`${n.conv}.weight`, [n.outChannels, n.inChannels / n.groups, k, k], weight));
-      inits.push(floatTensor(`${n.conv}.bias`, [n.outChannels], bias));
+      f = { weight, bias };
+      folded.set(n.conv, f);
+      const dims = [n.outChannels, n.inChannels / n.groups, k, k];
+      if (!int8) {
+        inits.push(floatTensor(`${n.conv}.weight`, dims, weight));
+        inits.push(floatTensor(`${n.conv}.bias`, [n.outChannels], bias));
+      } else {
+        const { q, scales } = quantizeWeightsPerChannel(weight, n.outChannels);
+        f.wq = { scales };
+        inits.push(int8Tensor(`${n.conv}.weight:q`, dims, q));
+        inits.push(floatTensor(`${n.conv}.weight:scale`, [n.outChannels], scales));
+        inits.push(int8Tensor(`${n.conv}.weight:zp`, [n.outChannels], new Int8Array(n.outChannels)));
+      }
+    }
+    let x = read(n.input);
+    let wName = `${n.conv}.weight`, bName = `${n.conv}.bias`;
+    if (int8) {
+      // The bias is int32 at scale (input scale x weight scale), so it is per use: F's six uses see six input scales.
+      const sx = qparams.get(n.input)!.scale;
+      const scales = f.wq!.scales;
+      const bScale = new Float32Array(n.outChannels);
+      const bq = new Int32Array(n.outChannels);
+      for (let o = 0; o < n.outChannels; o++) {
+        bScale[o] = sx * scales[o]!;
+        bq[o] = Math.max(-2147483647, Math.min(2147483647, Math.round(f.bias[o]! / bScale[o]!)));
+      }
+      const p = `${n.output}:bias`;
+      inits.push(int32Tensor(`${p}:q`, [n.outChannels], bq));
+      inits.push(floatTensor(`${p}:scale`, [n.outChannels], bScale));
+      inits.push(int32Tensor(`${p}:zp`, [n.outChannels], new Int32Array(n.outChannels)));
+      wName = `${n.output}:weight`;
+      bName = p;
+      nodes.push({ opType: 'DequantizeLinear', inputs: [`${n.conv}.weight:q`, `${n.conv}.weight:scale`, `${n.conv}.weight:zp`], outputs: [wName], attrs: { axis: 0 } });
+      nodes.push({ opType: 'DequantizeLinear', inputs: [`${p}:q`, `${p}:scale`, `${p}:zp`], outputs: [bName], attrs: { axis: 0 } });
     }
     const pad = (k - 1) / 2;
     const convOut = n.act ? `${n.output}:pre` : n.output;
     nodes.push({
       opType: 'Conv',
-      inputs: [n.input, `${n.conv}.weight`, `${n.conv}.bias`],
+      inputs: [x, wName, bName],
       outputs: [convOut],
       attrs: { kernel_shape: [k, k], pads: [pad, pad, pad, pad], strides: [n.stride, n.stride], group: n.groups, dilations: [1, 1] },
     });
-    if (!n.act) return;
-    if (n.act.kind === 'relu') nodes.push({ opType: 'Relu', inputs: [convOut], outputs: [n.output] });
-    else {
-      const slope = n.act.kind === 'leaky' ? n.act.slope : w(n.act.param)[0]!;
-      nodes.push({ opType: 'LeakyRelu', inputs: [convOut], outputs: [n.output], attrs: { alpha: { float: slope } } });
+    if (!n.act) return headMaps.has(n.output) ? undefined : quantize(n.output);
+    if (n.act.kind === 'relu') {
+      nodes.push({ opType: 'Relu', inputs: [convOut], outputs: [n.output] });
+      return quantize(n.output, n.output, true);
     }
+    quantize(convOut);
+    x = read(convOut);
+    const slope = n.act.kind === 'leaky' ? n.act.slope : w(n.act.param)[0]!;
+    nodes.push({ opType: 'LeakyRelu', inputs: [x], outputs: [n.output], attrs: { alpha: { float: slope } } });
+    quantize(n.output);
   };
 
+  quantize(graph.input);
   const starts2 = constant('const.2', [2]);
   const ends4 = constant('const.4', [4]);
   const zero = constant('const.0', [0]);
@@ -78,30 +202,33 @@ export function exportOnnx(graph: ModelGraph, weights: Map<string, Tensor>, opti
         emitConv(n);
         break;
       case 'add':
-        nodes.push({ opType: 'Add', inputs: [n.a, n.b], outputs: [n.output] });
+        nodes.push({ opType: 'Add', inputs: [read(n.a), read(n.b)], outputs: [n.output] });
+        quantize(n.output);
         break;
       case 'upsample': {
         // Target size = (N, C of the input, H, W of `like`); sizes differ from 2x when the skip map has an odd size.
         const p = n.output;
-        nodes.push({ opType: 'Shape', inputs: [n.input], outputs: [`${p}:inShape`] });
+        nodes.push({ opType: 'Shape', inputs: [shapeSource(n.input)], outputs: [`${p}:inShape`] });
         nodes.push({ opType: 'Slice', inputs: [`${p}:inShape`, zero, starts2], outputs: [`${p}:nc`] });
-        nodes.push({ opType: 'Shape', inputs: [n.like], outputs: [`${p}:likeShape`] });
+        nodes.push({ opType: 'Shape', inputs: [shapeSource(n.like)], outputs: [`${p}:likeShape`] });
         nodes.push({ opType: 'Slice', inputs: [`${p}:likeShape`, starts2, ends4], outputs: [`${p}:hw`] });
         nodes.push({ opType: 'Concat', inputs: [`${p}:nc`, `${p}:hw`], outputs: [`${p}:sizes`], attrs: { axis: 0 } });
         nodes.push({
           opType: 'Resize',
-          inputs: [n.input, '', '', `${p}:sizes`],
+          inputs: [read(n.input), '', '', `${p}:sizes`],
           outputs: [p],
           // pytorch_half_pixel is align_corners=False, matching F.interpolate(mode='bilinear').
           attrs: { mode: 'linear', coordinate_transformation_mode: 'pytorch_half_pixel' },
         });
+        quantize(p, rangeName(n.input, qparams));
         break;
       }
       case 'maxout': {
         const p = n.output;
-        nodes.push({ opType: 'Slice', inputs: [n.input, zero, three, one], outputs: [`${p}:bg3`] });
+        const x = read(n.input);
+        nodes.push({ opType: 'Slice', inputs: [x, zero, three, one], outputs: [`${p}:bg3`] });
         nodes.push({ opType: 'ReduceMax', inputs: [`${p}:bg3`], outputs: [`${p}:bg`], attrs: { axes: [1], keepdims: 1 } });
-        nodes.push({ opType: 'Slice', inputs: [n.input, three, constant(`${p}:end`, [4]), one], outputs: [`${p}:face`] });
+        nodes.push({ opType: 'Slice', inputs: [x, three, constant(`${p}:end`, [4]), one], outputs: [`${p}:face`] });
         nodes.push({ opType: 'Concat', inputs: [`${p}:bg`, `${p}:face`], outputs: [p], attrs: { axis: 1 } });
         break;
       }
@@ -112,7 +239,7 @@ export function exportOnnx(graph: ModelGraph, weights: Map<string, Tensor>, opti
   const flatten = (maps: string[], channels: number, out: string) => {
     const shape = constant(`${out}:shape`, [0, -1, channels]);
     const parts = maps.map((m, l) => {
-      nodes.push({ opType: 'Transpose', inputs: [m], outputs: [`${out}.${l}:nhwc`], attrs: { perm: [0, 2, 3, 1] } });
+      nodes.push({ opType: 'Transpose', inputs: [read(m)], outputs: [`${out}.${l}:nhwc`], attrs: { perm: [0, 2, 3, 1] } });
       nodes.push({ opType: 'Reshape', inputs: [`${out}.${l}:nhwc`, shape], outputs: [`${out}.${l}:flat`] });
       return `${out}.${l}:flat`;
     });
@@ -125,11 +252,14 @@ export function exportOnnx(graph: ModelGraph, weights: Map<string, Tensor>, opti
     { name: 'loc', dims: ['N', 'P', 4] },
     { name: 'conf', dims: ['N', 'P', 2] },
   ];
-  if (opts.features) {
-    for (const [name, value] of Object.entries(graph.features)) {
-      nodes.push({ opType: 'Identity', inputs: [value], outputs: [name] });
-      outputs.push({ name, dims: ['N', 'C', `${name}_h`, `${name}_w`] });
-    }
+  const extra: Array<[string, string]> = opts.features ? Object.entries(graph.features) : [];
+  for (const v of opts.extraOutputs) extra.push([v, v]);
+  if (int8 && opts.extraOutputs.length > 0) throw new Error('onnx export: extraOutputs is for the float32 graph (calibration)');
+  for (const [name, value] of extra) {
+    const src = read(value);
+    // Features are renamed (f1..g6); extra outputs are the values themselves.
+    if (src !== name) nodes.push({ opType: 'Identity', inputs: [src], outputs: [name] });
+    outputs.push({ name, dims: ['N', 'C', `${name}_h`, `${name}_w`] });
   }
   return encodeModel({
     nodes,
@@ -139,6 +269,30 @@ export function exportOnnx(graph: ModelGraph, weights: Map<string, Tensor>, opti
     opset: OPSET,
     producer: 'extd',
   });
+}
+
+/** The value whose range a quantized value uses (an upsampled map uses its input's). */
+function rangeName(v: string, qparams: Map<string, { scaleName: string }>): string {
+  const q = qparams.get(v);
+  return q ? q.scaleName.slice(0, -':scale'.length) : v;
+}
+
+/**
+ * Symmetric int8 quantisation per output channel (axis 0 of an O x ... weight):
+ * scale_o = max |w| / 127 (1 for an all-zero channel), q = round(w / scale_o) in -127..127.
+ */
+export function quantizeWeightsPerChannel(weight: Float32Array, outChannels: number): { q: Int8Array; scales: Float32Array } {
+  const per = weight.length / outChannels;
+  const q = new Int8Array(weight.length);
+  const scales = new Float32Array(outChannels);
+  for (let o = 0; o < outChannels; o++) {
+    let m = 0;
+    for (let i = 0; i < per; i++) m = Math.max(m, Math.abs(weight[o * per + i]!));
+    const s = Math.fround(m > 0 ? m / 127 : 1);
+    scales[o] = s;
+    for (let i = 0; i < per; i++) q[o * per + i] = Math.max(-127, Math.min(127, Math.round(weight[o * per + i]! / s)));
+  }
+  return { q, scales };
 }
 
 /**

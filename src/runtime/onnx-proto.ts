@@ -61,13 +61,13 @@ function encode(fields: Field[]): Uint8Array {
   return w.finish();
 }
 
-export const DataType = { FLOAT: 1, INT64: 7 } as const;
+export const DataType = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7 } as const;
 
 export interface OnnxTensor {
   name: string;
   dims: number[];
   dataType: (typeof DataType)[keyof typeof DataType];
-  /** Little-endian raw bytes (float32 or int64). */
+  /** Little-endian raw bytes of the data type. */
   raw: Uint8Array;
 }
 
@@ -136,4 +136,16 @@ export function floatTensor(name: string, dims: number[], data: Float32Array): O
 export function int64Tensor(name: string, values: number[]): OnnxTensor {
   const a = BigInt64Array.from(values.map((v) => BigInt(v)));
   return { name, dims: [values.length], dataType: DataType.INT64, raw: new Uint8Array(a.buffer) };
+}
+
+export function uint8Tensor(name: string, dims: number[], data: Uint8Array): OnnxTensor {
+  return { name, dims, dataType: DataType.UINT8, raw: data };
+}
+
+export function int8Tensor(name: string, dims: number[], data: Int8Array): OnnxTensor {
+  return { name, dims, dataType: DataType.INT8, raw: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+}
+
+export function int32Tensor(name: string, dims: number[], data: Int32Array): OnnxTensor {
+  return { name, dims, dataType: DataType.INT32, raw: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
 }

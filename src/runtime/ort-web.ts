@@ -18,6 +18,14 @@
  * onnxruntime-web initialises its wasm instance once per page, with the
  * thread count in effect at that moment; later sessions share that instance.
  * So the first session decides the thread count for the page.
+ *
+ * Runs are queued, one at a time per page: onnxruntime-web's wasm run() is
+ * not re-entrant (it places a run's arguments on the wasm stack, awaits, and
+ * restores the stack pointer when it ends, so a second run started meanwhile
+ * can have its arguments overwritten), and all sessions of a page share one
+ * wasm instance. detect() calls in flight therefore wait for each other here
+ * (as do session creation and release); each still gets the result of its
+ * own input.
  */
 import type * as OrtTypes from 'onnxruntime-web';
 import type { Float32Tensor } from '../utils/tensor.js';
@@ -58,6 +66,16 @@ export interface OrtWebInfo {
 type Ort = typeof OrtTypes;
 
 let loaded: { ort: Ort; build: 'wasm' | 'webgpu'; threads: number } | undefined;
+
+/** The tail of this page's queue of onnxruntime calls (never rejects). */
+let queueTail: Promise<unknown> = Promise.resolve();
+
+/** Run `fn` after every call queued before it has settled. */
+function queued<T>(fn: () => Promise<T>): Promise<T> {
+  const result = queueTail.then(fn);
+  queueTail = result.catch(() => undefined);
+  return result;
+}
 
 function pageIsIsolated(): boolean {
   return typeof globalThis.crossOriginIsolated === 'boolean' && globalThis.crossOriginIsolated;
@@ -122,25 +140,28 @@ export function ortWebSessionFactory(options: Partial<OrtWebOptions> = {}): Crea
   const create = async (onnxModel: Uint8Array, sessionOptions: SessionOptions): Promise<InferenceSession> => {
     const { ort, build } = await loadOrt(eps.includes('webgpu'), sessionOptions.threads, opts);
     const usable = build === 'webgpu' ? eps : eps.filter((ep) => ep === 'wasm');
-    const session = await ort.InferenceSession.create(onnxModel, {
-      executionProviders: usable,
-      graphOptimizationLevel: 'all',
-      logSeverityLevel: 3,
-    });
+    const session = await queued(() =>
+      ort.InferenceSession.create(onnxModel, {
+        executionProviders: usable,
+        graphOptimizationLevel: 'all',
+        logSeverityLevel: 3,
+      }),
+    );
     const inputName = session.inputNames[0]!;
     return {
-      async run(input: Float32Tensor) {
-        const feeds = { [inputName]: new ort.Tensor('float32', input.data, input.shape) };
-        const out = await session.run(feeds);
-        const result: Record<string, Float32Tensor> = {};
-        for (const [name, t] of Object.entries(out)) {
-          // WebGPU outputs may live on the GPU; getData() downloads them (and is a no-op copy for CPU tensors).
-          const data = t.location === 'cpu' ? (t.data as Float32Array) : ((await t.getData(true)) as Float32Array);
-          result[name] = { dtype: 'float32', shape: [...t.dims], data };
-        }
-        return result;
-      },
-      release: () => session.release(),
+      run: (input: Float32Tensor) =>
+        queued(async () => {
+          const feeds = { [inputName]: new ort.Tensor('float32', input.data, input.shape) };
+          const out = await session.run(feeds);
+          const result: Record<string, Float32Tensor> = {};
+          for (const [name, t] of Object.entries(out)) {
+            // WebGPU outputs may live on the GPU; getData() downloads them (and is a no-op copy for CPU tensors).
+            const data = t.location === 'cpu' ? (t.data as Float32Array) : ((await t.getData(true)) as Float32Array);
+            result[name] = { dtype: 'float32', shape: [...t.dims], data };
+          }
+          return result;
+        }),
+      release: () => queued(() => session.release()),
     };
   };
   return Object.assign(create, { info: () => ortWebInfo(eps) });

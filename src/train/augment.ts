@@ -35,7 +35,6 @@
  */
 import { ANCHOR_SIZES } from '../anchors/priors.js';
 import { RGB_MEAN, type RgbImage } from '../image/types.js';
-import { ExtdError } from '../utils/errors.js';
 import type { Rng } from '../utils/rng.js';
 import { INTERPOLATIONS, resampleRegion, type Interpolation, type RegionXywh } from '../image/interp.js';
 import { PHOTOMETRIC_DEFAULTS, photometricDistort, type PhotometricOptions, type PhotometricStep } from './photometric.js';
@@ -189,7 +188,7 @@ export function planAnchorSampling(
   anchorSizes: readonly number[] = ANCHOR_SIZES,
 ): GeometryPlan {
   const n = boxes.length / 4;
-  if (n === 0) throw new ExtdError('planAnchorSampling needs at least one face');
+  if (n === 0) throw new Error('planAnchorSampling needs at least one face');
   const f = rng.int(n);
   const x1 = boxes[4 * f]!, y1 = boxes[4 * f + 1]!, x2 = boxes[4 * f + 2]!, y2 = boxes[4 * f + 3]!;
   const side = Math.sqrt(Math.max((x2 - x1) * (y2 - y1), 1e-6));
@@ -318,7 +317,7 @@ export function toNetworkInput(
 ): Float32Array {
   const n = img.width * img.height;
   const dst = out ?? new Float32Array(3 * n);
-  if (dst.length < offset + 3 * n) throw new ExtdError(`toNetworkInput: output has ${dst.length} floats, needs ${offset + 3 * n}`);
+  if (dst.length < offset + 3 * n) throw new Error(`toNetworkInput: output has ${dst.length} floats, needs ${offset + 3 * n}`);
   const d = img.data;
   const m0 = mean[0]!, m1 = mean[1]!, m2 = mean[2]!;
   for (let i = 0; i < n; i++) {
@@ -342,9 +341,9 @@ function clipToImage(boxes: Float32Array, W: number, H: number): Float32Array {
 
 function validate(image: RgbImage, boxes: Float32Array, o: AugmentOptions): void {
   if (image.data.length !== image.width * image.height * 3 || image.width <= 0 || image.height <= 0) {
-    throw new ExtdError(`augment: image data has ${image.data.length} bytes, expected ${image.width} x ${image.height} x 3 (non-empty)`);
+    throw new Error(`augment: image data has ${image.data.length} bytes, expected ${image.width} x ${image.height} x 3 (non-empty)`);
   }
-  if (boxes.length % 4 !== 0) throw new ExtdError(`augment: boxes has ${boxes.length} values, expected n x 4 (xyxy)`);
-  if (!Number.isInteger(o.size) || o.size < 16) throw new ExtdError(`augment: size ${o.size} must be an integer >= 16`);
-  if (o.interpolations.length === 0) throw new ExtdError('augment: interpolations must not be empty');
+  if (boxes.length % 4 !== 0) throw new Error(`augment: boxes has ${boxes.length} values, expected n x 4 (xyxy)`);
+  if (!Number.isInteger(o.size) || o.size < 16) throw new Error(`augment: size ${o.size} must be an integer >= 16`);
+  if (o.interpolations.length === 0) throw new Error('augment: interpolations must not be empty');
 }

@@ -22,7 +22,7 @@ import type { ModelGraph } from '../model/graph.js';
 import { writeFileAtomic } from '../utils/atomic.js';
 import { ExtdError } from '../utils/errors.js';
 import type { Float32Tensor, Tensor } from '../utils/tensor.js';
-import { checkpointMetadata } from '../weights/checkpoint.js';
+import { checkFinite, checkpointMetadata } from '../weights/checkpoint.js';
 import { readWeightsFile, writeSafetensorsFile } from '../weights/files-node.js';
 
 export const LATEST_FILE = 'latest.json';
@@ -69,21 +69,12 @@ export function saveCheckpoint<C>(
   extraMetadata: Record<string, string> = {},
 ): SavedCheckpoint {
   const names = checkpointNames(state.iteration);
-  const modelTensors = new Map<string, Tensor>(model);
-  // PyTorch's BatchNorm2d has this buffer; providing it keeps strict load_state_dict quiet. Our loaders ignore it.
-  for (const p of graph.params) {
-    if (p.kind === 'running_mean') {
-      const bn = p.name.slice(0, -'.running_mean'.length);
-      modelTensors.set(`${bn}.num_batches_tracked`, { dtype: 'int64', shape: [], data: BigInt64Array.of(BigInt(state.iteration)) });
-    }
-  }
-  const meta = checkpointMetadata(graph.variant, { iteration: String(state.iteration), ...extraMetadata });
   const modelPath = join(dir, names.model);
-  writeSafetensorsFile(modelPath, modelTensors, meta);
+  writeModelFile(modelPath, graph, model, state.iteration, extraMetadata);
 
   const learnable = graph.params.filter((p) => p.learnable);
   if (momentum.length !== learnable.length) {
-    throw new ExtdError(`saveCheckpoint: ${momentum.length} momentum buffers for ${learnable.length} learnable tensors`);
+    throw new Error(`saveCheckpoint: ${momentum.length} momentum buffers for ${learnable.length} learnable tensors`);
   }
   const stateTensors = new Map<string, Tensor>();
   learnable.forEach((p, i) => {
@@ -97,6 +88,30 @@ export function saveCheckpoint<C>(
   const pointer: LatestPointer = { iteration: state.iteration, model: names.model, state: names.state };
   writeFileAtomic(join(dir, LATEST_FILE), JSON.stringify(pointer, null, 1) + '\n');
   return { modelPath, statePath };
+}
+
+/**
+ * Write a model file (atomically): every tensor under the released names,
+ * each BN's `num_batches_tracked` (= iteration), our variant metadata plus
+ * `iteration` and `extraMetadata`. What ckpt-N.safetensors and
+ * best.safetensors hold.
+ */
+export function writeModelFile(
+  path: string,
+  graph: ModelGraph,
+  model: Map<string, Float32Tensor>,
+  iteration: number,
+  extraMetadata: Record<string, string> = {},
+): void {
+  const modelTensors = new Map<string, Tensor>(model);
+  // PyTorch's BatchNorm2d has this buffer; providing it keeps strict load_state_dict quiet. Our loaders ignore it.
+  for (const p of graph.params) {
+    if (p.kind === 'running_mean') {
+      const bn = p.name.slice(0, -'.running_mean'.length);
+      modelTensors.set(`${bn}.num_batches_tracked`, { dtype: 'int64', shape: [], data: BigInt64Array.of(BigInt(iteration)) });
+    }
+  }
+  writeSafetensorsFile(path, modelTensors, checkpointMetadata(graph.variant, { iteration: String(iteration), ...extraMetadata }));
 }
 
 /** The latest complete checkpoint of a run folder, or null when it has none. */
@@ -138,6 +153,8 @@ export async function loadCheckpoint<C>(dir: string): Promise<LoadedTrainingChec
   if (state.iteration !== pointer.iteration) {
     throw new ExtdError(`${join(dir, pointer.state)}: iteration ${state.iteration} but ${LATEST_FILE} says ${pointer.iteration}`);
   }
+  checkFinite(modelFile.tensors, join(dir, pointer.model));
+  checkFinite(stateFile.tensors, join(dir, pointer.state));
   const momentum = new Map<string, Tensor>();
   for (const [name, t] of stateFile.tensors) if (name.startsWith(MOMENTUM_PREFIX)) momentum.set(name.slice(MOMENTUM_PREFIX.length), t);
   return { pointer, model: modelFile.tensors, momentum, state };

@@ -20,7 +20,6 @@
  * No node: imports.
  */
 import type { ModelGraph, ParamSpec } from '../model/graph.js';
-import { ExtdError } from '../utils/errors.js';
 import { Rng } from '../utils/rng.js';
 import type { Float32Tensor } from '../utils/tensor.js';
 
@@ -41,7 +40,7 @@ export const INIT_DEFAULTS: Readonly<InitOptions> = Object.freeze({ mode: 'fan_i
 
 /** fan_in and fan_out of a conv weight [out, in/groups, k, k], as torch.nn.init computes them. */
 export function convFans(shape: readonly number[]): { fanIn: number; fanOut: number } {
-  if (shape.length !== 4) throw new ExtdError(`conv weight shape [${shape.join(', ')}]: expected [out, in/groups, k, k]`);
+  if (shape.length !== 4) throw new Error(`conv weight shape [${shape.join(', ')}]: expected [out, in/groups, k, k]`);
   const receptive = shape[2]! * shape[3]!;
   return { fanIn: shape[1]! * receptive, fanOut: shape[0]! * receptive };
 }

@@ -14,10 +14,10 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { readWiderAnnotations, type WiderImageAnnotation } from '../data/wider-annotations-node.js';
 import { loadImageRgb } from '../image/node.js';
+import { fromWider, trainingSamples } from '../data/read-dataset.js';
 import { ExtdError } from '../utils/errors.js';
 import { Rng } from '../utils/rng.js';
 import { AUGMENT_DEFAULTS, augment, type AugmentOptions } from './augment.js';
@@ -35,15 +35,7 @@ export interface TrainSample {
  * [x, y, x + w, y + h], as the reference training code builds it.
  */
 export function samplesFromWider(annotations: readonly WiderImageAnnotation[], imagesDir: string): TrainSample[] {
-  const out: TrainSample[] = [];
-  for (const a of annotations) {
-    const coords: number[] = [];
-    for (const f of a.faces) {
-      if (f.w > 0 && f.h > 0) coords.push(f.x, f.y, f.x + f.w, f.y + f.h);
-    }
-    if (coords.length > 0) out.push({ path: join(imagesDir, a.path), boxes: new Float32Array(coords) });
-  }
-  return out;
+  return trainingSamples(fromWider(annotations, 'wider-text', 'annotations', imagesDir));
 }
 
 /**
@@ -161,12 +153,12 @@ export class TrainLoader {
 
   constructor(samples: readonly TrainSample[], options: Partial<LoaderOptions> = {}) {
     const o: LoaderOptions = { ...LOADER_DEFAULTS, ...options };
-    if (samples.length === 0) throw new ExtdError('training loader: the dataset is empty');
-    if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new ExtdError(`batch size ${o.batchSize} must be a positive integer`);
-    if (!Number.isInteger(o.workers) || o.workers < 0 || o.workers > 64) throw new ExtdError(`loader workers ${o.workers} must be an integer in 0..64`);
-    if (!Number.isInteger(o.prefetch) || o.prefetch < 0) throw new ExtdError(`loader prefetch ${o.prefetch} must be a non-negative integer`);
-    if (!Number.isInteger(o.startBatch) || o.startBatch < 0) throw new ExtdError(`start batch ${o.startBatch} must be a non-negative integer`);
-    if (!Number.isSafeInteger(o.seed)) throw new ExtdError(`seed ${o.seed} must be an integer`);
+    if (samples.length === 0) throw new Error('training loader: the dataset is empty');
+    if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new Error(`batch size ${o.batchSize} must be a positive integer`);
+    if (!Number.isInteger(o.workers) || o.workers < 0 || o.workers > 64) throw new Error(`loader workers ${o.workers} must be an integer in 0..64`);
+    if (!Number.isInteger(o.prefetch) || o.prefetch < 0) throw new Error(`loader prefetch ${o.prefetch} must be a non-negative integer`);
+    if (!Number.isInteger(o.startBatch) || o.startBatch < 0) throw new Error(`start batch ${o.startBatch} must be a non-negative integer`);
+    if (!Number.isSafeInteger(o.seed)) throw new Error(`seed ${o.seed} must be an integer`);
     this.options = o;
     this.samples = samples;
     this.augmentOptions = { ...o.augment, size: o.size };

@@ -11,7 +11,6 @@
  * libtorch then gathers the selected rows and computes the differentiable
  * terms, so backward flows only through the selected predictions.
  */
-import { ExtdError } from '../utils/errors.js';
 import { backgroundLoss, hardNegativeMask, MINING_DEFAULTS } from './mining.js';
 import type { Torch, TorchTensor } from './torch.js';
 
@@ -51,13 +50,13 @@ export function multiboxLoss(
   options: Partial<MultiboxOptions> = {},
 ): MultiboxLossTensors {
   const o = { ...MULTIBOX_DEFAULTS, ...options };
-  if (loc.shape.length !== 3 || loc.shape[2] !== 4) throw new ExtdError(`multiboxLoss: loc has shape [${loc.shape}], expected [B, P, 4]`);
+  if (loc.shape.length !== 3 || loc.shape[2] !== 4) throw new Error(`multiboxLoss: loc has shape [${loc.shape}], expected [B, P, 4]`);
   const [B, P] = loc.shape as [number, number, number];
   if (conf.shape.length !== 3 || conf.shape[0] !== B || conf.shape[1] !== P || conf.shape[2] !== 2) {
-    throw new ExtdError(`multiboxLoss: conf has shape [${conf.shape}], expected [${B}, ${P}, 2]`);
+    throw new Error(`multiboxLoss: conf has shape [${conf.shape}], expected [${B}, ${P}, 2]`);
   }
   if (confT.length !== B * P || locT.length !== B * P * 4) {
-    throw new ExtdError(`multiboxLoss: targets cover ${confT.length} priors (loc ${locT.length / 4}), the predictions ${B * P}`);
+    throw new Error(`multiboxLoss: targets cover ${confT.length} priors (loc ${locT.length / 4}), the predictions ${B * P}`);
   }
 
   // Mining sees the current logits as float32 exactly as the reference does.

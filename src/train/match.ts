@@ -24,7 +24,6 @@
  *
  * Pure functions on typed arrays; no node: imports.
  */
-import { ExtdError } from '../utils/errors.js';
 
 export interface MatchOptions {
   /** Lower bound (exclusive) of the IoU band from which step 4 recruits extra positives. */
@@ -71,8 +70,8 @@ export function matchPriors(
   options: Partial<MatchOptions> = {},
 ): MatchResult {
   const opt = { ...MATCH_DEFAULTS, ...options };
-  if (truths.length % 4 !== 0) throw new ExtdError(`matchPriors: truths has ${truths.length} values, expected n x 4`);
-  if (priors.length % 4 !== 0) throw new ExtdError(`matchPriors: priors has ${priors.length} values, expected P x 4`);
+  if (truths.length % 4 !== 0) throw new Error(`matchPriors: truths has ${truths.length} values, expected n x 4`);
+  if (priors.length % 4 !== 0) throw new Error(`matchPriors: priors has ${priors.length} values, expected P x 4`);
   const n = truths.length / 4;
   const P = priors.length / 4;
   const confT = new Uint8Array(P);
@@ -81,7 +80,7 @@ export function matchPriors(
   for (let t = 0; t < n; t++) {
     const x1 = truths[4 * t]!, y1 = truths[4 * t + 1]!, x2 = truths[4 * t + 2]!, y2 = truths[4 * t + 3]!;
     if (!(x2 > x1 && y2 > y1)) {
-      throw new ExtdError(`matchPriors: face ${t} has an empty box [${x1}, ${y1}, ${x2}, ${y2}] (need x2 > x1 and y2 > y1)`);
+      throw new Error(`matchPriors: face ${t} has an empty box [${x1}, ${y1}, ${x2}, ${y2}] (need x2 > x1 and y2 > y1)`);
     }
   }
 

@@ -12,7 +12,6 @@
  * Layouts: confData B*P x C raw logits (class 0 = background), confT B*P
  * (0/1), locData and locT B*P x 4. Pure functions on typed arrays.
  */
-import { ExtdError } from '../utils/errors.js';
 
 export interface MiningOptions {
   /** Negatives kept per positive. */
@@ -38,7 +37,7 @@ export function backgroundLoss(
 ): Float32Array {
   const rows = confT.length;
   if (confData.length !== rows * numClasses) {
-    throw new ExtdError(`backgroundLoss: confData has ${confData.length} values, expected ${rows} priors x ${numClasses} classes`);
+    throw new Error(`backgroundLoss: confData has ${confData.length} values, expected ${rows} priors x ${numClasses} classes`);
   }
   const out = new Float32Array(rows);
   for (let r = 0; r < rows; r++) {
@@ -65,10 +64,10 @@ export function hardNegativeMask(
   negPosRatio: number = MINING_DEFAULTS.negPosRatio,
 ): Uint8Array {
   if (bgLoss.length !== confT.length) {
-    throw new ExtdError(`hardNegativeMask: bgLoss has ${bgLoss.length} values, confT ${confT.length}`);
+    throw new Error(`hardNegativeMask: bgLoss has ${bgLoss.length} values, confT ${confT.length}`);
   }
   if (!Number.isInteger(numPriors) || numPriors <= 0 || confT.length % numPriors !== 0) {
-    throw new ExtdError(`hardNegativeMask: numPriors ${numPriors} does not divide the ${confT.length} targets`);
+    throw new Error(`hardNegativeMask: numPriors ${numPriors} does not divide the ${confT.length} targets`);
   }
   const mask = new Uint8Array(confT.length);
   const scratch = new Float32Array(numPriors);
@@ -135,7 +134,7 @@ export function multiboxLossRef(
   const rows = confT.length;
   const numPriors = options.numPriors ?? rows;
   if (locData.length !== rows * 4 || locT.length !== rows * 4) {
-    throw new ExtdError(`multiboxLossRef: locData (${locData.length}) and locT (${locT.length}) must both have ${rows} x 4 values`);
+    throw new Error(`multiboxLossRef: locData (${locData.length}) and locT (${locT.length}) must both have ${rows} x 4 values`);
   }
   const mask = hardNegativeMask(backgroundLoss(confData, confT, numClasses), confT, numPriors, negPosRatio);
 
@@ -154,7 +153,7 @@ export function multiboxLossRef(
     if (mask[r]) {
       numSelected++;
       const label = confT[r]!;
-      if (label >= numClasses) throw new ExtdError(`multiboxLossRef: target class ${label} at prior ${r} but only ${numClasses} classes`);
+      if (label >= numClasses) throw new Error(`multiboxLossRef: target class ${label} at prior ${r} but only ${numClasses} classes`);
       lossC += logSumExp(confData, r * numClasses, numClasses) - confData[r * numClasses + label]!;
     }
   }

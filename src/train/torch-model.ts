@@ -76,9 +76,9 @@ export class TorchModel {
   ) {
     for (const p of graph.params) {
       const t = tensors.get(p.name);
-      if (!t) throw new ExtdError(`torch model: missing tensor '${p.name}' (shape ${formatShape(p.shape)})`);
+      if (!t) throw new Error(`torch model: missing tensor '${p.name}' (shape ${formatShape(p.shape)})`);
       if (!shapeEquals(t.shape, p.shape)) {
-        throw new ExtdError(`torch model: tensor '${p.name}' has shape ${formatShape(t.shape)}, needs ${formatShape(p.shape)}`);
+        throw new Error(`torch model: tensor '${p.name}' has shape ${formatShape(t.shape)}, needs ${formatShape(p.shape)}`);
       }
     }
   }
@@ -102,7 +102,7 @@ export class TorchModel {
   forward(input: TorchTensor, options: Partial<ForwardOptions> = {}): ForwardResult {
     const o = { ...FORWARD_DEFAULTS, ...options };
     if (input.shape.length !== 4 || input.shape[1] !== 3) {
-      throw new ExtdError(`torch model: input has shape ${formatShape(input.shape)}, expected [N, 3, H, W]`);
+      throw new Error(`torch model: input has shape ${formatShape(input.shape)}, expected [N, 3, H, W]`);
     }
     return this.torch.tidy(() => this.run(input, o));
   }
@@ -247,9 +247,9 @@ export function createTorchModel(
       let t: TorchTensor;
       if (weights !== 'he') {
         const src = weights.get(p.name);
-        if (!src) throw new ExtdError(`torch model: missing tensor '${p.name}' (shape ${formatShape(p.shape)})`);
+        if (!src) throw new Error(`torch model: missing tensor '${p.name}' (shape ${formatShape(p.shape)})`);
         if (!shapeEquals(src.shape, p.shape)) {
-          throw new ExtdError(`torch model: tensor '${p.name}' has shape ${formatShape(src.shape)}, needs ${formatShape(p.shape)}`);
+          throw new Error(`torch model: tensor '${p.name}' has shape ${formatShape(src.shape)}, needs ${formatShape(p.shape)}`);
         }
         t = torch.tidy(() => torch.toDtype(torch.fromTensor(src), o.dtype));
       } else {

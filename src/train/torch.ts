@@ -427,7 +427,7 @@ function extend(native: TorchNative, addonPath: string): Torch {
       case 'bool':
         return { dtype: t.dtype, shape: t.shape, data: t.toUint8Array() };
       default:
-        throw new ExtdError(`toTensor: dtype ${t.dtype} has no package Tensor equivalent (float32, float64, int64, int32, uint8, bool)`);
+        throw new Error(`toTensor: dtype ${t.dtype} has no package Tensor equivalent (float32, float64, int64, int32, uint8, bool)`);
     }
   };
   const extra = {
@@ -461,7 +461,7 @@ function extend(native: TorchNative, addonPath: string): Torch {
       }
       if (result instanceof Promise) {
         native.endScope([]);
-        throw new ExtdError('tidy: fn returned a Promise; tidy needs a synchronous function');
+        throw new Error('tidy: fn returned a Promise; tidy needs a synchronous function');
       }
       const keep: TorchTensor[] = [];
       collectTensors(result, native.Tensor, keep, new Set());
@@ -474,7 +474,7 @@ function extend(native: TorchNative, addonPath: string): Torch {
     kaimingNormal(shape: number[], dtype: TorchDType = 'float32'): TorchTensor {
       const fanIn = numel(shape.slice(1));
       if (shape.length < 2 || fanIn === 0) {
-        throw new ExtdError(`kaimingNormal: shape ${JSON.stringify(shape)} needs at least 2 non-empty dimensions`);
+        throw new Error(`kaimingNormal: shape ${JSON.stringify(shape)} needs at least 2 non-empty dimensions`);
       }
       const w = extra.noGrad(() => {
         const r = native.randn(shape, dtype);

@@ -136,7 +136,7 @@ export class Rng {
   /** Uniform integer in 0..n-1 (unbiased), n a positive integer <= 2^32. */
   int(n: number): number {
     if (!Number.isInteger(n) || n <= 0 || n > TWO_POW_32) {
-      throw new ExtdError(`Rng.int: n must be an integer in 1..2^32, got ${n}`);
+      throw new Error(`Rng.int: n must be an integer in 1..2^32, got ${n}`);
     }
     // Rejection sampling: discard the top partial block of 2^32 so every residue is equally likely.
     const limit = TWO_POW_32 - (TWO_POW_32 % n);
@@ -153,7 +153,7 @@ export class Rng {
 
   /** A uniformly chosen element of a non-empty array. */
   pick<T>(items: readonly T[]): T {
-    if (items.length === 0) throw new ExtdError('Rng.pick: empty array');
+    if (items.length === 0) throw new Error('Rng.pick: empty array');
     return items[this.int(items.length)]!;
   }
 

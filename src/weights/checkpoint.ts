@@ -25,7 +25,9 @@ export function inferVariant(tensors: Map<string, Tensor>, metadata: Record<stri
   if (named) return parseVariant(named);
   const loc0 = tensors.get('loc.0.weight');
   if (!loc0 || loc0.shape.length !== 4) {
-    throw new ExtdError(`${source}: not an EXTD checkpoint (no 'loc.0.weight' tensor; found ${tensors.size} tensors)`);
+    const names = [...tensors.keys()];
+    const shown = names.length > 0 ? `: '${names.slice(0, 3).join("', '")}'${names.length > 3 ? ', ...' : ''}` : '';
+    throw new ExtdError(`${source}: not an EXTD checkpoint (no 'loc.0.weight' tensor; found ${tensors.size} tensors${shown})`);
   }
   const width = loc0.shape[1]!;
   if (!(WIDTHS as readonly number[]).includes(width)) {
@@ -39,16 +41,57 @@ export function inferVariant(tensors: Map<string, Tensor>, metadata: Record<stri
 }
 
 /**
+ * Prefixes that model wrappers put before every key of a state_dict:
+ * `module.` (torch.nn.DataParallel, DistributedDataParallel) and
+ * `_orig_mod.` (torch.compile).
+ */
+export const WRAPPER_PREFIXES = ['module.', '_orig_mod.'] as const;
+
+/** `tensors` with WRAPPER_PREFIXES removed, repeatedly, while EVERY key starts with one (e.g. `module._orig_mod.`). */
+export function stripWrapperPrefixes(tensors: Map<string, Tensor>): Map<string, Tensor> {
+  let out = tensors;
+  for (;;) {
+    const keys = [...out.keys()];
+    const prefix = WRAPPER_PREFIXES.find((p) => keys.length > 0 && keys.every((k) => k.startsWith(p)));
+    if (!prefix) return out;
+    out = new Map([...out].map(([k, t]) => [k.slice(prefix.length), t]));
+  }
+}
+
+/**
+ * Refuse a checkpoint holding NaN or an infinity in any floating-point
+ * tensor: such a model computes NaN everywhere (every score NaN, so no faces
+ * and no error). Throws ExtdError naming the source, the tensor and the index.
+ */
+export function checkFinite(tensors: Iterable<[string, Tensor]>, source: string): void {
+  for (const [name, t] of tensors) {
+    if (t.dtype !== 'float32' && t.dtype !== 'float64') continue;
+    const d = t.data as Float32Array | Float64Array;
+    for (let i = 0; i < d.length; i++) {
+      if (Number.isFinite(d[i]!)) continue;
+      // Row-major multi-index of element i.
+      const idx: number[] = [];
+      for (let k = t.shape.length - 1, r = i; k >= 0; k--) idx.unshift(r % t.shape[k]!), (r = Math.floor(r / t.shape[k]!));
+      throw new ExtdError(
+        `${source}: tensor '${name}' holds ${d[i]} at [${idx.join(', ')}]; a model checkpoint must hold finite numbers (was it saved after training diverged?)`,
+      );
+    }
+  }
+}
+
+/**
  * Match a state_dict to the graph of `variant` (inferred when not given).
- * Missing tensors, unexpected tensors and shape mismatches are errors naming
- * the tensor; BN's `num_batches_tracked` counters are ignored.
+ * Wrapper prefixes (`module.`, `_orig_mod.`) are removed first. Missing
+ * tensors, unexpected tensors, shape mismatches and non-finite values are
+ * errors naming the tensor; BN's `num_batches_tracked` counters are ignored.
  */
 export function modelFromTensors(
-  tensors: Map<string, Tensor>,
+  tensorsIn: Map<string, Tensor>,
   metadata: Record<string, string>,
   source: string,
   variantHint?: string | Variant,
 ): LoadedModel {
+  const tensors = stripWrapperPrefixes(tensorsIn);
   const variant = typeof variantHint === 'string' ? parseVariant(variantHint) : variantHint ?? inferVariant(tensors, metadata, source);
   const graph = buildGraph(variant);
   const weights = new Map<string, Float32Tensor>();
@@ -69,6 +112,7 @@ export function modelFromTensors(
     const more = unexpected.length > 3 ? ` and ${unexpected.length - 3} more` : '';
     throw new ExtdError(`${source}: unexpected tensor '${unexpected.slice(0, 3).join("', '")}'${more} for ${variantName(variant)}`);
   }
+  checkFinite(weights, source);
   return { variant, graph, weights, metadata, source };
 }
 

@@ -1,6 +1,8 @@
 /**
- * Reader for PyTorch checkpoints that hold a plain state_dict (an
- * OrderedDict of name -> tensor), in both on-disk formats:
+ * Reader for PyTorch checkpoints that hold a state_dict (an OrderedDict of
+ * name -> tensor), bare or as training scripts save it (nested under a key
+ * such as 'state_dict' beside the epoch and optimizer state; see
+ * STATE_DICT_KEYS), in both on-disk formats:
  *
  * - legacy (torch < 1.6, and the released EXTD_*.pth): pickles back to back:
  *   magic number, protocol version, sys_info, the state_dict (tensors refer to
@@ -130,22 +132,54 @@ function parseStoragePid(pid: unknown, source: string): StorageRef {
   return new StorageRef(key as string, kindName!, STORAGE_KINDS[kindName!], count as number, viewOffset);
 }
 
-/** The state_dict's entries, checking that it is a dict of name -> tensor. */
+/**
+ * Keys under which training scripts nest the model's state_dict beside other
+ * entries (epoch, optimizer state, ...), tried in this order: `state_dict`
+ * (Lightning and many scripts), `model_state_dict` (PyTorch's tutorial),
+ * `model`, `net`, and `weight` (as EXTD's own train.py saves).
+ */
+export const STATE_DICT_KEYS = ['state_dict', 'model_state_dict', 'model', 'net', 'weight'] as const;
+
+/** How deep state_dicts are looked for under STATE_DICT_KEYS (e.g. {'model': {'state_dict': ...}}). */
+const MAX_NESTING = 3;
+
+/** The string-keyed tensor entries of `dict`, ignoring every other entry. */
+function tensorEntries(dict: PyDict): Array<[string, TensorRef]> {
+  const out: Array<[string, TensorRef]> = [];
+  for (const [k, v] of dict.map) if (typeof k === 'string' && v instanceof TensorRef) out.push([k, v]);
+  return out;
+}
+
+/** A state_dict nested under STATE_DICT_KEYS (preferred), else the dict's own tensors; undefined when neither holds any. */
+function findStateDict(dict: PyDict, depth: number): Array<[string, TensorRef]> | undefined {
+  if (depth < MAX_NESTING) {
+    for (const key of STATE_DICT_KEYS) {
+      const v = dict.map.get(key);
+      const nested = v instanceof PyDict ? findStateDict(v, depth + 1) : undefined;
+      if (nested) return nested;
+    }
+  }
+  const own = tensorEntries(dict);
+  return own.length > 0 ? own : undefined;
+}
+
+/**
+ * The model's state_dict: the checkpoint itself when it is a dict of
+ * name -> tensor, or the one a training script saved under one of
+ * STATE_DICT_KEYS; entries that are not tensors (epoch, optimizer state,
+ * hyper-parameters) are ignored.
+ */
 function stateDictEntries(root: unknown, source: string): Array<[string, TensorRef]> {
   if (!(root instanceof PyDict)) {
     throw new ExtdError(`${source}: checkpoint holds ${describe(root)}, expected a state_dict (a dict of name -> tensor)`);
   }
-  const out: Array<[string, TensorRef]> = [];
-  const bad: string[] = [];
-  for (const [k, v] of root.map) {
-    if (typeof k === 'string' && v instanceof TensorRef) out.push([k, v]);
-    else bad.push(String(k));
-  }
-  if (bad.length > 0) {
-    const shown = bad.slice(0, 5).map((k) => `'${k}'`).join(', ');
-    throw new ExtdError(`${source}: checkpoint is not a plain state_dict: entries ${shown}${bad.length > 5 ? ` and ${bad.length - 5} more` : ''} are not tensors (expected only name -> tensor)`);
-  }
-  return out;
+  const found = findStateDict(root, 0);
+  if (found) return found;
+  const keys = [...root.map.keys()].map((k) => (typeof k === 'string' ? `'${k}'` : String(k)));
+  const shown = keys.length === 0 ? 'none (an empty dict)' : `${keys.slice(0, 8).join(', ')}${keys.length > 8 ? ` and ${keys.length - 8} more` : ''}`;
+  throw new ExtdError(
+    `${source}: no model state_dict found: top-level keys ${shown}; expected a dict of name -> tensor, or one under ${STATE_DICT_KEYS.map((k) => `'${k}'`).join(', ')}`,
+  );
 }
 
 /**
@@ -198,10 +232,11 @@ function materialise(name: string, t: TensorRef, storageBytes: Uint8Array, sourc
   return { dtype: kind.dtype, shape: t.shape, data } as Tensor;
 }
 
-function buildStateDict(root: unknown, storages: Map<string, Uint8Array>, source: string): Map<string, Tensor> {
+/** Materialise the state_dict's tensors; `storage` returns a storage's bytes (or undefined when the file lacks it). */
+function buildStateDict(root: unknown, storage: (ref: StorageRef) => Uint8Array | undefined, source: string): Map<string, Tensor> {
   const out = new Map<string, Tensor>();
   for (const [name, ref] of stateDictEntries(root, source)) {
-    const bytes = storages.get(ref.storage.key);
+    const bytes = storage(ref.storage);
     if (!bytes) throw new ExtdError(`${source}: tensor '${name}' refers to storage '${ref.storage.key}', which the file does not contain`);
     out.set(name, materialise(name, ref, bytes, source));
   }
@@ -214,8 +249,11 @@ function firstBytes(bytes: Uint8Array): string {
 
 /**
  * Read a PyTorch state_dict checkpoint (.pth / .pt), legacy or zip format.
- * Returns every tensor the file holds, in file order, including integer
- * buffers such as BatchNorm's `num_batches_tracked`.
+ * Returns every tensor of the state_dict (the file's root dict, or the one
+ * nested under a STATE_DICT_KEYS key), in file order, including integer
+ * buffers such as BatchNorm's `num_batches_tracked`. Key prefixes that
+ * wrappers add (`module.`) are left as they are; modelFromTensors strips them.
+ * Throws ExtdError naming the file when it holds no state_dict.
  */
 export function readPth(bytes: Uint8Array, source = '.pth'): Map<string, Tensor> {
   if (looksLikeZip(bytes)) return readZipPth(bytes, source);
@@ -285,7 +323,7 @@ function readLegacyPth(bytes: Uint8Array, source: string): Map<string, Tensor> {
     storages.set(key, bytes.subarray(start, end));
     pos = end;
   }
-  return buildStateDict(main.value, storages, source);
+  return buildStateDict(main.value, (ref) => storages.get(ref.key), source);
 }
 
 function readZipPth(bytes: Uint8Array, source: string): Map<string, Tensor> {
@@ -303,19 +341,17 @@ function readZipPth(bytes: Uint8Array, source: string): Map<string, Tensor> {
     if (text !== 'little') throw new ExtdError(`${source}: checkpoint byteorder is '${text}'; only 'little' is supported`);
   }
 
-  const refs = new Map<string, StorageRef>();
   const pickle = readZipEntry(bytes, pkl, source);
   const main = unpickle(pickle, 0, {
     source: `${source}: ${pkl.name}`,
     globals: pthGlobals(source),
-    persistentLoad: (pid) => {
-      const ref = parseStoragePid(pid, source);
-      refs.set(ref.key, ref);
-      return ref;
-    },
+    persistentLoad: (pid) => parseStoragePid(pid, source),
   });
+  // Storages are read when a tensor of the state_dict needs them: optimizer state beside the model is never inflated.
   const storages = new Map<string, Uint8Array>();
-  for (const ref of refs.values()) {
+  const storage = (ref: StorageRef): Uint8Array => {
+    const seen = storages.get(ref.key);
+    if (seen) return seen;
     const name = `${dir}data/${ref.key}`;
     const entry = byName.get(name);
     if (!entry) throw new ExtdError(`${source}: storage '${ref.key}' is missing (no zip entry '${name}')`);
@@ -325,6 +361,7 @@ function readZipPth(bytes: Uint8Array, source: string): Map<string, Tensor> {
       throw new ExtdError(`${source}: storage '${ref.key}' (${ref.kindName}, ${ref.numel} elements) needs ${expected} bytes, zip entry '${name}' has ${data.byteLength}`);
     }
     storages.set(ref.key, data);
-  }
-  return buildStateDict(main.value, storages, source);
+    return data;
+  };
+  return buildStateDict(main.value, storage, source);
 }
