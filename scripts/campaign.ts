@@ -53,10 +53,10 @@ import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { readLatest, checkpointNames, LATEST_FILE } from '../src/train/checkpoint.js';
-import type { LogRecord } from '../src/train/trainer.js';
-import { writeFileAtomic } from '../src/utils/atomic.js';
-import { ExtdError } from '../src/utils/errors.js';
+import { readLatest, checkpointNames, LATEST_FILE } from '@extd/train/train/checkpoint';
+import type { LogRecord } from '@extd/train/train/trainer';
+import { writeFileAtomic } from 'extd/utils/atomic';
+import { ExtdError } from '@extd/core/utils/errors';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -302,10 +302,10 @@ function dataFlags(c: Campaign, data: string | undefined): string[] {
 }
 
 async function runTrain(trainArgs: string[]): Promise<number> {
-  const { relaunchWithTcmalloc } = await import('../src/train/allocator.js');
+  const { relaunchWithTcmalloc } = await import('@extd/train/train/allocator');
   const relaunched = relaunchWithTcmalloc(fileURLToPath(import.meta.url), ['__train', ...trainArgs]);
   if (relaunched) return relaunched;
-  const { main } = await import('../src/cli/main.js');
+  const { main } = await import('extd/cli/main');
   return main(['train', ...trainArgs]);
 }
 
@@ -323,7 +323,7 @@ const quote = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/
 async function cli(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === '__train') {
-    const { main } = await import('../src/cli/main.js');
+    const { main } = await import('extd/cli/main');
     return main(['train', ...rest]);
   }
   if (sub === undefined || sub === '--help' || sub === '-h' || rest.includes('--help') || rest.includes('-h')) {
@@ -358,7 +358,7 @@ async function cli(argv: string[]): Promise<number> {
     if (!existsSync(model)) throw new ExtdError(`${model}: not found (kept checkpoints: ls ${run})`);
     const shared = resolve(process.env.EXTD_SHARED ?? join(REPO, '../shared'));
     const out = join(run, 'eval-val200', `ckpt-${iteration}`);
-    const { main } = await import('../src/cli/main.js');
+    const { main } = await import('extd/cli/main');
     const code = await main([
       'eval', '--model', model, '--images', join(shared, 'wider/WIDER_val/images'), '--gt', join(shared, 'wider/eval_tools/ground_truth'),
       '--list', join(REPO, VAL_SUBSET_FILE), '--protocol', 'single', '--out', out, '--threads', v.threads ?? '1',

@@ -24,13 +24,13 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { readWiderAnnotations } from '../src/data/wider-annotations-node.js';
-import { formatWiderAnnotations, type WiderImageAnnotation } from '../src/data/wider-annotations.js';
-import { assertNoValidationImages, sameFaces, widerMatAnnotations, widerMatImageNames } from '../src/data/wider-mat.js';
-import { parseMat5 } from '../src/eval/mat5.js';
-import { writeFileAtomic } from '../src/utils/atomic.js';
-import { ExtdError } from '../src/utils/errors.js';
-import { Progress } from '../src/utils/progress.js';
+import { readWiderAnnotations } from 'extd/data/wider-annotations-node';
+import { formatWiderAnnotations, type WiderImageAnnotation } from '@extd/core/data/wider-annotations';
+import { assertNoValidationImages, sameFaces, widerMatAnnotations, widerMatImageNames } from '@extd/core/data/wider-mat';
+import { parseMat5 } from '@extd/core/eval/mat5';
+import { writeFileAtomic } from 'extd/utils/atomic';
+import { ExtdError } from '@extd/core/utils/errors';
+import { Progress } from 'extd/utils/progress';
 
 /** Where the snapshot and its files are, and what to take from it. */
 export const EXTRACT_DEFAULTS = Object.freeze({

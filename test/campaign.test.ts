@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import {
   AP_FILE, CAMPAIGN_FILE, readCampaign, readLog, recordAp, seedRun, snapshot, thinLog, valSubset, VAL_SUBSET_FILE, type Campaign, type LogLine,
 } from '../scripts/campaign.js';
-import { noShared, sharedPath } from './shared.js';
-import { readLatest } from '../src/train/checkpoint.js';
-import { ExtdError } from '../src/utils/errors.js';
+import { noShared, sharedPath } from '../test-support/shared.js';
+import { readLatest } from '@extd/train/train/checkpoint';
+import { ExtdError } from '@extd/core/utils/errors';
 
 const rec = (iter: number, lossC = iter, imgS = 2): LogLine => ({
   iter, loss_l: 1, loss_c: lossC, lr: iter / 1000, grad_norm: 10, positives: 5, img_s: imgS, time: `t${iter}`,

@@ -10,7 +10,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { REQUIRED_SHARED, missingShared } from '../scripts/check-shared.js';
-import { SHARED, noShared } from './shared.js';
+import { SHARED, noShared } from '../test-support/shared.js';
 
 /** Run a test file in a child `node --test`, outside this runner's context. */
 function runTestFile(file: string, env: Record<string, string>) {

@@ -1,0 +1,25 @@
+#!/usr/bin/env node
+import { fileURLToPath } from 'node:url';
+import { main } from '../../../dist/cli/main.js';
+import { relaunchWithTcmalloc } from '../../../dist/train/allocator.js';
+
+const argv = process.argv.slice(2);
+let relaunched = null;
+if (argv[0] === 'train') {
+  // Training runs faster with tcmalloc (see src/train/allocator.ts): start again with it preloaded.
+  try {
+    relaunched = relaunchWithTcmalloc(fileURLToPath(import.meta.url), argv);
+  } catch (err) {
+    console.error(`extd train: ${err.message}`);
+    process.exit(2);
+  }
+}
+(relaunched ?? main(argv)).then(
+  (code) => { process.exitCode = code; },
+  (err) => {
+    // main() reports the commands' own errors; whatever arrives here is a bug.
+    console.error('extd: internal error: this is a bug in extd, please report it with the command line and the trace below');
+    console.error(err?.stack ?? String(err));
+    process.exitCode = 70;
+  },
+);

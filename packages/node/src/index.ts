@@ -1,0 +1,111 @@
+/**
+ * extd for Node: EXTD face detection on onnxruntime-node.
+ *
+ *   import { createDetector } from 'extd';
+ *   const detector = await createDetector({ model: 'extd-64' });   // or a .pth/.safetensors path
+ *   const faces = await detector.detect('photo.jpg');  // [{ box: { x, y, width, height }, score }]
+ */
+import { Detector, createDetectorWith, rawToRgb } from '@extd/core/detector';
+import { loadImageRgb } from './image/node.js';
+import type { RgbImage } from '@extd/core/image/types';
+import { loadModel, type ModelSource } from './load-model.js';
+import { DEFAULT_MODEL_NAME } from '@extd/core/model/bundled';
+import { ExtdError } from '@extd/core/utils/errors';
+import type { LoadedModel } from '@extd/core/weights/checkpoint';
+import { createOrtNodeSession } from './runtime/ort-node.js';
+import type { Precision } from '@extd/core/detector';
+import { BUNDLED_MODEL_NAMES, isBundledModelName } from '@extd/core/model/bundled';
+import { bundledModelPath } from './load-model.js';
+import { resolve } from 'node:path';
+import { checkCalibration, type Calibration } from '@extd/core/quantize/calibration';
+import { bundledCalibrationPath, readCalibrationFile } from './quantize/calibration-node.js';
+
+/** What `detect` accepts in Node: a file path, an encoded image (JPEG/PNG/WebP...), or raw RGB/RGBA pixels. */
+export type NodeImageInput = string | Uint8Array | { data: Uint8Array | Uint8ClampedArray; width: number; height: number };
+
+export interface CreateDetectorOptions {
+  /**
+   * A bundled model name (`extd-32`, `extd-48`, `extd-64`, `extd-32-scratch`),
+   * a path or the bytes of a .safetensors / PyTorch .pth checkpoint, or a loaded
+   * model. Default: `extd-32` (the authors' released EXTD-32).
+   */
+  model?: ModelSource;
+  /** Variant name, needed only for ReLU/LeakyReLU checkpoints without metadata (e.g. `extd-fpn-32-relu`). */
+  variant?: string;
+  /** CPU threads for onnxruntime. */
+  threads: number;
+  /**
+   * The network's arithmetic: 'float32', or 'int8' (static QDQ int8: int8
+   * weights per output channel, uint8 activations from calibrated ranges;
+   * onnxruntime runs it as QLinearConv). int8 needs `calibration`, except for
+   * the bundled `extd-32` / `extd-48` / `extd-64`, whose ranges ship in
+   * `models/`. See README, Speed, for its speed and AP.
+   */
+  precision: Precision;
+  /**
+   * int8 only: a calibration file written by `extd quantize` (path), or its
+   * parsed content; checked against the model (variant and weights). Default:
+   * the bundled model's own file.
+   */
+  calibration?: string | Calibration;
+}
+
+export const CREATE_DETECTOR_DEFAULTS: CreateDetectorOptions = { threads: 2, precision: 'float32' };
+
+export type NodeDetector = Detector<NodeImageInput>;
+
+export async function decodeNodeInput(input: NodeImageInput): Promise<RgbImage> {
+  if (typeof input === 'string' || (input instanceof Uint8Array && !('width' in input))) return loadImageRgb(input as string | Uint8Array);
+  if (input && typeof input === 'object' && 'data' in input) return rawToRgb(input);
+  throw new TypeError(`detect: unsupported input ${Object.prototype.toString.call(input)} (expected a path, an encoded image buffer, or { data, width, height })`);
+}
+
+export async function createDetector(options: Partial<CreateDetectorOptions> = {}): Promise<NodeDetector> {
+  const opts = { ...CREATE_DETECTOR_DEFAULTS, ...options };
+  // An option given as undefined (e.g. an absent CLI flag) means its default.
+  opts.precision = options.precision ?? CREATE_DETECTOR_DEFAULTS.precision;
+  const model = await loadModel(opts.model, opts.variant);
+  if (opts.precision !== 'float32' && opts.precision !== 'int8') throw new ExtdError(`precision must be 'float32' or 'int8', got ${JSON.stringify(opts.precision)}`);
+  if (opts.precision === 'float32') return createDetectorWith(model, createOrtNodeSession, decodeNodeInput, opts.threads);
+  const calibration = await resolveCalibration(opts.calibration, opts.model, model);
+  return createDetectorWith(model, createOrtNodeSession, decodeNodeInput, opts.threads, { ranges: calibration.ranges });
+}
+
+/** The checked calibration for an int8 detector: given (path or object), or the bundled model's own. */
+async function resolveCalibration(given: string | Calibration | undefined, source: ModelSource | undefined, model: LoadedModel): Promise<Calibration> {
+  if (typeof given === 'string') return readCalibrationFile(given, model);
+  if (given !== undefined) return checkCalibration(given, model, 'object');
+  // A bundled model, by name or by the path of its file (the CLI resolves names to paths).
+  const name = source === undefined
+    ? DEFAULT_MODEL_NAME
+    : typeof source === 'string'
+      ? isBundledModelName(source) ? source : BUNDLED_MODEL_NAMES.find((n) => resolve(bundledModelPath(n)) === resolve(source))
+      : undefined;
+  const path = name ? bundledCalibrationPath(name) : null;
+  if (!path) {
+    throw new ExtdError(`precision 'int8' needs calibration ranges for ${name ?? 'this model'}: run 'extd quantize MODEL --images DIR -o ranges.json' and pass calibration: 'ranges.json' (--calibration)`);
+  }
+  return readCalibrationFile(path, model);
+}
+
+export { Detector, DETECT_DEFAULTS, PASS_DEFAULTS, autoScale, toFaces } from '@extd/core/detector';
+export type { Face, DetectOptions, PassOptions, Precision } from '@extd/core/detector';
+export { CALIBRATE_DEFAULTS, CALIBRATION_FORMAT, calibrate, checkCalibration, modelFingerprint, type Calibration, type CalibrateOptions } from '@extd/core/quantize/calibration';
+export { calibrateFiles, readCalibrationFile, writeCalibrationFile, bundledCalibrationPath } from './quantize/calibration-node.js';
+export type { Detections } from '@extd/core/postprocess/detections';
+export { loadImageRgb } from './image/node.js';
+export type { RgbImage } from '@extd/core/image/types';
+export { loadModel, resolveModelPath, bundledModelPath, BUNDLED_MODEL_PATH, type ModelSource } from './load-model.js';
+export { BUNDLED_MODELS, BUNDLED_MODEL_NAMES, DEFAULT_MODEL_NAME, type BundledModel, type BundledModelName } from '@extd/core/model/bundled';
+export { modelFromTensors, type LoadedModel } from '@extd/core/weights/checkpoint';
+export { readWeightsFile, writeSafetensorsFile } from './weights/files-node.js';
+export { buildGraph, countParams } from '@extd/core/model/graph';
+export { countConvMacs } from '@extd/core/model/count';
+export { parseVariant, variantName, allVariants, type Variant } from '@extd/core/model/variant';
+export { nmsXyxy, batchedNmsXyxy } from '@extd/core/postprocess/nms';
+export { iouXyxy, boxIouXyxy } from '@extd/core/postprocess/boxes';
+export { ExtdError } from '@extd/core/utils/errors';
+export { readFaceDataset, detectAnnotationFormat, trainingSamples, type DatasetOptions } from './data/read-dataset.js';
+export { summaryLine, splitImages, type FaceDataset, type DatasetImage, type AnnotationFormat } from '@extd/core/data/dataset';
+export { evaluateAp50, type ApResult } from '@extd/core/eval/ap50';
+export { evaluateDetector, scoreDataset, type DatasetScore } from './eval/dataset-eval.js';

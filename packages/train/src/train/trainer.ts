@@ -1,0 +1,610 @@
+/**
+ * The training loop: loader -> matching -> libtorch forward -> multibox loss
+ * -> backward -> SGD, with the lr schedule, a JSON-lines log, atomic
+ * checkpoints and exact resume.
+ *
+ * Iteration i (0-based) consumes batch i of the loader's seeded stream and
+ * uses learningRate(i); after it, `i + 1` iterations are complete and that is
+ * the number a checkpoint and a log record carry. Resuming from checkpoint N
+ * restores the weights, BN statistics and momentum buffers and restarts the
+ * loader at batch N, so the continued run computes what the uninterrupted one
+ * would have (to float rounding of the thread pool's reductions).
+ *
+ * Node only.
+ */
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { makePriors } from '@extd/core/anchors/priors';
+import { loadModel } from 'extd/load-model';
+import { buildGraph } from '@extd/core/model/graph';
+import { parseVariant, variantName } from '@extd/core/model/variant';
+import { writeFileAtomic } from 'extd/utils/atomic';
+import { ExtdError } from '@extd/core/utils/errors';
+import { Progress } from 'extd/utils/progress';
+import type { Float32Tensor } from '@extd/core/utils/tensor';
+import { loadCheckpoint, pruneCheckpoints, saveCheckpoint, writeModelFile } from './checkpoint.js';
+import type { AugmentOptions } from './augment.js';
+import { initialWeights, INIT_DEFAULTS, type InitOptions } from './init.js';
+import { TrainLoader, type TrainSample } from './loader.js';
+import { parseCategory, summaryLine, type FaceDataset } from '@extd/core/data/dataset';
+import { readFaceDataset, trainingSamples } from 'extd/data/read-dataset';
+import { evaluateDetector, formatScore, type DatasetScore } from 'extd/eval/dataset-eval';
+import { modelFromTensors, type LoadedModel } from '@extd/core/weights/checkpoint';
+import { multiboxLoss } from './loss.js';
+import { matchBatch } from './match.js';
+import { learningRate, SCHEDULE_DEFAULTS, validateSchedule, type ScheduleOptions } from './schedule.js';
+import { createTorchModel, type Renorm } from './torch-model.js';
+import { loadTorch, type Torch, type TorchTensor } from './torch.js';
+
+/** Everything that defines a run. Stored in every checkpoint; `--resume` continues with it. */
+export interface TrainConfig {
+  /**
+   * Training annotations in any format src/data/read-dataset.ts recognises:
+   * WIDER text or .mat, COCO JSON, a Pascal VOC folder, a YOLO data.yaml
+   * (its `train` split).
+   */
+  annotations: string;
+  /** Folder the annotation's image paths are relative to ('' where the format says: COCO, VOC, YOLO). */
+  images: string;
+  /** Classes taken as faces (COCO, VOC, YOLO): a name, comma-separated names, or 'all'. */
+  category: string;
+  /** Train only on the images of this list file (one path per line, relative to the images folder; '' = all). */
+  list: string;
+  /** Validation set (same formats; YOLO: its `val` split), scored every valEvery iterations ('' = none). */
+  val: string;
+  /** Images folder of the validation set, where its format needs one. */
+  valImages: string;
+  /** Validate only on the images of this list file ('' = all). */
+  valList: string;
+  /** Iterations between validations (0: at every checkpoint). */
+  valEvery: number;
+  /** Use only the first N annotated images with faces (0: all). */
+  limitImages: number;
+  /** One of the 18 variants, e.g. extd-fpn-32-prelu. */
+  variant: string;
+  /** Square training input side. */
+  size: number;
+  batch: number;
+  /** Base learning rate, schedule and warm-up (see schedule.ts). */
+  lr: number;
+  policy: ScheduleOptions['policy'];
+  steps: number[];
+  gamma: number;
+  iterations: number;
+  warmup: number;
+  warmupFactor: number;
+  minLr: number;
+  momentum: number;
+  weightDecay: number;
+  /** Hard negatives per positive. */
+  negPosRatio: number;
+  /** BatchNorm running-statistics momentum. */
+  bnMomentum: number;
+  /**
+   * After this many iterations (0: never, the paper's recipe) BatchNorm
+   * normalises with its running statistics and stops updating them, as at
+   * inference (iterations 1..N train BN as usual, N+1 on are frozen);
+   * its scale and shift still learn. Why: EXTD's block F is applied six
+   * times, at six resolutions, through the same BN layers. In training mode
+   * each application normalises with its own batch statistics, but inference
+   * has one set of running statistics per layer, an average over the six
+   * scales. Early in training the two differ widely (on the 8-image overfit
+   * set after 200 iterations, loss_l / loss_c on the same batches were
+   * 4.8 / 4.5 in training mode and 6.8 / 6.9 in inference mode, 7.0 / 7.1
+   * after re-estimating the running statistics), so a model can learn in
+   * training mode while its inference-mode outputs stay useless. Freezing BN
+   * trains the function that inference runs. Freeze only once the running
+   * statistics have settled (hundreds of iterations), and expect the loss to
+   * jump at the switch: frozen after 2 or 10 iterations, the inference-mode
+   * outputs were so large that training diverged within a few steps.
+   */
+  bnFreeze: number;
+  /**
+   * BatchNorm uses its running statistics from the first iteration and never
+   * updates them (its scale and shift still learn): what fine-tuning a
+   * trained model needs. Measured: EXTD-32 from the released weights, 8
+   * face-mask images at 128x128, batch 2, lr 0.001: two iterations with BN
+   * in training mode took AP@0.5 on 20 held-out images from 0.61 to 0.01
+   * (the running statistics move towards small batches' at momentum 0.1);
+   * with BN frozen it was 0.40 and 0.49 after 2 and 4 iterations. The CLI
+   * turns it on with --init.
+   */
+  bnFrozen: boolean;
+  /**
+   * After this many iterations (0: never) BatchNorm in training mode becomes
+   * batch renormalisation (TorchModel's Renorm): the batch statistics still
+   * shape the gradient, but each output is corrected towards what the running
+   * statistics give, so training sees the function inference runs. The
+   * correction limits grow linearly from none (plain BN) to bnRenormRMax /
+   * bnRenormDMax over bnRenormRamp iterations. The same six-scale mismatch as
+   * bnFreeze addresses, without giving up batch normalisation's conditioning.
+   */
+  bnRenorm: number;
+  /** Iterations over which the renormalisation limits reach their final values. */
+  bnRenormRamp: number;
+  /** Final limit of r (r in [1/rMax, rMax]); the Batch Renormalization paper's 3. */
+  bnRenormRMax: number;
+  /** Final limit of d (|d| <= dMax); the paper's 5. */
+  bnRenormDMax: number;
+  /**
+   * Rescale the gradient when its global L2 norm exceeds this (0: never, the
+   * paper's recipe). A guard against the loss spikes of from-scratch training
+   * at a high learning rate.
+   */
+  clipGradNorm: number;
+  init: InitOptions;
+  /**
+   * Start from the weights (and BN statistics) of this checkpoint, of the
+   * same variant, instead of initialising them; the optimiser starts fresh.
+   * '' (default): initialise as `init` says. Ignored when resuming.
+   */
+  initFrom: string;
+  /** Augmentation overrides (defaults: the S3FD pipeline of augment.ts; size comes from `size`). */
+  augment: Partial<AugmentOptions>;
+  /** Seed of the data stream and the initial weights. */
+  seed: number;
+  /** Save a checkpoint every N iterations (and at the end or on interrupt). */
+  checkpointEvery: number;
+  /** Keep the newest N checkpoints plus every multiple of keepEvery (0: keep all). */
+  keepLast: number;
+  keepEvery: number;
+}
+
+/**
+ * The paper's recipe and the released code's settings: SGD lr 1e-3, momentum
+ * 0.9, weight decay 5e-4, batch 16, 240k iterations with lr x0.1 at 120k and
+ * 180k, 640x640 inputs, 3 negatives per positive, EXTD-32 FPN PReLU.
+ */
+export const TRAIN_DEFAULTS: Readonly<TrainConfig> = Object.freeze({
+  annotations: '',
+  images: '',
+  category: 'face',
+  list: '',
+  val: '',
+  valImages: '',
+  valList: '',
+  valEvery: 0,
+  limitImages: 0,
+  variant: 'extd-fpn-32-prelu',
+  size: 640,
+  batch: 16,
+  lr: SCHEDULE_DEFAULTS.lr,
+  policy: SCHEDULE_DEFAULTS.policy,
+  steps: [...SCHEDULE_DEFAULTS.steps],
+  gamma: SCHEDULE_DEFAULTS.gamma,
+  iterations: SCHEDULE_DEFAULTS.iterations,
+  warmup: SCHEDULE_DEFAULTS.warmup,
+  warmupFactor: SCHEDULE_DEFAULTS.warmupFactor,
+  minLr: SCHEDULE_DEFAULTS.minLr,
+  momentum: 0.9,
+  weightDecay: 5e-4,
+  negPosRatio: 3,
+  bnMomentum: 0.1,
+  bnFreeze: 0,
+  bnFrozen: false,
+  bnRenorm: 0,
+  bnRenormRamp: 500,
+  bnRenormRMax: 3,
+  bnRenormDMax: 5,
+  clipGradNorm: 0,
+  init: INIT_DEFAULTS,
+  initFrom: '',
+  augment: {},
+  seed: 0,
+  checkpointEvery: 1000,
+  keepLast: 0,
+  keepEvery: 0,
+});
+
+/** How this process runs (not part of the run's identity; may differ between sessions). */
+export interface RunOptions {
+  /** Output folder: checkpoints, log.jsonl, config.json. */
+  out: string;
+  /** Continue from out/latest.json; config fields in `overrides` replace the stored ones. */
+  resume: boolean;
+  /** libtorch threads. */
+  threads: number;
+  /** Loader worker threads (0: prepare batches on the main thread). */
+  workers: number;
+  /** Stop after this many iterations in this process (default Infinity: run to config.iterations; 0 just writes the starting checkpoint). */
+  stopAfter: number;
+  /** Progress line; null to stay silent. */
+  progress: NodeJS.WriteStream | null;
+  /** Samples to train on instead of reading config.annotations (tests). */
+  samples?: readonly TrainSample[];
+  /** Called after each iteration with its log record. */
+  onIteration?: (record: LogRecord) => void;
+  /** Called after each validation with its log record. */
+  onValidation?: (record: ValRecord) => void;
+}
+
+export const RUN_DEFAULTS: Readonly<Omit<RunOptions, 'out'>> = Object.freeze({
+  resume: false,
+  threads: 2,
+  workers: 1,
+  stopAfter: Infinity,
+  progress: process.stderr,
+});
+
+/** One line of log.jsonl. */
+export interface LogRecord {
+  /** Completed iterations after this step. */
+  iter: number;
+  loss_l: number;
+  loss_c: number;
+  /** lr used by this step. */
+  lr: number;
+  /** Global L2 norm of the gradient before any clipping. */
+  grad_norm: number;
+  positives: number;
+  /** Training throughput of this step (images / wall second, loader wait included). */
+  img_s: number;
+  /** Wall-clock ISO time. */
+  time: string;
+}
+
+/**
+ * A validation line of log.jsonl (beside the per-iteration LogRecords; it has
+ * no loss fields). `val_metric` is what the best checkpoint is chosen by.
+ */
+export interface ValRecord {
+  /** Completed iterations when the weights were scored (0: the starting weights). */
+  iter: number;
+  /** AP at IoU 0.5 (ap50), or the mean of easy / medium / hard AP (wider). */
+  val_metric: number;
+  val_protocol: 'ap50' | 'wider';
+  val_images: number;
+  /** ap50: the AP. */
+  val_ap?: number;
+  /** wider: the three settings. */
+  val_easy?: number;
+  val_medium?: number;
+  val_hard?: number;
+  /** Wall seconds the validation took. */
+  val_seconds: number;
+  time: string;
+}
+
+/** The best validated model of a run: best.safetensors and this record in best.json. */
+export interface BestRecord {
+  /** Iteration of best.safetensors (-1: none yet). */
+  iteration: number;
+  metric: number;
+  metricName: string;
+  val: string;
+  protocol: string;
+}
+
+export const BEST_MODEL_FILE = 'best.safetensors';
+export const BEST_FILE = 'best.json';
+
+function noBest(): BestRecord {
+  return { iteration: -1, metric: -Infinity, metricName: '', val: '', protocol: '' };
+}
+
+function readBest(out: string): BestRecord {
+  const path = join(out, BEST_FILE);
+  if (!existsSync(path)) return noBest();
+  try {
+    const b = JSON.parse(readFileSync(path, 'utf8')) as BestRecord;
+    if (!Number.isInteger(b.iteration) || typeof b.metric !== 'number') throw new Error('expected {"iteration": N, "metric": X, ...}');
+    return b;
+  } catch (err) {
+    throw new ExtdError(`${path}: unreadable (${(err as Error).message}); delete it to start the best-model record afresh`);
+  }
+}
+
+/** Score a model on a validation set with the single protocol (onnxruntime, `threads` threads). */
+async function scoreModel(model: LoadedModel, set: FaceDataset, threads: number): Promise<DatasetScore> {
+  const { createDetector } = await import('extd');
+  const detector = await createDetector({ model, threads });
+  try {
+    return await evaluateDetector(detector, set, { protocol: 'single' });
+  } finally {
+    await detector.dispose();
+  }
+}
+
+/** The training images of config.annotations (any supported format); problems and the summary line go to `say`. */
+async function readTrainingSet(c: TrainConfig, say: (line: string) => void): Promise<TrainSample[]> {
+  const d = await readFaceDataset(c.annotations, {
+    images: c.images || undefined, category: parseCategory(c.category), split: 'train', list: c.list || undefined, onProblem: say,
+  });
+  say(`training set ${summaryLine(d)}`);
+  const samples = trainingSamples(d);
+  if (samples.length === 0) throw new ExtdError(`${c.annotations}: no image with at least one face to train on (${d.stats.images} images, ${d.stats.faces} faces, ${d.stats.ignored} ignored)`);
+  return samples;
+}
+
+async function readValidationSet(c: TrainConfig, say: (line: string) => void): Promise<FaceDataset> {
+  const d = await readFaceDataset(c.val, {
+    images: c.valImages || undefined, category: parseCategory(c.category), split: 'val', list: c.valList || undefined, onProblem: say,
+  });
+  say(`validation set ${summaryLine(d)}`);
+  if (d.images.length === 0) throw new ExtdError(`${c.val}: no images to validate on`);
+  return d;
+}
+
+export interface TrainResult {
+  /** Completed iterations. */
+  iteration: number;
+  /** The latest checkpoint (model file): the last one written, else the one resumed from; null when neither. */
+  checkpoint: string | null;
+  /** The checkpoint (model file) this run resumed from, or null for a new run. */
+  resumedFrom: string | null;
+  /** Why the loop ended. */
+  reason: 'done' | 'stopAfter' | 'interrupted';
+}
+
+export const LOG_FILE = 'log.jsonl';
+
+function scheduleOf(c: TrainConfig): ScheduleOptions {
+  return {
+    lr: c.lr, policy: c.policy, steps: c.steps, gamma: c.gamma, iterations: c.iterations,
+    warmup: c.warmup, warmupFactor: c.warmupFactor, minLr: c.minLr,
+  };
+}
+
+function validateConfig(c: TrainConfig): void {
+  parseVariant(c.variant);
+  validateSchedule(scheduleOf(c));
+  const posInt = (v: number, what: string) => {
+    if (!Number.isInteger(v) || v < 1) throw new ExtdError(`${what} ${v}: expected a positive integer`);
+  };
+  posInt(c.size, 'size');
+  if (c.size % 4 !== 0) throw new ExtdError(`size ${c.size}: expected a multiple of 4 (the finest prior stride)`);
+  posInt(c.batch, 'batch');
+  posInt(c.checkpointEvery, 'checkpoint interval');
+  if (!(c.momentum >= 0 && c.momentum < 1)) throw new ExtdError(`momentum ${c.momentum}: expected a number in [0, 1)`);
+  if (!(c.weightDecay >= 0)) throw new ExtdError(`weight decay ${c.weightDecay}: expected a non-negative number`);
+  if (!Number.isSafeInteger(c.seed)) throw new ExtdError(`seed ${c.seed}: expected an integer`);
+  if (!Number.isInteger(c.bnFreeze) || c.bnFreeze < 0) throw new ExtdError(`bn-freeze ${c.bnFreeze}: expected a non-negative integer (0: never)`);
+  if (c.bnFrozen && (c.bnFreeze > 0 || c.bnRenorm > 0)) {
+    throw new ExtdError(`BatchNorm frozen from the start (bn-frozen) contradicts ${c.bnFreeze > 0 ? `bn-freeze ${c.bnFreeze}` : `bn-renorm ${c.bnRenorm}`}: choose one`);
+  }
+  if (!Number.isInteger(c.bnRenorm) || c.bnRenorm < 0) throw new ExtdError(`bn-renorm ${c.bnRenorm}: expected a non-negative integer (0: never)`);
+  if (!Number.isInteger(c.bnRenormRamp) || c.bnRenormRamp < 0) throw new ExtdError(`bn-renorm-ramp ${c.bnRenormRamp}: expected a non-negative integer`);
+  if (!(c.bnRenormRMax >= 1)) throw new ExtdError(`bn-renorm-rmax ${c.bnRenormRMax}: expected a number >= 1`);
+  if (!(c.bnRenormDMax >= 0)) throw new ExtdError(`bn-renorm-dmax ${c.bnRenormDMax}: expected a number >= 0`);
+}
+
+/** The weights of checkpoint `path`, which must hold `variant`. */
+async function startingWeights(path: string, variant: string): Promise<Map<string, Float32Tensor>> {
+  const m = await loadModel(path);
+  const found = variantName(m.variant);
+  if (found !== variant) throw new ExtdError(`${path}: holds ${found}, but the run trains ${variant}`);
+  return m.weights;
+}
+
+/** Keep only log records of iterations <= `iteration` (a resumed run rewrites what came after its checkpoint). */
+function truncateLog(path: string, iteration: number): void {
+  if (!existsSync(path)) return;
+  const kept = readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((line) => {
+      if (!line.trim()) return false;
+      try {
+        return (JSON.parse(line) as LogRecord).iter <= iteration;
+      } catch {
+        return false; // a line cut by a crash
+      }
+    });
+  writeFileAtomic(path, kept.map((l) => l + '\n').join(''));
+}
+
+/**
+ * Train (or continue training) as configured. Resolves when config.iterations
+ * are complete, after `stopAfter` iterations, or after SIGINT/SIGTERM (the
+ * current iteration finishes and a checkpoint is written first).
+ */
+export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOptions> & { out: string }): Promise<TrainResult> {
+  const run: RunOptions = { ...RUN_DEFAULTS, ...runIn };
+
+  const resumed = run.resume ? await loadCheckpoint<TrainConfig>(run.out) : null;
+  // A resumed run continues with its stored config; fields given explicitly (configIn) win.
+  const config: TrainConfig = { ...TRAIN_DEFAULTS, ...resumed?.state.config, ...configIn };
+  if (resumed && configIn.variant && variantName(parseVariant(configIn.variant)) !== variantName(parseVariant(resumed.state.config.variant))) {
+    throw new ExtdError(`${run.out}: the checkpoint is ${resumed.state.config.variant}, not ${configIn.variant}`);
+  }
+  const variant = parseVariant(config.variant);
+  config.variant = variantName(variant);
+  validateConfig(config);
+  const graph = buildGraph(variant);
+
+  // Every input (checkpoint, --init weights, data set) is read and checked before libtorch is loaded,
+  // so a bad flag or file is reported the same way whether or not the addon is built.
+  const start = resumed ? resumed.model : config.initFrom ? await startingWeights(config.initFrom, config.variant) : initialWeights(graph, config.seed, config.init);
+  const say = (line: string) => run.progress?.write(`${run.progress.isTTY ? '\r\x1b[K' : ''}${line}\n`);
+  const samples = run.samples ?? (await readTrainingSet(config, say));
+  const valSet = config.val ? await readValidationSet(config, say) : null;
+  const torch: Torch = loadTorch();
+  torch.setNumThreads(run.threads);
+  const model = createTorchModel(torch, graph, start, {
+    bnMomentum: config.bnMomentum,
+  });
+  const params = model.parameters();
+  const sgd = torch.sgd(params, { lr: config.lr, momentum: config.momentum, weightDecay: config.weightDecay });
+  let iteration = 0;
+  if (resumed) {
+    iteration = resumed.state.iteration;
+    const bufs = model.parameterNames().map((name) => {
+      const m = resumed.momentum.get(name);
+      return m ? torch.fromTensor(m) : null;
+    });
+    sgd.setMomentumBuffers(bufs);
+    for (const b of bufs) b?.dispose();
+  }
+
+  const used = config.limitImages > 0 ? samples.slice(0, config.limitImages) : samples;
+  const loaderPosition = resumed ? resumed.state.loaderPosition : 0;
+  const loader = new TrainLoader(used, {
+    batchSize: config.batch,
+    size: config.size,
+    seed: config.seed,
+    workers: run.workers,
+    startBatch: loaderPosition,
+    augment: config.augment,
+  });
+  // Created only now, after every input has been read and checked: a run refused for bad input leaves nothing behind.
+  mkdirSync(run.out, { recursive: true });
+  writeFileAtomic(join(run.out, 'config.json'), JSON.stringify(config, null, 1) + '\n');
+  const logPath = join(run.out, LOG_FILE);
+  truncateLog(logPath, iteration);
+
+  // A new run starts its own record (a best.json left in the folder by an earlier run is replaced at the first validation).
+  const best = resumed ? readBest(run.out) : noBest();
+  const valEvery = config.valEvery > 0 ? config.valEvery : config.checkpointEvery;
+  /** Score the current weights on the validation set: log it, and keep the best model as best.safetensors. */
+  const validate = async (): Promise<void> => {
+    if (!valSet) return;
+    const t0 = performance.now();
+    const loaded = modelFromTensors(model.stateDict(), {}, `${run.out} at iteration ${iteration}`, variant);
+    const score = await scoreModel(loaded, valSet, run.threads);
+    const record: ValRecord = {
+      iter: iteration, val_metric: score.metric, val_protocol: score.protocol, val_images: score.images,
+      ...(score.ap50 ? { val_ap: score.ap50.ap } : { val_easy: score.wider!.easy.ap, val_medium: score.wider!.medium.ap, val_hard: score.wider!.hard.ap }),
+      val_seconds: (performance.now() - t0) / 1000, time: new Date().toISOString(),
+    };
+    appendFileSync(logPath, JSON.stringify(record) + '\n');
+    run.onValidation?.(record);
+    let note = '';
+    if (best.iteration < 0 || score.metric > best.metric) {
+      writeModelFile(join(run.out, BEST_MODEL_FILE), graph, model.stateDict(), iteration, { val_metric: String(score.metric), val_set: config.val });
+      Object.assign(best, { iteration, metric: score.metric, metricName: score.metricName, val: config.val, protocol: score.description });
+      writeFileAtomic(join(run.out, BEST_FILE), JSON.stringify(best, null, 1) + '\n');
+      note = ' (new best, saved best.safetensors)';
+    } else note = ` (best ${best.metric.toFixed(4)} at iteration ${best.iteration})`;
+    say(`validation at iteration ${iteration}: ${formatScore(score)}${note}`);
+  };
+
+  const priors = makePriors(config.size, config.size);
+  const schedule = scheduleOf(config);
+  let lastCheckpoint: string | null = null;
+  const save = () => {
+    const momentum = sgd.getMomentumBuffers().map((b) => {
+      if (!b) return null;
+      const t: Float32Tensor = { dtype: 'float32', shape: b.shape, data: b.toFloat32Array() };
+      b.dispose();
+      return t;
+    });
+    const saved = saveCheckpoint<TrainConfig>(run.out, graph, model.stateDict(), momentum, {
+      iteration,
+      loaderPosition: loader.position,
+      config,
+    });
+    lastCheckpoint = saved.modelPath;
+    if (config.keepLast > 0) pruneCheckpoints(run.out, config.keepLast, config.keepEvery);
+  };
+
+  let interrupted = false;
+  const onSignal = () => {
+    if (interrupted) process.exit(130); // second Ctrl-C: give up at once
+    interrupted = true;
+    run.progress?.write('\nextd train: stopping after this iteration and saving a checkpoint (Ctrl-C again to quit now)\n');
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const progress = run.progress ? new Progress({ label: 'train', total: config.iterations, unit: 'it', stream: run.progress }) : null;
+  progress?.skip(iteration);
+  const startedAt = iteration;
+  let reason: TrainResult['reason'] = 'done';
+  let lastValidated = -1;
+  try {
+    // The starting point's score, as the first point of the validation curve (a fine-tuning run's "before").
+    if (!resumed && run.stopAfter > 0) {
+      await validate();
+      lastValidated = iteration;
+    }
+    while (iteration < config.iterations) {
+      if (interrupted) {
+        reason = 'interrupted';
+        break;
+      }
+      if (iteration - startedAt >= run.stopAfter) {
+        reason = 'stopAfter';
+        break;
+      }
+      const t0 = performance.now();
+      const batch = await loader.next();
+      const targets = matchBatch(batch.boxes, priors);
+      const lr = learningRate(iteration, schedule);
+      sgd.lr = lr;
+      const B = batch.boxes.length;
+      const { lossL, lossC, positives, gradNorm } = torch.tidy(() => {
+        const x = torch.fromFloat32Array(batch.input, [B, 3, config.size, config.size]);
+        // BN in training mode for the first bnFreeze iterations, then with its (frozen) running statistics; bnFrozen: frozen throughout.
+        const bnTraining = !config.bnFrozen && !(config.bnFreeze > 0 && iteration >= config.bnFreeze);
+        const out = model.forward(x, { training: bnTraining, renorm: renormLimits(iteration, config) });
+        const l = multiboxLoss(torch, out.loc, out.conf, targets.confT, targets.locT, { negPosRatio: config.negPosRatio });
+        const values = { lossL: l.lossL.item(), lossC: l.lossC.item(), positives: l.numPositives };
+        if (!Number.isFinite(values.lossL) || !Number.isFinite(values.lossC)) {
+          throw new ExtdError(
+            `training diverged at iteration ${iteration + 1}: loss_l ${values.lossL}, loss_c ${values.lossC} (lr ${lr}); lower --lr or add --warmup`,
+          );
+        }
+        if (l.numPositives > 0) torch.add(l.lossL, l.lossC).backward();
+        const gradNorm = clipGradients(torch, params, config.clipGradNorm);
+        sgd.step();
+        sgd.zeroGrad();
+        return { ...values, gradNorm };
+      });
+      iteration++;
+      const seconds = (performance.now() - t0) / 1000;
+      const record: LogRecord = {
+        iter: iteration, loss_l: lossL, loss_c: lossC, lr, grad_norm: gradNorm, positives,
+        img_s: B / seconds, time: new Date().toISOString(),
+      };
+      appendFileSync(logPath, JSON.stringify(record) + '\n');
+      run.onIteration?.(record);
+      progress?.tick(1, `${record.img_s.toFixed(2)} img/s loss_l ${lossL.toFixed(3)} loss_c ${lossC.toFixed(3)} lr ${lr.toExponential(2)}`);
+      if (iteration % config.checkpointEvery === 0) save();
+      if (iteration % valEvery === 0) {
+        await validate();
+        lastValidated = iteration;
+      }
+    }
+    if (valSet && reason !== 'interrupted' && lastValidated !== iteration && iteration > startedAt) await validate();
+    // Always end on a checkpoint, unless this process did nothing on top of the one it resumed.
+    const savedNow = lastCheckpoint !== null && iteration % config.checkpointEvery === 0;
+    if (!savedNow && (iteration > startedAt || !resumed)) save();
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await loader.close();
+    model.dispose();
+  }
+  const resumedFrom = resumed ? join(run.out, resumed.pointer.model) : null;
+  return { iteration, checkpoint: lastCheckpoint ?? resumedFrom, resumedFrom, reason };
+}
+
+/**
+ * Batch renormalisation limits for the step after `iteration` completed
+ * iterations (null: plain BN): linear from (1, 0) right after bnRenorm to
+ * (bnRenormRMax, bnRenormDMax) bnRenormRamp iterations later.
+ */
+export function renormLimits(
+  iteration: number,
+  c: Pick<TrainConfig, 'bnRenorm' | 'bnRenormRamp' | 'bnRenormRMax' | 'bnRenormDMax'>,
+): Renorm | null {
+  if (c.bnRenorm <= 0 || iteration < c.bnRenorm) return null;
+  const f = c.bnRenormRamp === 0 ? 1 : Math.min(1, (iteration - c.bnRenorm + 1) / c.bnRenormRamp);
+  return { rMax: 1 + f * (c.bnRenormRMax - 1), dMax: f * c.bnRenormDMax };
+}
+
+/**
+ * Global L2 norm of the parameters' gradients; when `maxNorm` > 0 and the norm
+ * exceeds it, every gradient is scaled by maxNorm / norm in place
+ * (torch.nn.utils.clip_grad_norm_). Call inside tidy().
+ */
+export function clipGradients(torch: Torch, params: readonly TorchTensor[], maxNorm: number): number {
+  const grads = params.map((p) => p.grad).filter((g): g is TorchTensor => g !== null);
+  if (grads.length === 0) return 0;
+  const sq = grads.map((g) => torch.sum(torch.mul(g, g)));
+  const norm = Math.sqrt(torch.sum(torch.stack(sq)).item());
+  if (maxNorm > 0 && norm > maxNorm) {
+    const scale = maxNorm / (norm + 1e-6);
+    for (const g of grads) g.copyFrom(torch.mul(g, scale));
+  }
+  return norm;
+}

@@ -1,0 +1,85 @@
+/**
+ * `npm run bench:browser`: median detect() time per 640x480 frame in headless
+ * Chromium (onnxruntime-web, wasm SIMD) for EXTD-32 and EXTD-64 on 1 and 2
+ * threads, through the demo page and the same harness as the end-to-end test.
+ * The frame is a real WIDER photo drawn at 640x480 onto the demo's canvas;
+ * each timing covers the full detect(): canvas read-back, preprocessing,
+ * inference, decoding and NMS. Not a test: it prints numbers.
+ *
+ *   npm run bench:browser -- --runs 20 --warmup 3
+ */
+import { rmSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { resolve } from 'node:path';
+import { noChromium, sharedRoot, startHarness } from '../scripts/browser-harness.js';
+import { createDetectorWith } from '@extd/core/detector';
+import { loadImageRgb } from 'extd/image/node';
+import { resizeBilinear } from '@extd/core/image/resize';
+import { loadModel } from 'extd/load-model';
+import { createOrtNodeSession } from 'extd/runtime/ort-node';
+
+const args = process.argv.slice(2);
+const flag = (name: string, fallback: number) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? Number(args[i + 1]) : fallback;
+};
+const RUNS = flag('--runs', 15);
+const WARMUP = flag('--warmup', 3);
+const IMAGE = '/__shared/wider/WIDER_val/images/35--Basketball/35_Basketball_playingbasketball_35_582.jpg';
+
+const missing = noChromium();
+if (missing) {
+  console.error(missing);
+  process.exit(1);
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+const outDir = resolve('.tmp', `demo-bench-${process.pid}`);
+const harness = await startHarness({ outDir });
+try {
+  console.log(`headless Chromium, onnxruntime-web wasm (SIMD), 640x480 frame, ${WARMUP} warm-up + ${RUNS} timed runs each; shared data: ${sharedRoot()}`);
+  console.log(`load average at the start: ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} cores`);
+  console.log('model     threads  median ms   min ms   max ms   frames/s');
+  for (const model of ['extd-32', 'extd-64']) {
+    for (const threads of [1, 2]) {
+      // onnxruntime-web fixes its thread count when its wasm starts: one fresh page per setting.
+      const page = await harness.openDemo({ threads: String(threads), model });
+      const runtime = await page.evaluate(() => window.extdDemo.runtime());
+      if (runtime?.threads !== threads) throw new Error(`page runs ${runtime?.threads} threads, wanted ${threads} (cross-origin isolated: ${runtime?.crossOriginIsolated})`);
+      const times = await page.evaluate(([url, w, r]) => window.extdDemo.bench(url as string, 640, 480, w as number, r as number), [IMAGE, WARMUP, RUNS]);
+      await page.close();
+      const m = median(times);
+      console.log(
+        `${model.padEnd(9)} ${String(threads).padStart(7)}  ${m.toFixed(1).padStart(9)}  ${Math.min(...times).toFixed(1).padStart(7)}  ${Math.max(...times).toFixed(1).padStart(7)}  ${(1000 / m).toFixed(1).padStart(9)}`,
+      );
+    }
+  }
+  // The same frame on onnxruntime-node in this process, for scale: on a shared machine the load
+  // changes from minute to minute, and the ratio says more than either number alone.
+  const frame = resizeBilinear(await loadImageRgb(resolve(sharedRoot(), IMAGE.replace('/__shared/', ''))), 640, 480);
+  for (const model of ['extd-32', 'extd-64']) {
+    for (const threads of [1, 2]) {
+      const width = model.slice(5);
+      const m = await loadModel(resolve(sharedRoot(), 'reference', 'weights', `extd-fpn-${width}-prelu.safetensors`));
+      const detector = await createDetectorWith(m, createOrtNodeSession, async (x: typeof frame) => x, threads);
+      const times: number[] = [];
+      for (let i = 0; i < WARMUP + RUNS; i++) {
+        const t0 = performance.now();
+        await detector.detect(frame, { scale: 1 });
+        if (i >= WARMUP) times.push(performance.now() - t0);
+      }
+      await detector.dispose();
+      const med = median(times);
+      console.log(`${model.padEnd(9)} ${String(threads).padStart(7)}  ${med.toFixed(1).padStart(9)}  ${Math.min(...times).toFixed(1).padStart(7)}  ${Math.max(...times).toFixed(1).padStart(7)}  ${(1000 / med).toFixed(1).padStart(9)}   (onnxruntime-node, for comparison)`);
+    }
+  }
+  console.log(`load average at the end: ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} cores`);
+  if (harness.pageErrors.length) console.log(`page errors:\n  ${harness.pageErrors.join('\n  ')}`);
+} finally {
+  await harness.close();
+  rmSync(outDir, { recursive: true, force: true });
+}

@@ -1,0 +1,176 @@
+/**
+ * extd for the browser: EXTD face detection on onnxruntime-web.
+ *
+ *   import { createDetector } from 'extd';   // bundlers pick this file through the "browser" export condition
+ *   const detector = await createDetector({ model: 'extd-64', wasmPaths: '/ort/' });
+ *   const faces = await detector.detect(videoElement);   // [{ box: { x, y, width, height }, score }]
+ *
+ * The Detector class, pre- and post-processing, the model graph and the
+ * weights parsers are the same modules the Node entry uses; only the session
+ * (src/runtime/ort-web.ts) and the image reader (src/image/dom.ts) differ.
+ * Nothing here imports a node: module.
+ */
+import { Detector, createDetectorWith, type Precision } from '@extd/core/detector';
+import { checkCalibration, type Calibration } from '@extd/core/quantize/calibration';
+import { DomImageReader, type DomImageInput } from './image/dom.js';
+import { ortWebSessionFactory, type OrtWebInfo, type WebExecutionProvider } from './runtime/ort-web.js';
+import { ExtdError } from '@extd/core/utils/errors';
+import { DEFAULT_MODEL_NAME, isBundledModelName, looksLikeModelName, unknownModelError, type BundledModelName } from '@extd/core/model/bundled';
+import { modelFromTensors, type LoadedModel } from '@extd/core/weights/checkpoint';
+import { readWeightsBytes } from '@extd/core/weights/format';
+
+/**
+ * A model as browser users give it: a bundled model name (`extd-32`, `extd-48`,
+ * `extd-64`, `extd-32-scratch`), a URL (absolute or relative to the page; write
+ * a relative URL that has no dot or slash as `./name`), the bytes of a
+ * .safetensors/.pth file, or a loaded model.
+ */
+export type BrowserModelSource = string | URL | ArrayBuffer | Uint8Array | LoadedModel;
+
+export interface BrowserDetectorOptions {
+  /** The checkpoint: a bundled model name, URL, bytes or loaded model. Default: `extd-32`. */
+  model: BrowserModelSource;
+  /** Variant name, needed only for ReLU/LeakyReLU checkpoints without metadata (e.g. `extd-fpn-32-relu`). */
+  variant: string | undefined;
+  /**
+   * wasm threads. Honoured only on cross-origin isolated pages (COOP/COEP
+   * headers), otherwise 1; fixed for the page by the first detector created.
+   */
+  threads: number;
+  /** Same-origin folder (e.g. '/ort/') serving onnxruntime-web's ort-wasm-simd-threaded*.{mjs,wasm}; undefined: next to onnxruntime's script. */
+  wasmPaths: string | { mjs: string; wasm: string } | undefined;
+  /** Preferred providers in order; 'webgpu' is skipped where navigator.gpu is missing, 'wasm' is always the fallback. */
+  executionProviders: WebExecutionProvider[];
+  /** Run onnxruntime in a worker so the page stays responsive during inference. */
+  proxy: boolean;
+  /**
+   * 'float32' or 'int8' (static QDQ int8 from calibrated ranges, as in Node).
+   * int8 needs `calibration` except for the bundled extd-32/48/64, whose
+   * ranges ship in `models/` and are fetched next to the weights.
+   */
+  precision: Precision;
+  /** int8 only: the URL of a calibration file from `extd quantize`, or its parsed content. */
+  calibration: string | URL | Calibration | undefined;
+}
+
+export const BROWSER_DETECTOR_DEFAULTS: BrowserDetectorOptions = {
+  model: DEFAULT_MODEL_NAME,
+  variant: undefined,
+  // Two threads: most of the speed-up on small models, and polite to the rest of the page.
+  threads: 2,
+  wasmPaths: undefined,
+  executionProviders: ['wasm'],
+  proxy: false,
+  precision: 'float32',
+  calibration: undefined,
+};
+
+export interface BrowserDetector extends Detector<DomImageInput> {
+  /** What onnxruntime-web runs on in this page (build, providers, threads). */
+  readonly runtime: OrtWebInfo | undefined;
+}
+
+/** Fetch a checkpoint from a URL (same-origin or CORS-enabled) and check it against the model definition. */
+export async function loadModelFromUrl(url: string | URL, variant?: string): Promise<LoadedModel> {
+  const href = String(url);
+  let response: Response;
+  try {
+    response = await fetch(href);
+  } catch (e) {
+    throw new ExtdError(`model URL ${href}: fetch failed (${(e as Error).message})`);
+  }
+  if (!response.ok) throw new ExtdError(`model URL ${href}: HTTP ${response.status} ${response.statusText}, expected 200`);
+  return loadModelFromBytes(new Uint8Array(await response.arrayBuffer()), href, variant);
+}
+
+/** Parse a .safetensors or PyTorch .pth checkpoint held in memory. */
+export function loadModelFromBytes(bytes: Uint8Array | ArrayBuffer, source = 'model bytes', variant?: string): LoadedModel {
+  const u8 = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  const { tensors, metadata } = readWeightsBytes(u8, source);
+  return modelFromTensors(tensors, metadata, source, variant);
+}
+
+/**
+ * URLs of the bundled models: the package's own files next to this module
+ * (`models/`). Written as static `new URL(..., import.meta.url)` expressions
+ * so that bundlers (Vite, webpack 5, esbuild with a loader) copy the files
+ * into the build as assets; nothing is fetched from a third-party host.
+ */
+/** URLs of the bundled models' calibration files (int8), like BUNDLED_MODEL_URLS. */
+export const BUNDLED_CALIBRATION_URLS: Partial<Record<BundledModelName, () => URL>> = {
+  'extd-32': () => new URL('../../core/models/extd-32.int8.json', import.meta.url),
+  'extd-48': () => new URL('../../core/models/extd-48.int8.json', import.meta.url),
+  'extd-64': () => new URL('../../core/models/extd-64.int8.json', import.meta.url),
+};
+
+export const BUNDLED_MODEL_URLS: Record<BundledModelName, () => URL> = {
+  'extd-32': () => new URL('../../core/models/extd-32.safetensors', import.meta.url),
+  'extd-48': () => new URL('../../core/models/extd-48.safetensors', import.meta.url),
+  'extd-64': () => new URL('../../core/models/extd-64.safetensors', import.meta.url),
+  'extd-32-scratch': () => new URL('../../core/models/extd-32-scratch.safetensors', import.meta.url),
+};
+
+/**
+ * Load a model given as a bundled name, URL, bytes or loaded model.
+ * @throws ExtdError for an unknown model name (listing the names), a failed fetch or a bad checkpoint.
+ */
+export async function loadBrowserModel(model: BrowserModelSource, variant?: string): Promise<LoadedModel> {
+  if (typeof model === 'string' && isBundledModelName(model)) return loadModelFromUrl(BUNDLED_MODEL_URLS[model](), variant);
+  if (typeof model === 'string' && looksLikeModelName(model)) throw unknownModelError(model);
+  if (typeof model === 'string' || model instanceof URL) return loadModelFromUrl(model, variant);
+  if (model instanceof Uint8Array || model instanceof ArrayBuffer) return loadModelFromBytes(model, 'model bytes', variant);
+  if (model && typeof model === 'object' && 'graph' in model && 'weights' in model) return model;
+  throw new ExtdError(`model: unsupported value ${Object.prototype.toString.call(model)}, expected a URL string, an ArrayBuffer/Uint8Array or a loaded model`);
+}
+
+/** Create a detector whose detect() takes DOM images, video frames, ImageData or raw pixels. */
+export async function createDetector(options: Partial<BrowserDetectorOptions> = {}): Promise<BrowserDetector> {
+  const opts: BrowserDetectorOptions = { ...BROWSER_DETECTOR_DEFAULTS, ...options };
+  if (opts.model === undefined) opts.model = DEFAULT_MODEL_NAME;
+  const model = await loadBrowserModel(opts.model, opts.variant);
+  const createSession = ortWebSessionFactory({ wasmPaths: opts.wasmPaths, executionProviders: opts.executionProviders, proxy: opts.proxy });
+  const reader = new DomImageReader();
+  let int8: { ranges: Calibration['ranges'] } | undefined;
+  if (opts.precision === 'int8') int8 = { ranges: (await browserCalibration(opts.calibration, opts.model, model)).ranges };
+  else if (opts.precision !== 'float32') throw new ExtdError(`precision must be 'float32' or 'int8', got ${JSON.stringify(opts.precision)}`);
+  const detector = await createDetectorWith(model, createSession, async (input: DomImageInput) => reader.read(input), opts.threads, int8);
+  return Object.defineProperty(detector, 'runtime', { get: () => createSession.info(), enumerable: true }) as BrowserDetector;
+}
+
+/** The checked calibration for an int8 detector: given (URL or object), or the bundled model's own file. */
+async function browserCalibration(given: string | URL | Calibration | undefined, source: BrowserModelSource, model: LoadedModel): Promise<Calibration> {
+  if (given !== undefined && !(typeof given === 'string' || given instanceof URL)) return checkCalibration(given, model, 'object');
+  const url = given ?? (typeof source === 'string' && isBundledModelName(source) ? BUNDLED_CALIBRATION_URLS[source]?.() : undefined);
+  if (url === undefined) throw new ExtdError("precision 'int8' needs calibration ranges for this model: run 'extd quantize' and pass calibration: URL");
+  const href = String(url);
+  let response: Response;
+  try {
+    response = await fetch(href);
+  } catch (e) {
+    throw new ExtdError(`calibration ${href}: fetch failed (${(e as Error).message})`);
+  }
+  if (!response.ok) throw new ExtdError(`calibration ${href}: HTTP ${response.status} ${response.statusText}, expected 200`);
+  let value: unknown;
+  try {
+    value = JSON.parse(await response.text());
+  } catch (e) {
+    throw new ExtdError(`calibration ${href}: not valid JSON (${(e as Error).message})`);
+  }
+  return checkCalibration(value, model, href);
+}
+
+export { Detector, DETECT_DEFAULTS, PASS_DEFAULTS, autoScale, toFaces } from '@extd/core/detector';
+export type { Face, DetectOptions, PassOptions, Precision } from '@extd/core/detector';
+export { checkCalibration, modelFingerprint, CALIBRATION_FORMAT, type Calibration } from '@extd/core/quantize/calibration';
+export type { Detections } from '@extd/core/postprocess/detections';
+export type { RgbImage } from '@extd/core/image/types';
+export { DomImageReader, type DomImageInput, type RawPixels } from './image/dom.js';
+export { ORT_WEB_DEFAULTS, ortWebInfo, resolveExecutionProviders, type OrtWebInfo, type WebExecutionProvider } from './runtime/ort-web.js';
+export { modelFromTensors, type LoadedModel } from '@extd/core/weights/checkpoint';
+export { readWeightsBytes } from '@extd/core/weights/format';
+export { readSafetensors } from '@extd/core/weights/safetensors';
+export { parseVariant, variantName, allVariants, type Variant } from '@extd/core/model/variant';
+export { BUNDLED_MODELS, BUNDLED_MODEL_NAMES, DEFAULT_MODEL_NAME, type BundledModel, type BundledModelName } from '@extd/core/model/bundled';
+export { nmsXyxy, batchedNmsXyxy } from '@extd/core/postprocess/nms';
+export { iouXyxy, boxIouXyxy } from '@extd/core/postprocess/boxes';
+export { ExtdError } from '@extd/core/utils/errors';

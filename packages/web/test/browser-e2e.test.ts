@@ -1,0 +1,143 @@
+/**
+ * The demo page in a real (headless) Chromium: the released EXTD-64 on
+ * onnxruntime-web must reproduce the golden detections with the same
+ * tolerances as the Node parity test. The page is fed the golden PIXELS
+ * (browser JPEG decoders may differ from libjpeg-turbo); how the browser's
+ * own decode compares is measured and reported as a diagnostic.
+ * A screenshot with the boxes drawn goes to test-artifacts/.
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { noChromium, startHarness, type Harness } from '../scripts/browser-harness.js';
+import { GOLDEN_TAGS, assertMatchesGolden, readGolden } from '../../../test-support/golden.js';
+import { noShared, requiredInCi } from '../../../test-support/shared.js';
+
+const skip = requiredInCi(noChromium()) || noShared('reference', 'golden') || noShared('reference', 'weights', 'extd-fpn-64-prelu.safetensors');
+const ARTIFACTS = resolve('test-artifacts');
+
+// One demo build, server and Chromium for both tests (each start costs seconds).
+const OUT_DIR = resolve('.tmp', `demo-e2e-${process.pid}`);
+let harnessStarted: Promise<Harness> | undefined;
+const harness = () => (harnessStarted ??= startHarness({ outDir: OUT_DIR }));
+after(async () => {
+  await (await harnessStarted?.catch(() => undefined))?.close();
+  rmSync(OUT_DIR, { recursive: true, force: true });
+});
+
+/** detect() results (clipped to the image) against the golden detections clipped likewise. */
+function compareWithGolden(tag: string, ours: { boxesXyxy: number[]; scores: number[]; width: number; height: number }, label: string): void {
+  assertMatchesGolden(tag, 64, { boxes: ours.boxesXyxy, scores: ours.scores }, label, { width: ours.width, height: ours.height });
+}
+
+test('demo page in Chromium reproduces the golden EXTD-64 detections', { skip, timeout: 110_000 }, async (t) => {
+  const h = await harness();
+  // A browser build that pulled in Node modules makes Vite warn ("externalized for browser compatibility").
+  const nodeWarnings = h.server.buildWarnings.filter((w) => /externali[sz]ed|node:|built-?in/i.test(w));
+  assert.deepEqual(nodeWarnings, [], 'Vite warnings about Node modules in the browser build');
+
+  const page = await h.openDemo({ threads: '2', model: 'extd-64' });
+  const runtime = await page.evaluate(() => window.extdDemo.runtime());
+  t.diagnostic(`runtime: ${JSON.stringify(runtime)}`);
+  assert.equal(runtime?.crossOriginIsolated, true, 'page is cross-origin isolated (COOP/COEP)');
+  assert.equal(runtime?.threads, 2, 'wasm threads');
+
+  // Two golden images, one per input path: ImageData (converted directly) and a canvas
+  // (drawImage + getImageData through the reader's own canvas). The third, the largest, adds
+  // time but no new code path.
+  const paths = [
+    [GOLDEN_TAGS[0], 'imagedata'],
+    [GOLDEN_TAGS[1], 'canvas'],
+  ] as const;
+  for (const [tag, via] of paths) {
+    const pixelsUrl = `/__shared/reference/golden/${tag}.pixels.safetensors`;
+    const ours = await page.evaluate(([url, v]) => window.extdDemo.detectPixels(url!, v as 'imagedata' | 'canvas'), [pixelsUrl, via]);
+    compareWithGolden(tag, ours, `${via} input`);
+    if (tag === GOLDEN_TAGS[0]) {
+      mkdirSync(ARTIFACTS, { recursive: true });
+      const shot = join(ARTIFACTS, `browser-e2e-${tag}.png`);
+      await page.screenshot({ path: shot, fullPage: true });
+      t.diagnostic(`screenshot: ${shot}`);
+    }
+  }
+
+  // The browser's own JPEG decode, for information: reported, not asserted.
+  const tag = GOLDEN_TAGS[0];
+  const meta = readGolden(`${tag}.pixels.safetensors`).metadata;
+  const image = meta.image ?? '';
+  const jpeg = image.startsWith('WIDER_val') ? image : `WIDER_val/images/${image}`;
+  const decode = await page.evaluate(
+    ([j, p]) => window.extdDemo.compareDecode(j!, p!),
+    [`/__shared/wider/${jpeg}`, `/__shared/reference/golden/${tag}.pixels.safetensors`],
+  );
+  t.diagnostic(
+    `browser JPEG decode of ${jpeg} vs golden pixels: ${decode.width}x${decode.height}, ` +
+      `${decode.differing} of ${decode.width * decode.height * 3} values differ (max ${decode.maxAbs}, mean |diff| ${decode.meanAbs.toFixed(4)})`,
+  );
+  assert.ok(decode.sameSize, 'browser decode has the golden image size');
+  assert.deepEqual(h.pageErrors, [], 'errors logged by the page');
+  await page.close();
+});
+
+/** A width x height window of golden image `tag`, centred on its best golden EXTD-64 detection, inside the image. */
+function windowAroundFace(tag: string, width: number, height: number) {
+  const px = readGolden(`${tag}.pixels.safetensors`).tensors.get('rgb')!;
+  const [ih, iw] = px.shape as [number, number];
+  const d = readGolden(`${tag}.extd64.safetensors`).tensors.get('detections')!.data as Float32Array; // score, x1, y1, x2, y2
+  const cx = (d[1]! + d[3]!) / 2, cy = (d[2]! + d[4]!) / 2;
+  const x = Math.max(0, Math.min(iw - width, Math.round(cx - width / 2)));
+  const y = Math.max(0, Math.min(ih - height, Math.round(cy - height / 2)));
+  return { url: `/__shared/reference/golden/${tag}.pixels.safetensors`, x, y, width, height };
+}
+
+test('detect calls in flight in Chromium: each gets the result of its own input (same and different sizes)', {
+  skip: requiredInCi(noChromium()) || noShared('reference', 'golden') || noShared('reference', 'weights', 'extd-fpn-32-prelu.safetensors'),
+  timeout: 110_000,
+}, async () => {
+  const h = await harness();
+  const page = await h.openDemo({ threads: '2', model: 'extd-32' });
+  // Two windows of one size from two images and one of another size; each also as a grey frame and mirrored.
+  const windows = [windowAroundFace(GOLDEN_TAGS[0], 320, 240), windowAroundFace(GOLDEN_TAGS[1], 320, 240), windowAroundFace(GOLDEN_TAGS[1], 224, 288)];
+  const r = await page.evaluate((w) => window.extdDemo.detectConcurrently(w), windows);
+  assert.deepEqual(r.sizes, ['320x240', '320x240', '320x240', '320x240', '320x240', '320x240', '224x288', '224x288', '224x288']);
+  for (const k of [0, 3, 6]) assert.ok(r.sequential[k]!.scores.length > 0, `window ${k / 3} has detections`);
+  for (const k of [1, 4, 7]) assert.ok(r.sequential[k]!.scores.every((s) => s < 0.5), `grey frame ${k}: no face above 0.5`);
+  assert.notDeepEqual(r.sequential[0], r.sequential[3], 'different windows, different results');
+  assert.deepEqual(r.viaImageData, r.sequential, 'Promise.all over ImageData inputs');
+  assert.deepEqual(r.viaCanvas, r.seqCanvas, 'Promise.all over canvas inputs');
+  assert.deepEqual(r.reversed, r.sequential, 'Promise.all in the reverse order');
+  assert.deepEqual(r.passes, r.seqPass, 'Promise.all over detectPass');
+  assert.deepEqual(r.sameForward, r.sizes.map(() => true), 'Promise.all over forward: loc and conf equal the sequential ones');
+  assert.deepEqual(h.pageErrors, [], 'errors logged by the page');
+  await page.close();
+});
+
+test('demo webcam mode runs on a (fake) camera; each frame read owns its pixels', { skip: requiredInCi(noChromium()) || noShared('reference', 'weights', 'extd-fpn-32-prelu.safetensors'), timeout: 90_000 }, async () => {
+  const h = await harness();
+  const page = await h.openDemo({ threads: '2', model: 'extd-32' });
+  await page.click('#webcam');
+  // Two status updates with a frame rate = at least two frames through detect().
+  for (let i = 0; i < 2; i++) {
+    const before = await page.textContent('#status');
+    await page.waitForFunction((prev) => {
+      const s = document.getElementById('status')!.textContent ?? '';
+      return /FPS/.test(s) && s !== prev;
+    }, before, { timeout: 60_000 });
+  }
+  const status = (await page.textContent('#status')) ?? '';
+  assert.match(status, /extd-fpn-32-prelu: \d+ faces?, detect [\d.]+ ms, [\d.]+ FPS \(\d+x\d+\)/);
+  assert.equal(await page.textContent('#webcam'), 'Stop webcam');
+  const read = await page.evaluate(() => window.extdDemo.readVideoTwice());
+  assert.ok(read.width > 0 && read.height > 0 && read.nonZero, `video frame read: ${JSON.stringify(read)}`);
+  assert.equal(read.sameBuffer, false, 'each read returns its own RGB buffer');
+  assert.equal(read.firstUnchanged, true, 'a second read leaves the pixels of the first alone');
+  await page.click('#webcam');
+  assert.equal(await page.textContent('#webcam'), 'Start webcam');
+  // After stopping: the view keeps the last frame and its boxes, and a busy machine cannot starve the
+  // screenshot behind the detection loop (it timed out at 30 s with the loop running under heavy load).
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, 'browser-e2e-webcam.png') });
+  assert.deepEqual(h.pageErrors, [], 'errors logged by the page');
+  await page.close();
+});
