@@ -3,10 +3,10 @@
  * in one committed folder (default `campaign/extd32/`), and any machine
  * continues it from there.
  *
- *   node --import tsx scripts/campaign.ts start    --out DIR [--data DIR] [--threads N] [--workers N] [--dry-run]
- *   node --import tsx scripts/campaign.ts resume   --out DIR [--data DIR] [--threads N] [--workers N] [--dry-run]
- *   node --import tsx scripts/campaign.ts snapshot --run DIR
- *   node --import tsx scripts/campaign.ts eval     --run DIR [--iteration N] [--threads N]
+ *   node --conditions=extd-source --import tsx scripts/campaign.ts start    --out DIR [--data DIR] [--threads N] [--workers N] [--dry-run]
+ *   node --conditions=extd-source --import tsx scripts/campaign.ts resume   --out DIR [--data DIR] [--threads N] [--workers N] [--dry-run]
+ *   node --conditions=extd-source --import tsx scripts/campaign.ts snapshot --run DIR
+ *   node --conditions=extd-source --import tsx scripts/campaign.ts eval     --run DIR [--iteration N] [--threads N]
  *   (each takes --campaign FOLDER, default campaign/extd32)
  *
  * The folder holds (a few MB at most):
@@ -309,7 +309,7 @@ async function runTrain(trainArgs: string[]): Promise<number> {
   return main(['train', ...trainArgs]);
 }
 
-const USAGE = `usage: node --import tsx scripts/campaign.ts <command> [options]
+const USAGE = `usage: node --conditions=extd-source --import tsx scripts/campaign.ts <command> [options]
 
   start    --out DIR [--data DIR] [--threads N] [--workers N] [--dry-run]   begin the campaign's run in DIR
   resume   --out DIR [--data DIR] [--threads N] [--workers N] [--dry-run]   continue it from the committed state
@@ -394,7 +394,7 @@ async function cli(argv: string[]): Promise<number> {
     args = ['--resume', '--out', out, ...dataFlags(c, v.data)];
   }
   args.push('--threads', threads, '--workers', workers);
-  const command = `node --import tsx scripts/campaign.ts ${[sub, ...rest].map(quote).join(' ')}  # = extd train ${args.map(quote).join(' ')}`;
+  const command = `node --conditions=extd-source --import tsx scripts/campaign.ts ${[sub, ...rest].map(quote).join(' ')}  # = extd train ${args.map(quote).join(' ')}`;
   console.error(command);
   if (v['dry-run']) return 0;
   c.segments.push({ fromIteration: from, started: new Date().toISOString(), host: hostname(), threads: Number(threads), workers: Number(workers), command });

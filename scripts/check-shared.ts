@@ -4,7 +4,7 @@
  * CI fails with the list of what is missing instead of passing with tests
  * skipped; test/ci-gate.test.ts runs it too.
  *
- *   node --import tsx scripts/check-shared.ts [DIR]   exit 0: complete, 1: something is missing
+ *   node --conditions=extd-source --import tsx scripts/check-shared.ts [DIR]   exit 0: complete, 1: something is missing
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';

@@ -6,7 +6,7 @@
  * for all of them built from that commit's official
  * `data/wider_face_split/wider_face_train.mat`.
  *
- *   node --import tsx scripts/extract-wider-train.ts [--out /work/data/wider-train-3048]
+ *   node --conditions=extd-source --import tsx scripts/extract-wider-train.ts [--out /work/data/wider-train-3048]
  *     [--git-dir /work/.mirror/SihanWang-WHU+Face_Detection/repo] [--commit SHA]
  *     [--events 0,2,3,5] [--shared ../shared]
  *

@@ -5,7 +5,7 @@ const entry = fileURLToPath(new URL('./cli-entry.ts', import.meta.url));
 
 /** Run `extd ARGS` in a child process; returns exit code and output. */
 export function runCli(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', entry, ...args], {
+  const r = spawnSync(process.execPath, ['--conditions=extd-source', '--import', 'tsx', entry, ...args], {
     encoding: 'utf8',
     env: { ...process.env, ...env },
     timeout: 300_000,

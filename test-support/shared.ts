@@ -1,11 +1,14 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /**
  * Location of the read-only reference data (WIDER FACE subset, released
  * checkpoints, golden outputs). Tests read it in place and never copy it.
+ * EXTD_SHARED (relative to the working directory), else `shared/` next to the
+ * repository, whichever package's tests run.
  */
-export const SHARED = resolve(process.env.EXTD_SHARED ?? '../shared');
+export const SHARED = process.env.EXTD_SHARED ? resolve(process.env.EXTD_SHARED) : fileURLToPath(new URL('../../shared', import.meta.url));
 
 export function sharedPath(...parts: string[]): string {
   return resolve(SHARED, ...parts);

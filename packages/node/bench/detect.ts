@@ -125,7 +125,7 @@ const distFresh = (() => {
     .reduce((m, e) => Math.max(m, e.isDirectory() ? newest(join(d, e.name)) : statSync(join(d, e.name)).mtimeMs), 0);
   return newest(join(root, 'src')) <= built;
 })();
-const cli = distFresh ? [join(root, 'bin/extd.js')] : ['--import', 'tsx', join(root, 'test/cli-entry.ts')];
+const cli = distFresh ? [join(root, 'bin/extd.js')] : ['--conditions=extd-source', '--import', 'tsx', join(root, 'test/cli-entry.ts')];
 if (sections.has('3')) {
 const gnuTime = existsSync('/usr/bin/time') ? '/usr/bin/time' : null;
 const firstRuns = Number(values['first-call-runs']);

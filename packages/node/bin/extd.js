@@ -1,17 +1,20 @@
 #!/usr/bin/env node
 import { fileURLToPath } from 'node:url';
-import { main } from '../../../dist/cli/main.js';
-import { relaunchWithTcmalloc } from '../../../dist/train/allocator.js';
+import { main, TRAINING_PACKAGE } from '../dist/cli/main.js';
 
 const argv = process.argv.slice(2);
 let relaunched = null;
 if (argv[0] === 'train') {
-  // Training runs faster with tcmalloc (see src/train/allocator.ts): start again with it preloaded.
-  try {
-    relaunched = relaunchWithTcmalloc(fileURLToPath(import.meta.url), argv);
-  } catch (err) {
-    console.error(`extd train: ${err.message}`);
-    process.exit(2);
+  // Training runs faster with tcmalloc (see @extd/train's train/allocator): start again with it preloaded.
+  // Without the training package, main() says which package to install.
+  const allocator = await import(`${TRAINING_PACKAGE}/train/allocator`).catch(() => null);
+  if (allocator) {
+    try {
+      relaunched = allocator.relaunchWithTcmalloc(fileURLToPath(import.meta.url), argv);
+    } catch (err) {
+      console.error(`extd train: ${err.message}`);
+      process.exit(2);
+    }
   }
 }
 (relaunched ?? main(argv)).then(

@@ -1,14 +1,14 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { BUNDLED_MODELS, DEFAULT_MODEL_NAME, isBundledModelName, looksLikeModelName, unknownModelError } from '@extd/core/model/bundled';
+import { BUNDLED_MODEL_URLS, BUNDLED_MODELS, DEFAULT_MODEL_NAME, isBundledModelName, looksLikeModelName, unknownModelError } from '@extd/core/model/bundled';
 import { ExtdError } from '@extd/core/utils/errors';
 import { modelFromTensors, type LoadedModel } from '@extd/core/weights/checkpoint';
 import { readWeightsBytes } from '@extd/core/weights/format';
 import { readWeightsFile } from './weights/files-node.js';
 
-/** Path of a bundled model's file inside the installed package (`models/`). */
+/** Path of a bundled model's file inside the installed @extd/core (`models/`). */
 export function bundledModelPath(name: keyof typeof BUNDLED_MODELS): string {
-  return fileURLToPath(new URL(`../models/${BUNDLED_MODELS[name].file}`, import.meta.url));
+  return fileURLToPath(BUNDLED_MODEL_URLS[name]());
 }
 
 /** The file used when no model is given: the released EXTD-32 (`extd-32`). */

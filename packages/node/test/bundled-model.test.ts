@@ -17,7 +17,7 @@ import {
   loadModel,
   resolveModelPath,
 } from 'extd';
-import { loadBrowserModel } from '../src/index.js';
+import { loadBrowserModel } from '@extd/web';
 import { iouXyxy } from '@extd/core/postprocess/boxes';
 import { runCli } from '../../../test-support/cli-run.js';
 import { goldenPixels, releasedModel, GOLDEN_TAGS } from '../../../test-support/golden.js';
@@ -26,7 +26,7 @@ import { noShared, sharedPath } from '../../../test-support/shared.js';
 // The bundled models (models/, README there): the authors' released EXTD-32/48/64
 // and our own extd-32-scratch, loaded by name; extd-32 is the default.
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../core', import.meta.url)); // the package that ships the models
 
 test('every bundled name resolves to a file under models/ that loads as its variant', async () => {
   assert.deepEqual(BUNDLED_MODEL_NAMES, ['extd-32', 'extd-48', 'extd-64', 'extd-32-scratch']);

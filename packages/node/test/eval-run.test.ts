@@ -209,7 +209,7 @@ test('extd eval killed mid-run: no half-written prediction file, the rerun skips
     const script = `const { main } = await import(${JSON.stringify(main)}); process.exitCode = await main(${JSON.stringify(args)});`;
     const predDir = join(out, 'pred');
     // First run: kill it as soon as the first prediction file appears.
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: 'ignore' });
+    const child = spawn(process.execPath, ['--conditions=extd-source', '--import', 'tsx', '--input-type=module', '-e', script], { stdio: 'ignore' });
     const exited = new Promise<void>((res) => child.on('exit', () => res()));
     while (allFiles(predDir).filter((f) => f.endsWith('.txt')).length === 0) {
       if (child.exitCode !== null) break;
@@ -224,7 +224,7 @@ test('extd eval killed mid-run: no half-written prediction file, the rerun skips
     for (const f of afterKill) parsePredictionFile(readFileSync(join(predDir, f), 'utf8'), f);
     const kept = new Map(afterKill.map((f) => [f, statSync(join(predDir, f)).mtimeMs]));
     // Second run to completion.
-    const second = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const second = spawn(process.execPath, ['--conditions=extd-source', '--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     second.stderr.on('data', (d) => (stderr += d));
     let stdout = '';
@@ -242,7 +242,7 @@ test('extd eval killed mid-run: no half-written prediction file, the rerun skips
     assert.match(settings.model, /^[0-9a-f]{64}$/);
     // The same folder at another scale: refused in one line, predictions untouched.
     const rescaled = `const { main } = await import(${JSON.stringify(main)}); process.exitCode = await main(${JSON.stringify([...args, '--scale', '0.5'])});`;
-    const third = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', rescaled], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const third = spawn(process.execPath, ['--conditions=extd-source', '--import', 'tsx', '--input-type=module', '-e', rescaled], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr3 = '';
     third.stderr.on('data', (d) => (stderr3 += d));
     assert.equal(await new Promise<number>((res) => third.on('exit', (c) => res(c ?? -1))), 1);

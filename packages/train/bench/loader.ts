@@ -2,7 +2,7 @@
  * Training loader throughput: images/s delivered by TrainLoader on the WIDER
  * training subset, for given sizes and worker counts. Not a test.
  *
- *   node --import tsx bench/loader.ts [--sizes 640,320] [--workers 0,1,2] [--batches 8] [--batch 16]
+ *   node --conditions=extd-source --import tsx bench/loader.ts [--sizes 640,320] [--workers 0,1,2] [--batches 8] [--batch 16]
  */
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';

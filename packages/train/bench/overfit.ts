@@ -4,7 +4,7 @@
  * (the official evaluation algorithm). Not a CI test: it takes about an
  * hour of CPU.
  *
- *   node --import tsx bench/overfit.ts [--out runs/overfit8] [--iterations 2400] [--threads 2]
+ *   node --conditions=extd-source --import tsx bench/overfit.ts [--out runs/overfit8] [--iterations 2400] [--threads 2]
  *
  * writes OUT/gt.txt (the 8 images' annotations in the WIDER text format),
  * trains into OUT (resumable: run it again to continue), then runs

@@ -3,7 +3,7 @@
  * (synthetic input, as bench/train.ts) under libtorch's operator profiler and
  * prints the operators by total self time, forward and backward.
  *
- *   node --import tsx bench/profile-train.ts [--variant extd-fpn-32-prelu] [--size 320] [--batch 4] [--steps 2] [--threads 2]
+ *   node --conditions=extd-source --import tsx bench/profile-train.ts [--variant extd-fpn-32-prelu] [--size 320] [--batch 4] [--steps 2] [--threads 2]
  *
  * A development tool; the trace is written to a temporary file and summed here.
  */

@@ -2,7 +2,7 @@
 // one training step (forward in training mode, a loss over both heads,
 // backward, SGD step) of EXTD-32 / EXTD-64, on 1 and 2 threads.
 //
-//   node --import tsx bench/torch-ops.ts [--size 320] [--batch 4] [--iters 3]
+//   node --conditions=extd-source --import tsx bench/torch-ops.ts [--size 320] [--batch 4] [--iters 3]
 //
 // Prints medians. Not a test: numbers depend on the machine and its load.
 import { buildGraph } from '@extd/core/model/graph';

@@ -5,7 +5,7 @@
  * Prints one JSON line: {"times": [wall seconds per step], "cpu": [CPU seconds per step, all
  * threads], "peak_rss_mb": ..., "torch": version}.
  *
- *   node --import tsx bench/train-step.ts --variant extd-fpn-32-prelu --size 320 --batch 4 [--steps 3] [--threads 2]
+ *   node --conditions=extd-source --import tsx bench/train-step.ts --variant extd-fpn-32-prelu --size 320 --batch 4 [--steps 3] [--threads 2]
  */
 import { parseArgs } from 'node:util';
 import { loadTorch } from '../src/train/torch.js';

@@ -407,7 +407,7 @@ test('loadTorch explains how to install libtorch when the addon is missing', () 
   const script = `import { loadTorch } from '../../../test/src/train/torch.ts';
 import { ExtdError } from '../../../test/src/utils/errors.ts';
 try { loadTorch(); console.log('loaded'); } catch (e) { console.log(e instanceof ExtdError, e.message); }`;
-  const res = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+  const res = spawnSync(process.execPath, ['--conditions=extd-source', '--import', 'tsx', '--input-type=module', '-e', script], {
     cwd: resolve('.'),
     env: { ...process.env, EXTD_TORCH_ADDON: '/nonexistent/extd_torch.node' },
     encoding: 'utf8',

@@ -51,7 +51,7 @@ test('relaunchWithTcmalloc starts the script again with the library preloaded an
   const dir = mkdtempSync(join(tmpdir(), 'extd-alloc-'));
   try {
     const script = relaunchingScript(dir, `console.log(JSON.stringify({ preload: process.env.LD_PRELOAD, args: process.argv.slice(2) })); process.exitCode = 3;`);
-    const r = spawnSync(process.execPath, ['--import', 'tsx', script, 'a', '--b'], { encoding: 'utf8', cwd: root, env: cleanEnv() });
+    const r = spawnSync(process.execPath, ['--conditions=extd-source', '--import', 'tsx', script, 'a', '--b'], { encoding: 'utf8', cwd: root, env: cleanEnv() });
     assert.equal(r.status, 3, r.stderr);
     const seen = JSON.parse(r.stdout.trim());
     assert.match(seen.preload, /tcmalloc/);
@@ -69,7 +69,7 @@ test('relaunchWithTcmalloc: a SIGINT sent to the parent reaches the child exactl
       `let n = 0; process.on('SIGINT', () => { n++; setTimeout(() => { console.log('interrupts ' + n); process.exit(5); }, 300); }); ` +
         `console.log('ready'); setInterval(() => {}, 1000);`,
     );
-    const parent = spawn(process.execPath, ['--import', 'tsx', script], { cwd: root, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const parent = spawn(process.execPath, ['--conditions=extd-source', '--import', 'tsx', script], { cwd: root, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const ready = new Promise<void>((res) => parent.stdout.on('data', (d) => { out += d; if (out.includes('ready')) res(); }));
     const exited = new Promise<number | null>((res) => parent.on('exit', (code) => res(code)));

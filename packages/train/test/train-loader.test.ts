@@ -137,7 +137,7 @@ console.log('closed');
 `,
     );
     const root = fileURLToPath(new URL('..', import.meta.url));
-    const r = spawnSync(process.execPath, ['--import', 'tsx', script], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync(process.execPath, ['--conditions=extd-source', '--import', 'tsx', script], { cwd: root, encoding: 'utf8', timeout: 60_000 });
     assert.equal(r.stdout.trim(), 'closed', `exit ${r.status}, stderr: ${r.stderr}`);
     assert.equal(r.status, 0);
   } finally {

@@ -14,7 +14,7 @@ test('plot-log reads log.jsonl (skipping a cut last line) and writes a PNG', asy
   writeFileSync(join(dir, 'log.jsonl'), lines.join('\n') + '\n{"iter": 41, "loss_');
   const points = readTrainingLog(join(dir, 'log.jsonl'));
   assert.equal(points.length, 40);
-  const png = plotTrainingLog(points, { smooth: 3, width: 600, title: 't' });
+  const png = await plotTrainingLog(points, { smooth: 3, width: 600, title: 't' });
   assert.deepEqual([...png.subarray(1, 4)], [0x50, 0x4e, 0x47]); // "PNG"
   const code = await main(['plot-log', dir, '-o', join(dir, 'out.png')]);
   assert.equal(code, 0);

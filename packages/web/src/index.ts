@@ -15,7 +15,7 @@ import { checkCalibration, type Calibration } from '@extd/core/quantize/calibrat
 import { DomImageReader, type DomImageInput } from './image/dom.js';
 import { ortWebSessionFactory, type OrtWebInfo, type WebExecutionProvider } from './runtime/ort-web.js';
 import { ExtdError } from '@extd/core/utils/errors';
-import { DEFAULT_MODEL_NAME, isBundledModelName, looksLikeModelName, unknownModelError, type BundledModelName } from '@extd/core/model/bundled';
+import { BUNDLED_CALIBRATION_URLS, BUNDLED_MODEL_URLS, DEFAULT_MODEL_NAME, isBundledModelName, looksLikeModelName, unknownModelError, type BundledModelName } from '@extd/core/model/bundled';
 import { modelFromTensors, type LoadedModel } from '@extd/core/weights/checkpoint';
 import { readWeightsBytes } from '@extd/core/weights/format';
 
@@ -91,26 +91,6 @@ export function loadModelFromBytes(bytes: Uint8Array | ArrayBuffer, source = 'mo
 }
 
 /**
- * URLs of the bundled models: the package's own files next to this module
- * (`models/`). Written as static `new URL(..., import.meta.url)` expressions
- * so that bundlers (Vite, webpack 5, esbuild with a loader) copy the files
- * into the build as assets; nothing is fetched from a third-party host.
- */
-/** URLs of the bundled models' calibration files (int8), like BUNDLED_MODEL_URLS. */
-export const BUNDLED_CALIBRATION_URLS: Partial<Record<BundledModelName, () => URL>> = {
-  'extd-32': () => new URL('../../core/models/extd-32.int8.json', import.meta.url),
-  'extd-48': () => new URL('../../core/models/extd-48.int8.json', import.meta.url),
-  'extd-64': () => new URL('../../core/models/extd-64.int8.json', import.meta.url),
-};
-
-export const BUNDLED_MODEL_URLS: Record<BundledModelName, () => URL> = {
-  'extd-32': () => new URL('../../core/models/extd-32.safetensors', import.meta.url),
-  'extd-48': () => new URL('../../core/models/extd-48.safetensors', import.meta.url),
-  'extd-64': () => new URL('../../core/models/extd-64.safetensors', import.meta.url),
-  'extd-32-scratch': () => new URL('../../core/models/extd-32-scratch.safetensors', import.meta.url),
-};
-
-/**
  * Load a model given as a bundled name, URL, bytes or loaded model.
  * @throws ExtdError for an unknown model name (listing the names), a failed fetch or a bad checkpoint.
  */
@@ -170,7 +150,7 @@ export { modelFromTensors, type LoadedModel } from '@extd/core/weights/checkpoin
 export { readWeightsBytes } from '@extd/core/weights/format';
 export { readSafetensors } from '@extd/core/weights/safetensors';
 export { parseVariant, variantName, allVariants, type Variant } from '@extd/core/model/variant';
-export { BUNDLED_MODELS, BUNDLED_MODEL_NAMES, DEFAULT_MODEL_NAME, type BundledModel, type BundledModelName } from '@extd/core/model/bundled';
+export { BUNDLED_MODEL_URLS, BUNDLED_CALIBRATION_URLS, BUNDLED_MODELS, BUNDLED_MODEL_NAMES, DEFAULT_MODEL_NAME, type BundledModel, type BundledModelName } from '@extd/core/model/bundled';
 export { nmsXyxy, batchedNmsXyxy } from '@extd/core/postprocess/nms';
 export { iouXyxy, boxIouXyxy } from '@extd/core/postprocess/boxes';
 export { ExtdError } from '@extd/core/utils/errors';

@@ -13,7 +13,7 @@
  * are stored column-major; we keep that order and expose `dims` so callers
  * index `data[i + rows * j]`.
  */
-import { inflateSync } from 'node:zlib';
+import { inflateZlib } from '../weights/inflate.js';
 import { ExtdError } from '../utils/errors.js';
 
 export type MatClass =
@@ -111,7 +111,7 @@ export function parseMat5(bytes: Uint8Array, source: string): MatFile {
     if (el.type === MI.COMPRESSED) {
       let raw: Uint8Array;
       try {
-        raw = inflateSync(el.data);
+        raw = inflateZlib(el.data);
       } catch (err) {
         throw new ExtdError(`${source}: byte ${el.start}: compressed element does not inflate (${(err as Error).message})`);
       }

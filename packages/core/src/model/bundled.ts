@@ -1,10 +1,9 @@
 import { ExtdError } from '../utils/errors.js';
 
 /**
- * The models shipped in the package's `models/` folder, by name. Browser-safe:
- * this module only names files; the Node entry (load-model.ts) turns a name
- * into a path and the browser entry (browser.ts) into a URL next to the
- * package's own code. Provenance and scores: models/README.md.
+ * The models shipped in this package's `models/` folder, by name, and their
+ * URLs (BUNDLED_MODEL_URLS): `extd` turns a URL into a file path, `@extd/web`
+ * fetches it. Provenance and scores: models/README.md.
  */
 export interface BundledModel {
   /** The name users pass as `model` / `--model`. */
@@ -60,3 +59,23 @@ export function unknownModelError(value: string, what = 'model'): ExtdError {
 export const MODEL_FLAG_CHOICES = `${[DEFAULT_MODEL_NAME, ...BUNDLED_MODEL_NAMES.filter((n) => n !== DEFAULT_MODEL_NAME)]
   .map((n) => (n === DEFAULT_MODEL_NAME ? `${n} (default)` : n))
   .join(' | ')}, or a .safetensors/.pth file`;
+
+/** URLs of the bundled models' calibration files (int8), like BUNDLED_MODEL_URLS. */
+export const BUNDLED_CALIBRATION_URLS: Partial<Record<BundledModelName, () => URL>> = {
+  'extd-32': () => new URL('../../models/extd-32.int8.json', import.meta.url),
+  'extd-48': () => new URL('../../models/extd-48.int8.json', import.meta.url),
+  'extd-64': () => new URL('../../models/extd-64.int8.json', import.meta.url),
+};
+
+/**
+ * URLs of the bundled models: files of this package (`@extd/core/models/`),
+ * two folders above this module in src/ and in dist/. Written as static `new URL(..., import.meta.url)` expressions
+ * so that bundlers (Vite, webpack 5, esbuild with a loader) copy the files
+ * into the build as assets; nothing is fetched from a third-party host.
+ */
+export const BUNDLED_MODEL_URLS: Record<BundledModelName, () => URL> = {
+  'extd-32': () => new URL('../../models/extd-32.safetensors', import.meta.url),
+  'extd-48': () => new URL('../../models/extd-48.safetensors', import.meta.url),
+  'extd-64': () => new URL('../../models/extd-64.safetensors', import.meta.url),
+  'extd-32-scratch': () => new URL('../../models/extd-32-scratch.safetensors', import.meta.url),
+};

@@ -39,6 +39,34 @@ const FIXED_DIST = buildHuffman(new Array(30).fill(5));
 class InflateError extends Error {}
 
 /**
+ * Decompress a zlib stream (RFC 1950: a 2-byte header, raw DEFLATE, the
+ * Adler-32 of the output big-endian), as MATLAB's compressed elements hold.
+ * @throws Error when the header is not zlib DEFLATE, a preset dictionary is
+ *   required, the data do not inflate, or the checksum does not match.
+ */
+export function inflateZlib(input: Uint8Array): Uint8Array {
+  if (input.length < 6) throw new Error(`zlib stream of ${input.length} bytes is too short`);
+  const cmf = input[0]!, flg = input[1]!;
+  if ((cmf & 0x0f) !== 8 || (cmf * 256 + flg) % 31 !== 0) throw new Error('not a zlib DEFLATE stream (bad header)');
+  if (flg & 0x20) throw new Error('zlib stream needs a preset dictionary');
+  const out = inflateRaw(input.subarray(2));
+  let a = 1, b = 0;
+  for (let k = 0; k < out.length; ) {
+    const end = Math.min(out.length, k + 3800);
+    for (; k < end; k++) {
+      a += out[k]!;
+      b += a;
+    }
+    a %= 65521;
+    b %= 65521;
+  }
+  const n = input.length;
+  const stored = ((input[n - 4]! << 24) | (input[n - 3]! << 16) | (input[n - 2]! << 8) | input[n - 1]!) >>> 0;
+  if ((((b << 16) | a) >>> 0) !== stored) throw new Error('zlib checksum mismatch (corrupt data)');
+  return out;
+}
+
+/**
  * Decompress raw DEFLATE data (no zlib/gzip wrapper). `expectedSize`, when
  * known (zip entries record it), sizes the output and bounds it: a stream that
  * decodes to more is rejected rather than allowed to grow without limit.

@@ -122,7 +122,7 @@ export async function evalDataset(a: DatasetEvalArgs): Promise<number> {
   writeFileAtomic(apPath, JSON.stringify(json, null, 2) + '\n');
   const curve = { name, ap: r.ap, precision: r.precision, recall: r.recall, highlight: true };
   const title = `AP at IoU 0.5, ${r.images} images of ${a.gt}`;
-  writeFileAtomic(join(a.out, 'pr.png'), prCurvesPng([curve], { title }));
+  writeFileAtomic(join(a.out, 'pr.png'), await prCurvesPng([curve], { title }));
   writeFileAtomic(join(a.out, 'pr.svg'), prCurvesSvg([curve], { title }));
   console.error(`wrote ${apPath}, ${join(a.out, 'pr.png')}, ${join(a.out, 'pr.svg')}`);
   return 0;

@@ -41,7 +41,7 @@ export const command: Command = {
     console.log(formatApTable(r));
     if (values.out) {
       const baselines = values.baselines ?? defaultBaselinesDir(values.gt);
-      const files = writeReport(values.out, r, { name: values.name ?? values.preds, predictions: values.preds, list: values.list ?? null, gt: values.gt }, baselines);
+      const files = await writeReport(values.out, r, { name: values.name ?? values.preds, predictions: values.preds, list: values.list ?? null, gt: values.gt }, baselines);
       console.error(`wrote ${files.join(', ')}`);
     }
     return 0;

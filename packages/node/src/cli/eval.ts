@@ -164,7 +164,7 @@ export const command: Command = {
     console.log(`model ${modelName} (${detector.variant}), protocol ${how}, ${r.images} images (${predicted} predicted now, ${skipped} reused)`);
     console.log(formatApTable(r));
     const baselines = values.baselines ?? defaultBaselinesDir(values.gt);
-    const files = writeReport(values.out, r, {
+    const files = await writeReport(values.out, r, {
       name: `${detector.variant} (${how})`,
       model: modelName,
       variant: detector.variant,

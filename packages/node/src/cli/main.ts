@@ -11,10 +11,33 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   quantize: { summary: 'calibrate a model for int8 inference (activation ranges from images)', load: async () => (await import('./quantize.js')).command },
   eval: { summary: 'evaluate a model on WIDER FACE or your own annotated set (predictions, AP, PR plots)', load: async () => (await import('./eval.js')).command },
   'eval-preds': { summary: 'score a WIDER FACE prediction folder (easy/medium/hard AP)', load: async () => (await import('./eval-preds.js')).command },
-  train: { summary: 'train or fine-tune a model (WIDER, COCO, Pascal VOC, YOLO annotations; libtorch)', load: async () => (await import('@extd/train/cli/train')).command },
+  train: { summary: 'train or fine-tune a model (WIDER, COCO, Pascal VOC, YOLO annotations; libtorch)', load: async () => loadTrainingCommand('train') },
   split: { summary: 'split an annotated set into train.txt / val.txt image lists (seeded)', load: async () => (await import('./split.js')).command },
-  'plot-log': { summary: 'draw the loss and validation curves of a training log.jsonl to PNG', load: async () => (await import('@extd/train/cli/plot-log')).command },
+  'plot-log': { summary: 'draw the loss and validation curves of a training log.jsonl to PNG', load: async () => loadTrainingCommand('plot-log') },
 };
+
+/** The package that provides `extd train` and `extd plot-log` (it compiles the libtorch addon, so it is installed apart). */
+export const TRAINING_PACKAGE = '@extd/train';
+
+/**
+ * Loads a command of the training package, or says in one line how to get it.
+ * The specifier is not a literal: `extd` does not depend on the training
+ * package (that would make every install compile the addon), it finds it when
+ * it is installed next to it.
+ */
+export async function loadTrainingCommand(name: 'train' | 'plot-log', packageName = TRAINING_PACKAGE): Promise<Command> {
+  let mod: { command: Command };
+  try {
+    mod = (await import(`${packageName}/cli/${name}`)) as { command: Command };
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if ((e.code === 'ERR_MODULE_NOT_FOUND' || e.code === 'MODULE_NOT_FOUND') && e.message.includes(packageName)) {
+      throw new UsageError(`'extd ${name}' needs the training package: npm install ${packageName} (it compiles a libtorch addon; see its README)`);
+    }
+    throw err;
+  }
+  return mod.command;
+}
 
 function help(): string {
   const rows = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(12)} ${c.summary}`);

@@ -4,10 +4,10 @@
  * sorted by AP. Our curve(s) are drawn thick on top of the baselines.
  *
  * The figure is built once as a list of drawing primitives and then rendered
- * either to an SVG string (no dependencies) or to PNG through @napi-rs/canvas,
- * so both outputs always show the same thing.
+ * as SVG, and to PNG by rendering that SVG with sharp, so both outputs always
+ * show the same thing.
  */
-import { createCanvas } from '@napi-rs/canvas';
+import { SVG_FONT, SvgContext, svgToPng } from '../image/svg.js';
 import type { PrCurve } from './baselines.js';
 
 export interface PlotOptions {
@@ -39,7 +39,6 @@ const PALETTE = [
   '#fd8d3c', '#74c476', '#9e9ac8', '#969696',
 ];
 const OURS = '#d62728';
-const FONT = 'DejaVu Sans, Arial, Helvetica, sans-serif';
 
 function layout(curves: readonly PlotCurve[], options: Partial<PlotOptions>): { prims: Prim[]; opts: PlotOptions } {
   const opts = { ...PLOT_DEFAULTS, ...options };
@@ -101,66 +100,39 @@ function legendLabel(c: PlotCurve): string {
   return `${c.ap.toFixed(3)} ${c.name}`;
 }
 
-/** The figure as an SVG document. */
+/** The figure as an SVG document (width x height pixels). */
 export function prCurvesSvg(curves: readonly PlotCurve[], options: Partial<PlotOptions> = {}): string {
   const { prims, opts } = layout(curves, options);
-  const out = [`<svg xmlns="http://www.w3.org/2000/svg" width="${opts.width}" height="${opts.height}" viewBox="0 0 ${opts.width} ${opts.height}" font-family="${FONT}">`];
-  const n = (v: number) => (Math.round(v * 10) / 10).toString();
-  for (const p of prims) {
-    if (p.kind === 'rect') {
-      out.push(`<rect x="${n(p.x)}" y="${n(p.y)}" width="${n(p.w)}" height="${n(p.h)}" fill="${p.fill}"${p.stroke ? ` stroke="${p.stroke}"` : ''}/>`);
-    } else if (p.kind === 'line') {
-      const pts = [];
-      for (let i = 0; i < p.points.length; i += 2) pts.push(`${n(p.points[i]!)},${n(p.points[i + 1]!)}`);
-      out.push(`<polyline points="${pts.join(' ')}" fill="none" stroke="${p.color}" stroke-width="${p.width}" stroke-linejoin="round"/>`);
-    } else {
-      const anchor = p.align === 'left' ? 'start' : p.align === 'right' ? 'end' : 'middle';
-      const rot = p.rotate ? ` transform="rotate(-90 ${n(p.x)} ${n(p.y)})"` : '';
-      out.push(`<text x="${n(p.x)}" y="${n(p.y)}" font-size="${p.size}" fill="${p.color}" text-anchor="${anchor}"${p.bold ? ' font-weight="bold"' : ''}${rot}>${escapeXml(p.text)}</text>`);
-    }
-  }
-  out.push('</svg>');
-  return out.join('\n') + '\n';
-}
-
-/** The figure as PNG bytes. */
-export function prCurvesPng(curves: readonly PlotCurve[], options: Partial<PlotOptions> = {}): Uint8Array {
-  const { prims, opts } = layout(curves, options);
-  const canvas = createCanvas(opts.width, opts.height);
-  const ctx = canvas.getContext('2d');
+  const g = new SvgContext(opts.width, opts.height);
   for (const p of prims) {
     if (p.kind === 'rect') {
       if (p.fill !== 'none') {
-        ctx.fillStyle = p.fill;
-        ctx.fillRect(p.x, p.y, p.w, p.h);
+        g.fillStyle = p.fill;
+        g.fillRect(p.x, p.y, p.w, p.h);
       }
       if (p.stroke) {
-        ctx.strokeStyle = p.stroke;
-        ctx.lineWidth = 1;
-        ctx.strokeRect(p.x, p.y, p.w, p.h);
+        g.strokeStyle = p.stroke;
+        g.lineWidth = 1;
+        g.strokeRect(p.x, p.y, p.w, p.h);
       }
     } else if (p.kind === 'line') {
-      ctx.strokeStyle = p.color;
-      ctx.lineWidth = p.width;
-      ctx.lineJoin = 'round';
-      ctx.beginPath();
-      ctx.moveTo(p.points[0]!, p.points[1]!);
-      for (let i = 2; i < p.points.length; i += 2) ctx.lineTo(p.points[i]!, p.points[i + 1]!);
-      ctx.stroke();
+      g.strokeStyle = p.color;
+      g.lineWidth = p.width;
+      g.lineJoin = 'round';
+      g.beginPath();
+      for (let i = 0; i < p.points.length; i += 2) g.lineTo(p.points[i]!, p.points[i + 1]!);
+      g.stroke();
     } else {
-      ctx.save();
-      ctx.fillStyle = p.color;
-      ctx.font = `${p.bold ? 'bold ' : ''}${p.size}px ${FONT}`;
-      ctx.textAlign = p.align;
-      ctx.translate(p.x, p.y);
-      if (p.rotate) ctx.rotate(-Math.PI / 2);
-      ctx.fillText(p.text, 0, 0);
-      ctx.restore();
+      g.fillStyle = p.color;
+      g.font = `${p.bold ? 'bold ' : ''}${p.size}px ${SVG_FONT}`;
+      g.textAlign = p.align;
+      g.fillText(p.text, p.x, p.y, p.rotate);
     }
   }
-  return canvas.toBuffer('image/png');
+  return g.toSvg();
 }
 
-function escapeXml(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+/** The figure as PNG bytes (the SVG rendered by sharp). */
+export async function prCurvesPng(curves: readonly PlotCurve[], options: Partial<PlotOptions> = {}): Promise<Uint8Array> {
+  return svgToPng(prCurvesSvg(curves, options));
 }

@@ -213,7 +213,7 @@ export interface ReportMeta {
  * Write `outDir/ap.json` (atomically) and `outDir/pr-{easy,medium,hard}.{png,svg}`
  * with the baselines from `baselinesDir` when given. Returns the files written.
  */
-export function writeReport(outDir: string, r: WiderResult, meta: ReportMeta, baselinesDir?: string): string[] {
+export async function writeReport(outDir: string, r: WiderResult, meta: ReportMeta, baselinesDir?: string): Promise<string[]> {
   const written: string[] = [];
   const json = {
     ...meta,
@@ -236,7 +236,7 @@ export function writeReport(outDir: string, r: WiderResult, meta: ReportMeta, ba
     const title = `${s[0]!.toUpperCase()}${s.slice(1)} set (${r.images} images${baselinesDir ? '; baselines: full val set' : ''})`;
     const png = join(outDir, `pr-${s}.png`);
     const svg = join(outDir, `pr-${s}.svg`);
-    writeFileAtomic(png, prCurvesPng(curves, { title }));
+    writeFileAtomic(png, await prCurvesPng(curves, { title }));
     writeFileAtomic(svg, prCurvesSvg(curves, { title }));
     written.push(png, svg);
   }

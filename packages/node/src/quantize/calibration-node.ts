@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { existsSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { BUNDLED_MODELS, type BundledModelName } from '@extd/core/model/bundled';
+import { BUNDLED_CALIBRATION_URLS, type BundledModelName } from '@extd/core/model/bundled';
 import { autoScale } from '@extd/core/detector';
 import { loadImageRgb } from '../image/node.js';
 import { resizeBilinear } from '@extd/core/image/resize';
@@ -14,8 +14,8 @@ import { calibrate, checkCalibration, formatCalibration, type Calibration, type 
 
 /** Path of a bundled model's shipped calibration file, or null when it has none. */
 export function bundledCalibrationPath(name: BundledModelName): string | null {
-  const file = BUNDLED_MODELS[name].calibration;
-  return file ? fileURLToPath(new URL(`../../models/${file}`, import.meta.url)) : null;
+  const url = BUNDLED_CALIBRATION_URLS[name];
+  return url ? fileURLToPath(url()) : null;
 }
 
 /**

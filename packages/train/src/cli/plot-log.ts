@@ -1,6 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { createCanvas } from '@napi-rs/canvas';
+import { SVG_FONT, SvgContext, svgToPng } from 'extd/image/svg';
 import { writeFileAtomic } from 'extd/utils/atomic';
 import { ExtdError } from '@extd/core/utils/errors';
 import { UsageError, numberFlag, parseCli } from 'extd/cli/args';
@@ -88,12 +88,11 @@ function movingAverage(values: number[], window: number): number[] {
 }
 
 /** Render the loss and lr panels (and the validation panel when `val` has points); returns PNG bytes. */
-export function plotTrainingLog(points: Point[], options: { smooth: number; width: number; title: string; val?: ValPoint[] }): Uint8Array {
+export async function plotTrainingLog(points: Point[], options: { smooth: number; width: number; title: string; val?: ValPoint[] }): Promise<Uint8Array> {
   const val = options.val ?? [];
   const W = options.width;
   const H = Math.round(W * (val.length > 0 ? 0.95 : 0.7));
-  const canvas = createCanvas(W, H);
-  const g = canvas.getContext('2d');
+  const g = new SvgContext(W, H);
   g.fillStyle = '#fff';
   g.fillRect(0, 0, W, H);
   const margin = { left: 70, right: 20, top: 36, bottom: 40 };
@@ -116,7 +115,7 @@ export function plotTrainingLog(points: Point[], options: { smooth: number; widt
   const yMax = maxOf(smoothed.flat()) * 1.1 || 1;
   const yOf = (v: number) => margin.top + lossH - (Math.min(v, yMax) / yMax) * lossH;
 
-  g.font = '14px sans-serif';
+  g.font = `14px ${SVG_FONT}`;
   g.fillStyle = '#000';
   g.fillText(options.title, x0, 22);
   axes(g, x0, x1, margin.top, margin.top + lossH, minIt, maxIt, 0, yMax, (v) => v.toFixed(yMax < 10 ? 1 : 0));
@@ -165,7 +164,7 @@ export function plotTrainingLog(points: Point[], options: { smooth: number; widt
   }
   g.fillStyle = '#000';
   g.fillText('iteration', (x0 + x1) / 2 - 30, H - 8);
-  return canvas.toBuffer('image/png');
+  return svgToPng(g.toSvg());
 }
 
 function maxOf(values: number[]): number {
@@ -174,7 +173,7 @@ function maxOf(values: number[]): number {
   return m;
 }
 
-type Ctx = ReturnType<ReturnType<typeof createCanvas>['getContext']>;
+type Ctx = SvgContext;
 
 function line(g: Ctx, pts: number[][], color: string, width: number): void {
   g.strokeStyle = color;
@@ -188,7 +187,7 @@ function axes(g: Ctx, x0: number, x1: number, top: number, bottom: number, xMin:
   g.strokeStyle = '#ccc';
   g.lineWidth = 1;
   g.fillStyle = '#333';
-  g.font = '12px sans-serif';
+  g.font = `12px ${SVG_FONT}`;
   for (let k = 0; k <= 4; k++) {
     const y = bottom - (k / 4) * (bottom - top);
     g.beginPath();
@@ -205,7 +204,7 @@ function axes(g: Ctx, x0: number, x1: number, top: number, bottom: number, xMin:
   }
   g.strokeStyle = '#000';
   g.strokeRect(x0, top, x1 - x0, bottom - top);
-  g.font = '14px sans-serif';
+  g.font = `14px ${SVG_FONT}`;
 }
 
 export const command: Command = {
@@ -231,7 +230,7 @@ export const command: Command = {
     const width = numberFlag(values.width, '--width', 1000, (v) => Number.isInteger(v) && v >= 300 && v <= 8000, 'an integer from 300 to 8000');
     const out = values.out ?? join(path, '..', 'loss.png');
     const vals = val.length > 0 ? `, ${val.length} validations` : '';
-    writeFileAtomic(out, plotTrainingLog(points, { smooth, width, val, title: `${path} (${points.length} iterations${vals})` }));
+    writeFileAtomic(out, await plotTrainingLog(points, { smooth, width, val, title: `${path} (${points.length} iterations${vals})` }));
     console.log(out);
     return 0;
   },
