@@ -12,6 +12,7 @@
  * documented API.
  *
  * @packageDocumentation
+ * @module @extd/core
  */
 export { Detector, DETECT_DEFAULTS, PASS_DEFAULTS, AUTO_MAX_AREA, autoScale, createDetectorWith, rawToRgb, toFaces } from './detector.js';
 export type { Face, DetectOptions, PassOptions, Precision, ImageDecoder } from './detector.js';

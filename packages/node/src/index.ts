@@ -1,9 +1,15 @@
 /**
- * extd for Node: EXTD face detection on onnxruntime-node.
+ * extd for Node: EXTD face detection on onnxruntime-node, images decoded by
+ * sharp. Re-exports the documented API of `@extd/core`.
  *
- *   import { createDetector } from 'extd';
- *   const detector = await createDetector({ model: 'extd-64' });   // or a .pth/.safetensors path
- *   const faces = await detector.detect('photo.jpg');  // [{ box: { x, y, width, height }, score }]
+ * ```ts
+ * import { createDetector } from 'extd';
+ * const detector = await createDetector({ model: 'extd-64' });   // or a .pth/.safetensors path
+ * const faces = await detector.detect('photo.jpg');  // [{ box: { x, y, width, height }, score }]
+ * ```
+ *
+ * @packageDocumentation
+ * @module extd
  */
 import { Detector, createDetectorWith, rawToRgb } from '@extd/core/detector';
 import { loadImageRgb } from './image/node.js';

@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { predictFolder, readImageList } from '../src/eval/run-node.js';
 import type { PassDetector } from '@extd/core/eval/protocols';
 import { parsePredictionFile } from '@extd/core/eval/predictions';
@@ -205,7 +206,7 @@ test('extd eval killed mid-run: no half-written prediction file, the rerun skips
       'eval', '--model', sharedPath('reference/weights/EXTD_32.pth'), '--images', sharedPath('wider/WIDER_val/images'),
       '--gt', sharedPath('wider/eval_tools/ground_truth'), '--list', list, '--out', out, '--protocol', 'single', '--threads', '1',
     ];
-    const main = resolve('src/cli/main.ts');
+    const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
     const script = `const { main } = await import(${JSON.stringify(main)}); process.exitCode = await main(${JSON.stringify(args)});`;
     const predDir = join(out, 'pred');
     // First run: kill it as soon as the first prediction file appears.

@@ -25,7 +25,7 @@ const nativeDir = join(root, 'native');
 const strict = process.argv.includes('--strict');
 const force = process.argv.includes('--force');
 const built = join(nativeDir, 'build/Release/extd_torch.node');
-const HOWTO = 'apt-get install libtorch-dev, then npm rebuild extd';
+const HOWTO = 'apt-get install libtorch-dev, then npm rebuild @extd/train';
 
 function skip(reason) {
   console.log(`extd: training addon skipped (${reason}); \`extd train\` needs libtorch: ${HOWTO}`);

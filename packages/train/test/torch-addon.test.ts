@@ -5,12 +5,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { gradCheck, loadTorch, torchUnavailableReason, type Torch, type TorchTensor } from '../src/train/torch.js';
 import { ExtdError } from '@extd/core/utils/errors';
 import { requiredInCi } from '../../../test-support/shared.js';
 
+/** This package's folder (the spawned scripts run there). */
+const PACKAGE = fileURLToPath(new URL('..', import.meta.url));
 const skip = requiredInCi(torchUnavailableReason() ?? false);
 const torch = (skip ? undefined : loadTorch()) as Torch;
 
@@ -404,20 +407,21 @@ test('the CPU allocator counts live bytes and reuses freed blocks; the cache is 
 });
 
 test('loadTorch explains how to install libtorch when the addon is missing', () => {
-  const script = `import { loadTorch } from '../../../test/src/train/torch.ts';
-import { ExtdError } from '../../../test/src/utils/errors.ts';
+  const script = `import { loadTorch } from './src/train/torch.ts';
+import { ExtdError } from '@extd/core/utils/errors';
 try { loadTorch(); console.log('loaded'); } catch (e) { console.log(e instanceof ExtdError, e.message); }`;
   const res = spawnSync(process.execPath, ['--conditions=extd-source', '--import', 'tsx', '--input-type=module', '-e', script], {
-    cwd: resolve('.'),
+    cwd: PACKAGE,
     env: { ...process.env, EXTD_TORCH_ADDON: '/nonexistent/extd_torch.node' },
     encoding: 'utf8',
   });
-  assert.equal(res.stdout.trim(), 'true training needs libtorch: apt-get install libtorch-dev, then npm rebuild extd (addon not built: no file at /nonexistent/extd_torch.node)');
+  assert.equal(res.stdout.trim(), 'true training needs libtorch: apt-get install libtorch-dev, then npm rebuild @extd/train (addon not built: no file at /nonexistent/extd_torch.node)');
   assert.ok(ExtdError);
 });
 
 test('the install step skips the addon, exit 0 and one line, without libtorch', () => {
   const res = spawnSync(process.execPath, ['scripts/build-addon.mjs'], {
+    cwd: PACKAGE,
     env: { ...process.env, TORCH_INCLUDE: '/nonexistent' },
     encoding: 'utf8',
   });

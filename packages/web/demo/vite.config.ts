@@ -14,14 +14,15 @@
  * isolated: the condition for SharedArrayBuffer and so for wasm threads.
  */
 import { copyFileSync, createReadStream, mkdirSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultClientConditions, defineConfig, type Plugin } from 'vite';
 
 const DEMO_DIR = dirname(fileURLToPath(import.meta.url));
-const REPO = resolve(DEMO_DIR, '..');
-const ORT_DIST = join(REPO, 'node_modules', 'onnxruntime-web', 'dist');
+// onnxruntime-web's dist/ folder, wherever npm put the package (hoisted to the repository's node_modules in a workspace).
+const ORT_DIST = dirname(createRequire(import.meta.url).resolve('onnxruntime-web'));
 /** The glue modules and wasm binaries of the two builds ort-web.ts may load (wasm, webgpu). */
 export const ORT_FILES = [
   'ort-wasm-simd-threaded.mjs',
@@ -94,7 +95,8 @@ export default defineConfig({
     // onnxruntime-web's "extern wasm" builds load their glue module from
     // env.wasm.wasmPaths (/ort/) instead of embedding it, so the bundle does
     // not carry a second copy and thread workers find the glue on our origin.
-    conditions: ['onnxruntime-web-use-extern-wasm', ...defaultClientConditions],
+    // extd-source: our packages from their TypeScript sources (the workspace's packages are not built for the demo).
+    conditions: ['onnxruntime-web-use-extern-wasm', 'extd-source', ...defaultClientConditions],
   },
   optimizeDeps: { exclude: ['onnxruntime-web'] },
   build: {

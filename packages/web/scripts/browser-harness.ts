@@ -11,6 +11,7 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { startDemoServer, type DemoServer } from './demo-server.js';
 
@@ -30,8 +31,9 @@ export const CHROMIUM_ARGS = [
   '--use-fake-ui-for-media-stream',
 ];
 
+/** The shared reference data: EXTD_SHARED, else `shared/` next to the repository. */
 export function sharedRoot(): string {
-  return resolve(process.env.EXTD_SHARED ?? '../shared');
+  return process.env.EXTD_SHARED ? resolve(process.env.EXTD_SHARED) : fileURLToPath(new URL('../../../../shared', import.meta.url));
 }
 
 /** A reason to skip when Chromium is missing, else false. */

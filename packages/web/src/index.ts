@@ -1,7 +1,7 @@
 /**
- * extd for the browser: EXTD face detection on onnxruntime-web.
+ * @extd/web: EXTD face detection on onnxruntime-web.
  *
- *   import { createDetector } from 'extd';   // bundlers pick this file through the "browser" export condition
+ *   import { createDetector } from '@extd/web';
  *   const detector = await createDetector({ model: 'extd-64', wasmPaths: '/ort/' });
  *   const faces = await detector.detect(videoElement);   // [{ box: { x, y, width, height }, score }]
  *
@@ -9,6 +9,9 @@
  * weights parsers are the same modules the Node entry uses; only the session
  * (src/runtime/ort-web.ts) and the image reader (src/image/dom.ts) differ.
  * Nothing here imports a node: module.
+ *
+ * @packageDocumentation
+ * @module @extd/web
  */
 import { Detector, createDetectorWith, type Precision } from '@extd/core/detector';
 import { checkCalibration, type Calibration } from '@extd/core/quantize/calibration';

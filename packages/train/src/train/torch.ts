@@ -329,7 +329,7 @@ export interface Torch extends TorchNative {
   kaimingNormal(shape: number[], dtype?: TorchDType): TorchTensor;
 }
 
-const HOWTO = 'training needs libtorch: apt-get install libtorch-dev, then npm rebuild extd';
+const HOWTO = 'training needs libtorch: apt-get install libtorch-dev, then npm rebuild @extd/train';
 
 let cached: Torch | undefined;
 let cachedError: ExtdError | undefined;
