@@ -85,11 +85,13 @@ test('relaunchWithTcmalloc: a SIGINT sent to the parent reaches the child exactl
 // The published entry point: `extd train` goes through the relaunch and still
 // reports bad input on one line with a non-zero exit.
 test('bin/extd.js train: bad input is one line and a non-zero exit, through the relaunch', () => {
-  if (!existsSync(join(root, 'dist/cli/main.js')) || !existsSync(join(root, 'dist/train/allocator.js'))) {
-    const b = spawnSync('npm', ['run', 'build'], { cwd: root, encoding: 'utf8' });
+  // The bin is the extd package's; it finds this package's allocator when installed next to it.
+  const bin = join(root, '../node/bin/extd.js');
+  if (!existsSync(join(root, '../node/dist/cli/main.js')) || !existsSync(join(root, 'dist/train/allocator.js'))) {
+    const b = spawnSync('npm', ['run', 'build'], { cwd: join(root, '../..'), encoding: 'utf8' });
     assert.equal(b.status, 0, b.stderr);
   }
-  const r = spawnSync(process.execPath, [join(root, 'bin/extd.js'), 'train', '--annotations', 'x.txt', '--images', '.', '--out', join(tmpdir(), 'extd-never'), '--size', '7'], {
+  const r = spawnSync(process.execPath, [bin, 'train', '--annotations', 'x.txt', '--images', '.', '--out', join(tmpdir(), 'extd-never'), '--size', '7'], {
     encoding: 'utf8',
     cwd: root,
   });
@@ -97,7 +99,7 @@ test('bin/extd.js train: bad input is one line and a non-zero exit, through the 
   const lines = r.stderr.trim().split('\n');
   assert.equal(lines.length, 1, r.stderr);
   assert.match(lines[0]!, /size 7/);
-  const bad = spawnSync(process.execPath, [join(root, 'bin/extd.js'), 'train', '--size', '8'], {
+  const bad = spawnSync(process.execPath, [bin, 'train', '--size', '8'], {
     encoding: 'utf8',
     cwd: root,
     env: { ...process.env, LD_PRELOAD: '', EXTD_TCMALLOC: '/nonexistent/libtcmalloc.so' },

@@ -1,0 +1,18 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { loadTrainingCommand, TRAINING_PACKAGE } from '../src/cli/main.js';
+import { UsageError } from '../src/cli/args.js';
+
+test('extd train and plot-log come from @extd/train when it is installed', async () => {
+  assert.equal(TRAINING_PACKAGE, '@extd/train');
+  assert.equal((await loadTrainingCommand('train')).name, 'train');
+  assert.equal((await loadTrainingCommand('plot-log')).name, 'plot-log');
+});
+
+test('without the training package, extd train says in one line which package to install', async () => {
+  await assert.rejects(loadTrainingCommand('train', '@extd/not-installed'), (err: unknown) => {
+    assert.ok(err instanceof UsageError);
+    assert.equal(err.message, "'extd train' needs the training package: npm install @extd/not-installed (it compiles a libtorch addon; see its README)");
+    return true;
+  });
+});
