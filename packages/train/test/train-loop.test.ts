@@ -106,7 +106,7 @@ test('checkpoints are atomic: a failed save leaves latest.json on the previous c
 });
 
 function cli(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, ['--conditions=extd-source', '--import', 'tsx', join(import.meta.dirname, 'cli-entry.ts'), ...args], {
+  const r = spawnSync(process.execPath, ['--conditions=extd-source', '--import', 'tsx', join(import.meta.dirname, '../../../test-support/cli-entry.ts'), ...args], {
     encoding: 'utf8',
     env: { ...process.env, ...env },
   });

@@ -32,7 +32,7 @@ export async function loadTrainingCommand(name: 'train' | 'plot-log', packageNam
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     if ((e.code === 'ERR_MODULE_NOT_FOUND' || e.code === 'MODULE_NOT_FOUND') && e.message.includes(packageName)) {
-      throw new UsageError(`'extd ${name}' needs the training package: npm install ${packageName} (it compiles a libtorch addon; see its README)`);
+      throw new ExtdError(`the training package is not installed: npm install ${packageName} (it compiles a libtorch addon; see its README)`);
     }
     throw err;
   }
