@@ -112,11 +112,11 @@ test('gradient check: batch norm in training mode, and its running statistics', 
   const xs = x.toFloat64Array();
   for (let c = 0; c < 3; c++) {
     const vals: number[] = [];
-    for (let n = 0; n < 2; n++) for (let i = 0; i < 4; i++) vals.push(xs[n * 12 + c * 4 + i]);
+    for (let n = 0; n < 2; n++) for (let i = 0; i < 4; i++) vals.push(xs[n * 12 + c * 4 + i]!);
     const m = vals.reduce((s, v) => s + v, 0) / vals.length;
     const unbiased = vals.reduce((s, v) => s + (v - m) ** 2, 0) / (vals.length - 1);
-    assert.ok(Math.abs(rm.toFloat64Array()[c] - 0.1 * m) < 1e-12);
-    assert.ok(Math.abs(rv.toFloat64Array()[c] - (0.9 + 0.1 * unbiased)) < 1e-12);
+    assert.ok(Math.abs(rm.toFloat64Array()[c]! - 0.1 * m) < 1e-12);
+    assert.ok(Math.abs(rv.toFloat64Array()[c]! - (0.9 + 0.1 * unbiased)) < 1e-12);
   }
   // Eval mode uses the running stats and leaves them alone.
   const before = rm.toFloat64Array();
@@ -124,7 +124,7 @@ test('gradient check: batch norm in training mode, and its running statistics', 
   assert.deepEqual(rm.toFloat64Array(), before);
   const rmv = rm.toFloat64Array();
   const rvv = rv.toFloat64Array();
-  assert.ok(Math.abs(y[5] - (xs[5] - rmv[1]) / Math.sqrt(rvv[1] + 1e-5)) < 1e-12);
+  assert.ok(Math.abs(y[5]! - (xs[5]! - rmv[1]!) / Math.sqrt(rvv[1]! + 1e-5)) < 1e-12);
 });
 
 test('gradient check: activations', { skip }, () => {
@@ -197,8 +197,8 @@ test('upsampleBilinear2d matches the half-pixel formula and its gradient checks'
     for (let x = 0; x < ow; x++) {
       const [y0, y1, fy] = coord(y, h, oh);
       const [x0, x1, fx] = coord(x, w, ow);
-      const v = (1 - fy) * ((1 - fx) * src[y0 * w + x0] + fx * src[y0 * w + x1]) + fy * ((1 - fx) * src[y1 * w + x0] + fx * src[y1 * w + x1]);
-      assert.ok(Math.abs(got[y * ow + x] - v) < 1e-6, `(${y}, ${x}): ${got[y * ow + x]} vs ${v}`);
+      const v = (1 - fy) * ((1 - fx) * src[y0 * w + x0]! + fx * src[y0 * w + x1]!) + fy * ((1 - fx) * src[y1 * w + x0]! + fx * src[y1 * w + x1]!);
+      assert.ok(Math.abs(got[y * ow + x]! - v) < 1e-6, `(${y}, ${x}): ${got[y * ow + x]} vs ${v}`);
     }
   }
   torch.manualSeed(4);
@@ -424,7 +424,7 @@ test('the install step skips the addon, exit 0 and one line, without libtorch', 
   assert.equal(res.status, 0);
   const lines = res.stdout.trim().split('\n');
   assert.equal(lines.length, 1);
-  assert.match(lines[0], /training addon skipped \(libtorch headers not found at .*\).*apt-get install libtorch-dev/);
+  assert.match(lines[0]!, /training addon skipped \(libtorch headers not found at .*\).*apt-get install libtorch-dev/);
 });
 
 test('profiler: records the operators run between start and stop; an unwritable path is refused', { skip }, async () => {

@@ -554,15 +554,17 @@ export function gradCheck(
           x.copyFrom(torch.fromFloat64Array(values, x.shape));
           return f(...inputs).item();
         });
+      // grads[k] is input k's gradient, which has the input's n elements.
+      const grad = grads![k]!;
       for (let i = 0; i < n; i += step) {
-        const orig = view[i];
+        const orig = view[i]!;
         view[i] = orig + o.eps;
         const plus = evalAt(view);
         view[i] = orig - o.eps;
         const minus = evalAt(view);
         view[i] = orig;
         const numeric = (plus - minus) / (2 * o.eps);
-        const a = grads![k][i];
+        const a = grad[i]!;
         const raw = Math.abs(a - numeric) / Math.max(1, Math.abs(numeric));
         const err = Number.isFinite(raw) ? raw : Infinity;
         result.checked++;
