@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { gradCheck, loadTorch, torchUnavailableReason, type Torch, type TorchTensor } from '../src/train/torch.js';
@@ -78,14 +79,12 @@ test('dataView is a zero-copy view of the tensor storage', { skip }, () => {
   assert.throws(() => torch.permute(torch.zeros([2, 3]), [1, 0]).dataView(), /dataView: needs a contiguous float32 tensor/);
 });
 
-test('manualSeed makes randn reproducible; RNG state round-trips', { skip }, () => {
+test('manualSeed makes randn reproducible', { skip }, () => {
   torch.manualSeed(123);
   const a = torch.randn([5]).toFloat32Array();
-  const state = torch.getRngState();
   const b = torch.randn([5]).toFloat32Array();
   torch.manualSeed(123);
   assert.deepEqual(torch.randn([5]).toFloat32Array(), a);
-  torch.setRngState(state);
   assert.deepEqual(torch.randn([5]).toFloat32Array(), b);
   assert.notDeepEqual(a, b);
 });
@@ -205,22 +204,19 @@ test('upsampleBilinear2d matches the half-pixel formula and its gradient checks'
   checkOp('upsampleBilinear2d', (x) => torch.upsampleBilinear2d(x, [9, 7]), [param([1, 2, 5, 4])]);
 });
 
-test('gradient check: arithmetic, cat, permute/reshape, narrow, max', { skip }, () => {
+test('gradient check: arithmetic, cat, permute/reshape, narrow, max, clamp', { skip }, () => {
   torch.manualSeed(5);
   checkOp('add/mul/sub broadcast', (a, b) => torch.sub(torch.mul(torch.add(a, b), a), torch.div(b, 3)), [param([2, 3, 4]), param([3, 1])]);
   checkOp('cat dim 1', (a, b) => torch.cat([a, b], 1), [param([2, 3, 2]), param([2, 1, 2])]);
   checkOp('permute+reshape', (x) => torch.reshape(torch.permute(x, [0, 2, 3, 1]), [-1, 2]), [param([2, 2, 3, 3])]);
-  checkOp('narrow+slice', (x) => torch.slice(torch.narrow(x, 1, 1, 3), 2, 0, null, 2), [param([2, 5, 5])]);
+  checkOp('narrow twice', (x) => torch.narrow(torch.narrow(x, 1, 1, 3), 2, 0, 2), [param([2, 5, 5])]);
   checkOp('max over dim', (x) => torch.max(x, 1)[0], [param([4, 3, 5])]);
-  checkOp('maximum of tensors', (a, b) => torch.maximum(a, b), [param([3, 4]), param([3, 4])]);
-  checkOp('exp/abs/clamp', (x) => torch.clamp(torch.add(torch.exp(x), torch.abs(x)), 0.5, 3), [param([10])]);
+  checkOp('clamp both sides', (x) => torch.clamp(x, -0.5, 0.5), [param([10])]);
+  checkOp('clamp below only', (x) => torch.clamp(x, 0.1), [param([10])]);
 });
 
-test('gradient check: log-softmax + gather, cross-entropy, smooth-L1 (sum)', { skip }, () => {
+test('gradient check: cross-entropy, smooth-L1 (sum)', { skip }, () => {
   torch.manualSeed(6);
-  const labels = torch.fromInt64Array([1, 0, 1, 1, 0, 0], [6, 1]);
-  checkOp('logSoftmax+gather', (x) => torch.gather(torch.logSoftmax(x, 1), 1, labels), [param([6, 2])]);
-  checkOp('softmax', (x) => torch.softmax(x, 1), [param([4, 3])]);
   const target = torch.fromInt64Array([2, 0, 1, 1], [4]);
   checkOp('crossEntropy sum', (x) => torch.crossEntropy(x, target, 'sum'), [param([4, 3])]);
   // Spread the differences so none sits near the |d| = 1 kink of smooth-L1.
@@ -379,7 +375,7 @@ test('tidy frees the tensors of handles the garbage collector took inside it', {
   assert.equal(torch.allocatorStats().live, base, 'every tensor of the scope freed at its end');
 });
 
-test('the CPU allocator counts live bytes and reuses freed blocks; the cache is bounded and can be emptied', { skip }, () => {
+test('the CPU allocator counts live bytes and reuses freed blocks; the cache is bounded', { skip }, () => {
   const s0 = torch.allocatorStats();
   torch.resetAllocatorPeak();
   const step = () => torch.tidy(() => torch.sum(torch.mul(torch.add(torch.ones([2_000_000]), 1), 3)).item());
@@ -390,22 +386,13 @@ test('the CPU allocator counts live bytes and reuses freed blocks; the cache is 
   step();
   const s2 = torch.allocatorStats();
   assert.ok(s2.reused - s1.reused >= 3, `the second step reused ${s2.reused - s1.reused} cached blocks`);
-  assert.ok(s2.cached <= s2.cacheLimit, `cached ${s2.cached} > limit ${s2.cacheLimit}`);
-  torch.setAllocatorCache(0);
-  assert.equal(torch.allocatorStats().cached, 0);
-  step();
-  assert.equal(torch.allocatorStats().reused, s2.reused, 'no reuse with caching off');
-  torch.setAllocatorCache(-1);
-  step();
-  assert.ok(torch.allocatorStats().cached > 0);
-  torch.emptyAllocatorCache();
-  assert.equal(torch.allocatorStats().cached, 0);
-  assert.throws(() => torch.setAllocatorCache(-2), /setAllocatorCache: limitBytes must be >= 0/);
+  assert.ok(s2.cached > 0 && s2.cached <= s2.cacheLimit, `cached ${s2.cached}, limit ${s2.cacheLimit}`);
 });
 
 test('loadTorch explains how to install libtorch when the addon is missing', () => {
-  const script = `import { loadTorch } from '../../../test/src/train/torch.ts';
-import { ExtdError } from '../../../test/src/utils/errors.ts';
+  // By URL: the -e script resolves relative specifiers from the working directory.
+  const script = `import { loadTorch } from '${new URL('../src/train/torch.ts', import.meta.url).href}';
+import { ExtdError } from '@extd/core/utils/errors';
 try { loadTorch(); console.log('loaded'); } catch (e) { console.log(e instanceof ExtdError, e.message); }`;
   const res = spawnSync(process.execPath, ['--conditions=extd-source', '--import', 'tsx', '--input-type=module', '-e', script], {
     cwd: resolve('.'),
@@ -417,7 +404,7 @@ try { loadTorch(); console.log('loaded'); } catch (e) { console.log(e instanceof
 });
 
 test('the install step skips the addon, exit 0 and one line, without libtorch', () => {
-  const res = spawnSync(process.execPath, ['scripts/build-addon.mjs'], {
+  const res = spawnSync(process.execPath, [fileURLToPath(new URL('../scripts/build-addon.mjs', import.meta.url))], {
     env: { ...process.env, TORCH_INCLUDE: '/nonexistent' },
     encoding: 'utf8',
   });
