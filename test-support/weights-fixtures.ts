@@ -59,7 +59,7 @@ export class PickleWriter {
       bytes.push(Number(v & 0xffn));
       v >>= 8n;
     }
-    if (bytes.length === 0 || bytes[bytes.length - 1] & 0x80) bytes.push(0);
+    if (bytes.length === 0 || bytes[bytes.length - 1]! & 0x80) bytes.push(0);
     return this.u8(0x8a, bytes.length, ...bytes);
   }
   str(s: string): this {
@@ -81,7 +81,7 @@ export class PickleWriter {
     return this.u8(0x47, ...b);
   }
   intTuple(v: number[]): this {
-    if (v.length === 1) return this.int(v[0]).tuple1();
+    if (v.length === 1) return this.int(v[0]!).tuple1();
     if (v.length === 0) return this.emptyTuple();
     this.mark();
     for (const d of v) this.int(d);

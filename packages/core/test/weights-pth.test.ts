@@ -47,7 +47,7 @@ for (const width of [32, 48, 64]) {
       const t = pth.get(name)!;
       assert.equal(t.dtype, 'int64', name);
       assert.deepEqual(t.shape, [], name);
-      assert.ok((t.data as BigInt64Array)[0] >= 0n, name);
+      assert.ok((t.data as BigInt64Array)[0]! >= 0n, name);
     }
   });
 }
@@ -118,7 +118,7 @@ test('legacy view storages: a window into a larger storage', () => {
   const t: FakeTensor[] = [
     { name: 'v', storageKey: '0', storageType: 'FloatStorage', storageNumel: 10, offset: 1, shape: [2], stride: [1], view: ['5', 2, 4] },
   ];
-  const sd = readPth(legacyCheckpoint(stateDictPickle(t, 'legacy'), [STORAGES[0]]), 'view.pth');
+  const sd = readPth(legacyCheckpoint(stateDictPickle(t, 'legacy'), [STORAGES[0]!]), 'view.pth');
   assert.deepEqual(values(sd.get('v')), [S0[3], S0[4]]);
 });
 
@@ -151,7 +151,7 @@ test('EXTD_32.pth repacked as a zip checkpoint reads the same', { skip: noShared
   const storages: Array<{ key: string; bytes: Uint8Array }> = [];
   for (const key of keysResult.value as string[]) {
     const n = Number(new DataView(legacy.buffer, legacy.byteOffset).getBigInt64(pos, true));
-    const nbytes = n * itemSize[key];
+    const nbytes = n * itemSize[key]!; // every storage key was seen by persistentLoad
     storages.push({ key, bytes: legacy.subarray(pos + 8, pos + 8 + nbytes) });
     pos += 8 + nbytes;
   }
@@ -248,7 +248,7 @@ test('damaged zip checkpoints', () => {
   const bad = good.slice();
   const at = Buffer.from(bad).indexOf(Buffer.from(f32bytes(S0)));
   assert.ok(at > 0);
-  bad[at + 3] ^= 0x40;
+  bad[at + 3]! ^= 0x40;
   throwsExtd(() => readPth(bad, 'bad.pt'), /^bad\.pt: zip entry 'archive\/data\/0' fails its CRC-32 check/);
   // A storage file shorter than the pickle says.
   const short = zipCheckpoint(stateDictPickle(TENSORS, 'zip'), [{ key: '0', bytes: f32bytes(S0.slice(1)) }, ...STORAGES.slice(1)]);
@@ -268,11 +268,11 @@ test('damaged zip checkpoints', () => {
 
 test('tensor reaching past its storage, and non-state_dict contents', () => {
   const over: FakeTensor[] = [{ name: 'w', storageKey: '0', storageType: 'FloatStorage', storageNumel: 10, offset: 2, shape: [3, 3], stride: [3, 1] }];
-  throwsExtd(() => readPth(zipCheckpoint(stateDictPickle(over, 'zip'), [STORAGES[0]]), 'o.pt'), /tensor 'w' \(shape \[3, 3\], stride \[3, 1\], offset 2\) reaches element 10 of storage '0', which has 10 elements/);
+  throwsExtd(() => readPth(zipCheckpoint(stateDictPickle(over, 'zip'), [STORAGES[0]!]), 'o.pt'), /tensor 'w' \(shape \[3, 3\], stride \[3, 1\], offset 2\) reaches element 10 of storage '0', which has 10 elements/);
   const expand: FakeTensor[] = [{ name: 'e', storageKey: '0', storageType: 'FloatStorage', storageNumel: 10, offset: 0, shape: [100000, 1000], stride: [0, 0] }];
-  throwsExtd(() => readPth(zipCheckpoint(stateDictPickle(expand, 'zip'), [STORAGES[0]]), 'x.pt'), /tensor 'e' \(shape \[100000, 1000\], stride \[0, 0\]\) expands storage '0' of 10 elements to 100000000; refusing more than/);
+  throwsExtd(() => readPth(zipCheckpoint(stateDictPickle(expand, 'zip'), [STORAGES[0]!]), 'x.pt'), /tensor 'e' \(shape \[100000, 1000\], stride \[0, 0\]\) expands storage '0' of 10 elements to 100000000; refusing more than/);
   const small: FakeTensor[] = [{ name: 'e', storageKey: '0', storageType: 'FloatStorage', storageNumel: 10, offset: 8, shape: [3, 2], stride: [0, 1] }];
-  assert.deepEqual(values(readPth(zipCheckpoint(stateDictPickle(small, 'zip'), [STORAGES[0]]), 'x.pt').get('e')), [8.5, 9.5, 8.5, 9.5, 8.5, 9.5]);
+  assert.deepEqual(values(readPth(zipCheckpoint(stateDictPickle(small, 'zip'), [STORAGES[0]!]), 'x.pt').get('e')), [8.5, 9.5, 8.5, 9.5, 8.5, 9.5]);
   const list = new PickleWriter().proto(2).emptyList().mark().int(1).int(2).appends().stop().bytes();
   throwsExtd(() => readPth(zipCheckpoint(list, []), 'l.pt'), /checkpoint holds a tuple\/list of 2, expected a state_dict/);
   const mixed = new PickleWriter().proto(2).emptyDict().str('epoch').int(3).setitem().str('lr').int(1).setitem().stop().bytes();

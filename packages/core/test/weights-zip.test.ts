@@ -11,7 +11,7 @@ function sample(n: number, seed: number): Uint8Array {
   for (let i = 0; i < n; i++) {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
     // Runs and repeats every so often exercise length/distance pairs, including overlapping copies.
-    out[i] = i > 300 && s % 7 === 0 ? out[i - 1 - (s % 300)] : (s >>> 24) % 40;
+    out[i] = i > 300 && s % 7 === 0 ? out[i - 1 - (s % 300)]! : (s >>> 24) % 40;
   }
   return out;
 }

@@ -231,7 +231,7 @@ test('checkpoints saved by training code load in every command: DataParallel, ne
   const r = runCli(['detect', PHOTO(), '--model', dp, '--threads', '1', '--json']);
   assert.equal(r.code, 0, r.stderr);
   const faces = JSON.parse(r.stdout)[0].faces;
-  assert.deepEqual(faces.map((f: { box: Record<string, number> }) => [f.box.x, f.box.y, f.box.width, f.box.height].map(Math.round)), [[392, 178, 182, 249]]);
+  assert.deepEqual(faces.map((f: { box: { x: number; y: number; width: number; height: number } }) => [f.box.x, f.box.y, f.box.width, f.box.height].map(Math.round)), [[392, 178, 182, 249]]);
   const nested = join(tmp, 'nested.pth');
   writeFileSync(nested, torchSave({ dict: [['epoch', 20], ['state_dict', stateDictValue(sd, '_orig_mod.')], ['optimizer', { dict: [['param_groups', [{ dict: [['lr', 0.001]] }]]] }]] }));
   const info = runCli(['info', nested]);

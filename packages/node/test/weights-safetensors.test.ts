@@ -38,7 +38,7 @@ function assertSameTensors(a: Map<string, Tensor>, b: Map<string, Tensor>): void
 }
 
 
-const ALL_DTYPES: Record<string, Tensor> = {
+const ALL_DTYPES = {
   f32: { dtype: 'float32', shape: [2, 3], data: Float32Array.from([1.5, -0, NaN, Infinity, -3.25e-39, 3.4e38]) },
   f64: { dtype: 'float64', shape: [3], data: Float64Array.from([Math.PI, -1e-310, 2 ** 60]) },
   i64: { dtype: 'int64', shape: [2], data: BigInt64Array.from([-(2n ** 63n), 2n ** 62n + 7n]) },
@@ -49,7 +49,7 @@ const ALL_DTYPES: Record<string, Tensor> = {
   flags: { dtype: 'bool', shape: [2, 2], data: Uint8Array.from([1, 0, 0, 1]) },
   empty: { dtype: 'float32', shape: [0, 3], data: new Float32Array(0) },
   scalar: { dtype: 'float64', shape: [], data: Float64Array.from([-7.5]) },
-};
+} satisfies Record<string, Tensor>;
 
 test('safetensors round trip: every dtype, empty tensors, scalars, metadata', () => {
   const meta = { arch: 'EXTD-FPN-32-PReLU', note: 'ünïcode ok' };
@@ -72,7 +72,7 @@ test('safetensors writer: header padded to 8 with spaces, every tensor aligned t
   const header = JSON.parse(text) as Record<string, { dtype: string; data_offsets: [number, number] }>;
   const size: Record<string, number> = { U8: 1, F64: 8, I16: 2, I64: 8 };
   for (const [name, e] of Object.entries(header)) {
-    assert.equal(e.data_offsets[0] % size[e.dtype], 0, `${name} misaligned at ${e.data_offsets[0]}`);
+    assert.equal(e.data_offsets[0] % size[e.dtype]!, 0, `${name} misaligned at ${e.data_offsets[0]}`);
   }
   assert.equal(readSafetensors(bytes).tensors.size, 4);
 });

@@ -36,7 +36,7 @@ function time(fn: () => void, n: number): number {
   return median(ms);
 }
 
-console.log(`libtorch ${torch.version().torch}, mkldnn ${torch.isMkldnnEnabled()}, batch ${batch}, ${size}x${size}, median of ${iters}`);
+console.log(`libtorch ${torch.version().torch}, batch ${batch}, ${size}x${size}, median of ${iters}`);
 for (const threads of [1, 2]) {
   torch.setNumThreads(threads);
   const x = torch.randn([batch, 128, size / 4, size / 4]);

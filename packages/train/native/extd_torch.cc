@@ -106,7 +106,7 @@ auto guarded(Napi::Env env, const char* op, F&& fn) -> decltype(fn()) {
 // ---------------------------------------------------------------- CPU allocator
 
 // libtorch's CPU allocator, replaced at load time by one that counts live
-// bytes (allocatorStats) and keeps freed blocks for reuse (setAllocatorCache).
+// bytes (allocatorStats) and keeps freed blocks for reuse.
 //
 // Why: a training step allocates and frees the same few hundred activation
 // and gradient buffers, with the same sizes, every step. Handed back to
@@ -117,10 +117,9 @@ auto guarded(Napi::Env env, const char* op, F&& fn) -> decltype(fn()) {
 // Kept here by exact size (rounded up to 4 KB), a step reuses the previous
 // step's blocks: no page faults and no growth, whatever malloc is preloaded.
 //
-// The cache is bounded: by default (limit -1, "auto") by the largest number
-// of live bytes seen so far (plus an eighth), so that live + cached stays near the peak a step
-// needs anyway; a fixed limit in bytes, or 0 (no caching), can be set. When a
-// freed block does not fit, the blocks that have waited longest are released
+// The cache is bounded by the largest number of live bytes seen so far (plus
+// an eighth), so that live + cached stays near the peak a step needs anyway.
+// When a freed block does not fit, the blocks that have waited longest are released
 // first (sizes that stopped being used, e.g. after a change of input size).
 //
 // Every block carries a 64-byte header (its rounded size) in front of the
@@ -133,7 +132,6 @@ class CachingCpuAllocator final : public at::Allocator {
   static constexpr size_t kPage = 4096;
   // Smaller blocks go straight to malloc (cheap, and not worth a cache slot).
   static constexpr size_t kCacheMin = 64 * 1024;
-  static constexpr int64_t kAuto = -1;
 
   static CachingCpuAllocator& instance() {
     static CachingCpuAllocator* a = new CachingCpuAllocator();  // never destroyed: blocks may outlive statics
@@ -162,24 +160,6 @@ class CachingCpuAllocator final : public at::Allocator {
     std::lock_guard<std::mutex> lock(m_);
     peak_ = live_;
   }
-  // limit kAuto (-1): the largest live total so far; 0: no caching; else bytes.
-  void setCacheLimit(int64_t limit) {
-    std::vector<void*> release;
-    {
-      std::lock_guard<std::mutex> lock(m_);
-      limit_ = limit;
-      EvictLocked(LimitLocked(), release);
-    }
-    for (void* b : release) std::free(b);
-  }
-  void emptyCache() {
-    std::vector<void*> release;
-    {
-      std::lock_guard<std::mutex> lock(m_);
-      EvictLocked(0, release);
-    }
-    for (void* b : release) std::free(b);
-  }
 
  private:
   struct Cached {
@@ -188,10 +168,10 @@ class CachingCpuAllocator final : public at::Allocator {
   };
 
   static size_t Rounded(size_t n) { return (n + kHeader + kPage - 1) / kPage * kPage; }
-  // Auto: an eighth above the largest live total, so that a step whose blocks
-  // are a little more than its peak (sizes used at different times) does not
+  // An eighth above the largest live total, so that a step whose blocks are a
+  // little more than its peak (sizes used at different times) does not
   // release and fault in the difference every step.
-  int64_t LimitLocked() const { return limit_ == kAuto ? peakEver_ + peakEver_ / 8 : limit_; }
+  int64_t LimitLocked() const { return peakEver_ + peakEver_ / 8; }
 
   void* Take(size_t n) {
     size_t total = n + kHeader >= kCacheMin ? Rounded(n) : n + kHeader;
@@ -256,7 +236,6 @@ class CachingCpuAllocator final : public at::Allocator {
   std::mutex m_;
   std::unordered_map<size_t, std::vector<Cached>> free_;
   int64_t live_ = 0, peak_ = 0, peakEver_ = 0, cached_ = 0, allocations_ = 0, reused_ = 0;
-  int64_t limit_ = kAuto;
   uint64_t seq_ = 0;
 };
 
@@ -708,18 +687,11 @@ at::TensorOptions creationOptions(const Args& a, size_t dtypeArg) {
 
 Napi::Value zeros(const Args& a) { return wrap(a.env, at::zeros(a.ints(0, "shape"), creationOptions(a, 1))); }
 Napi::Value ones(const Args& a) { return wrap(a.env, at::ones(a.ints(0, "shape"), creationOptions(a, 1))); }
-Napi::Value empty(const Args& a) { return wrap(a.env, at::empty(a.ints(0, "shape"), creationOptions(a, 1))); }
 Napi::Value full(const Args& a) {
   return wrap(a.env, at::full(a.ints(0, "shape"), a.number(1, "value"), creationOptions(a, 2)));
 }
 Napi::Value randn(const Args& a) { return wrap(a.env, at::randn(a.ints(0, "shape"), creationOptions(a, 1))); }
 Napi::Value rand(const Args& a) { return wrap(a.env, at::rand(a.ints(0, "shape"), creationOptions(a, 1))); }
-Napi::Value arange(const Args& a) {
-  return wrap(a.env, at::arange(a.integer(0, "end"), at::TensorOptions().dtype(a.dtype(1, "int64"))));
-}
-Napi::Value scalar(const Args& a) {
-  return wrap(a.env, at::scalar_tensor(a.number(0, "value"), creationOptions(a, 1)));
-}
 
 // ---------------------------------------------------------------- global state
 
@@ -734,32 +706,6 @@ Napi::Value manualSeed(const Args& a) {
     seed = uint64_t(d);
   }
   at::manual_seed(seed);
-  return a.env.Undefined();
-}
-
-Napi::Value getRngState(const Args& a) {
-  at::Tensor state;
-  {
-    auto gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    state = gen.get_state();
-  }
-  auto out = Napi::Uint8Array::New(a.env, size_t(state.numel()));
-  std::memcpy(out.Data(), state.data_ptr<uint8_t>(), size_t(state.numel()));
-  return out;
-}
-
-Napi::Value setRngState(const Args& a) {
-  if (a.info.Length() < 1 || !a.info[0].IsTypedArray() ||
-      a.info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-    a.bad(0, "state", "a Uint8Array from getRngState()");
-  }
-  auto src = a.info[0].As<Napi::Uint8Array>();
-  at::Tensor state = at::empty({int64_t(src.ElementLength())}, at::kByte);
-  std::memcpy(state.data_ptr<uint8_t>(), src.Data(), src.ElementLength());
-  auto gen = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  gen.set_state(state);
   return a.env.Undefined();
 }
 
@@ -808,32 +754,7 @@ Napi::Value resetAllocatorPeak(const Args& a) {
   return a.env.Undefined();
 }
 
-Napi::Value setAllocatorCache(const Args& a) {
-  double limit = a.number(0, "limitBytes");
-  if (!(limit >= 0 || limit == -1)) {
-    typeError(a.env, "setAllocatorCache: limitBytes must be >= 0 (0: no caching), or -1 (the largest live total so far)");
-  }
-  CachingCpuAllocator::instance().setCacheLimit(limit < 0 ? CachingCpuAllocator::kAuto : int64_t(limit));
-  return a.env.Undefined();
-}
-
-Napi::Value emptyAllocatorCache(const Args& a) {
-  CachingCpuAllocator::instance().emptyCache();
-  return a.env.Undefined();
-}
-
 Napi::Value getNumThreads(const Args& a) { return Napi::Number::New(a.env, at::get_num_threads()); }
-
-// oneDNN (mkldnn) runs float32 convolutions that are grouped, strided or
-// larger than 1x1; off, libtorch falls back to im2col + BLAS for all of them.
-Napi::Value setMkldnnEnabled(const Args& a) {
-  at::globalContext().setUserEnabledMkldnn(a.boolean(0, true));
-  return a.env.Undefined();
-}
-
-Napi::Value isMkldnnEnabled(const Args& a) {
-  return Napi::Boolean::New(a.env, at::globalContext().userEnabledMkldnn());
-}
 
 Napi::Value setGradEnabled(const Args& a) {
   c10::GradMode::set_enabled(a.boolean(0, true));
@@ -1304,7 +1225,6 @@ Napi::Value leakyRelu(const Args& a) {
   return wrap(a.env, at::leaky_relu(a.tensor(0, "input"), a.number(1, "slope", 0.01)));
 }
 Napi::Value relu(const Args& a) { return wrap(a.env, at::relu(a.tensor(0, "input"))); }
-Napi::Value sigmoid(const Args& a) { return wrap(a.env, at::sigmoid(a.tensor(0, "input"))); }
 
 Napi::Value upsampleBilinear2d(const Args& a) {
   auto size = a.ints(1, "size");
@@ -1331,13 +1251,7 @@ Napi::Value div(const Args& a) {
   if (a.isTensor(1)) return wrap(a.env, at::div(a.tensor(0, "a"), a.tensor(1, "b")));
   return wrap(a.env, at::div(a.tensor(0, "a"), a.scalarOperand(1)));
 }
-Napi::Value maximum(const Args& a) { return wrap(a.env, at::maximum(a.tensor(0, "a"), a.tensor(1, "b"))); }
-Napi::Value minimum(const Args& a) { return wrap(a.env, at::minimum(a.tensor(0, "a"), a.tensor(1, "b"))); }
 
-Napi::Value neg(const Args& a) { return wrap(a.env, at::neg(a.tensor(0, "input"))); }
-Napi::Value exp(const Args& a) { return wrap(a.env, at::exp(a.tensor(0, "input"))); }
-Napi::Value log(const Args& a) { return wrap(a.env, at::log(a.tensor(0, "input"))); }
-Napi::Value abs(const Args& a) { return wrap(a.env, at::abs(a.tensor(0, "input"))); }
 Napi::Value sqrt(const Args& a) { return wrap(a.env, at::sqrt(a.tensor(0, "input"))); }
 Napi::Value clamp(const Args& a) {
   auto lo = a.optNumber(1, "min");
@@ -1348,16 +1262,6 @@ Napi::Value clamp(const Args& a) {
   return wrap(a.env, at::clamp(a.tensor(0, "input"), slo, shi));
 }
 
-// Comparisons give bool tensors (no gradient).
-template <at::Tensor (*TT)(const at::Tensor&, const at::Tensor&), at::Tensor (*TS)(const at::Tensor&, const at::Scalar&)>
-Napi::Value compare(const Args& a) {
-  if (a.isTensor(1)) return wrap(a.env, TT(a.tensor(0, "a"), a.tensor(1, "b")));
-  return wrap(a.env, TS(a.tensor(0, "a"), a.scalarOperand(1)));
-}
-Napi::Value logicalAnd(const Args& a) { return wrap(a.env, at::logical_and(a.tensor(0, "a"), a.tensor(1, "b"))); }
-Napi::Value logicalOr(const Args& a) { return wrap(a.env, at::logical_or(a.tensor(0, "a"), a.tensor(1, "b"))); }
-Napi::Value logicalNot(const Args& a) { return wrap(a.env, at::logical_not(a.tensor(0, "input"))); }
-
 Napi::Value cat(const Args& a) { return wrap(a.env, at::cat(a.tensors(0, "tensors"), a.integer(1, "dim", 0))); }
 Napi::Value stack(const Args& a) { return wrap(a.env, at::stack(a.tensors(0, "tensors"), a.integer(1, "dim", 0))); }
 
@@ -1365,71 +1269,16 @@ Napi::Value max(const Args& a) {
   if (!a.has(1)) return wrap(a.env, at::max(a.tensor(0, "input")));
   return wrapPair(a.env, at::max(a.tensor(0, "input"), a.integer(1, "dim"), a.boolean(2, false)));
 }
-Napi::Value min(const Args& a) {
-  if (!a.has(1)) return wrap(a.env, at::min(a.tensor(0, "input")));
-  return wrapPair(a.env, at::min(a.tensor(0, "input"), a.integer(1, "dim"), a.boolean(2, false)));
-}
-Napi::Value argmax(const Args& a) {
-  return wrap(a.env, at::argmax(a.tensor(0, "input"), a.integer(1, "dim"), a.boolean(2, false)));
-}
 
 Napi::Value narrow(const Args& a) {
   return wrap(a.env, at::narrow(a.tensor(0, "input"), a.integer(1, "dim"), a.integer(2, "start"),
                                 a.integer(3, "length")));
 }
-Napi::Value slice(const Args& a) {
-  c10::optional<int64_t> start, end;
-  if (a.has(2)) start = a.integer(2, "start");
-  if (a.has(3)) end = a.integer(3, "end");
-  return wrap(a.env, at::slice(a.tensor(0, "input"), a.integer(1, "dim"), start, end, a.integer(4, "step", 1)));
-}
-Napi::Value select(const Args& a) {
-  return wrap(a.env, at::select(a.tensor(0, "input"), a.integer(1, "dim"), a.integer(2, "index")));
-}
 Napi::Value reshape(const Args& a) { return wrap(a.env, at::reshape(a.tensor(0, "input"), a.ints(1, "shape"))); }
 Napi::Value permute(const Args& a) { return wrap(a.env, at::permute(a.tensor(0, "input"), a.ints(1, "dims"))); }
-Napi::Value transpose(const Args& a) {
-  return wrap(a.env, at::transpose(a.tensor(0, "input"), a.integer(1, "dim0"), a.integer(2, "dim1")));
-}
-Napi::Value contiguous(const Args& a) { return wrap(a.env, a.tensor(0, "input").contiguous()); }
-Napi::Value unsqueeze(const Args& a) { return wrap(a.env, at::unsqueeze(a.tensor(0, "input"), a.integer(1, "dim"))); }
-Napi::Value squeeze(const Args& a) {
-  if (!a.has(1)) return wrap(a.env, at::squeeze(a.tensor(0, "input")));
-  return wrap(a.env, at::squeeze(a.tensor(0, "input"), a.integer(1, "dim")));
-}
-Napi::Value flatten(const Args& a) {
-  return wrap(a.env, at::flatten(a.tensor(0, "input"), a.integer(1, "startDim", 0), a.integer(2, "endDim", -1)));
-}
-Napi::Value expand(const Args& a) { return wrap(a.env, a.tensor(0, "input").expand(a.ints(1, "shape"))); }
 
-Napi::Value logSoftmax(const Args& a) {
-  return wrap(a.env, at::log_softmax(a.tensor(0, "input"), a.integer(1, "dim", -1)));
-}
-Napi::Value softmax(const Args& a) { return wrap(a.env, at::softmax(a.tensor(0, "input"), a.integer(1, "dim", -1))); }
-Napi::Value logsumexp(const Args& a) {
-  return wrap(a.env, at::logsumexp(a.tensor(0, "input"), {a.integer(1, "dim", -1)}, a.boolean(2, false)));
-}
-
-Napi::Value gather(const Args& a) {
-  return wrap(a.env, at::gather(a.tensor(0, "input"), a.integer(1, "dim"), a.tensor(2, "index")));
-}
 Napi::Value indexSelect(const Args& a) {
   return wrap(a.env, at::index_select(a.tensor(0, "input"), a.integer(1, "dim"), a.tensor(2, "index")));
-}
-Napi::Value maskedSelect(const Args& a) {
-  return wrap(a.env, at::masked_select(a.tensor(0, "input"), a.tensor(1, "mask")));
-}
-Napi::Value where(const Args& a) {
-  return wrap(a.env, at::where(a.tensor(0, "condition"), a.tensor(1, "a"), a.tensor(2, "b")));
-}
-Napi::Value nonzero(const Args& a) { return wrap(a.env, at::nonzero(a.tensor(0, "input"))); }
-
-Napi::Value sort(const Args& a) {
-  return wrapPair(a.env, at::sort(a.tensor(0, "input"), a.integer(1, "dim", -1), a.boolean(2, false)));
-}
-Napi::Value topk(const Args& a) {
-  return wrapPair(a.env, at::topk(a.tensor(0, "input"), a.integer(1, "k"), a.integer(2, "dim", -1),
-                                  a.boolean(3, true), a.boolean(4, true)));
 }
 
 Napi::Value smoothL1Loss(const Args& a) {
@@ -1438,9 +1287,6 @@ Napi::Value smoothL1Loss(const Args& a) {
 }
 Napi::Value crossEntropy(const Args& a) {
   return wrap(a.env, at::cross_entropy_loss(a.tensor(0, "input"), a.tensor(1, "target"), {}, a.reduction(2)));
-}
-Napi::Value nllLoss(const Args& a) {
-  return wrap(a.env, at::nll_loss(a.tensor(0, "input"), a.tensor(1, "target"), {}, a.reduction(2)));
 }
 
 Napi::Value sum(const Args& a) {
@@ -1617,25 +1463,16 @@ const OpEntry kOps[] = {
     {"fromTypedArray", fromTypedArray},
     {"zeros", zeros},
     {"ones", ones},
-    {"empty", empty},
     {"full", full},
     {"randn", randn},
     {"rand", rand},
-    {"arange", arange},
-    {"scalar", scalar},
     {"manualSeed", manualSeed},
-    {"getRngState", getRngState},
-    {"setRngState", setRngState},
     {"setNumThreads", setNumThreads},
     {"profileStart", profileStart},
     {"profileStop", profileStop},
     {"getNumThreads", getNumThreads},
     {"allocatorStats", allocatorStats},
     {"resetAllocatorPeak", resetAllocatorPeak},
-    {"setAllocatorCache", setAllocatorCache},
-    {"emptyAllocatorCache", emptyAllocatorCache},
-    {"setMkldnnEnabled", setMkldnnEnabled},
-    {"isMkldnnEnabled", isMkldnnEnabled},
     {"setGradEnabled", setGradEnabled},
     {"isGradEnabled", isGradEnabled},
     {"version", version},
@@ -1647,58 +1484,22 @@ const OpEntry kOps[] = {
     {"batchNormPrelu", batchNormPrelu},
     {"leakyRelu", leakyRelu},
     {"relu", relu},
-    {"sigmoid", sigmoid},
     {"upsampleBilinear2d", upsampleBilinear2d},
     {"add", add},
     {"sub", sub},
     {"mul", mul},
     {"div", div},
-    {"maximum", maximum},
-    {"minimum", minimum},
-    {"neg", neg},
-    {"exp", exp},
-    {"log", log},
-    {"abs", abs},
     {"sqrt", sqrt},
     {"clamp", clamp},
-    {"eq", compare<at::eq, at::eq>},
-    {"ne", compare<at::ne, at::ne>},
-    {"lt", compare<at::lt, at::lt>},
-    {"le", compare<at::le, at::le>},
-    {"gt", compare<at::gt, at::gt>},
-    {"ge", compare<at::ge, at::ge>},
-    {"logicalAnd", logicalAnd},
-    {"logicalOr", logicalOr},
-    {"logicalNot", logicalNot},
     {"cat", cat},
     {"stack", stack},
     {"max", max},
-    {"min", min},
-    {"argmax", argmax},
     {"narrow", narrow},
-    {"slice", slice},
-    {"select", select},
     {"reshape", reshape},
     {"permute", permute},
-    {"transpose", transpose},
-    {"contiguous", contiguous},
-    {"unsqueeze", unsqueeze},
-    {"squeeze", squeeze},
-    {"flatten", flatten},
-    {"expand", expand},
-    {"logSoftmax", logSoftmax},
-    {"softmax", softmax},
-    {"logsumexp", logsumexp},
-    {"gather", gather},
     {"indexSelect", indexSelect},
-    {"maskedSelect", maskedSelect},
-    {"where", where},
-    {"nonzero", nonzero},
-    {"sort", sort},
-    {"topk", topk},
     {"smoothL1Loss", smoothL1Loss},
     {"crossEntropy", crossEntropy},
-    {"nllLoss", nllLoss},
     {"sum", sum},
     {"mean", mean},
     {"toDtype", toDtype},

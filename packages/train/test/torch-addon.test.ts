@@ -81,14 +81,12 @@ test('dataView is a zero-copy view of the tensor storage', { skip }, () => {
   assert.throws(() => torch.permute(torch.zeros([2, 3]), [1, 0]).dataView(), /dataView: needs a contiguous float32 tensor/);
 });
 
-test('manualSeed makes randn reproducible; RNG state round-trips', { skip }, () => {
+test('manualSeed makes randn reproducible', { skip }, () => {
   torch.manualSeed(123);
   const a = torch.randn([5]).toFloat32Array();
-  const state = torch.getRngState();
   const b = torch.randn([5]).toFloat32Array();
   torch.manualSeed(123);
   assert.deepEqual(torch.randn([5]).toFloat32Array(), a);
-  torch.setRngState(state);
   assert.deepEqual(torch.randn([5]).toFloat32Array(), b);
   assert.notDeepEqual(a, b);
 });
@@ -115,11 +113,11 @@ test('gradient check: batch norm in training mode, and its running statistics', 
   const xs = x.toFloat64Array();
   for (let c = 0; c < 3; c++) {
     const vals: number[] = [];
-    for (let n = 0; n < 2; n++) for (let i = 0; i < 4; i++) vals.push(xs[n * 12 + c * 4 + i]);
+    for (let n = 0; n < 2; n++) for (let i = 0; i < 4; i++) vals.push(xs[n * 12 + c * 4 + i]!);
     const m = vals.reduce((s, v) => s + v, 0) / vals.length;
     const unbiased = vals.reduce((s, v) => s + (v - m) ** 2, 0) / (vals.length - 1);
-    assert.ok(Math.abs(rm.toFloat64Array()[c] - 0.1 * m) < 1e-12);
-    assert.ok(Math.abs(rv.toFloat64Array()[c] - (0.9 + 0.1 * unbiased)) < 1e-12);
+    assert.ok(Math.abs(rm.toFloat64Array()[c]! - 0.1 * m) < 1e-12);
+    assert.ok(Math.abs(rv.toFloat64Array()[c]! - (0.9 + 0.1 * unbiased)) < 1e-12);
   }
   // Eval mode uses the running stats and leaves them alone.
   const before = rm.toFloat64Array();
@@ -127,7 +125,7 @@ test('gradient check: batch norm in training mode, and its running statistics', 
   assert.deepEqual(rm.toFloat64Array(), before);
   const rmv = rm.toFloat64Array();
   const rvv = rv.toFloat64Array();
-  assert.ok(Math.abs(y[5] - (xs[5] - rmv[1]) / Math.sqrt(rvv[1] + 1e-5)) < 1e-12);
+  assert.ok(Math.abs(y[5]! - (xs[5]! - rmv[1]!) / Math.sqrt(rvv[1]! + 1e-5)) < 1e-12);
 });
 
 test('gradient check: activations', { skip }, () => {
@@ -200,30 +198,27 @@ test('upsampleBilinear2d matches the half-pixel formula and its gradient checks'
     for (let x = 0; x < ow; x++) {
       const [y0, y1, fy] = coord(y, h, oh);
       const [x0, x1, fx] = coord(x, w, ow);
-      const v = (1 - fy) * ((1 - fx) * src[y0 * w + x0] + fx * src[y0 * w + x1]) + fy * ((1 - fx) * src[y1 * w + x0] + fx * src[y1 * w + x1]);
-      assert.ok(Math.abs(got[y * ow + x] - v) < 1e-6, `(${y}, ${x}): ${got[y * ow + x]} vs ${v}`);
+      const v = (1 - fy) * ((1 - fx) * src[y0 * w + x0]! + fx * src[y0 * w + x1]!) + fy * ((1 - fx) * src[y1 * w + x0]! + fx * src[y1 * w + x1]!);
+      assert.ok(Math.abs(got[y * ow + x]! - v) < 1e-6, `(${y}, ${x}): ${got[y * ow + x]} vs ${v}`);
     }
   }
   torch.manualSeed(4);
   checkOp('upsampleBilinear2d', (x) => torch.upsampleBilinear2d(x, [9, 7]), [param([1, 2, 5, 4])]);
 });
 
-test('gradient check: arithmetic, cat, permute/reshape, narrow, max', { skip }, () => {
+test('gradient check: arithmetic, cat, permute/reshape, narrow, max, clamp', { skip }, () => {
   torch.manualSeed(5);
   checkOp('add/mul/sub broadcast', (a, b) => torch.sub(torch.mul(torch.add(a, b), a), torch.div(b, 3)), [param([2, 3, 4]), param([3, 1])]);
   checkOp('cat dim 1', (a, b) => torch.cat([a, b], 1), [param([2, 3, 2]), param([2, 1, 2])]);
   checkOp('permute+reshape', (x) => torch.reshape(torch.permute(x, [0, 2, 3, 1]), [-1, 2]), [param([2, 2, 3, 3])]);
-  checkOp('narrow+slice', (x) => torch.slice(torch.narrow(x, 1, 1, 3), 2, 0, null, 2), [param([2, 5, 5])]);
+  checkOp('narrow twice', (x) => torch.narrow(torch.narrow(x, 1, 1, 3), 2, 0, 2), [param([2, 5, 5])]);
   checkOp('max over dim', (x) => torch.max(x, 1)[0], [param([4, 3, 5])]);
-  checkOp('maximum of tensors', (a, b) => torch.maximum(a, b), [param([3, 4]), param([3, 4])]);
-  checkOp('exp/abs/clamp', (x) => torch.clamp(torch.add(torch.exp(x), torch.abs(x)), 0.5, 3), [param([10])]);
+  checkOp('clamp both sides', (x) => torch.clamp(x, -0.5, 0.5), [param([10])]);
+  checkOp('clamp below only', (x) => torch.clamp(x, 0.1), [param([10])]);
 });
 
-test('gradient check: log-softmax + gather, cross-entropy, smooth-L1 (sum)', { skip }, () => {
+test('gradient check: cross-entropy, smooth-L1 (sum)', { skip }, () => {
   torch.manualSeed(6);
-  const labels = torch.fromInt64Array([1, 0, 1, 1, 0, 0], [6, 1]);
-  checkOp('logSoftmax+gather', (x) => torch.gather(torch.logSoftmax(x, 1), 1, labels), [param([6, 2])]);
-  checkOp('softmax', (x) => torch.softmax(x, 1), [param([4, 3])]);
   const target = torch.fromInt64Array([2, 0, 1, 1], [4]);
   checkOp('crossEntropy sum', (x) => torch.crossEntropy(x, target, 'sum'), [param([4, 3])]);
   // Spread the differences so none sits near the |d| = 1 kink of smooth-L1.
@@ -382,7 +377,7 @@ test('tidy frees the tensors of handles the garbage collector took inside it', {
   assert.equal(torch.allocatorStats().live, base, 'every tensor of the scope freed at its end');
 });
 
-test('the CPU allocator counts live bytes and reuses freed blocks; the cache is bounded and can be emptied', { skip }, () => {
+test('the CPU allocator counts live bytes and reuses freed blocks; the cache is bounded', { skip }, () => {
   const s0 = torch.allocatorStats();
   torch.resetAllocatorPeak();
   const step = () => torch.tidy(() => torch.sum(torch.mul(torch.add(torch.ones([2_000_000]), 1), 3)).item());
@@ -393,17 +388,7 @@ test('the CPU allocator counts live bytes and reuses freed blocks; the cache is 
   step();
   const s2 = torch.allocatorStats();
   assert.ok(s2.reused - s1.reused >= 3, `the second step reused ${s2.reused - s1.reused} cached blocks`);
-  assert.ok(s2.cached <= s2.cacheLimit, `cached ${s2.cached} > limit ${s2.cacheLimit}`);
-  torch.setAllocatorCache(0);
-  assert.equal(torch.allocatorStats().cached, 0);
-  step();
-  assert.equal(torch.allocatorStats().reused, s2.reused, 'no reuse with caching off');
-  torch.setAllocatorCache(-1);
-  step();
-  assert.ok(torch.allocatorStats().cached > 0);
-  torch.emptyAllocatorCache();
-  assert.equal(torch.allocatorStats().cached, 0);
-  assert.throws(() => torch.setAllocatorCache(-2), /setAllocatorCache: limitBytes must be >= 0/);
+  assert.ok(s2.cached > 0 && s2.cached <= s2.cacheLimit, `cached ${s2.cached}, limit ${s2.cacheLimit}`);
 });
 
 test('loadTorch explains how to install libtorch when the addon is missing', () => {
@@ -428,7 +413,7 @@ test('the install step skips the addon, exit 0 and one line, without libtorch', 
   assert.equal(res.status, 0);
   const lines = res.stdout.trim().split('\n');
   assert.equal(lines.length, 1);
-  assert.match(lines[0], /training addon skipped \(libtorch headers not found at .*\).*apt-get install libtorch-dev/);
+  assert.match(lines[0]!, /training addon skipped \(libtorch headers not found at .*\).*apt-get install libtorch-dev/);
 });
 
 test('profiler: records the operators run between start and stop; an unwritable path is refused', { skip }, async () => {

@@ -157,7 +157,7 @@ test('photometric: 8-bit HSV matches PIL on primaries and hue shift rotates them
     const c = [rng.int(256), rng.int(256), rng.int(256)] as const;
     rgbToHsv8(c[0], c[1], c[2], hsv);
     hsv8ToRgb(hsv[0]!, hsv[1]!, hsv[2]!, out, 0);
-    for (let k = 0; k < 3; k++) assert.ok(Math.abs(out[k]! - c[k]) <= 6, `${c} -> ${[...hsv]} -> ${[...out]}`);
+    for (let k = 0; k < 3; k++) assert.ok(Math.abs(out[k]! - c[k]!) <= 6, `${c} -> ${[...hsv]} -> ${[...out]}`);
   }
   const red = { data: new Uint8Array([255, 0, 0, 128, 128, 128]), width: 2, height: 1 };
   shiftHue(red, 85);

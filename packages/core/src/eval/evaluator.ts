@@ -241,8 +241,8 @@ function accumulateImage(
     const t = 1 - (k + 1) / K;
     while (last + 1 < nPred && norm[last + 1]! >= t) last++;
     if (last >= 0) {
-      proposals[k] += proposalsUpTo[last]!;
-      found[k] += foundAfter[last]!;
+      proposals[k]! += proposalsUpTo[last]!; // k < K, their length
+      found[k]! += foundAfter[last]!;
     }
   }
 }

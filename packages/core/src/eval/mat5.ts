@@ -202,8 +202,7 @@ class Reader {
     const classCode = flagsWord & 0xff;
     const complex = (flagsWord & 0x0800) !== 0;
     const logical = (flagsWord & 0x0200) !== 0;
-    const cls = MX_CLASS[classCode];
-    if (!cls) subFail(flagsEl.start, `array class ${classCode}, expected one of ${Object.keys(MX_CLASS).join(', ')}`);
+    const cls = MX_CLASS[classCode] ?? subFail(flagsEl.start, `array class ${classCode}, expected one of ${Object.keys(MX_CLASS).join(', ')}`);
 
     const dimsEl = sub.element();
     if (dimsEl.type !== MI.INT32) subFail(dimsEl.start, `dimensions: data type ${dimsEl.type}, expected miINT32 (5)`);

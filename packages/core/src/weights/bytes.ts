@@ -67,7 +67,7 @@ export function float16BytesToFloat32(bytes: Uint8Array): Float32Array {
   const n = bytes.byteLength >>> 1;
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {
-    const h = bytes[2 * i] | (bytes[2 * i + 1] << 8);
+    const h = bytes[2 * i]! | (bytes[2 * i + 1]! << 8); // 2i + 1 < byteLength
     const sign = h & 0x8000 ? -1 : 1;
     const exp = (h >> 10) & 0x1f;
     const frac = h & 0x3ff;
@@ -82,6 +82,6 @@ export function float16BytesToFloat32(bytes: Uint8Array): Float32Array {
 export function bfloat16BytesToFloat32(bytes: Uint8Array): Float32Array {
   const n = bytes.byteLength >>> 1;
   const bits = new Uint32Array(n);
-  for (let i = 0; i < n; i++) bits[i] = ((bytes[2 * i] | (bytes[2 * i + 1] << 8)) << 16) >>> 0;
+  for (let i = 0; i < n; i++) bits[i] = ((bytes[2 * i]! | (bytes[2 * i + 1]! << 8)) << 16) >>> 0; // 2i + 1 < byteLength
   return new Float32Array(bits.buffer);
 }

@@ -28,7 +28,7 @@ export interface WeightsContent {
  */
 export function detectWeightsFormat(bytes: Uint8Array): WeightsFormat | undefined {
   if (looksLikeZip(bytes)) return 'pth';
-  if (bytes.length >= 2 && bytes[0] === 0x80 && bytes[1] >= 2 && bytes[1] <= 5) return 'pth';
+  if (bytes.length >= 2 && bytes[0] === 0x80 && bytes[1]! >= 2 && bytes[1]! <= 5) return 'pth';
   if (bytes.length >= 10 && bytes[8] === 0x7b) {
     const n = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(0, true);
     if (n >= 2n && n <= BigInt(bytes.length - 8)) return 'safetensors';

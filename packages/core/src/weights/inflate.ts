@@ -24,12 +24,14 @@ interface Huffman {
 
 function buildHuffman(lengths: ArrayLike<number>): Huffman {
   const counts = new Uint16Array(16);
-  for (let i = 0; i < lengths.length; i++) counts[lengths[i]]++;
+  // Every length is below 16: code-length codes send 3 bits, literal/distance
+  // lengths are code-length symbols < 16, and the fixed tables use 5 to 9.
+  for (let i = 0; i < lengths.length; i++) counts[lengths[i]!]!++;
   counts[0] = 0;
   const offsets = new Uint16Array(16);
-  for (let len = 1; len < 16; len++) offsets[len] = offsets[len - 1] + counts[len - 1];
+  for (let len = 1; len < 16; len++) offsets[len] = offsets[len - 1]! + counts[len - 1]!;
   const symbols = new Uint16Array(lengths.length);
-  for (let i = 0; i < lengths.length; i++) if (lengths[i]) symbols[offsets[lengths[i]]++] = i;
+  for (let i = 0; i < lengths.length; i++) if (lengths[i]) symbols[offsets[lengths[i]!]!++] = i;
   return { counts, symbols };
 }
 
@@ -81,7 +83,7 @@ export function inflateRaw(input: Uint8Array, expectedSize?: number): Uint8Array
   const bits = (n: number): number => {
     while (bitCount < n) {
       if (pos >= input.length) throw new InflateError('compressed data ends early');
-      bitBuf |= input[pos++] << bitCount;
+      bitBuf |= input[pos++]! << bitCount;
       bitCount += 8;
     }
     const v = bitBuf & ((1 << n) - 1);
@@ -97,8 +99,9 @@ export function inflateRaw(input: Uint8Array, expectedSize?: number): Uint8Array
     let index = 0;
     for (let len = 1; len < 16; len++) {
       code |= bits(1);
-      const count = h.counts[len];
-      if (code - first < count) return h.symbols[index + code - first];
+      const count = h.counts[len]!;
+      // index + code - first < (codes of length <= len) <= symbols.length.
+      if (code - first < count) return h.symbols[index + code - first]!;
       index += count;
       first = (first + count) << 1;
       code <<= 1;
@@ -123,8 +126,8 @@ export function inflateRaw(input: Uint8Array, expectedSize?: number): Uint8Array
       bitBuf = 0;
       bitCount = 0;
       if (pos + 4 > input.length) throw new InflateError('compressed data ends early');
-      const len = input[pos] | (input[pos + 1] << 8);
-      const nlen = input[pos + 2] | (input[pos + 3] << 8);
+      const len = input[pos]! | (input[pos + 1]! << 8);
+      const nlen = input[pos + 2]! | (input[pos + 3]! << 8);
       if ((len ^ 0xffff) !== nlen) throw new InflateError('stored block length check failed');
       pos += 4;
       if (pos + len > input.length) throw new InflateError('compressed data ends early');
@@ -144,7 +147,7 @@ export function inflateRaw(input: Uint8Array, expectedSize?: number): Uint8Array
       const hdist = bits(5) + 1;
       const hclen = bits(4) + 4;
       const clen = new Uint8Array(19);
-      for (let i = 0; i < hclen; i++) clen[CLEN_ORDER[i]] = bits(3);
+      for (let i = 0; i < hclen; i++) clen[CLEN_ORDER[i]!] = bits(3); // hclen <= 19 = CLEN_ORDER.length
       const clenCode = buildHuffman(clen);
       const lengths = new Uint8Array(hlit + hdist);
       for (let i = 0; i < hlit + hdist; ) {
@@ -157,7 +160,7 @@ export function inflateRaw(input: Uint8Array, expectedSize?: number): Uint8Array
         let value = 0;
         if (sym === 16) {
           if (i === 0) throw new InflateError('length repeat with no previous length');
-          value = lengths[i - 1];
+          value = lengths[i - 1]!;
           repeat = 3 + bits(2);
         } else if (sym === 17) repeat = 3 + bits(3);
         else repeat = 11 + bits(7);
@@ -180,14 +183,14 @@ export function inflateRaw(input: Uint8Array, expectedSize?: number): Uint8Array
       } else {
         const li = sym - 257;
         if (li >= LENGTH_BASE.length) throw new InflateError(`invalid length symbol ${sym}`);
-        const len = LENGTH_BASE[li] + bits(LENGTH_EXTRA[li]);
+        const len = LENGTH_BASE[li]! + bits(LENGTH_EXTRA[li]!);
         const di = decode(dist);
         if (di >= DIST_BASE.length) throw new InflateError(`invalid distance symbol ${di}`);
-        const d = DIST_BASE[di] + bits(DIST_EXTRA[di]);
+        const d = DIST_BASE[di]! + bits(DIST_EXTRA[di]!);
         if (d > outLen) throw new InflateError(`distance ${d} reaches before the start of the data`);
         ensure(len);
         // Byte by byte: the source may overlap the bytes being written (run-length copies).
-        for (let k = 0; k < len; k++, outLen++) out[outLen] = out[outLen - d];
+        for (let k = 0; k < len; k++, outLen++) out[outLen] = out[outLen - d]!;
       }
     }
   }

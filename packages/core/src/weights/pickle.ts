@@ -78,6 +78,8 @@ export function unpickle(bytes: Uint8Array, start: number, opts: UnpickleOptions
     pos += n;
     return at;
   };
+  /** The next byte (need() has checked that it exists). */
+  const byte = (): number => bytes[need(1)]!;
   const pop = (): unknown => {
     if (stack.length === 0) err('pickle stack underflow');
     return stack.pop();
@@ -129,10 +131,10 @@ export function unpickle(bytes: Uint8Array, start: number, opts: UnpickleOptions
 
   for (;;) {
     opPos = pos;
-    const op = bytes[need(1)];
+    const op = byte();
     switch (op) {
       case 0x80: { // PROTO
-        const v = bytes[need(1)];
+        const v = byte();
         if (v > 5) err(`pickle protocol ${v} is not supported (2-5)`);
         break;
       }
@@ -148,11 +150,11 @@ export function unpickle(bytes: Uint8Array, start: number, opts: UnpickleOptions
       case 0x4e: stack.push(null); break; // NONE
       case 0x88: stack.push(true); break; // NEWTRUE
       case 0x89: stack.push(false); break; // NEWFALSE
-      case 0x4b: stack.push(bytes[need(1)]); break; // BININT1
+      case 0x4b: stack.push(byte()); break; // BININT1
       case 0x4d: stack.push(view.getUint16(need(2), true)); break; // BININT2
       case 0x4a: stack.push(view.getInt32(need(4), true)); break; // BININT
       case 0x8a: { // LONG1
-        const n = bytes[need(1)];
+        const n = byte();
         stack.push(littleEndianSigned(bytes.subarray(need(n), pos)));
         break;
       }
@@ -163,13 +165,13 @@ export function unpickle(bytes: Uint8Array, start: number, opts: UnpickleOptions
         break;
       }
       case 0x47: stack.push(view.getFloat64(need(8), false)); break; // BINFLOAT (big-endian)
-      case 0x8c: { const n = bytes[need(1)]; stack.push(text(need(n), n)); break; } // SHORT_BINUNICODE
+      case 0x8c: { const n = byte(); stack.push(text(need(n), n)); break; } // SHORT_BINUNICODE
       case 0x58: { const n = view.getUint32(need(4), true); stack.push(text(need(n), n)); break; } // BINUNICODE
       case 0x8d: { const n = u64(view, need(8)); stack.push(text(need(n), n)); break; } // BINUNICODE8
       // Python 2 str: bytes of unknown encoding; latin-1 keeps every byte.
-      case 0x55: { const n = bytes[need(1)]; stack.push(latin1(bytes.subarray(need(n), pos))); break; } // SHORT_BINSTRING
+      case 0x55: { const n = byte(); stack.push(latin1(bytes.subarray(need(n), pos))); break; } // SHORT_BINSTRING
       case 0x54: { const n = view.getUint32(need(4), true); stack.push(latin1(bytes.subarray(need(n), pos))); break; } // BINSTRING
-      case 0x43: { const n = bytes[need(1)]; stack.push(bytes.slice(need(n), pos)); break; } // SHORT_BINBYTES
+      case 0x43: { const n = byte(); stack.push(bytes.slice(need(n), pos)); break; } // SHORT_BINBYTES
       case 0x42: { const n = view.getUint32(need(4), true); stack.push(bytes.slice(need(n), pos)); break; } // BINBYTES
       case 0x8e: { const n = u64(view, need(8)); stack.push(bytes.slice(need(n), pos)); break; } // BINBYTES8
       case 0x85: stack.push([pop()]); break; // TUPLE1
@@ -186,11 +188,11 @@ export function unpickle(bytes: Uint8Array, start: number, opts: UnpickleOptions
       case 0x30: pop(); break; // POP
       case 0x31: popMark(); break; // POP_MARK
       case 0x32: stack.push(top()); break; // DUP
-      case 0x71: memo.set(bytes[need(1)], top()); break; // BINPUT
+      case 0x71: memo.set(byte(), top()); break; // BINPUT
       case 0x72: memo.set(view.getUint32(need(4), true), top()); break; // LONG_BINPUT
       case 0x94: memo.set(memo.size, top()); break; // MEMOIZE
       case 0x68: case 0x6a: { // BINGET, LONG_BINGET
-        const k = op === 0x68 ? bytes[need(1)] : view.getUint32(need(4), true);
+        const k = op === 0x68 ? byte() : view.getUint32(need(4), true);
         if (!memo.has(k)) err(`pickle memo key ${k} is not defined`);
         stack.push(memo.get(k));
         break;
@@ -252,8 +254,8 @@ function latin1(b: Uint8Array): string {
 function littleEndianSigned(b: Uint8Array): number | bigint {
   if (b.length === 0) return 0;
   let v = 0n;
-  for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]);
-  if (b[b.length - 1] & 0x80) v -= 1n << BigInt(8 * b.length);
+  for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]!);
+  if (b[b.length - 1]! & 0x80) v -= 1n << BigInt(8 * b.length);
   return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
 }
 

@@ -127,9 +127,9 @@ function parseStoragePid(pid: unknown, source: string): StorageRef {
   let viewOffset = 0;
   if (view !== undefined && view !== null) {
     if (!Array.isArray(view) || view.length !== 3 || !intList(view.slice(1))) err(`storage '${key}' view ${describe(view)} is not (key, offset, size)`);
-    viewOffset = (view as number[])[1];
+    viewOffset = (view as number[])[1]!; // length 3, checked above
   }
-  return new StorageRef(key as string, kindName!, STORAGE_KINDS[kindName!], count as number, viewOffset);
+  return new StorageRef(key as string, kindName!, STORAGE_KINDS[kindName!]!, count as number, viewOffset); // an own key, checked above
 }
 
 /**
@@ -192,8 +192,9 @@ function materialise(name: string, t: TensorRef, storageBytes: Uint8Array, sourc
   const storageNumel = storageBytes.byteLength / size;
   const n = numel(t.shape);
   const offset = t.storage.viewOffset + t.offset;
+  // rebuildTensor checked that stride has one entry per dimension of shape.
   let last = offset;
-  for (let i = 0; i < t.shape.length; i++) last += (t.shape[i] - 1) * t.stride[i];
+  for (let i = 0; i < t.shape.length; i++) last += (t.shape[i]! - 1) * t.stride[i]!;
   if (n > 0 && last >= storageNumel) {
     throw new ExtdError(`${source}: tensor '${name}' (shape ${formatShape(t.shape)}, stride ${formatShape(t.stride)}, offset ${offset}) reaches element ${last} of storage '${t.storage.key}', which has ${storageNumel} elements`);
   }
@@ -206,7 +207,7 @@ function materialise(name: string, t: TensorRef, storageBytes: Uint8Array, sourc
   let contiguous = true;
   for (let i = t.shape.length - 1, expect = 1; i >= 0; i--) {
     if (t.shape[i] !== 1 && t.stride[i] !== expect) contiguous = false;
-    expect *= t.shape[i];
+    expect *= t.shape[i]!;
   }
   if (n === 0) {
     bytes = new Uint8Array(0);
@@ -220,10 +221,11 @@ function materialise(name: string, t: TensorRef, storageBytes: Uint8Array, sourc
       bytes.set(storageBytes.subarray(src * size, (src + 1) * size), k * size);
       // Odometer increment over the multi-index, last dimension fastest.
       for (let d = t.shape.length - 1; d >= 0; d--) {
-        idx[d]++;
-        src += t.stride[d];
-        if (idx[d] < t.shape[d]) break;
-        src -= idx[d] * t.stride[d];
+        const stride = t.stride[d]!;
+        const i = ++idx[d]!;
+        src += stride;
+        if (i < t.shape[d]!) break;
+        src -= i * stride;
         idx[d] = 0;
       }
     }

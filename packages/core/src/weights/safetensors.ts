@@ -110,7 +110,8 @@ export function readSafetensors(bytes: Uint8Array, source = 'safetensors'): Safe
     if (end < begin) err(`${t} data_offsets [${begin}, ${end}] end before they begin`);
     if (end > dataLen) err(`${t} data_offsets [${begin}, ${end}] exceed the data section (${dataLen} bytes)`);
     const st = dtype as string;
-    const itemSize = Object.hasOwn(FROM_ST, st) ? ITEM_SIZE[FROM_ST[st]] : 2;
+    const ours = Object.hasOwn(FROM_ST, st) ? FROM_ST[st] : undefined;
+    const itemSize = ours ? ITEM_SIZE[ours] : 2; // else a WIDENED 16-bit float
     const expected = numel(shape as number[]) * itemSize;
     if (end - begin !== expected) {
       err(`${t} has ${end - begin} bytes (data_offsets [${begin}, ${end}]) but dtype ${st} shape ${formatShape(shape as number[])} needs ${expected}`);
@@ -133,10 +134,11 @@ export function readSafetensors(bytes: Uint8Array, source = 'safetensors'): Safe
   const tensors = new Map<string, Tensor>();
   for (const e of entries) {
     const raw = bytes.subarray(dataStart + e.begin, dataStart + e.end);
-    if (Object.hasOwn(WIDENED, e.st)) {
-      tensors.set(e.name, { dtype: 'float32', shape: e.shape, data: WIDENED[e.st](raw) });
+    const widen = Object.hasOwn(WIDENED, e.st) ? WIDENED[e.st] : undefined;
+    if (widen) {
+      tensors.set(e.name, { dtype: 'float32', shape: e.shape, data: widen(raw) });
     } else {
-      const dtype = FROM_ST[e.st];
+      const dtype = FROM_ST[e.st]!; // the header loop accepted only FROM_ST and WIDENED dtypes
       tensors.set(e.name, { dtype, shape: e.shape, data: typedArrayFromBytes(dtype, raw) });
     }
   }

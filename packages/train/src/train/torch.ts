@@ -18,8 +18,8 @@
  * `dispose()`: Node runs finalizers only at a later turn of the event loop,
  * so a synchronous loop relying on the collector keeps every step's tensors.
  * `tidy()` releases every handle created inside it, collected or not. The
- * addon's CPU allocator keeps freed blocks for reuse by the next step
- * (`setAllocatorCache`, `allocatorStats`). Data crosses the boundary by copy (`fromFloat32Array`,
+ * addon's CPU allocator keeps freed blocks for reuse by the next step, up to
+ * 9/8 of the largest live total so far (`allocatorStats`). Data crosses the boundary by copy (`fromFloat32Array`,
  * `toFloat32Array`): a JS buffer can be detached or transferred by its owner,
  * so libtorch never aliases it. `dataView()` is the zero-copy way out: a
  * Float32Array over a contiguous float32 tensor's own storage.
@@ -128,6 +128,27 @@ export interface AllocatorStats {
   reused: number;
 }
 
+/**
+ * The functions the addon exports, in the order native/extd_torch.cc
+ * registers them (its kOps table), and its two classes. This is the one list
+ * of the addon's face: TorchNative must declare exactly these names (checked
+ * at compile time below), and test/torch-addon-surface.test.ts checks the list
+ * against the C++ registrations and against the loaded addon's exports, so a
+ * name added or dropped on either side fails the build or the tests. The
+ * addon exposes only what training (src/train), its tests and the training
+ * benchmarks use.
+ */
+export const NATIVE_FUNCTIONS = [
+  'fromTypedArray', 'zeros', 'ones', 'full', 'randn', 'rand', 'manualSeed', 'setNumThreads', 'profileStart',
+  'profileStop', 'getNumThreads', 'allocatorStats', 'resetAllocatorPeak', 'setGradEnabled', 'isGradEnabled',
+  'version', 'startScope', 'endScope', 'conv2d', 'batchNorm', 'prelu', 'batchNormPrelu', 'leakyRelu', 'relu',
+  'upsampleBilinear2d', 'add', 'sub', 'mul', 'div', 'sqrt', 'clamp', 'cat', 'stack', 'max', 'narrow', 'reshape',
+  'permute', 'indexSelect', 'smoothL1Loss', 'crossEntropy', 'sum', 'mean', 'toDtype', 'clone', 'detach',
+] as const;
+export const NATIVE_CLASSES = ['Tensor', 'SGD'] as const;
+/** A name the addon exports. */
+export type NativeExportName = (typeof NATIVE_CLASSES)[number] | (typeof NATIVE_FUNCTIONS)[number];
+
 /** The addon's exports, typed. Argument order follows PyTorch's functional API. */
 export interface TorchNative {
   readonly Tensor: Function;
@@ -141,19 +162,14 @@ export interface TorchNative {
   ): TorchTensor;
   zeros(shape: number[], dtype?: TorchDType): TorchTensor;
   ones(shape: number[], dtype?: TorchDType): TorchTensor;
-  empty(shape: number[], dtype?: TorchDType): TorchTensor;
   full(shape: number[], value: number, dtype?: TorchDType): TorchTensor;
   /** Standard normal samples from libtorch's global generator (see manualSeed). */
   randn(shape: number[], dtype?: TorchDType): TorchTensor;
   /** Uniform [0, 1) samples from libtorch's global generator. */
   rand(shape: number[], dtype?: TorchDType): TorchTensor;
-  arange(end: number, dtype?: TorchDType): TorchTensor;
-  scalar(value: number, dtype?: TorchDType): TorchTensor;
 
   // global state
   manualSeed(seed: number | bigint): void;
-  getRngState(): Uint8Array;
-  setRngState(state: Uint8Array): void;
   setNumThreads(n: number): void;
   /** Development: record every libtorch operator until profileStop(), then write a Chrome trace to `path`. */
   profileStart(path: string): void;
@@ -167,17 +183,6 @@ export interface TorchNative {
    */
   allocatorStats(): AllocatorStats;
   resetAllocatorPeak(): void;
-  /**
-   * Bounds the cache of freed blocks (64 KB and up, kept by size so the next
-   * step reuses them without page faults): bytes, 0 for no caching, or -1
-   * (the default) for 9/8 of the largest live total seen so far.
-   */
-  setAllocatorCache(limitBytes: number): void;
-  /** Hands every cached block back to malloc (e.g. after training, before other work). */
-  emptyAllocatorCache(): void;
-  /** oneDNN for float32 convolutions (on by default); off falls back to im2col + BLAS. */
-  setMkldnnEnabled(enabled: boolean): void;
-  isMkldnnEnabled(): boolean;
   setGradEnabled(enabled: boolean): void;
   isGradEnabled(): boolean;
   version(): { torch: string; parallel: string };
@@ -219,7 +224,6 @@ export interface TorchNative {
   ): TorchTensor;
   leakyRelu(input: TorchTensor, slope?: number): TorchTensor;
   relu(input: TorchTensor): TorchTensor;
-  sigmoid(input: TorchTensor): TorchTensor;
   /** Bilinear resize to [height, width]; alignCorners defaults to false (F.interpolate's default). */
   upsampleBilinear2d(input: TorchTensor, size: [number, number], alignCorners?: boolean): TorchTensor;
 
@@ -228,76 +232,41 @@ export interface TorchNative {
   sub(a: TorchTensor, b: Operand, alpha?: number): TorchTensor;
   mul(a: TorchTensor, b: Operand): TorchTensor;
   div(a: TorchTensor, b: Operand): TorchTensor;
-  maximum(a: TorchTensor, b: TorchTensor): TorchTensor;
-  minimum(a: TorchTensor, b: TorchTensor): TorchTensor;
-  neg(x: TorchTensor): TorchTensor;
-  exp(x: TorchTensor): TorchTensor;
-  log(x: TorchTensor): TorchTensor;
-  abs(x: TorchTensor): TorchTensor;
   sqrt(x: TorchTensor): TorchTensor;
   clamp(x: TorchTensor, min: number | null, max?: number | null): TorchTensor;
-  eq(a: TorchTensor, b: Operand): TorchTensor;
-  ne(a: TorchTensor, b: Operand): TorchTensor;
-  lt(a: TorchTensor, b: Operand): TorchTensor;
-  le(a: TorchTensor, b: Operand): TorchTensor;
-  gt(a: TorchTensor, b: Operand): TorchTensor;
-  ge(a: TorchTensor, b: Operand): TorchTensor;
-  logicalAnd(a: TorchTensor, b: TorchTensor): TorchTensor;
-  logicalOr(a: TorchTensor, b: TorchTensor): TorchTensor;
-  logicalNot(x: TorchTensor): TorchTensor;
 
   // shape
   cat(tensors: TorchTensor[], dim?: number): TorchTensor;
   stack(tensors: TorchTensor[], dim?: number): TorchTensor;
   narrow(x: TorchTensor, dim: number, start: number, length: number): TorchTensor;
-  /** x[start:end:step] along dim; null/undefined bounds mean the ends. */
-  slice(x: TorchTensor, dim: number, start?: number | null, end?: number | null, step?: number): TorchTensor;
-  select(x: TorchTensor, dim: number, index: number): TorchTensor;
   reshape(x: TorchTensor, shape: number[]): TorchTensor;
   permute(x: TorchTensor, dims: number[]): TorchTensor;
-  transpose(x: TorchTensor, dim0: number, dim1: number): TorchTensor;
-  contiguous(x: TorchTensor): TorchTensor;
-  unsqueeze(x: TorchTensor, dim: number): TorchTensor;
-  squeeze(x: TorchTensor, dim?: number): TorchTensor;
-  flatten(x: TorchTensor, startDim?: number, endDim?: number): TorchTensor;
-  expand(x: TorchTensor, shape: number[]): TorchTensor;
 
   // reductions and selection
   /** Without dim: the maximum element. With dim: [values, int64 indices]. */
   max(x: TorchTensor): TorchTensor;
   max(x: TorchTensor, dim: number, keepdim?: boolean): [TorchTensor, TorchTensor];
-  min(x: TorchTensor): TorchTensor;
-  min(x: TorchTensor, dim: number, keepdim?: boolean): [TorchTensor, TorchTensor];
-  argmax(x: TorchTensor, dim: number, keepdim?: boolean): TorchTensor;
   sum(x: TorchTensor, dims?: number | number[], keepdim?: boolean): TorchTensor;
   mean(x: TorchTensor, dims?: number | number[], keepdim?: boolean): TorchTensor;
-  logSoftmax(x: TorchTensor, dim?: number): TorchTensor;
-  softmax(x: TorchTensor, dim?: number): TorchTensor;
-  logsumexp(x: TorchTensor, dim?: number, keepdim?: boolean): TorchTensor;
-  /** index: int64, same rank as x. */
-  gather(x: TorchTensor, dim: number, index: TorchTensor): TorchTensor;
   /** index: 1-D int64 (or int32). */
   indexSelect(x: TorchTensor, dim: number, index: TorchTensor): TorchTensor;
-  maskedSelect(x: TorchTensor, mask: TorchTensor): TorchTensor;
-  where(condition: TorchTensor, a: TorchTensor, b: TorchTensor): TorchTensor;
-  /** [count, rank] int64 coordinates of the non-zero elements. */
-  nonzero(x: TorchTensor): TorchTensor;
-  /** [values, int64 indices]; not stable for ties (PyTorch's default). */
-  sort(x: TorchTensor, dim?: number, descending?: boolean): [TorchTensor, TorchTensor];
-  topk(x: TorchTensor, k: number, dim?: number, largest?: boolean, sorted?: boolean): [TorchTensor, TorchTensor];
 
   // losses (reduction defaults to 'sum', the SSD/S3FD convention)
   smoothL1Loss(input: TorchTensor, target: TorchTensor, reduction?: Reduction, beta?: number): TorchTensor;
   /** input [N, C] logits, target [N] int64 class indices. */
   crossEntropy(input: TorchTensor, target: TorchTensor, reduction?: Reduction): TorchTensor;
-  /** input [N, C] log-probabilities, target [N] int64. */
-  nllLoss(input: TorchTensor, target: TorchTensor, reduction?: Reduction): TorchTensor;
 
   // conversion
   toDtype(x: TorchTensor, dtype: TorchDType): TorchTensor;
   clone(x: TorchTensor): TorchTensor;
   detach(x: TorchTensor): TorchTensor;
 }
+
+// TorchNative declares exactly NATIVE_CLASSES and NATIVE_FUNCTIONS: a name on
+// one side only makes SameNames `never`, and this assignment stops compiling.
+type SameNames<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
+const declaredNamesMatch: SameNames<keyof TorchNative, NativeExportName> = true;
+void declaredNamesMatch;
 
 /** The loaded engine: the native functions plus conveniences written in TS. */
 export interface Torch extends TorchNative {
@@ -554,15 +523,17 @@ export function gradCheck(
           x.copyFrom(torch.fromFloat64Array(values, x.shape));
           return f(...inputs).item();
         });
+      // grads[k] is input k's gradient, which has the input's n elements.
+      const grad = grads![k]!;
       for (let i = 0; i < n; i += step) {
-        const orig = view[i];
+        const orig = view[i]!;
         view[i] = orig + o.eps;
         const plus = evalAt(view);
         view[i] = orig - o.eps;
         const minus = evalAt(view);
         view[i] = orig;
         const numeric = (plus - minus) / (2 * o.eps);
-        const a = grads![k][i];
+        const a = grad[i]!;
         const raw = Math.abs(a - numeric) / Math.max(1, Math.abs(numeric));
         const err = Number.isFinite(raw) ? raw : Infinity;
         result.checked++;
