@@ -330,15 +330,17 @@ async function cli(argv: string[]): Promise<number> {
     console.log(USAGE);
     return sub === undefined ? 2 : 0;
   }
-  let v;
-  try {
-    ({ values: v } = parseArgs({
+  const parse = () =>
+    parseArgs({
       args: rest,
       options: {
         campaign: { type: 'string' }, out: { type: 'string' }, run: { type: 'string' }, data: { type: 'string' },
         threads: { type: 'string' }, workers: { type: 'string' }, iteration: { type: 'string' }, 'dry-run': { type: 'boolean' },
       },
-    }));
+    }).values;
+  let v: ReturnType<typeof parse>;
+  try {
+    v = parse();
   } catch (err) {
     throw new ExtdError(`${(err as Error).message.split('\n')[0]} (see --help)`);
   }

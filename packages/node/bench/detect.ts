@@ -84,7 +84,7 @@ for (const name of models) {
   for (const d of detectors) for (let i = 0; i < 3; i++) await d.detect(frame);
   const t: number[][] = detectors.map(() => []);
   for (let i = 0; i < runs; i++) for (let k = 0; k < detectors.length; k++) t[k]!.push(await time(() => detectors[k]!.detect(frame)));
-  const ratios = t[0]!.map((x, i) => x / t[1]?.[i]!);
+  const ratios = t[0]!.map((x, i) => x / t[1]![i]!);
   console.log(name.padEnd(10) + t.map((x) => `${ms(median(x))} (${ms(min(x)).trim()})`.padStart(18)).join('') + (t.length === 2 ? `   ${median(ratios).toFixed(2)}x` : ''));
 
   // Post-processing at the evaluation threshold, on this model's real outputs.

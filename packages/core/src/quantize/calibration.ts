@@ -88,7 +88,7 @@ export function percentileRange(data: Float32Array, low: number, high: number): 
     const v = data[i]!;
     if (v < min) min = v;
     if (v > max) max = v;
-    if (v === v) n++;
+    if (!Number.isNaN(v)) n++;
   }
   if (n === 0) return [0, 0];
   if (min === max) return [min, max];
@@ -97,7 +97,7 @@ export function percentileRange(data: Float32Array, low: number, high: number): 
   const counts = new Uint32Array(bins);
   for (let i = 0; i < data.length; i++) {
     const v = data[i]!;
-    if (v === v) counts[Math.min(bins - 1, Math.floor((v - min) * inv))]!++;
+    if (!Number.isNaN(v)) counts[Math.min(bins - 1, Math.floor((v - min) * inv))]!++;
   }
   const starts = new Float64Array(bins + 1);
   for (let b = 0; b < bins; b++) starts[b + 1] = starts[b]! + counts[b]!;
@@ -119,7 +119,7 @@ export function percentileRange(data: Float32Array, low: number, high: number): 
   const fill = new Uint32Array(held.length);
   for (let i = 0; i < data.length; i++) {
     const v = data[i]!;
-    if (v !== v) continue;
+    if (Number.isNaN(v)) continue;
     const k = slot[Math.min(bins - 1, Math.floor((v - min) * inv))]!;
     if (k >= 0) held[k]![fill[k]!++] = v;
   }

@@ -18,7 +18,7 @@
  * `images/`, the annotations folder itself); YOLO's data.yaml says.
  * Node only.
  */
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync , type Stats } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { ExtdError } from '@extd/core/utils/errors';
 import { parseCoco, looksLikeCoco } from '@extd/core/data/coco';
@@ -55,7 +55,7 @@ export const DATASET_DEFAULTS: Readonly<DatasetOptions> = Object.freeze({
 
 /** The recognised format of `path` and the file to read (for folders: the file or folder that holds the annotations). */
 export function detectAnnotationFormat(path: string): { format: AnnotationFormat; path: string; kit?: boolean } {
-  let st;
+  let st: Stats;
   try {
     st = statSync(path);
   } catch (err) {

@@ -12,7 +12,7 @@ import { writeSafetensors } from '@extd/core/weights/safetensors';
 
 /** Read a .safetensors or PyTorch .pth/.pt file, recognised by content (not extension). */
 export async function readWeightsFile(path: string): Promise<WeightsContent> {
-  let info;
+  let info: Awaited<ReturnType<typeof stat>>;
   try {
     info = await stat(path);
   } catch (e) {

@@ -158,7 +158,9 @@ export async function plotTrainingLog(points: Point[], options: { smooth: number
       g.fillText(`${c.name} ${c.values.at(-1)!.toFixed(3)}`, x1 - 210, vTop + 16 + 18 * k);
     });
     let best = 0;
-    val.forEach((v, i) => (v.val_metric > val[best]!.val_metric ? (best = i) : 0));
+    val.forEach((v, i) => {
+      if (v.val_metric > val[best]!.val_metric) best = i;
+    });
     g.fillStyle = '#000';
     g.fillText(`best ${val[best]!.val_metric.toFixed(3)} at ${val[best]!.iter}${wider ? ' (mean of the three)' : ''}`, x0 + 10, vTop + 16);
   }
