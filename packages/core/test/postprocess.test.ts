@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { boxIouXyxy, iouXyxy } from '../src/postprocess/boxes.js';
+import { argsortDescending, boxIouXyxy, iouXyxy } from '../src/postprocess/boxes.js';
+import { formatPredictionFile } from '../src/eval/predictions.js';
 import { batchedNmsXyxy, nmsXyxy } from '../src/postprocess/nms.js';
 import { decodeBoxXyxyPx, encodeBoxXyxy } from '../src/anchors/decode.js';
 import { levelSizes, makePriors, priorCount } from '../src/anchors/priors.js';
@@ -67,6 +68,17 @@ test('batched NMS never suppresses across classes', () => {
   assert.deepEqual([...batchedNmsXyxy(same, Float32Array.from([0.9, 0.8]), [0, 1], 0.3)], [0, 1]);
   assert.deepEqual([...batchedNmsXyxy(same, Float32Array.from([0.9, 0.8]), [1, 1], 0.3)], [0]);
   assert.deepEqual([...batchedNmsXyxy(new Float32Array(0), new Float32Array(0), [], 0.3)], []);
+});
+
+test('argsortDescending: descending, equal scores in index order; the prediction writer orders ties the same way', () => {
+  const scores = [0.5, 0.9, 0.5, 0.1, 0.9, 0.5];
+  assert.deepEqual([...argsortDescending(scores)], [1, 4, 0, 2, 5, 3]);
+  assert.deepEqual([...argsortDescending(scores, 3)], [1, 0, 2]);
+  assert.deepEqual([...argsortDescending(new Float32Array(0))], []);
+  // Rows with equal scores keep their input order (x1 = row index tells which is which).
+  const boxes = scores.flatMap((_, i) => [i, 0, i + 1, 1]);
+  const rows = formatPredictionFile('e/n.jpg', boxes, scores).trim().split('\n').slice(2);
+  assert.deepEqual(rows.map((r) => Number(r.split(' ')[0])), [1, 4, 0, 2, 5, 3]);
 });
 
 test('IoU: known values, symmetry, empty boxes, matrix shape', () => {

@@ -23,6 +23,8 @@
 import type { RgbImage } from '../image/types.js';
 import { flipHorizontal } from '../image/resize.js';
 import { ExtdError } from '../utils/errors.js';
+import { argsortDescending } from '../postprocess/boxes.js';
+import { selectDetections } from '../postprocess/detections.js';
 
 export const PROTOCOLS = ['single', 'paper'] as const;
 export type ProtocolName = (typeof PROTOCOLS)[number];
@@ -138,7 +140,7 @@ export async function runProtocol(
   const passOpts = { scoreThreshold: opts.scoreThreshold, nmsThreshold: opts.nmsThreshold, topK: opts.topK };
   if (protocol === 'single') {
     const d = await detector.detectPass(image, { ...passOpts, scale: passes[0]!.scale });
-    return sortByScore(d.boxes, d.scores);
+    return selectDetections(d, argsortDescending(d.scores));
   }
   let flipped: RgbImage | undefined;
   const boxes: number[] = [];
@@ -171,7 +173,7 @@ export async function runProtocol(
  */
 export function boxVote(boxes: Float32Array, scores: Float32Array, iou = PROTOCOL_DEFAULTS.voteIou, keep = PROTOCOL_DEFAULTS.voteKeep): ProtocolDetections {
   const n = scores.length;
-  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[b]! - scores[a]! || a - b);
+  const order = argsortDescending(scores, n);
   const alive = new Uint8Array(n).fill(1);
   const outBoxes: number[] = [];
   const outScores: number[] = [];
@@ -202,16 +204,4 @@ export function boxVote(boxes: Float32Array, scores: Float32Array, iou = PROTOCO
     outScores.push(best);
   }
   return { boxes: Float32Array.from(outBoxes), scores: Float32Array.from(outScores) };
-}
-
-function sortByScore(boxes: Float32Array, scores: Float32Array): ProtocolDetections {
-  const n = scores.length;
-  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[b]! - scores[a]! || a - b);
-  const b = new Float32Array(n * 4);
-  const s = new Float32Array(n);
-  order.forEach((j, i) => {
-    s[i] = scores[j]!;
-    b.set(boxes.subarray(j * 4, j * 4 + 4), i * 4);
-  });
-  return { boxes: b, scores: s };
 }

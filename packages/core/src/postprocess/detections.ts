@@ -1,5 +1,6 @@
 import { decodeBoxXyxyPx } from '../anchors/decode.js';
 import { nmsSortedXyxy } from './nms.js';
+import { argsortDescending } from './boxes.js';
 
 /** Detections as flat typed arrays: N x 4 boxes (x1, y1, x2, y2, pixels) and N scores, sorted by score. */
 export interface Detections {
@@ -74,7 +75,7 @@ export function postprocess(
     }
     candIdx = idx, candScore = sc, m = limit;
   }
-  const order = sortByScoreDescending(candScore, m);
+  const order = argsortDescending(candScore, m);
   const boxes = new Float32Array(m * 4);
   const scores = new Float32Array(m);
   let n = 0;
@@ -89,16 +90,6 @@ export function postprocess(
   }
   const keep = nmsSortedXyxy(boxes, n, options.nmsThreshold, options.topK);
   return selectDetections({ boxes, scores }, keep);
-}
-
-/**
- * Positions 0..n-1 of `scores` ordered by descending score, ties by
- * position (a stable sort).
- */
-export function sortByScoreDescending(scores: Float64Array, n: number): Uint32Array {
-  const idx = new Uint32Array(n);
-  for (let i = 0; i < n; i++) idx[i] = i;
-  return idx.sort((a, b) => scores[b]! - scores[a]! || a - b);
 }
 
 /**
