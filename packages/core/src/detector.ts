@@ -2,6 +2,7 @@ import { makePriors } from './anchors/priors.js';
 import type { RgbImage } from './image/types.js';
 import { RGB_MEAN } from './image/types.js';
 import { resizeBilinear } from './image/resize.js';
+import { AUTO_MAX_AREA, autoScale } from './image/shrink.js';
 import { POSTPROCESS_DEFAULTS, postprocess, selectDetections, type Detections, type PostprocessOptions } from './postprocess/detections.js';
 import { exportOnnx, type Int8ExportOptions } from './runtime/onnx-export.js';
 import type { CreateSession, InferenceSession } from './runtime/backend.js';
@@ -52,12 +53,8 @@ export interface PassOptions extends PostprocessOptions {
 
 export const PASS_DEFAULTS: PassOptions = { scale: 1, ...POSTPROCESS_DEFAULTS };
 
-/** Largest image area the 'auto' scale lets through unshrunk. */
-export const AUTO_MAX_AREA = 1700 * 1200;
-
-export function autoScale(width: number, height: number): number {
-  return Math.min(1, Math.sqrt(AUTO_MAX_AREA / (width * height)));
-}
+// The 'auto' scale rule lives in image/shrink.ts (shared with the evaluation protocols).
+export { AUTO_MAX_AREA, autoScale };
 
 export type ImageDecoder<I> = (input: I) => Promise<RgbImage>;
 

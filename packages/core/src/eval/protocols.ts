@@ -4,7 +4,8 @@
  *
  * - `single`: one pass at shrink = min(1, max_shrink), where
  *   max_shrink = sqrt(1700*1200 / (h*w)) keeps big images within the area the
- *   released models were evaluated at.
+ *   released models were evaluated at (image/shrink.ts, the same rule as the
+ *   detector's `scale: 'auto'`).
  * - `paper`: the multi-scale + flip test of the S3FD / EXTD evaluation scripts,
  *   which the paper's WIDER table used:
  *   (a) the base pass at shrink; (b) the same on the mirrored image;
@@ -22,6 +23,7 @@
  */
 import type { RgbImage } from '../image/types.js';
 import { flipHorizontal } from '../image/resize.js';
+import { AUTO_MAX_AREA, autoScale, maxShrink } from '../image/shrink.js';
 import { ExtdError } from '../utils/errors.js';
 import { argsortDescending } from '../postprocess/boxes.js';
 import { selectDetections } from '../postprocess/detections.js';
@@ -68,7 +70,7 @@ export const PROTOCOL_DEFAULTS: ProtocolOptions = {
   scoreThreshold: 0.05,
   nmsThreshold: 0.3,
   topK: 750,
-  maxArea: 1700 * 1200,
+  maxArea: AUTO_MAX_AREA,
   scale: 1,
   voteIou: 0.3,
   voteKeep: 750,
@@ -88,10 +90,6 @@ export interface PlannedPass {
   keep: 'all' | 'longer>30' | 'shorter<100';
 }
 
-export function maxShrink(width: number, height: number, maxArea = PROTOCOL_DEFAULTS.maxArea): number {
-  return Math.sqrt(maxArea / (width * height));
-}
-
 /** The passes a protocol runs on a width x height image, in order. */
 export function planPasses(
   protocol: ProtocolName,
@@ -102,7 +100,7 @@ export function planPasses(
 ): PlannedPass[] {
   if (!(scale > 0) || !Number.isFinite(scale)) throw new ExtdError(`evaluation scale ${scale}: expected a positive number`);
   const ms = maxShrink(width, height, maxArea);
-  const shrink = Math.min(1, ms);
+  const shrink = autoScale(width, height, maxArea);
   if (protocol === 'single') return [{ scale: shrink * scale, flip: false, keep: 'all' }];
   if (protocol !== 'paper') throw new ExtdError(`protocol '${protocol as string}': expected one of ${PROTOCOLS.join(', ')}`);
   if (scale !== 1) throw new ExtdError(`evaluation scale ${scale}: the paper protocol chooses its own scales; a scale applies to the single protocol only`);
