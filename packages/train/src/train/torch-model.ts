@@ -11,8 +11,8 @@
  */
 import type { ConvUnit, ModelGraph } from '@extd/core/model/graph';
 import { BN_EPS } from '@extd/core/model/graph';
-import { ExtdError } from '@extd/core/utils/errors';
-import { formatShape, shapeEquals, type Float32Tensor, type Tensor } from '@extd/core/utils/tensor';
+import { formatShape, type Float32Tensor, type Tensor } from '@extd/core/utils/tensor';
+import { stateDictTensor } from '@extd/core/weights/checkpoint';
 import type { Torch, TorchDType, TorchTensor } from './torch.js';
 
 /** Options of createTorchModel; see TORCH_MODEL_DEFAULTS. */
@@ -74,13 +74,7 @@ export class TorchModel {
     readonly tensors: Map<string, TorchTensor>,
     readonly options: TorchModelOptions = TORCH_MODEL_DEFAULTS,
   ) {
-    for (const p of graph.params) {
-      const t = tensors.get(p.name);
-      if (!t) throw new Error(`torch model: missing tensor '${p.name}' (shape ${formatShape(p.shape)})`);
-      if (!shapeEquals(t.shape, p.shape)) {
-        throw new Error(`torch model: tensor '${p.name}' has shape ${formatShape(t.shape)}, needs ${formatShape(p.shape)}`);
-      }
-    }
+    for (const p of graph.params) stateDictTensor(tensors, p, 'torch model');
   }
 
   /** Names of the learnable tensors, in graph order (the order of parameters()). */
@@ -210,11 +204,7 @@ export class TorchModel {
   loadStateDict(weights: Map<string, Tensor>, source = 'state dict'): void {
     const t = this.torch;
     for (const p of this.graph.params) {
-      const src = weights.get(p.name);
-      if (!src) throw new ExtdError(`${source}: missing tensor '${p.name}' (shape ${formatShape(p.shape)})`);
-      if (!shapeEquals(src.shape, p.shape)) {
-        throw new ExtdError(`${source}: tensor '${p.name}' has shape ${formatShape(src.shape)}, needs ${formatShape(p.shape)}`);
-      }
+      const src = stateDictTensor(weights, p, source);
       t.tidy(() => {
         this.tensors.get(p.name)!.copyFrom(t.fromTensor(src));
       });
@@ -246,11 +236,7 @@ export function createTorchModel(
     for (const p of graph.params) {
       let t: TorchTensor;
       if (weights !== 'he') {
-        const src = weights.get(p.name);
-        if (!src) throw new Error(`torch model: missing tensor '${p.name}' (shape ${formatShape(p.shape)})`);
-        if (!shapeEquals(src.shape, p.shape)) {
-          throw new Error(`torch model: tensor '${p.name}' has shape ${formatShape(src.shape)}, needs ${formatShape(p.shape)}`);
-        }
+        const src = stateDictTensor(weights, p, 'torch model');
         t = torch.tidy(() => torch.toDtype(torch.fromTensor(src), o.dtype));
       } else {
         t = initialTensor(torch, p.kind, p.shape, o.dtype);
