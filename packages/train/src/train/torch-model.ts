@@ -60,9 +60,6 @@ export interface ForwardResult {
   features?: Record<string, TorchTensor>;
 }
 
-/** PReLU slope at initialisation (torch.nn.PReLU's default). */
-export const PRELU_INIT = 0.25;
-
 export class TorchModel {
   /**
    * @param tensors every tensor the graph names (parameters and BN running
@@ -217,30 +214,23 @@ export class TorchModel {
 }
 
 /**
- * A libtorch model for `graph`, initialised from `weights` (a loaded
- * checkpoint) or with He initialisation when `weights` is 'he':
- * conv weights N(0, 2 / fan_in) with fan_in = in/groups * k * k
- * (torch.nn.init.kaiming_normal_ defaults), conv biases 0, BN weight 1 and
- * bias 0, running mean 0 and variance 1, PReLU slopes 0.25. Seed libtorch's
- * generator with torch.manualSeed first for a reproducible start.
+ * A libtorch model for `graph`, its tensors copied from `weights` (a loaded
+ * checkpoint, or init.ts's initialWeights for a model trained from scratch:
+ * the one He initialisation, seeded by our Rng so a seed gives the same
+ * start on every machine). Names and shapes are checked (stateDictTensor).
  */
 export function createTorchModel(
   torch: Torch,
   graph: ModelGraph,
-  weights: Map<string, Tensor> | 'he',
+  weights: Map<string, Tensor>,
   options: Partial<TorchModelOptions> = {},
 ): TorchModel {
   const o = { ...TORCH_MODEL_DEFAULTS, ...options };
   const tensors = new Map<string, TorchTensor>();
   try {
     for (const p of graph.params) {
-      let t: TorchTensor;
-      if (weights !== 'he') {
-        const src = stateDictTensor(weights, p, 'torch model');
-        t = torch.tidy(() => torch.toDtype(torch.fromTensor(src), o.dtype));
-      } else {
-        t = initialTensor(torch, p.kind, p.shape, o.dtype);
-      }
+      const src = stateDictTensor(weights, p, 'torch model');
+      const t = torch.tidy(() => torch.toDtype(torch.fromTensor(src), o.dtype));
       if (p.learnable) t.requiresGrad = true;
       tensors.set(p.name, t);
     }
@@ -249,23 +239,4 @@ export function createTorchModel(
     throw err;
   }
   return new TorchModel(torch, graph, tensors, o);
-}
-
-function initialTensor(torch: Torch, kind: ModelGraph['params'][number]['kind'], shape: number[], dtype: TorchDType): TorchTensor {
-  switch (kind) {
-    case 'weight': {
-      const w = torch.kaimingNormal(shape, dtype);
-      w.requiresGrad = false; // createTorchModel sets it again for learnable tensors
-      return w;
-    }
-    case 'bias':
-    case 'bn_bias':
-    case 'running_mean':
-      return torch.zeros(shape, dtype);
-    case 'bn_weight':
-    case 'running_var':
-      return torch.ones(shape, dtype);
-    case 'prelu':
-      return torch.full(shape, PRELU_INIT, dtype);
-  }
 }
