@@ -26,7 +26,7 @@ import { flipHorizontal } from '../image/resize.js';
 import { AUTO_MAX_AREA, autoScale, maxShrink } from '../image/shrink.js';
 import { ExtdError } from '../utils/errors.js';
 import { argsortDescending } from '../postprocess/boxes.js';
-import { selectDetections } from '../postprocess/detections.js';
+import { selectDetections, type Detections } from '../postprocess/detections.js';
 
 export const PROTOCOLS = ['single', 'paper'] as const;
 export type ProtocolName = (typeof PROTOCOLS)[number];
@@ -41,7 +41,7 @@ export interface PassDetector {
   detectPass(
     image: RgbImage,
     options: { scale: number; scoreThreshold: number; nmsThreshold: number; topK: number },
-  ): Promise<{ boxes: Float32Array; scores: Float32Array }>;
+  ): Promise<Detections>;
 }
 
 export interface ProtocolOptions {
@@ -76,11 +76,6 @@ export const PROTOCOL_DEFAULTS: ProtocolOptions = {
   voteKeep: 750,
 };
 
-/** Boxes x1 y1 x2 y2 in pixels (N x 4) and their scores, highest first. */
-export interface ProtocolDetections {
-  boxes: Float32Array;
-  scores: Float32Array;
-}
 
 /** One planned pass: scale, mirrored or not, and which boxes it keeps. */
 export interface PlannedPass {
@@ -132,7 +127,7 @@ export async function runProtocol(
   image: RgbImage,
   protocol: ProtocolName,
   options: Partial<ProtocolOptions> = {},
-): Promise<ProtocolDetections> {
+): Promise<Detections> {
   const opts = { ...PROTOCOL_DEFAULTS, ...options };
   const passes = planPasses(protocol, image.width, image.height, opts.maxArea, opts.scale);
   const passOpts = { scoreThreshold: opts.scoreThreshold, nmsThreshold: opts.nmsThreshold, topK: opts.topK };
@@ -169,7 +164,7 @@ export async function runProtocol(
  * them; a group of one is dropped, otherwise it becomes the score-weighted
  * mean box with the group's highest score. At most `keep` boxes, highest first.
  */
-export function boxVote(boxes: Float32Array, scores: Float32Array, iou = PROTOCOL_DEFAULTS.voteIou, keep = PROTOCOL_DEFAULTS.voteKeep): ProtocolDetections {
+export function boxVote(boxes: Float32Array, scores: Float32Array, iou = PROTOCOL_DEFAULTS.voteIou, keep = PROTOCOL_DEFAULTS.voteKeep): Detections {
   const n = scores.length;
   const order = argsortDescending(scores, n);
   const alive = new Uint8Array(n).fill(1);

@@ -2,7 +2,13 @@ import { decodeBoxXyxyPx } from '../anchors/decode.js';
 import { nmsSortedXyxy } from './nms.js';
 import { argsortDescending } from './boxes.js';
 
-/** Detections as flat typed arrays: N x 4 boxes (x1, y1, x2, y2, pixels) and N scores, sorted by score. */
+/**
+ * Detections as flat typed arrays: N x 4 boxes (x1, y1, x2, y2, pixels) and N
+ * scores, sorted by score (highest first). The one type for boxes with scores
+ * in core: post-processing, `Detector.detectPass` and the evaluation
+ * protocols (which had an identical `ProtocolDetections`) all return it; the
+ * name is the public one already exported by every package.
+ */
 export interface Detections {
   boxes: Float32Array;
   scores: Float32Array;
