@@ -35,12 +35,12 @@ export type ProtocolName = (typeof PROTOCOLS)[number];
 export interface PassDetector {
   /**
    * One network pass on `image` resized by `scale` (bilinear), then score
-   * threshold, NMS and top-K. Boxes: N x 4, x1 y1 x2 y2 in the ORIGINAL
+   * threshold, NMS and the best `maxFaces`. Boxes: N x 4, x1 y1 x2 y2 in the ORIGINAL
    * image's pixels.
    */
   detectPass(
     image: RgbImage,
-    options: { scale: number; scoreThreshold: number; nmsThreshold: number; topK: number },
+    options: { scale: number; scoreThreshold: number; nmsThreshold: number; maxFaces: number },
   ): Promise<Detections>;
 }
 
@@ -49,8 +49,12 @@ export interface ProtocolOptions {
   scoreThreshold: number;
   /** Per pass: NMS IoU. */
   nmsThreshold: number;
-  /** Per pass: detections kept after NMS. */
-  topK: number;
+  /**
+   * Per pass: detections kept after NMS (PostprocessOptions.maxFaces). For
+   * the single protocol this is also the output's limit; the paper protocol's
+   * output is limited by `voteKeep` instead.
+   */
+  maxFaces: number;
   /** Image area (pixels) above which images are shrunk: max_shrink = sqrt(maxArea / (h*w)). */
   maxArea: number;
   /**
@@ -61,7 +65,12 @@ export interface ProtocolOptions {
   scale: number;
   /** Box voting (paper protocol): IoU (+1 pixel convention) that groups boxes. */
   voteIou: number;
-  /** Box voting: boxes kept. */
+  /**
+   * Box voting: boxes kept, best first. A different limit from `maxFaces`:
+   * it applies once, to the voted union of all the paper protocol's passes
+   * (each already cut to `maxFaces`), so it is the paper protocol's output
+   * limit (S3FD's scripts keep 750 after bbox_vote).
+   */
   voteKeep: number;
 }
 
@@ -69,7 +78,7 @@ export interface ProtocolOptions {
 export const PROTOCOL_DEFAULTS: ProtocolOptions = {
   scoreThreshold: 0.05,
   nmsThreshold: 0.3,
-  topK: 750,
+  maxFaces: 750,
   maxArea: AUTO_MAX_AREA,
   scale: 1,
   voteIou: 0.3,
@@ -130,7 +139,7 @@ export async function runProtocol(
 ): Promise<Detections> {
   const opts = { ...PROTOCOL_DEFAULTS, ...options };
   const passes = planPasses(protocol, image.width, image.height, opts.maxArea, opts.scale);
-  const passOpts = { scoreThreshold: opts.scoreThreshold, nmsThreshold: opts.nmsThreshold, topK: opts.topK };
+  const passOpts = { scoreThreshold: opts.scoreThreshold, nmsThreshold: opts.nmsThreshold, maxFaces: opts.maxFaces };
   if (protocol === 'single') {
     const d = await detector.detectPass(image, { ...passOpts, scale: passes[0]!.scale });
     return selectDetections(d, argsortDescending(d.scores));
