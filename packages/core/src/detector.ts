@@ -2,6 +2,7 @@ import { makePriors } from './anchors/priors.js';
 import type { RgbImage } from './image/types.js';
 import { RGB_MEAN } from './image/types.js';
 import { resizeBilinear } from './image/resize.js';
+import { AUTO_MAX_AREA, autoScale } from './image/shrink.js';
 import { POSTPROCESS_DEFAULTS, postprocess, selectDetections, type Detections, type PostprocessOptions } from './postprocess/detections.js';
 import { exportOnnx, type Int8ExportOptions } from './runtime/onnx-export.js';
 import type { CreateSession, InferenceSession } from './runtime/backend.js';
@@ -31,7 +32,11 @@ export interface DetectOptions {
   scoreThreshold: number;
   /** Suppress a box overlapping a higher-scoring one with IoU above this. */
   nmsThreshold: number;
-  /** Return at most this many faces, best first. */
+  /**
+   * Return at most this many faces, best first: the boxes NMS keeps. The same
+   * limit as PostprocessOptions.maxFaces (S3FD's top_k, 750), under the
+   * public name, used for it everywhere.
+   */
   maxFaces: number;
   /**
    * Resize factor applied before the network. 'auto' shrinks large images to
@@ -52,12 +57,8 @@ export interface PassOptions extends PostprocessOptions {
 
 export const PASS_DEFAULTS: PassOptions = { scale: 1, ...POSTPROCESS_DEFAULTS };
 
-/** Largest image area the 'auto' scale lets through unshrunk. */
-export const AUTO_MAX_AREA = 1700 * 1200;
-
-export function autoScale(width: number, height: number): number {
-  return Math.min(1, Math.sqrt(AUTO_MAX_AREA / (width * height)));
-}
+// The 'auto' scale rule lives in image/shrink.ts (shared with the evaluation protocols).
+export { AUTO_MAX_AREA, autoScale };
 
 export type ImageDecoder<I> = (input: I) => Promise<RgbImage>;
 
@@ -101,14 +102,14 @@ export class Detector<I = RgbImage> {
     return this.track(async () => {
       const image = await this.decode(input);
       const scale = opts.scale === 'auto' ? autoScale(image.width, image.height) : opts.scale;
-      const d = await this.pass(image, { ...PASS_DEFAULTS, scale, scoreThreshold: opts.scoreThreshold, nmsThreshold: opts.nmsThreshold, topK: opts.maxFaces });
+      const d = await this.pass(image, { ...PASS_DEFAULTS, scale, scoreThreshold: opts.scoreThreshold, nmsThreshold: opts.nmsThreshold, maxFaces: opts.maxFaces });
       return toFaces(d, { width: image.width, height: image.height });
     });
   }
 
   /**
    * One pass of the network on `image` resized by `scale` (bilinear), then
-   * score threshold, NMS and top-K. Boxes are xyxy in the ORIGINAL image's
+   * score threshold, NMS and the best `maxFaces`. Boxes are xyxy in the ORIGINAL image's
    * pixels, NOT clipped to the image (as the WIDER FACE evaluation expects);
    * every box and score is finite. This is the building block of the
    * evaluation protocols.

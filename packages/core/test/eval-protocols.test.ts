@@ -12,9 +12,9 @@ function image(width: number, height: number): RgbImage {
 const isFlipped = (im: RgbImage) => im.data[0] !== 255;
 
 class FakeDetector implements PassDetector {
-  calls: Array<{ scale: number; flipped: boolean; scoreThreshold: number; nmsThreshold: number; topK: number }> = [];
+  calls: Array<{ scale: number; flipped: boolean; scoreThreshold: number; nmsThreshold: number; maxFaces: number }> = [];
   constructor(private readonly respond: (scale: number, flipped: boolean, im: RgbImage) => number[][] = () => []) {}
-  async detectPass(im: RgbImage, o: { scale: number; scoreThreshold: number; nmsThreshold: number; topK: number }) {
+  async detectPass(im: RgbImage, o: { scale: number; scoreThreshold: number; nmsThreshold: number; maxFaces: number }) {
     this.calls.push({ ...o, flipped: isFlipped(im) });
     const rows = this.respond(o.scale, isFlipped(im), im);
     return { boxes: Float32Array.from(rows.flatMap((r) => r.slice(0, 4))), scores: Float32Array.from(rows.map((r) => r[4]!)) };
@@ -29,7 +29,7 @@ test('single: one pass at min(1, sqrt(1700*1200/(h*w))) with the evaluation post
     const out = await runProtocol(det, image(w, h), 'single');
     assert.equal(det.calls.length, 1);
     assert.ok(close(det.calls[0]!.scale, s), `${w}x${h}: ${det.calls[0]!.scale}`);
-    assert.deepEqual([det.calls[0]!.scoreThreshold, det.calls[0]!.nmsThreshold, det.calls[0]!.topK], [0.05, 0.3, 750]);
+    assert.deepEqual([det.calls[0]!.scoreThreshold, det.calls[0]!.nmsThreshold, det.calls[0]!.maxFaces], [0.05, 0.3, 750]);
     assert.deepEqual(Array.from(out.scores), [Math.fround(0.9), Math.fround(0.2)]); // sorted by score, no voting
   }
 });

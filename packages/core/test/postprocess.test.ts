@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { boxIouXyxy, iouXyxy } from '../src/postprocess/boxes.js';
+import { argsortDescending, boxIouXyxy, iouXyxy } from '../src/postprocess/boxes.js';
+import { formatPredictionFile } from '../src/eval/predictions.js';
 import { batchedNmsXyxy, nmsXyxy } from '../src/postprocess/nms.js';
 import { decodeBoxXyxyPx, encodeBoxXyxy } from '../src/anchors/decode.js';
 import { levelSizes, makePriors, priorCount } from '../src/anchors/priors.js';
@@ -69,6 +70,17 @@ test('batched NMS never suppresses across classes', () => {
   assert.deepEqual([...batchedNmsXyxy(new Float32Array(0), new Float32Array(0), [], 0.3)], []);
 });
 
+test('argsortDescending: descending, equal scores in index order; the prediction writer orders ties the same way', () => {
+  const scores = [0.5, 0.9, 0.5, 0.1, 0.9, 0.5];
+  assert.deepEqual([...argsortDescending(scores)], [1, 4, 0, 2, 5, 3]);
+  assert.deepEqual([...argsortDescending(scores, 3)], [1, 0, 2]);
+  assert.deepEqual([...argsortDescending(new Float32Array(0))], []);
+  // Rows with equal scores keep their input order (x1 = row index tells which is which).
+  const boxes = scores.flatMap((_, i) => [i, 0, i + 1, 1]);
+  const rows = formatPredictionFile('e/n.jpg', boxes, scores).trim().split('\n').slice(2);
+  assert.deepEqual(rows.map((r) => Number(r.split(' ')[0])), [1, 4, 0, 2, 5, 3]);
+});
+
 test('IoU: known values, symmetry, empty boxes, matrix shape', () => {
   const a = Float32Array.from([0, 0, 10, 10]);
   const b = Float32Array.from([5, 0, 15, 10]);
@@ -112,13 +124,13 @@ test('postprocess: threshold is strict, decoding uses the variances, N = 0 works
   // Prior 0 face logit so that p = 0.9; prior 1 exactly at the threshold after rounding is dropped.
   const conf = Float32Array.from([0, Math.log(9), 0, 0]);
   const loc = Float32Array.from([1, -1, 0, Math.log(2) / 0.2, 0, 0, 0, 0]);
-  const d = postprocess(loc, conf, priors, 100, 200, { scoreThreshold: 0.5, nmsThreshold: 0.3, topK: 10, candidateLimit: 5000 });
+  const d = postprocess(loc, conf, priors, 100, 200, { scoreThreshold: 0.5, nmsThreshold: 0.3, maxFaces: 10, candidateLimit: 5000 });
   assert.equal(d.scores.length, 1);
   assert.ok(Math.abs(d.scores[0]! - 0.9) < 1e-6);
   // cx = 0.5 + 1*0.1*0.1 = 0.51, cy = 0.5 - 0.1*0.2 = 0.48, w = 0.1, h = 0.4
   const want = [(0.51 - 0.05) * 100, (0.48 - 0.2) * 200, (0.51 + 0.05) * 100, (0.48 + 0.2) * 200];
   want.forEach((v, i) => assert.ok(Math.abs(d.boxes[i]! - v) < 1e-4, `coord ${i}`));
-  const none = postprocess(loc, conf, priors, 100, 200, { scoreThreshold: 0.95, nmsThreshold: 0.3, topK: 10, candidateLimit: 5000 });
+  const none = postprocess(loc, conf, priors, 100, 200, { scoreThreshold: 0.95, nmsThreshold: 0.3, maxFaces: 10, candidateLimit: 5000 });
   assert.equal(none.scores.length, 0);
   assert.equal(none.boxes.length, 0);
 });
@@ -153,7 +165,7 @@ test('detect() and detectPass() never return a non-finite box or score, whatever
   const image: RgbImage = { data: new Uint8Array(640 * 480 * 3), width: 640, height: 480 };
   let seen = 0;
   for (const scale of [0.05, 0.1, 1]) {
-    const d = await det.detectPass(image, { scale, scoreThreshold: 0.05, nmsThreshold: 0.3, topK: 750 });
+    const d = await det.detectPass(image, { scale, scoreThreshold: 0.05, nmsThreshold: 0.3, maxFaces: 750 });
     seen += d.scores.length;
     assert.ok(d.boxes.every(Number.isFinite) && d.scores.every(Number.isFinite), `detectPass at scale ${scale}`);
     for (const f of await det.detect(image, { scale, scoreThreshold: 0.05 })) {
@@ -210,7 +222,7 @@ test('NMS with many boxes (grid path) equals the naive oracle, with ties, maxKee
  * probability, a full stable sort, the first candidateLimit, decode, drop
  * non-finite, the naive NMS, top K.
  */
-function naivePostprocess(loc: Float32Array, conf: Float32Array, priors: Float32Array, w: number, h: number, o: { scoreThreshold: number; nmsThreshold: number; topK: number; candidateLimit: number }) {
+function naivePostprocess(loc: Float32Array, conf: Float32Array, priors: Float32Array, w: number, h: number, o: { scoreThreshold: number; nmsThreshold: number; maxFaces: number; candidateLimit: number }) {
   const cands: Array<{ i: number; s: number }> = [];
   for (let i = 0; i < priors.length / 4; i++) {
     const s = 1 / (1 + Math.exp(conf[2 * i]! - conf[2 * i + 1]!));
@@ -224,7 +236,7 @@ function naivePostprocess(loc: Float32Array, conf: Float32Array, priors: Float32
     decodeBoxXyxyPx(loc, priors, i, w, h, out, 0);
     if (out.every(Number.isFinite)) boxes.push([...out]), scores.push(Math.fround(s));
   }
-  return naiveNms(boxes, scores, o.nmsThreshold).slice(0, o.topK).map((k) => ({ box: boxes[k]!, score: scores[k]! }));
+  return naiveNms(boxes, scores, o.nmsThreshold).slice(0, o.maxFaces).map((k) => ({ box: boxes[k]!, score: scores[k]! }));
 }
 
 test('postprocess equals the naive pipeline: many candidates, tied scores, the candidate limit cutting through ties', () => {
@@ -239,7 +251,7 @@ test('postprocess equals the naive pipeline: many candidates, tied scores, the c
     const options = {
       scoreThreshold: [0.05, 0.3, 0.5, 0.9][trial % 4]!,
       nmsThreshold: [0.3, 0.5, 0][trial % 3]!,
-      topK: [750, 20, 5][trial % 3]!,
+      maxFaces: [750, 20, 5][trial % 3]!,
       candidateLimit: [5000, 333, 1000, 1][trial % 4]!,
     };
     const got = postprocess(loc, conf, priors, 160, 120, options);

@@ -83,7 +83,7 @@ test('three same-size JPEG files passed by path, in flight together', { skip }, 
 test('detect, detectPass and forward in flight on inputs of the same and of different sizes equal the sequential results', { skip }, async () => {
   const face = crop(photo, 300, 100, 400, 500);
   const inputs = [face, grey(400, 500), mirror(face), crop(photo, 250, 50, 320, 360), grey(320, 360), crop(photo, 350, 150, 256, 256)];
-  const pass = { scale: 1, scoreThreshold: 0.05, nmsThreshold: 0.3, topK: 750 };
+  const pass = { scale: 1, scoreThreshold: 0.05, nmsThreshold: 0.3, maxFaces: 750 };
 
   const seqDetect: Face[][] = [];
   const seqPass = [];
@@ -124,7 +124,7 @@ test('raw pixels are read when detect() is called: the caller may refill its buf
 test('a face cut by the left edge: detect() clips the box to the image, detectPass() does not', { skip }, async () => {
   // The issue's crop: left 470, top 100, width 400, height 500; `extd detect` reported x=-12.1.
   const cut = crop(photo, 470, 100, 400, 500);
-  const raw = await det.detectPass(cut, { scale: 1, scoreThreshold: 0.5, nmsThreshold: 0.3, topK: 750 });
+  const raw = await det.detectPass(cut, { scale: 1, scoreThreshold: 0.5, nmsThreshold: 0.3, maxFaces: 750 });
   assert.equal(raw.scores.length, 1);
   const [x1, y1, x2, y2] = raw.boxes;
   assert.ok(x1! < -12.05 && x1! >= -12.15, `unclipped left edge ${x1}`);

@@ -48,7 +48,7 @@ for (const width of [32, 48, 64] as const) {
         for (let i = 0; i < face.length; i++) face[i] = 1 / (1 + Math.exp(conf[2 * i]! - conf[2 * i + 1]!));
         assert.ok(maxAbsDiff(face, goldScores) <= 1e-4, `${tag} face probabilities`);
       }
-      const ours = await detector.detectPass(image, { scale: 1, scoreThreshold: 0.05, nmsThreshold: 0.3, topK: 750 });
+      const ours = await detector.detectPass(image, { scale: 1, scoreThreshold: 0.05, nmsThreshold: 0.3, maxFaces: 750 });
       assertMatchesGolden(tag, width, ours);
       // With S3FD's 5000-candidate limit before NMS, the whole list has the reference's length too.
       assert.equal(ours.scores.length, goldenCount(tag, width), `${tag}: detections above 0.05`);

@@ -8,6 +8,7 @@
 import { buildGraph } from '@extd/core/model/graph';
 import { loadTorch, type TorchTensor } from '../src/train/torch.js';
 import { createTorchModel } from '../src/train/torch-model.js';
+import { initialWeights } from '../src/train/init.js';
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -53,7 +54,8 @@ for (const threads of [1, 2]) {
       `prelu ${layer(() => torch.prelu(x, torch.full([1], 0.25))).toFixed(1)} ms`,
   );
   for (const width of [32, 64] as const) {
-    const model = createTorchModel(torch, buildGraph({ arch: 'fpn', width, activation: 'prelu' }), 'he');
+    const graph = buildGraph({ arch: 'fpn', width, activation: 'prelu' });
+    const model = createTorchModel(torch, graph, initialWeights(graph, 0));
     const opt = torch.sgd(model.parameters());
     const input = torch.randn([batch, 3, size, size]);
     const step = () =>

@@ -4,7 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildGraph, countParams } from '@extd/core/model/graph';
 import { gradCheckDirectional, loadTorch, torchUnavailableReason, type Torch, type TorchTensor } from '../src/train/torch.js';
-import { createTorchModel, PRELU_INIT, type TorchModel } from '../src/train/torch-model.js';
+import { createTorchModel, type TorchModel } from '../src/train/torch-model.js';
+import { initialWeights, INIT_DEFAULTS } from '../src/train/init.js';
 import { readGolden, releasedModel } from '../../../test-support/golden.js';
 import { noShared, requiredInCi } from '../../../test-support/shared.js';
 
@@ -38,15 +39,14 @@ test('EXTD-64 lowered to libtorch reproduces every golden map of maps320 (eval m
   tm.dispose();
 });
 
-test('He initialisation, parameters and requiresGrad follow the graph', { skip: noTorch }, () => {
+test('He initialisation (initialWeights) in libtorch: parameters and requiresGrad follow the graph', { skip: noTorch }, () => {
   const graph = tiny();
-  torch.manualSeed(0);
-  const m = createTorchModel(torch, graph, 'he');
+  const m = createTorchModel(torch, graph, initialWeights(graph, 0));
   const params = m.parameters();
   assert.equal(params.reduce((s, p) => s + p.numel, 0), countParams(graph));
   assert.ok(params.every((p) => p.requiresGrad && p.isLeaf));
   assert.equal(m.tensors.get('base.0.1.running_mean')!.requiresGrad, false);
-  assert.deepEqual([...m.tensors.get('base.0.2.weight')!.toFloat32Array()], [PRELU_INIT]);
+  assert.deepEqual([...m.tensors.get('base.0.2.weight')!.toFloat32Array()], [INIT_DEFAULTS.preluSlope]);
   assert.ok(m.tensors.get('base.0.1.weight')!.toFloat32Array().every((v) => v === 1));
   assert.ok(m.tensors.get('loc.0.bias')!.toFloat32Array().every((v) => v === 0));
   // base.2.conv.0 is a 1x1 expansion conv [64, 32, 1, 1]: fan_in 32, std sqrt(2/32) = 0.25.
@@ -71,7 +71,8 @@ function headsScalar(m: TorchModel, x: TorchTensor, training: boolean): (...xs: 
 
 test('whole-model gradients match finite differences on a tiny input (float64)', { skip: noTorch }, () => {
   torch.manualSeed(11);
-  const m = createTorchModel(torch, tiny(), 'he', { dtype: 'float64' });
+  const graph = tiny();
+  const m = createTorchModel(torch, graph, initialWeights(graph, 11), { dtype: 'float64' });
   const x = torch.randn([1, 3, 32, 32], 'float64');
   x.requiresGrad = true;
   // One training-mode pass gives BN realistic running statistics (not 0 / 1).
@@ -115,7 +116,8 @@ test('the directional check catches a wrong gradient', { skip: noTorch }, () => 
 
 test('training mode updates BN running statistics, eval mode does not', { skip: noTorch }, () => {
   torch.manualSeed(13);
-  const m = createTorchModel(torch, tiny(), 'he');
+  const graph = tiny();
+  const m = createTorchModel(torch, graph, initialWeights(graph, 13));
   const rm = m.tensors.get('base.0.1.running_mean')!;
   const x = torch.randn([2, 3, 32, 32]);
   torch.tidy(() => torch.noGrad(() => m.forward(x)));
@@ -128,13 +130,12 @@ test('training mode updates BN running statistics, eval mode does not', { skip: 
 test('state dict round-trips and a few SGD steps reduce a loss', { skip: noTorch }, () => {
   torch.manualSeed(14);
   const graph = tiny();
-  const a = createTorchModel(torch, graph, 'he');
+  const a = createTorchModel(torch, graph, initialWeights(graph, 14));
   const x = torch.randn([2, 3, 64, 64]);
   torch.noGrad(() => a.forward(x, { training: true }));
   const state = a.stateDict();
   assert.deepEqual([...state.keys()], graph.params.map((p) => p.name));
-  torch.manualSeed(99);
-  const b = createTorchModel(torch, graph, 'he');
+  const b = createTorchModel(torch, graph, initialWeights(graph, 99));
   b.loadStateDict(state);
   const outA = torch.noGrad(() => a.forward(x).loc.toFloat32Array());
   const outB = torch.noGrad(() => b.forward(x).loc.toFloat32Array());

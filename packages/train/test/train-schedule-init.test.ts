@@ -32,9 +32,9 @@ test('cosine schedule: lr at the end of warm-up, minLr at the end, half-way in t
 });
 
 test('schedule validation names the bad option', () => {
-  assert.throws(() => validateSchedule({ ...SCHEDULE_DEFAULTS, lr: -1 }), /learning rate -1/);
-  assert.throws(() => validateSchedule({ ...SCHEDULE_DEFAULTS, warmup: 1.5 }), /warm-up 1.5/);
-  assert.throws(() => validateSchedule({ ...SCHEDULE_DEFAULTS, policy: 'poly' as never }), /lr policy 'poly'/);
+  assert.throws(() => validateSchedule({ ...SCHEDULE_DEFAULTS, lr: -1 }), /--lr -1: expected a positive number/);
+  assert.throws(() => validateSchedule({ ...SCHEDULE_DEFAULTS, warmup: 1.5 }), /--warmup 1.5: expected a non-negative integer/);
+  assert.throws(() => validateSchedule({ ...SCHEDULE_DEFAULTS, policy: 'poly' as never }), /--lr-policy poly: expected step or cosine/);
 });
 
 test('He init: conv weights N(0, 2/fan_in), BN 1/0, running stats 0/1, PReLU 0.25; seeded', () => {

@@ -301,7 +301,7 @@ const api = {
       return c;
     });
     const rgb = images.map((im) => new DomImageReader().read(im));
-    const passOpts = { scale: 1, scoreThreshold: 0.05, nmsThreshold: 0.3, topK: 750 };
+    const passOpts = { scale: 1, scoreThreshold: 0.05, nmsThreshold: 0.3, maxFaces: 750 };
     return exclusive(async () => {
       const d = detector!;
       const arrays = (p: { boxes: Float32Array; scores: Float32Array }) => ({ boxes: Array.from(p.boxes), scores: Array.from(p.scores) });

@@ -21,6 +21,7 @@
  * Images with no faces or no predictions only add their face count.
  * Pure TypeScript on typed arrays; no node: imports.
  */
+import { argsortDescending } from '../postprocess/boxes.js';
 
 export const WIDER_SETTINGS = ['easy', 'medium', 'hard'] as const;
 export type WiderSetting = (typeof WIDER_SETTINGS)[number];
@@ -150,8 +151,7 @@ export function evaluateWider(
 /** Copy of the predictions sorted by score, descending; ties keep file order (MATLAB's sort is stable). */
 function sortByScore(p: ImagePredictions): { boxes: Float64Array; scores: Float64Array } {
   const n = p.scores.length;
-  const order = Array.from({ length: n }, (_, i) => i);
-  order.sort((a, b) => p.scores[b]! - p.scores[a]! || a - b);
+  const order = argsortDescending(p.scores, n);
   const boxes = new Float64Array(n * 4);
   const scores = new Float64Array(n);
   for (let i = 0; i < n; i++) {

@@ -11,6 +11,7 @@
  * Browser-safe: strings in, strings out.
  */
 import { ExtdError } from '../utils/errors.js';
+import { argsortDescending } from '../postprocess/boxes.js';
 import type { ImagePredictions } from './evaluator.js';
 
 /**
@@ -32,7 +33,7 @@ export function formatPredictionFile(imagePath: string, boxesXyxy: ArrayLike<num
   if (boxesXyxy.length !== n * 4) {
     throw new Error(`formatPredictionFile: ${boxesXyxy.length} box values for ${n} scores, expected ${n * 4}`);
   }
-  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[b]! - scores[a]! || a - b);
+  const order = argsortDescending(scores, n);
   const lines = [imagePath, String(n)];
   for (const i of order) {
     const x1 = boxesXyxy[i * 4]!, y1 = boxesXyxy[i * 4 + 1]!, x2 = boxesXyxy[i * 4 + 2]!, y2 = boxesXyxy[i * 4 + 3]!;

@@ -4,7 +4,8 @@
  *
  * - `single`: one pass at shrink = min(1, max_shrink), where
  *   max_shrink = sqrt(1700*1200 / (h*w)) keeps big images within the area the
- *   released models were evaluated at.
+ *   released models were evaluated at (image/shrink.ts, the same rule as the
+ *   detector's `scale: 'auto'`).
  * - `paper`: the multi-scale + flip test of the S3FD / EXTD evaluation scripts,
  *   which the paper's WIDER table used:
  *   (a) the base pass at shrink; (b) the same on the mirrored image;
@@ -22,7 +23,10 @@
  */
 import type { RgbImage } from '../image/types.js';
 import { flipHorizontal } from '../image/resize.js';
+import { AUTO_MAX_AREA, autoScale, maxShrink } from '../image/shrink.js';
 import { ExtdError } from '../utils/errors.js';
+import { argsortDescending } from '../postprocess/boxes.js';
+import { selectDetections, type Detections } from '../postprocess/detections.js';
 
 export const PROTOCOLS = ['single', 'paper'] as const;
 export type ProtocolName = (typeof PROTOCOLS)[number];
@@ -31,13 +35,13 @@ export type ProtocolName = (typeof PROTOCOLS)[number];
 export interface PassDetector {
   /**
    * One network pass on `image` resized by `scale` (bilinear), then score
-   * threshold, NMS and top-K. Boxes: N x 4, x1 y1 x2 y2 in the ORIGINAL
+   * threshold, NMS and the best `maxFaces`. Boxes: N x 4, x1 y1 x2 y2 in the ORIGINAL
    * image's pixels.
    */
   detectPass(
     image: RgbImage,
-    options: { scale: number; scoreThreshold: number; nmsThreshold: number; topK: number },
-  ): Promise<{ boxes: Float32Array; scores: Float32Array }>;
+    options: { scale: number; scoreThreshold: number; nmsThreshold: number; maxFaces: number },
+  ): Promise<Detections>;
 }
 
 export interface ProtocolOptions {
@@ -45,8 +49,12 @@ export interface ProtocolOptions {
   scoreThreshold: number;
   /** Per pass: NMS IoU. */
   nmsThreshold: number;
-  /** Per pass: detections kept after NMS. */
-  topK: number;
+  /**
+   * Per pass: detections kept after NMS (PostprocessOptions.maxFaces). For
+   * the single protocol this is also the output's limit; the paper protocol's
+   * output is limited by `voteKeep` instead.
+   */
+  maxFaces: number;
   /** Image area (pixels) above which images are shrunk: max_shrink = sqrt(maxArea / (h*w)). */
   maxArea: number;
   /**
@@ -57,7 +65,12 @@ export interface ProtocolOptions {
   scale: number;
   /** Box voting (paper protocol): IoU (+1 pixel convention) that groups boxes. */
   voteIou: number;
-  /** Box voting: boxes kept. */
+  /**
+   * Box voting: boxes kept, best first. A different limit from `maxFaces`:
+   * it applies once, to the voted union of all the paper protocol's passes
+   * (each already cut to `maxFaces`), so it is the paper protocol's output
+   * limit (S3FD's scripts keep 750 after bbox_vote).
+   */
   voteKeep: number;
 }
 
@@ -65,18 +78,13 @@ export interface ProtocolOptions {
 export const PROTOCOL_DEFAULTS: ProtocolOptions = {
   scoreThreshold: 0.05,
   nmsThreshold: 0.3,
-  topK: 750,
-  maxArea: 1700 * 1200,
+  maxFaces: 750,
+  maxArea: AUTO_MAX_AREA,
   scale: 1,
   voteIou: 0.3,
   voteKeep: 750,
 };
 
-/** Boxes x1 y1 x2 y2 in pixels (N x 4) and their scores, highest first. */
-export interface ProtocolDetections {
-  boxes: Float32Array;
-  scores: Float32Array;
-}
 
 /** One planned pass: scale, mirrored or not, and which boxes it keeps. */
 export interface PlannedPass {
@@ -84,10 +92,6 @@ export interface PlannedPass {
   flip: boolean;
   /** 'all', 'longer>30' (longer side > 30 px) or 'shorter<100' (shorter side < 100 px). */
   keep: 'all' | 'longer>30' | 'shorter<100';
-}
-
-export function maxShrink(width: number, height: number, maxArea = PROTOCOL_DEFAULTS.maxArea): number {
-  return Math.sqrt(maxArea / (width * height));
 }
 
 /** The passes a protocol runs on a width x height image, in order. */
@@ -100,7 +104,7 @@ export function planPasses(
 ): PlannedPass[] {
   if (!(scale > 0) || !Number.isFinite(scale)) throw new ExtdError(`evaluation scale ${scale}: expected a positive number`);
   const ms = maxShrink(width, height, maxArea);
-  const shrink = Math.min(1, ms);
+  const shrink = autoScale(width, height, maxArea);
   if (protocol === 'single') return [{ scale: shrink * scale, flip: false, keep: 'all' }];
   if (protocol !== 'paper') throw new ExtdError(`protocol '${protocol as string}': expected one of ${PROTOCOLS.join(', ')}`);
   if (scale !== 1) throw new ExtdError(`evaluation scale ${scale}: the paper protocol chooses its own scales; a scale applies to the single protocol only`);
@@ -132,13 +136,13 @@ export async function runProtocol(
   image: RgbImage,
   protocol: ProtocolName,
   options: Partial<ProtocolOptions> = {},
-): Promise<ProtocolDetections> {
+): Promise<Detections> {
   const opts = { ...PROTOCOL_DEFAULTS, ...options };
   const passes = planPasses(protocol, image.width, image.height, opts.maxArea, opts.scale);
-  const passOpts = { scoreThreshold: opts.scoreThreshold, nmsThreshold: opts.nmsThreshold, topK: opts.topK };
+  const passOpts = { scoreThreshold: opts.scoreThreshold, nmsThreshold: opts.nmsThreshold, maxFaces: opts.maxFaces };
   if (protocol === 'single') {
     const d = await detector.detectPass(image, { ...passOpts, scale: passes[0]!.scale });
-    return sortByScore(d.boxes, d.scores);
+    return selectDetections(d, argsortDescending(d.scores));
   }
   let flipped: RgbImage | undefined;
   const boxes: number[] = [];
@@ -169,9 +173,9 @@ export async function runProtocol(
  * them; a group of one is dropped, otherwise it becomes the score-weighted
  * mean box with the group's highest score. At most `keep` boxes, highest first.
  */
-export function boxVote(boxes: Float32Array, scores: Float32Array, iou = PROTOCOL_DEFAULTS.voteIou, keep = PROTOCOL_DEFAULTS.voteKeep): ProtocolDetections {
+export function boxVote(boxes: Float32Array, scores: Float32Array, iou = PROTOCOL_DEFAULTS.voteIou, keep = PROTOCOL_DEFAULTS.voteKeep): Detections {
   const n = scores.length;
-  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[b]! - scores[a]! || a - b);
+  const order = argsortDescending(scores, n);
   const alive = new Uint8Array(n).fill(1);
   const outBoxes: number[] = [];
   const outScores: number[] = [];
@@ -202,16 +206,4 @@ export function boxVote(boxes: Float32Array, scores: Float32Array, iou = PROTOCO
     outScores.push(best);
   }
   return { boxes: Float32Array.from(outBoxes), scores: Float32Array.from(outScores) };
-}
-
-function sortByScore(boxes: Float32Array, scores: Float32Array): ProtocolDetections {
-  const n = scores.length;
-  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[b]! - scores[a]! || a - b);
-  const b = new Float32Array(n * 4);
-  const s = new Float32Array(n);
-  order.forEach((j, i) => {
-    s[i] = scores[j]!;
-    b.set(boxes.subarray(j * 4, j * 4 + 4), i * 4);
-  });
-  return { boxes: b, scores: s };
 }

@@ -28,10 +28,20 @@ export function boxIouXyxy(a: Float32Array, b: Float32Array): Float32Array {
   return out;
 }
 
-/** Indices 0..n-1 sorted by descending score (ties keep index order). */
+/**
+ * Indices 0..n-1 sorted by descending score; equal scores keep index order
+ * (a stable sort, as MATLAB's sort in the WIDER evaluation and S3FD's scripts).
+ *
+ * The one "sort detections by score" of the code base: NMS, postprocess, box
+ * voting, the evaluator and the prediction-file writer all order through it,
+ * so their tie-breaking cannot drift apart. Named `argsortDescending` (numpy's
+ * argsort, descending) because it returns an order, not sorted copies; pair it
+ * with `selectDetections` to reorder boxes and scores together.
+ */
 export function argsortDescending(scores: ArrayLike<number>, n = scores.length): Uint32Array {
   const idx = new Uint32Array(n);
   for (let i = 0; i < n; i++) idx[i] = i;
-  // A typed-array sort with a comparator is stable (ES2019+).
+  // A typed-array sort with a comparator is stable (ES2019+); the index
+  // tie-break makes the order unique anyway for non-NaN scores.
   return idx.sort((x, y) => scores[y]! - scores[x]! || x - y);
 }

@@ -1,7 +1,14 @@
 import { decodeBoxXyxyPx } from '../anchors/decode.js';
 import { nmsSortedXyxy } from './nms.js';
+import { argsortDescending } from './boxes.js';
 
-/** Detections as flat typed arrays: N x 4 boxes (x1, y1, x2, y2, pixels) and N scores, sorted by score. */
+/**
+ * Detections as flat typed arrays: N x 4 boxes (x1, y1, x2, y2, pixels) and N
+ * scores, sorted by score (highest first). The one type for boxes with scores
+ * in core: post-processing, `Detector.detectPass` and the evaluation
+ * protocols (which had an identical `ProtocolDetections`) all return it; the
+ * name is the public one already exported by every package.
+ */
 export interface Detections {
   boxes: Float32Array;
   scores: Float32Array;
@@ -12,19 +19,24 @@ export interface PostprocessOptions {
   scoreThreshold: number;
   /** Greedy NMS: suppress a box whose IoU with a kept one is above this. */
   nmsThreshold: number;
-  /** Keep at most this many after NMS. */
-  topK: number;
+  /**
+   * Keep at most this many after NMS (S3FD's top_k, 750). Named `maxFaces`,
+   * as DetectOptions' public option that it is (it was `topK` here): one
+   * name for one limit.
+   */
+  maxFaces: number;
   /**
    * Only the best this-many candidates above the threshold enter NMS (S3FD's
-   * detection layer does this, 5000). It bounds NMS time on images with many
-   * faces and decides which low-scoring boxes survive, so it matters for
-   * reproducing the reference's output exactly.
+   * detection layer does this, 5000). A different limit from `maxFaces`,
+   * applied before NMS rather than after it: it bounds NMS time on images
+   * with many faces and decides which low-scoring boxes survive, so it
+   * matters for reproducing the reference's output exactly.
    */
   candidateLimit: number;
 }
 
 /** The released models' evaluation settings (S3FD's test-time defaults). */
-export const POSTPROCESS_DEFAULTS: PostprocessOptions = { scoreThreshold: 0.05, nmsThreshold: 0.3, topK: 750, candidateLimit: 5000 };
+export const POSTPROCESS_DEFAULTS: PostprocessOptions = { scoreThreshold: 0.05, nmsThreshold: 0.3, maxFaces: 750, candidateLimit: 5000 };
 
 /**
  * Network outputs -> detections in the network input's pixels.
@@ -33,7 +45,7 @@ export const POSTPROCESS_DEFAULTS: PostprocessOptions = { scoreThreshold: 0.05, 
  * priors: P x 4 (cx, cy, w, h in 0..1). The face probability is the 2-way
  * softmax; candidates are the priors above the threshold, best first (ties:
  * lower prior index first), at most `candidateLimit` of them; only those are
- * decoded, then greedy NMS keeps at most `topK`.
+ * decoded, then greedy NMS keeps at most `maxFaces`.
  *
  * Cost at threshold 0.05, where nearly every prior is a candidate: one pass
  * over P, a linear-time selection of the best `candidateLimit` (no full
@@ -74,7 +86,7 @@ export function postprocess(
     }
     candIdx = idx, candScore = sc, m = limit;
   }
-  const order = sortByScoreDescending(candScore, m);
+  const order = argsortDescending(candScore, m);
   const boxes = new Float32Array(m * 4);
   const scores = new Float32Array(m);
   let n = 0;
@@ -87,18 +99,8 @@ export function postprocess(
     if (!(Number.isFinite(boxes[o]!) && Number.isFinite(boxes[o + 1]!) && Number.isFinite(boxes[o + 2]!) && Number.isFinite(boxes[o + 3]!))) continue;
     scores[n++] = candScore[k]!;
   }
-  const keep = nmsSortedXyxy(boxes, n, options.nmsThreshold, options.topK);
+  const keep = nmsSortedXyxy(boxes, n, options.nmsThreshold, options.maxFaces);
   return selectDetections({ boxes, scores }, keep);
-}
-
-/**
- * Positions 0..n-1 of `scores` ordered by descending score, ties by
- * position (a stable sort).
- */
-export function sortByScoreDescending(scores: Float64Array, n: number): Uint32Array {
-  const idx = new Uint32Array(n);
-  for (let i = 0; i < n; i++) idx[i] = i;
-  return idx.sort((a, b) => scores[b]! - scores[a]! || a - b);
 }
 
 /**

@@ -80,6 +80,30 @@ export function checkFinite(tensors: Iterable<[string, Tensor]>, source: string)
 }
 
 /**
+ * The state-dict name and shape check, the one used wherever a state dict
+ * meets a model graph: loading a checkpoint here, and building or resuming a
+ * libtorch model in @extd/train. Returns `tensors`' tensor for `param`;
+ * throws ExtdError `SOURCE: missing tensor 'NAME'[ for MODEL] (shape S)` when
+ * it is absent and `SOURCE: tensor 'NAME' has shape A, [MODEL ]needs B` when
+ * its shape differs. `model` (e.g. the variant's name) is only for messages.
+ * Named for what it checks (a state dict) rather than for a file format,
+ * since the tensors may be parsed data, libtorch tensors or anything with a shape.
+ */
+export function stateDictTensor<T extends { readonly shape: readonly number[] }>(
+  tensors: ReadonlyMap<string, T>,
+  param: { readonly name: string; readonly shape: readonly number[] },
+  source: string,
+  model?: string,
+): T {
+  const t = tensors.get(param.name);
+  if (!t) throw new ExtdError(`${source}: missing tensor '${param.name}'${model ? ` for ${model}` : ''} (shape ${formatShape(param.shape)})`);
+  if (!shapeEquals(t.shape, param.shape)) {
+    throw new ExtdError(`${source}: tensor '${param.name}' has shape ${formatShape(t.shape)}, ${model ? `${model} ` : ''}needs ${formatShape(param.shape)}`);
+  }
+  return t;
+}
+
+/**
  * Match a state_dict to the graph of `variant` (inferred when not given).
  * Wrapper prefixes (`module.`, `_orig_mod.`) are removed first. Missing
  * tensors, unexpected tensors, shape mismatches and non-finite values are
@@ -98,11 +122,7 @@ export function modelFromTensors(
   const expected = new Set<string>();
   for (const p of graph.params) {
     expected.add(p.name);
-    const t = tensors.get(p.name);
-    if (!t) throw new ExtdError(`${source}: missing tensor '${p.name}' for ${variantName(variant)} (shape ${formatShape(p.shape)})`);
-    if (!shapeEquals(t.shape, p.shape)) {
-      throw new ExtdError(`${source}: tensor '${p.name}' has shape ${formatShape(t.shape)}, ${variantName(variant)} needs ${formatShape(p.shape)}`);
-    }
+    const t = stateDictTensor(tensors, p, source, variantName(variant));
     if (t.dtype === 'float32') weights.set(p.name, t as Float32Tensor);
     else if (t.dtype === 'float64') weights.set(p.name, { dtype: 'float32', shape: t.shape, data: Float32Array.from(t.data as Float64Array) });
     else throw new ExtdError(`${source}: tensor '${p.name}' has dtype ${t.dtype}, expected float32`);

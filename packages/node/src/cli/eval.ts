@@ -1,21 +1,9 @@
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { createDetector, loadImageRgb } from '../index.js';
-import { resolveModelPath } from '../load-model.js';
-import { DEFAULT_MODEL_NAME, MODEL_FLAG_CHOICES, isBundledModelName } from '@extd/core/model/bundled';
-import { bundledCalibrationPath } from '../quantize/calibration-node.js';
-import { loadGroundTruth, restrictGroundTruth } from '../eval/ground-truth.js';
+import { MODEL_FLAG_CHOICES } from '@extd/core/model/bundled';
 import { PROTOCOLS, type ProtocolName } from '@extd/core/eval/protocols';
-import {
-  defaultBaselinesDir, formatApTable, listImages, predictFolder, readImageList, resolveImagePath, scorePredictions, writeReport,
-} from '../eval/run-node.js';
-import { detectAnnotationFormat } from '../data/read-dataset.js';
 import { ExtdError } from '@extd/core/utils/errors';
-import { Progress } from '../utils/progress.js';
+import { evaluateModel } from '../eval/evaluate.js';
 import { UsageError, numberFlag, parseCli, precisionFlags, threadsFlag } from './args.js';
 import type { Command } from './command.js';
-import { evalDataset } from './eval-dataset.js';
 
 const usage = `usage: extd eval --model M --gt DATA --out DIR [--images DIR] [options]
 
@@ -87,101 +75,21 @@ export const command: Command = {
     }, false);
     if (!values.gt) throw new UsageError("--gt is required (the WIDER evaluation kit's eval_tools/ground_truth folder, WIDER annotations, COCO JSON, a Pascal VOC folder or a YOLO data.yaml)");
     if (!values.out) throw new UsageError('--out DIR is required (predictions go to DIR/pred, results to DIR/ap.json)');
-    const format = detectAnnotationFormat(values.gt).format;
-    const wider = format === 'wider-text' || format === 'wider-mat';
-    if (wider && (values.category !== undefined || values.split !== undefined)) {
-      throw new ExtdError(`--${values.category !== undefined ? 'category' : 'split'} does not apply to WIDER FACE annotations (every box is a face)`);
-    }
     const protocol = (values.protocol ?? 'single') as ProtocolName;
     if (!PROTOCOLS.includes(protocol)) throw new ExtdError(`--protocol ${values.protocol}: expected one of ${PROTOCOLS.join(', ')}`);
     const scale = numberFlag(values.scale, '--scale', 1, (x) => x > 0 && Number.isFinite(x), 'a positive number');
     if (scale !== 1 && protocol !== 'single') throw new ExtdError(`--scale ${values.scale}: applies to --protocol single only (the paper protocol chooses its own scales)`);
     const threads = threadsFlag(values.threads);
-    if (!wider) {
-      if (values.baselines !== undefined) throw new ExtdError('--baselines applies to WIDER FACE only (published curves on its validation set)');
-      return evalDataset({
-        gt: values.gt, images: values.images, out: values.out, model: values.model, variant: values.variant, category: values.category,
-        split: values.split, list: values.list, protocol, scale, force: values.force ?? false, threads,
-      });
-    }
-    if (!values.images) throw new UsageError('--images DIR is required (a WIDER-layout folder such as WIDER_val/images)');
-
-    // Fail on ground-truth problems before spending minutes on detection.
-    const groundTruth = loadGroundTruth(values.gt);
-    // The images: --list, else those an annotation file given as --gt annotates, else every image of the folder.
-    let source: string;
-    let images: string[];
-    if (values.list) {
-      source = values.list;
-      images = readImageList(values.list).map((e) => resolveImagePath(values.images!, e, source));
-    } else if (groundTruth.source === 'annotations') {
-      source = values.gt;
-      images = groundTruth.images.map((g) => resolveImagePath(values.images!, g.key, source));
-    } else {
-      source = values.images;
-      images = listImages(values.images);
-    }
-    const predDir = join(values.out, 'pred');
-    restrictGroundTruth(groundTruth, images, source);
-
-    const modelPath = resolveModelPath(values.model);
-    const modelName = values.model ?? DEFAULT_MODEL_NAME;
     const { precision, calibration } = precisionFlags(values.precision, values.calibration);
-    const detector = await createDetector({ model: modelPath, variant: values.variant, threads, precision, calibration });
-    // float32 keeps the settings older folders recorded; int8 adds its precision and the ranges' file.
-    const int8Settings: Record<string, string> = detector.precision === 'int8'
-      ? { precision: 'int8', calibration: sha256File(calibration ?? (isBundledModelName(modelName) ? bundledCalibrationPath(modelName) : null)) }
-      : {};
-    const progress = new Progress({ label: `eval ${protocol}`, total: images.length });
-    const { predicted, skipped } = await predictFolder({
-      detector,
-      decode: (p) => loadImageRgb(p),
-      imagesDir: values.images,
-      images,
-      predDir,
-      protocol,
-      protocolOptions: { scale },
-      force: values.force ?? false,
-      settings: {
-        model: createHash('sha256').update(readFileSync(modelPath)).digest('hex'),
-        variant: detector.variant,
-        protocol,
-        scale,
-        ...int8Settings,
-      },
-      onSkip: (n) => {
-        if (n > 0) {
-          progress.skip(n);
-          console.error(`resuming: ${n} of ${images.length} images already have predictions in ${predDir} (--force to redo)`);
-        }
-      },
-      onImage: () => progress.tick(),
-    });
-    await detector.dispose();
 
-    const r = scorePredictions({ predDir, gtDir: values.gt, images, source, groundTruth });
-    const how = (scale === 1 ? protocol : `${protocol} at scale ${scale}`) + (detector.precision === 'int8' ? ', int8' : '');
-    console.log(`model ${modelName} (${detector.variant}), protocol ${how}, ${r.images} images (${predicted} predicted now, ${skipped} reused)`);
-    console.log(formatApTable(r));
-    const baselines = values.baselines ?? defaultBaselinesDir(values.gt);
-    const files = await writeReport(values.out, r, {
-      name: `${detector.variant} (${how})`,
-      model: modelName,
-      variant: detector.variant,
-      protocol,
-      scale,
-      precision: detector.precision,
-      imagesDir: values.images,
-      list: values.list ?? null,
-      gt: values.gt,
-      groundTruth: groundTruth.source === 'kit' ? 'WIDER FACE validation (evaluation kit)' : 'annotation file, every valid face in all settings',
-    }, baselines);
-    console.error(`wrote ${files.join(', ')}`);
+    const r = await evaluateModel({
+      gt: values.gt, images: values.images, out: values.out, model: values.model, variant: values.variant, category: values.category,
+      split: values.split, list: values.list, protocol, scale, force: values.force ?? false, threads, precision, calibration,
+      baselines: values.baselines, log: (line) => console.error(line), progress: true,
+    });
+    console.log(`model ${r.modelName} (${r.variant}), protocol ${r.how}, ${r.images} images (${r.predicted} predicted now, ${r.skipped} reused)`);
+    for (const line of r.report) console.log(line);
+    console.error(`wrote ${r.files.join(', ')}`);
     return 0;
   },
 };
-
-/** SHA-256 (hex) of a file's bytes; 'unknown' without a path. */
-function sha256File(path: string | null): string {
-  return path ? createHash('sha256').update(readFileSync(path)).digest('hex') : 'unknown';
-}

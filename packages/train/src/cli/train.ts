@@ -1,5 +1,4 @@
 import { join } from 'node:path';
-import { parseCategory } from '@extd/core/data/dataset';
 import { ExtdError } from '@extd/core/utils/errors';
 import { resolveModelPath } from 'extd/load-model';
 import { UsageError, numberFlag, parseCli, threadsFlag } from 'extd/cli/args';
@@ -148,22 +147,21 @@ export const command: Command = {
     if (!resume && !v.annotations) {
       throw new UsageError('--annotations DATA is required (WIDER text or .mat, COCO JSON, a Pascal VOC folder or a YOLO data.yaml)');
     }
-    if (v.category !== undefined) parseCategory(v.category);
     // libtorch is loaded by train() once every flag and input has been checked, so a bad flag
     // gets its own message whether or not the addon is built.
     const { train, TRAIN_DEFAULTS } = await import('../train/trainer.js');
     type Config = TrainConfig;
 
-    const int = (flag: string, min: number) => (x: number) => Number.isInteger(x) && x >= min;
-    const pos = (x: number) => x > 0;
-    // Only flags given on the command line go into the config, so --resume keeps the stored values for the others.
+    // Flags are only parsed here: train() checks the values (validateConfig, the one place
+    // training options are validated). Only flags given on the command line go into the
+    // config, so --resume keeps the stored values for the others.
     const config: Partial<Config> = {};
     const set = <K extends keyof Config>(key: K, value: Config[K] | undefined) => {
       if (value !== undefined) config[key] = value;
     };
-    const num = (name: string, check: (x: number) => boolean, allowed: string) => {
+    const num = (name: string) => {
       const raw = (v as Record<string, string | undefined>)[name];
-      return raw === undefined ? undefined : numberFlag(raw, `--${name}`, 0, check, allowed);
+      return raw === undefined ? undefined : numberFlag(raw, `--${name}`, 0, () => true, 'a number');
     };
     set('annotations', v.annotations);
     set('images', v.images);
@@ -172,54 +170,40 @@ export const command: Command = {
     set('val', v.val);
     set('valImages', v['val-images']);
     set('valList', v['val-list']);
-    set('valEvery', num('val-every', int('', 1), 'a positive integer'));
+    set('valEvery', num('val-every'));
     set('variant', v.variant);
-    set('size', num('size', (x) => int('', 32)(x) && x % 4 === 0, 'an integer >= 32, a multiple of 4'));
-    set('batch', num('batch', int('', 1), 'a positive integer'));
-    set('iterations', num('iterations', int('', 1), 'a positive integer'));
-    set('lr', num('lr', pos, 'a positive number'));
-    if (v.steps !== undefined) {
-      const steps = v.steps === '' ? [] : v.steps.split(',').map(Number);
-      if (!steps.every((s) => Number.isInteger(s) && s > 0)) throw new ExtdError(`--steps ${v.steps}: expected comma-separated positive integers`);
-      config.steps = steps;
-    }
-    set('gamma', num('gamma', pos, 'a positive number'));
-    if (v['lr-policy'] !== undefined) {
-      if (v['lr-policy'] !== 'step' && v['lr-policy'] !== 'cosine') throw new ExtdError(`--lr-policy ${v['lr-policy']}: expected step or cosine`);
-      config.policy = v['lr-policy'];
-    }
-    set('minLr', num('min-lr', (x) => x >= 0, 'a non-negative number'));
-    set('warmup', num('warmup', int('', 0), 'a non-negative integer'));
-    set('warmupFactor', num('warmup-factor', (x) => x > 0 && x <= 1, 'a number in (0, 1]'));
-    set('momentum', num('momentum', (x) => x >= 0 && x < 1, 'a number in [0, 1)'));
-    set('weightDecay', num('weight-decay', (x) => x >= 0, 'a non-negative number'));
-    set('negPosRatio', num('neg-pos', int('', 1), 'a positive integer'));
-    set('bnMomentum', num('bn-momentum', (x) => x > 0 && x <= 1, 'a number in (0, 1]'));
-    set('clipGradNorm', num('clip-grad', (x) => x >= 0, 'a non-negative number'));
-    set('bnFreeze', num('bn-freeze', (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer (0: never)'));
-    set('bnRenorm', num('bn-renorm', (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer (0: never)'));
-    set('bnRenormRamp', num('bn-renorm-ramp', int('', 0), 'a non-negative integer'));
-    set('bnRenormRMax', num('bn-renorm-rmax', (x) => x >= 1, 'a number >= 1'));
-    set('bnRenormDMax', num('bn-renorm-dmax', (x) => x >= 0, 'a number >= 0'));
-    const headStd = num('head-std', (x) => x >= 0, 'a non-negative number');
-    if (headStd !== undefined) {
-      if (resume) throw new ExtdError('--head-std only applies to a new run (it sets the initial weights)');
-      config.init = { ...TRAIN_DEFAULTS.init, headStd };
-    }
-    if (v.init !== undefined) {
-      if (headStd !== undefined) throw new ExtdError(`--head-std ${headStd} with --init ${v.init}: --init loads every weight from the file, so there is no head to initialise; drop one of them`);
-      if (resume) throw new ExtdError('--init only applies to a new run (it sets the starting weights); --resume continues from the run folder');
-      config.initFrom = resolveModelPath(v.init, '--init');
-    }
+    set('size', num('size'));
+    set('batch', num('batch'));
+    set('iterations', num('iterations'));
+    set('lr', num('lr'));
+    set('steps', v.steps === undefined ? undefined : v.steps === '' ? [] : v.steps.split(',').map(Number));
+    set('gamma', num('gamma'));
+    set('policy', v['lr-policy'] as Config['policy'] | undefined);
+    set('minLr', num('min-lr'));
+    set('warmup', num('warmup'));
+    set('warmupFactor', num('warmup-factor'));
+    set('momentum', num('momentum'));
+    set('weightDecay', num('weight-decay'));
+    set('negPosRatio', num('neg-pos'));
+    set('bnMomentum', num('bn-momentum'));
+    set('clipGradNorm', num('clip-grad'));
+    set('bnFreeze', num('bn-freeze'));
+    set('bnRenorm', num('bn-renorm'));
+    set('bnRenormRamp', num('bn-renorm-ramp'));
+    set('bnRenormRMax', num('bn-renorm-rmax'));
+    set('bnRenormDMax', num('bn-renorm-dmax'));
+    const headStd = num('head-std');
+    if (headStd !== undefined) config.init = { ...TRAIN_DEFAULTS.init, headStd };
+    if (v.init !== undefined) config.initFrom = resolveModelPath(v.init, '--init');
     if (v['bn-frozen'] && v['bn-train']) throw new ExtdError('--bn-frozen and --bn-train contradict each other: choose one');
     if (v['bn-frozen']) config.bnFrozen = true;
     else if (v['bn-train']) config.bnFrozen = false;
     else if (v.init !== undefined && config.bnFreeze === undefined && config.bnRenorm === undefined) config.bnFrozen = true;
-    set('seed', num('seed', (x) => Number.isSafeInteger(x), 'an integer'));
-    set('checkpointEvery', num('checkpoint-every', int('', 1), 'a positive integer'));
-    set('keepLast', num('keep-last', int('', 0), 'a non-negative integer'));
-    set('keepEvery', num('keep-every', int('', 0), 'a non-negative integer'));
-    set('limitImages', num('limit-images', int('', 1), 'a positive integer'));
+    set('seed', num('seed'));
+    set('checkpointEvery', num('checkpoint-every'));
+    set('keepLast', num('keep-last'));
+    set('keepEvery', num('keep-every'));
+    set('limitImages', num('limit-images'));
     const threads = threadsFlag(v.threads);
     const workers = numberFlag(v.workers, '--workers', 1, (x) => Number.isInteger(x) && x >= 0 && x <= 64, 'an integer from 0 to 64');
 

@@ -41,16 +41,21 @@ export const SCHEDULE_DEFAULTS: Readonly<ScheduleOptions> = Object.freeze({
   minLr: 0,
 });
 
-/** Checks a schedule's options; throws ExtdError naming the bad option. */
+/**
+ * Checks a schedule's options; throws ExtdError naming the bad option by its
+ * `extd train` flag (lr: --lr, policy: --lr-policy, minLr: --min-lr, ...), as
+ * the trainer's config check does: that check is the one place training
+ * options are validated, for the CLI and for library callers alike.
+ */
 export function validateSchedule(o: ScheduleOptions): void {
-  if (!(o.lr > 0) || !Number.isFinite(o.lr)) throw new ExtdError(`learning rate ${o.lr}: expected a positive number`);
-  if (o.policy !== 'step' && o.policy !== 'cosine') throw new ExtdError(`lr policy '${o.policy}': expected step or cosine`);
-  if (!o.steps.every((s) => Number.isInteger(s) && s > 0)) throw new ExtdError(`lr steps ${o.steps.join(',')}: expected positive integers`);
-  if (!(o.gamma > 0)) throw new ExtdError(`lr gamma ${o.gamma}: expected a positive number`);
-  if (!Number.isInteger(o.iterations) || o.iterations < 1) throw new ExtdError(`iterations ${o.iterations}: expected a positive integer`);
-  if (!Number.isInteger(o.warmup) || o.warmup < 0) throw new ExtdError(`warm-up ${o.warmup}: expected a non-negative integer`);
-  if (!(o.warmupFactor > 0 && o.warmupFactor <= 1)) throw new ExtdError(`warm-up factor ${o.warmupFactor}: expected a number in (0, 1]`);
-  if (!(o.minLr >= 0)) throw new ExtdError(`minimum lr ${o.minLr}: expected a non-negative number`);
+  if (!(o.lr > 0) || !Number.isFinite(o.lr)) throw new ExtdError(`--lr ${o.lr}: expected a positive number`);
+  if (o.policy !== 'step' && o.policy !== 'cosine') throw new ExtdError(`--lr-policy ${o.policy}: expected step or cosine`);
+  if (!o.steps.every((s) => Number.isInteger(s) && s > 0)) throw new ExtdError(`--steps ${o.steps.join(',')}: expected comma-separated positive integers`);
+  if (!(o.gamma > 0)) throw new ExtdError(`--gamma ${o.gamma}: expected a positive number`);
+  if (!Number.isInteger(o.iterations) || o.iterations < 1) throw new ExtdError(`--iterations ${o.iterations}: expected a positive integer`);
+  if (!Number.isInteger(o.warmup) || o.warmup < 0) throw new ExtdError(`--warmup ${o.warmup}: expected a non-negative integer`);
+  if (!(o.warmupFactor > 0 && o.warmupFactor <= 1)) throw new ExtdError(`--warmup-factor ${o.warmupFactor}: expected a number in (0, 1]`);
+  if (!(o.minLr >= 0)) throw new ExtdError(`--min-lr ${o.minLr}: expected a non-negative number`);
 }
 
 /**

@@ -11,8 +11,8 @@
  */
 import type { ConvUnit, ModelGraph } from '@extd/core/model/graph';
 import { BN_EPS } from '@extd/core/model/graph';
-import { ExtdError } from '@extd/core/utils/errors';
-import { formatShape, shapeEquals, type Float32Tensor, type Tensor } from '@extd/core/utils/tensor';
+import { formatShape, type Float32Tensor, type Tensor } from '@extd/core/utils/tensor';
+import { stateDictTensor } from '@extd/core/weights/checkpoint';
 import type { Torch, TorchDType, TorchTensor } from './torch.js';
 
 /** Options of createTorchModel; see TORCH_MODEL_DEFAULTS. */
@@ -60,9 +60,6 @@ export interface ForwardResult {
   features?: Record<string, TorchTensor>;
 }
 
-/** PReLU slope at initialisation (torch.nn.PReLU's default). */
-export const PRELU_INIT = 0.25;
-
 export class TorchModel {
   /**
    * @param tensors every tensor the graph names (parameters and BN running
@@ -74,13 +71,7 @@ export class TorchModel {
     readonly tensors: Map<string, TorchTensor>,
     readonly options: TorchModelOptions = TORCH_MODEL_DEFAULTS,
   ) {
-    for (const p of graph.params) {
-      const t = tensors.get(p.name);
-      if (!t) throw new Error(`torch model: missing tensor '${p.name}' (shape ${formatShape(p.shape)})`);
-      if (!shapeEquals(t.shape, p.shape)) {
-        throw new Error(`torch model: tensor '${p.name}' has shape ${formatShape(t.shape)}, needs ${formatShape(p.shape)}`);
-      }
-    }
+    for (const p of graph.params) stateDictTensor(tensors, p, 'torch model');
   }
 
   /** Names of the learnable tensors, in graph order (the order of parameters()). */
@@ -210,11 +201,7 @@ export class TorchModel {
   loadStateDict(weights: Map<string, Tensor>, source = 'state dict'): void {
     const t = this.torch;
     for (const p of this.graph.params) {
-      const src = weights.get(p.name);
-      if (!src) throw new ExtdError(`${source}: missing tensor '${p.name}' (shape ${formatShape(p.shape)})`);
-      if (!shapeEquals(src.shape, p.shape)) {
-        throw new ExtdError(`${source}: tensor '${p.name}' has shape ${formatShape(src.shape)}, needs ${formatShape(p.shape)}`);
-      }
+      const src = stateDictTensor(weights, p, source);
       t.tidy(() => {
         this.tensors.get(p.name)!.copyFrom(t.fromTensor(src));
       });
@@ -227,34 +214,23 @@ export class TorchModel {
 }
 
 /**
- * A libtorch model for `graph`, initialised from `weights` (a loaded
- * checkpoint) or with He initialisation when `weights` is 'he':
- * conv weights N(0, 2 / fan_in) with fan_in = in/groups * k * k
- * (torch.nn.init.kaiming_normal_ defaults), conv biases 0, BN weight 1 and
- * bias 0, running mean 0 and variance 1, PReLU slopes 0.25. Seed libtorch's
- * generator with torch.manualSeed first for a reproducible start.
+ * A libtorch model for `graph`, its tensors copied from `weights` (a loaded
+ * checkpoint, or init.ts's initialWeights for a model trained from scratch:
+ * the one He initialisation, seeded by our Rng so a seed gives the same
+ * start on every machine). Names and shapes are checked (stateDictTensor).
  */
 export function createTorchModel(
   torch: Torch,
   graph: ModelGraph,
-  weights: Map<string, Tensor> | 'he',
+  weights: Map<string, Tensor>,
   options: Partial<TorchModelOptions> = {},
 ): TorchModel {
   const o = { ...TORCH_MODEL_DEFAULTS, ...options };
   const tensors = new Map<string, TorchTensor>();
   try {
     for (const p of graph.params) {
-      let t: TorchTensor;
-      if (weights !== 'he') {
-        const src = weights.get(p.name);
-        if (!src) throw new Error(`torch model: missing tensor '${p.name}' (shape ${formatShape(p.shape)})`);
-        if (!shapeEquals(src.shape, p.shape)) {
-          throw new Error(`torch model: tensor '${p.name}' has shape ${formatShape(src.shape)}, needs ${formatShape(p.shape)}`);
-        }
-        t = torch.tidy(() => torch.toDtype(torch.fromTensor(src), o.dtype));
-      } else {
-        t = initialTensor(torch, p.kind, p.shape, o.dtype);
-      }
+      const src = stateDictTensor(weights, p, 'torch model');
+      const t = torch.tidy(() => torch.toDtype(torch.fromTensor(src), o.dtype));
       if (p.learnable) t.requiresGrad = true;
       tensors.set(p.name, t);
     }
@@ -263,23 +239,4 @@ export function createTorchModel(
     throw err;
   }
   return new TorchModel(torch, graph, tensors, o);
-}
-
-function initialTensor(torch: Torch, kind: ModelGraph['params'][number]['kind'], shape: number[], dtype: TorchDType): TorchTensor {
-  switch (kind) {
-    case 'weight': {
-      const w = torch.kaimingNormal(shape, dtype);
-      w.requiresGrad = false; // createTorchModel sets it again for learnable tensors
-      return w;
-    }
-    case 'bias':
-    case 'bn_bias':
-    case 'running_mean':
-      return torch.zeros(shape, dtype);
-    case 'bn_weight':
-    case 'running_var':
-      return torch.ones(shape, dtype);
-    case 'prelu':
-      return torch.full(shape, PRELU_INIT, dtype);
-  }
 }

@@ -29,7 +29,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ExtdError } from '@extd/core/utils/errors';
-import { numel, type DType, type Tensor } from '@extd/core/utils/tensor';
+import type { DType, Tensor } from '@extd/core/utils/tensor';
 
 /** Dtypes a libtorch tensor can have here (float16/bfloat16 only appear if created inside libtorch). */
 export type TorchDType = DType;
@@ -290,12 +290,6 @@ export interface Torch extends TorchNative {
   tidy<T>(fn: () => T): T;
   /** SGD over params; options default to SGD_DEFAULTS. */
   sgd(params: TorchTensor[], options?: Partial<SGDOptions>): TorchSGD;
-  /**
-   * He (Kaiming) normal initialisation as torch.nn.init.kaiming_normal_ with
-   * mode fan_in and a ReLU gain: N(0, 2 / fanIn), where fanIn is the product
-   * of all dimensions but the first. Returns a new leaf requiring grad.
-   */
-  kaimingNormal(shape: number[], dtype?: TorchDType): TorchTensor;
 }
 
 const HOWTO = 'training needs libtorch: apt-get install libtorch-dev, then npm rebuild @extd/train';
@@ -439,20 +433,6 @@ function extend(native: TorchNative, addonPath: string): Torch {
     },
     sgd(params: TorchTensor[], options: Partial<SGDOptions> = {}): TorchSGD {
       return new native.SGD(params, { ...SGD_DEFAULTS, ...options });
-    },
-    kaimingNormal(shape: number[], dtype: TorchDType = 'float32'): TorchTensor {
-      const fanIn = numel(shape.slice(1));
-      if (shape.length < 2 || fanIn === 0) {
-        throw new Error(`kaimingNormal: shape ${JSON.stringify(shape)} needs at least 2 non-empty dimensions`);
-      }
-      const w = extra.noGrad(() => {
-        const r = native.randn(shape, dtype);
-        const scaled = native.mul(r, Math.sqrt(2 / fanIn));
-        r.dispose();
-        return scaled;
-      });
-      w.requiresGrad = true;
-      return w;
     },
   };
   // The native module object is frozen-ish (a plain exports object); build a

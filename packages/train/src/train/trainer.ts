@@ -345,27 +345,59 @@ function scheduleOf(c: TrainConfig): ScheduleOptions {
   };
 }
 
-function validateConfig(c: TrainConfig): void {
+const isInt = (min: number) => (x: number) => Number.isInteger(x) && x >= min;
+
+/**
+ * The numeric options' checks: config field, its `extd train` flag, the test
+ * and what is expected. (The schedule's fields are checked by validateSchedule.)
+ */
+const NUMBER_CHECKS: ReadonlyArray<readonly [keyof TrainConfig, string, (x: number) => boolean, string]> = [
+  ['valEvery', '--val-every', isInt(0), 'a non-negative integer (0: at every checkpoint)'],
+  ['limitImages', '--limit-images', isInt(0), 'a non-negative integer (0: all)'],
+  ['size', '--size', (x) => isInt(32)(x) && x % 4 === 0, 'an integer >= 32, a multiple of 4'],
+  ['batch', '--batch', isInt(1), 'a positive integer'],
+  ['momentum', '--momentum', (x) => x >= 0 && x < 1, 'a number in [0, 1)'],
+  ['weightDecay', '--weight-decay', (x) => x >= 0, 'a non-negative number'],
+  ['negPosRatio', '--neg-pos', isInt(1), 'a positive integer'],
+  ['bnMomentum', '--bn-momentum', (x) => x > 0 && x <= 1, 'a number in (0, 1]'],
+  ['bnFreeze', '--bn-freeze', isInt(0), 'a non-negative integer (0: never)'],
+  ['bnRenorm', '--bn-renorm', isInt(0), 'a non-negative integer (0: never)'],
+  ['bnRenormRamp', '--bn-renorm-ramp', isInt(0), 'a non-negative integer'],
+  ['bnRenormRMax', '--bn-renorm-rmax', (x) => x >= 1, 'a number >= 1'],
+  ['bnRenormDMax', '--bn-renorm-dmax', (x) => x >= 0, 'a number >= 0'],
+  ['clipGradNorm', '--clip-grad', (x) => x >= 0, 'a non-negative number'],
+  ['seed', '--seed', (x) => Number.isSafeInteger(x), 'an integer'],
+  ['checkpointEvery', '--checkpoint-every', isInt(1), 'a positive integer'],
+  ['keepLast', '--keep-last', isInt(0), 'a non-negative integer'],
+  ['keepEvery', '--keep-every', isInt(0), 'a non-negative integer'],
+];
+
+/**
+ * The one check of a training configuration, for `extd train` (which only
+ * parses its flags into a TrainConfig) and library callers alike. Errors name
+ * each option by its `extd train` flag (the config fields are the flags in
+ * camelCase: weightDecay is --weight-decay), since that is how most users set
+ * them. `given` is what the caller set explicitly (for a resumed run the rest
+ * comes from the stored config); `resume` says whether the run resumes.
+ * @throws ExtdError naming the first bad option.
+ */
+export function validateConfig(c: TrainConfig, given: Partial<TrainConfig> = c, resume = false): void {
   parseVariant(c.variant);
+  parseCategory(c.category);
   validateSchedule(scheduleOf(c));
-  const posInt = (v: number, what: string) => {
-    if (!Number.isInteger(v) || v < 1) throw new ExtdError(`${what} ${v}: expected a positive integer`);
-  };
-  posInt(c.size, 'size');
-  if (c.size % 4 !== 0) throw new ExtdError(`size ${c.size}: expected a multiple of 4 (the finest prior stride)`);
-  posInt(c.batch, 'batch');
-  posInt(c.checkpointEvery, 'checkpoint interval');
-  if (!(c.momentum >= 0 && c.momentum < 1)) throw new ExtdError(`momentum ${c.momentum}: expected a number in [0, 1)`);
-  if (!(c.weightDecay >= 0)) throw new ExtdError(`weight decay ${c.weightDecay}: expected a non-negative number`);
-  if (!Number.isSafeInteger(c.seed)) throw new ExtdError(`seed ${c.seed}: expected an integer`);
-  if (!Number.isInteger(c.bnFreeze) || c.bnFreeze < 0) throw new ExtdError(`bn-freeze ${c.bnFreeze}: expected a non-negative integer (0: never)`);
+  for (const [key, flag, ok, expected] of NUMBER_CHECKS) {
+    const v = c[key] as number;
+    if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) throw new ExtdError(`${flag} ${v}: expected ${expected}`);
+  }
+  if (!(c.init.headStd >= 0)) throw new ExtdError(`--head-std ${c.init.headStd}: expected a non-negative number`);
   if (c.bnFrozen && (c.bnFreeze > 0 || c.bnRenorm > 0)) {
     throw new ExtdError(`BatchNorm frozen from the start (bn-frozen) contradicts ${c.bnFreeze > 0 ? `bn-freeze ${c.bnFreeze}` : `bn-renorm ${c.bnRenorm}`}: choose one`);
   }
-  if (!Number.isInteger(c.bnRenorm) || c.bnRenorm < 0) throw new ExtdError(`bn-renorm ${c.bnRenorm}: expected a non-negative integer (0: never)`);
-  if (!Number.isInteger(c.bnRenormRamp) || c.bnRenormRamp < 0) throw new ExtdError(`bn-renorm-ramp ${c.bnRenormRamp}: expected a non-negative integer`);
-  if (!(c.bnRenormRMax >= 1)) throw new ExtdError(`bn-renorm-rmax ${c.bnRenormRMax}: expected a number >= 1`);
-  if (!(c.bnRenormDMax >= 0)) throw new ExtdError(`bn-renorm-dmax ${c.bnRenormDMax}: expected a number >= 0`);
+  if (resume && given.init !== undefined) throw new ExtdError('--head-std only applies to a new run (it sets the initial weights)');
+  if (given.init !== undefined && given.initFrom) {
+    throw new ExtdError(`--head-std ${c.init.headStd} with --init ${given.initFrom}: --init loads every weight from the file, so there is no head to initialise; drop one of them`);
+  }
+  if (resume && given.initFrom) throw new ExtdError('--init only applies to a new run (it sets the starting weights); --resume continues from the run folder');
 }
 
 /** The weights of checkpoint `path`, which must hold `variant`. */
@@ -408,7 +440,7 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
   }
   const variant = parseVariant(config.variant);
   config.variant = variantName(variant);
-  validateConfig(config);
+  validateConfig(config, configIn, run.resume);
   const graph = buildGraph(variant);
 
   // Every input (checkpoint, --init weights, data set) is read and checked before libtorch is loaded,
