@@ -148,7 +148,8 @@ export async function runProtocol(
   const boxes: number[] = [];
   const scores: number[] = [];
   for (const p of passes) {
-    const src = p.flip ? (flipped ??= flipHorizontal(image)) : image;
+    if (p.flip && !flipped) flipped = flipHorizontal(image);
+    const src = p.flip && flipped ? flipped : image;
     const d = await detector.detectPass(src, { ...passOpts, scale: p.scale });
     const W = image.width;
     for (let i = 0; i < d.scores.length; i++) {
