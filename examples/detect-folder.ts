@@ -21,7 +21,9 @@ if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
   console.error(`detect-folder: ${dir}: not a folder`);
   process.exit(2);
 }
-const photos = readdirSync(dir).filter((f) => /\.(jpe?g|png|webp|tiff?)$/i.test(f)).sort();
+const photos = readdirSync(dir)
+  .filter((f) => /\.(jpe?g|png|webp|tiff?)$/i.test(f))
+  .sort();
 const detector = await createDetector({ model });
 try {
   for (const photo of photos) {

@@ -33,7 +33,13 @@ let list: string | undefined;
 if (count > 0 && count < all.images.length) {
   listDir = mkdtempSync(join(tmpdir(), 'extd-example-'));
   list = join(listDir, 'list.txt');
-  writeFileSync(list, all.images.slice(0, count).map((im) => im.file).join('\n') + '\n');
+  writeFileSync(
+    list,
+    all.images
+      .slice(0, count)
+      .map((im) => im.file)
+      .join('\n') + '\n',
+  );
 }
 try {
   const dataset = await readFaceDataset(annotations, { images, list });

@@ -26,7 +26,18 @@ if (why) {
 }
 // From the released weights, with a small learning rate and BatchNorm frozen (the README's fine-tuning recipe).
 const result = await train(
-  { annotations, images, initFrom: 'extd-32', iterations, size: 320, batch: 4, lr: 0.001, warmup: Math.min(50, iterations - 1), bnFreeze: 1, checkpointEvery: iterations },
+  {
+    annotations,
+    images,
+    initFrom: 'extd-32',
+    iterations,
+    size: 320,
+    batch: 4,
+    lr: 0.001,
+    warmup: Math.min(50, iterations - 1),
+    bnFreeze: 1,
+    checkpointEvery: iterations,
+  },
   { out, threads: 2 },
 );
 console.log(`trained ${iterations} iterations: ${JSON.stringify(result)}`);

@@ -157,8 +157,15 @@ export function thinLog(records: readonly LogLine[], every: number): LogLine[] {
     const mean = (k: 'loss_l' | 'loss_c' | 'grad_norm' | 'positives' | 'img_s') => bucket.reduce((s, r) => s + r[k], 0) / bucket.length;
     const last = bucket[bucket.length - 1]!;
     out.push({
-      iter: last.iter, loss_l: mean('loss_l'), loss_c: mean('loss_c'), lr: last.lr, grad_norm: mean('grad_norm'),
-      positives: mean('positives'), img_s: mean('img_s'), time: last.time, n: bucket.length,
+      iter: last.iter,
+      loss_l: mean('loss_l'),
+      loss_c: mean('loss_c'),
+      lr: last.lr,
+      grad_norm: mean('grad_norm'),
+      positives: mean('positives'),
+      img_s: mean('img_s'),
+      time: last.time,
+      n: bucket.length,
     });
     bucket = [];
   };
@@ -194,7 +201,8 @@ export function snapshot(dir: string, run: string, every: number = CAMPAIGN_DEFA
   const latest = readLatest(run);
   if (!latest) throw new ExtdError(`${run}: no ${LATEST_FILE} (not a run folder with a checkpoint yet)`);
   const prev = c.progress?.iteration ?? 0;
-  if (latest.iteration < prev) throw new ExtdError(`${run}: its latest checkpoint is iteration ${latest.iteration}, behind the campaign's snapshot at ${prev}; resume it first`);
+  if (latest.iteration < prev)
+    throw new ExtdError(`${run}: its latest checkpoint is iteration ${latest.iteration}, behind the campaign's snapshot at ${prev}; resume it first`);
   const config = readJson<{ batch: number }>(join(run, CONFIG));
 
   // Log: the committed (thinned) part up to the last snapshot, then the run's records after it, up to the checkpoint.
@@ -204,7 +212,8 @@ export function snapshot(dir: string, run: string, every: number = CAMPAIGN_DEFA
   if (fresh.length !== expected) {
     throw new ExtdError(`${join(run, LOG)}: ${fresh.length} records for iterations ${prev + 1}..${latest.iteration}, expected ${expected}`);
   }
-  let trainSeconds = 0, cpuSeconds = 0;
+  let trainSeconds = 0,
+    cpuSeconds = 0;
   for (const r of fresh) {
     const s = config.batch / r.img_s;
     trainSeconds += s;
@@ -247,7 +256,9 @@ export function seedRun(dir: string, out: string): number {
   const existing = existsSync(out) ? readLatest(out) : null;
   if (existing) {
     if (existing.iteration < committed.iteration) {
-      throw new ExtdError(`${out}: holds iteration ${existing.iteration}, behind the campaign's ${committed.iteration}; pick an empty --out to continue from the campaign`);
+      throw new ExtdError(
+        `${out}: holds iteration ${existing.iteration}, behind the campaign's ${committed.iteration}; pick an empty --out to continue from the campaign`,
+      );
     }
     return existing.iteration;
   }
@@ -284,7 +295,11 @@ export interface ApRecord {
 /** Add (or replace, same iteration) a record of ap.jsonl, kept in iteration order; atomic. */
 export function recordAp(dir: string, r: ApRecord): ApRecord[] {
   const path = join(dir, AP_FILE);
-  const lines = existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()) : [];
+  const lines = existsSync(path)
+    ? readFileSync(path, 'utf8')
+        .split('\n')
+        .filter((l) => l.trim())
+    : [];
   const records = lines.map((l) => JSON.parse(l) as ApRecord).filter((x) => x.iteration !== r.iteration);
   records.push(r);
   records.sort((a, b) => a.iteration - b.iteration);
@@ -334,8 +349,14 @@ async function cli(argv: string[]): Promise<number> {
     parseArgs({
       args: rest,
       options: {
-        campaign: { type: 'string' }, out: { type: 'string' }, run: { type: 'string' }, data: { type: 'string' },
-        threads: { type: 'string' }, workers: { type: 'string' }, iteration: { type: 'string' }, 'dry-run': { type: 'boolean' },
+        campaign: { type: 'string' },
+        out: { type: 'string' },
+        run: { type: 'string' },
+        data: { type: 'string' },
+        threads: { type: 'string' },
+        workers: { type: 'string' },
+        iteration: { type: 'string' },
+        'dry-run': { type: 'boolean' },
       },
     }).values;
   let v: ReturnType<typeof parse>;
@@ -348,7 +369,9 @@ async function cli(argv: string[]): Promise<number> {
   if (sub === 'snapshot') {
     if (!v.run) throw new ExtdError('snapshot needs --run DIR (the run folder to copy the latest checkpoint from)');
     const r = snapshot(dir, resolve(v.run));
-    console.error(`campaign ${dir}: iteration ${r.iteration}, ${r.trainHours.toFixed(2)} training hours, ${r.cpuHours.toFixed(2)} CPU-hours, ${r.logRecords} log records; commit the folder`);
+    console.error(
+      `campaign ${dir}: iteration ${r.iteration}, ${r.trainHours.toFixed(2)} training hours, ${r.cpuHours.toFixed(2)} CPU-hours, ${r.logRecords} log records; commit the folder`,
+    );
     return 0;
   }
   if (sub === 'eval') {
@@ -362,17 +385,38 @@ async function cli(argv: string[]): Promise<number> {
     const out = join(run, 'eval-val200', `ckpt-${iteration}`);
     const { main } = await import('extd/cli/main');
     const code = await main([
-      'eval', '--model', model, '--images', join(shared, 'wider/WIDER_val/images'), '--gt', join(shared, 'wider/eval_tools/ground_truth'),
-      '--list', join(REPO, VAL_SUBSET_FILE), '--protocol', 'single', '--out', out, '--threads', v.threads ?? '1',
+      'eval',
+      '--model',
+      model,
+      '--images',
+      join(shared, 'wider/WIDER_val/images'),
+      '--gt',
+      join(shared, 'wider/eval_tools/ground_truth'),
+      '--list',
+      join(REPO, VAL_SUBSET_FILE),
+      '--protocol',
+      'single',
+      '--out',
+      out,
+      '--threads',
+      v.threads ?? '1',
     ]);
     if (code !== 0) return code;
     const ap = readJson<{ easy: number; medium: number; hard: number; images: number }>(join(out, 'ap.json'));
     const rec: ApRecord = {
-      iteration, easy: round(ap.easy), medium: round(ap.medium), hard: round(ap.hard), images: ap.images,
-      set: VAL_SUBSET_FILE, protocol: 'single', time: new Date().toISOString(),
+      iteration,
+      easy: round(ap.easy),
+      medium: round(ap.medium),
+      hard: round(ap.hard),
+      images: ap.images,
+      set: VAL_SUBSET_FILE,
+      protocol: 'single',
+      time: new Date().toISOString(),
     };
     recordAp(dir, rec);
-    console.error(`campaign ${dir}: iteration ${iteration} AP ${rec.easy} / ${rec.medium} / ${rec.hard} (easy / medium / hard, ${ap.images} images of ${VAL_SUBSET_FILE}, single protocol) added to ${AP_FILE}`);
+    console.error(
+      `campaign ${dir}: iteration ${iteration} AP ${rec.easy} / ${rec.medium} / ${rec.hard} (easy / medium / hard, ${ap.images} images of ${VAL_SUBSET_FILE}, single protocol) added to ${AP_FILE}`,
+    );
     return 0;
   }
   if (sub !== 'start' && sub !== 'resume') {
@@ -386,7 +430,8 @@ async function cli(argv: string[]): Promise<number> {
   let args: string[];
   let from = 0;
   if (sub === 'start') {
-    if (c.progress || readLatest(dir)) throw new ExtdError(`${dir}: the campaign has already started (snapshot at iteration ${c.progress?.iteration}); use resume`);
+    if (c.progress || readLatest(dir))
+      throw new ExtdError(`${dir}: the campaign has already started (snapshot at iteration ${c.progress?.iteration}); use resume`);
     if (existsSync(join(out, LATEST_FILE))) throw new ExtdError(`${out}: already a run folder; use resume or another --out`);
     // --init is a bundled model name, or a file of the repository (models/...) wherever this runs from.
     const recipe = c.recipe.map((a, i) => (c.recipe[i - 1] === '--init' && /[./]/.test(a) ? resolve(REPO, a) : a));

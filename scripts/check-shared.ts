@@ -46,7 +46,9 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const missing = existsSync(dir) ? missingShared(dir) : [...REQUIRED_SHARED];
   if (missing.length > 0) {
     const shown = missing.slice(0, 10).join(', ') + (missing.length > 10 ? ` and ${missing.length - 10} more` : '');
-    console.error(`check-shared: the reference data at ${dir} is ${existsSync(dir) ? 'incomplete' : 'missing'}: ${missing.length} of ${REQUIRED_SHARED.length} required paths absent (${shown}); the tests need all of it (set EXTD_SHARED)`);
+    console.error(
+      `check-shared: the reference data at ${dir} is ${existsSync(dir) ? 'incomplete' : 'missing'}: ${missing.length} of ${REQUIRED_SHARED.length} required paths absent (${shown}); the tests need all of it (set EXTD_SHARED)`,
+    );
     process.exitCode = 1;
   } else {
     console.log(`check-shared: ${dir}: all ${REQUIRED_SHARED.length} required paths present`);

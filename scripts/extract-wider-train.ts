@@ -91,8 +91,11 @@ function sharedImages(dir: string): SourceImage[] {
 function main(): void {
   const { values: v } = parseArgs({
     options: {
-      out: { type: 'string' }, 'git-dir': { type: 'string' }, commit: { type: 'string' },
-      events: { type: 'string' }, shared: { type: 'string' },
+      out: { type: 'string' },
+      'git-dir': { type: 'string' },
+      commit: { type: 'string' },
+      events: { type: 'string' },
+      shared: { type: 'string' },
     },
   });
   const d = EXTRACT_DEFAULTS;
@@ -117,19 +120,30 @@ function main(): void {
 
   // 2. The images: the snapshot's events and the shared set, each refused if it is a validation image.
   const fromSnapshot = snapshotImages(gitDir, commit, events);
-  assertNoValidationImages(fromSnapshot.map((s) => s.path), valNames, `${gitDir} at ${commit.slice(0, 8)}`);
+  assertNoValidationImages(
+    fromSnapshot.map((s) => s.path),
+    valNames,
+    `${gitDir} at ${commit.slice(0, 8)}`,
+  );
   const sharedDir = join(shared, 'wider/WIDER_train/images');
   const fromShared = sharedImages(sharedDir);
-  assertNoValidationImages(fromShared.map((s) => s.path), valNames, sharedDir);
+  assertNoValidationImages(
+    fromShared.map((s) => s.path),
+    valNames,
+    sharedDir,
+  );
   const byPath = new Map<string, SourceImage>();
   for (const s of [...fromShared, ...fromSnapshot]) {
-    if (byPath.has(s.path)) throw new ExtdError(`${s.path}: both in ${sharedDir} and in the snapshot's events ${events.join(',')}; pick events the shared set lacks`);
+    if (byPath.has(s.path))
+      throw new ExtdError(`${s.path}: both in ${sharedDir} and in the snapshot's events ${events.join(',')}; pick events the shared set lacks`);
     byPath.set(s.path, s);
   }
   const annotationByPath = new Map(all.map((a) => [a.path, a]));
   const missing = [...byPath.keys()].filter((p) => !annotationByPath.has(p));
   if (missing.length > 0) throw new ExtdError(`${missing.length} images have no annotation in ${matSource} (first: ${missing[0]})`);
-  console.error(`images: ${fromSnapshot.length} from the snapshot (events ${events.join(', ')}), ${fromShared.length} shared, ${byPath.size} in all; none is a validation image`);
+  console.error(
+    `images: ${fromSnapshot.length} from the snapshot (events ${events.join(', ')}), ${fromShared.length} shared, ${byPath.size} in all; none is a validation image`,
+  );
 
   // 3. The .mat agrees with the shared annotation file on the shared images.
   const sharedTxt = join(shared, 'wider/wider_face_split/wider_face_train_bbx_gt.txt');
@@ -137,7 +151,8 @@ function main(): void {
   for (const a of readWiderAnnotations(sharedTxt)) {
     const m = annotationByPath.get(a.path);
     if (!m) throw new ExtdError(`${sharedTxt}: ${a.path} is not in ${matSource}`);
-    if (!sameFaces(m.faces, a.faces)) throw new ExtdError(`${a.path}: ${matSource} gives ${m.faces.length} faces, ${sharedTxt} ${a.faces.length}, or their boxes differ`);
+    if (!sameFaces(m.faces, a.faces))
+      throw new ExtdError(`${a.path}: ${matSource} gives ${m.faces.length} faces, ${sharedTxt} ${a.faces.length}, or their boxes differ`);
     compared++;
   }
   console.error(`${matSource} matches ${sharedTxt} on all ${compared} of its images (boxes and attributes)`);
@@ -157,7 +172,9 @@ function main(): void {
       if ('blob' in s.from) {
         const bytes = git(gitDir, ['cat-file', 'blob', s.from.blob]);
         if (bytes.length !== s.size || bytes[0] !== 0xff || bytes[1] !== 0xd8) {
-          throw new ExtdError(`${s.path}: snapshot blob ${s.from.blob} is ${bytes.length} bytes, not a ${s.size}-byte JPEG (a Git LFS pointer or an absent large file?)`);
+          throw new ExtdError(
+            `${s.path}: snapshot blob ${s.from.blob} is ${bytes.length} bytes, not a ${s.size}-byte JPEG (a Git LFS pointer or an absent large file?)`,
+          );
         }
         writeFileSync(tmp, bytes);
       } else {

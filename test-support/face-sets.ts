@@ -15,8 +15,14 @@ export const H = 80;
 
 /** Faces per image as x, y, w, h (integers, pixels); the last image has none. */
 export const FACES: number[][][] = [
-  [[8, 10, 30, 34], [52, 30, 24, 26]],
-  [[12, 10, 30, 34], [52, 33, 24, 26]],
+  [
+    [8, 10, 30, 34],
+    [52, 30, 24, 26],
+  ],
+  [
+    [12, 10, 30, 34],
+    [52, 33, 24, 26],
+  ],
   [[20, 14, 40, 44]],
   [],
 ];
@@ -35,7 +41,9 @@ export async function writeImages(dir: string): Promise<void> {
     for (const [x, y, w, h] of FACES[k]!) {
       for (let j = y!; j < y! + h!; j++) for (let i = x!; i < x! + w!; i++) px.set([230, 190, 160], 3 * (j * W + i));
     }
-    await sharp(px, { raw: { width: W, height: H, channels: 3 } }).jpeg({ quality: 90 }).toFile(join(dir, `${NAMES[k]}.jpg`));
+    await sharp(px, { raw: { width: W, height: H, channels: 3 } })
+      .jpeg({ quality: 90 })
+      .toFile(join(dir, `${NAMES[k]}.jpg`));
   }
 }
 
@@ -66,22 +74,36 @@ export async function writeCoco(root: string): Promise<{ annotations: string }> 
   let id = 100;
   const doc = {
     images: FACES.map((_, k) => ({ id: k + 1, file_name: `${NAMES[k]}.jpg`, width: W, height: H })),
-    annotations: FACES.flatMap((fs, k) => fs.map(([x, y, w, h]) => ({ id: id++, image_id: k + 1, category_id: 1, bbox: [x, y, w, h], area: w! * h!, iscrowd: 0 }))),
-    categories: [{ id: 1, name: 'face' }, { id: 2, name: 'person' }],
+    annotations: FACES.flatMap((fs, k) =>
+      fs.map(([x, y, w, h]) => ({ id: id++, image_id: k + 1, category_id: 1, bbox: [x, y, w, h], area: w! * h!, iscrowd: 0 })),
+    ),
+    categories: [
+      { id: 1, name: 'face' },
+      { id: 2, name: 'person' },
+    ],
   };
   writeFileSync(join(root, 'faces.json'), JSON.stringify(doc));
   return { annotations: join(root, 'faces.json') };
 }
 
 /** One VOC XML text (1-based inclusive coordinates). */
-export function vocXml(filename: string, objects: Array<{ name: string; box: number[]; difficult?: number }>, size: [number, number] = [W, H], folder = 'JPEGImages'): string {
+export function vocXml(
+  filename: string,
+  objects: Array<{ name: string; box: number[]; difficult?: number }>,
+  size: [number, number] = [W, H],
+  folder = 'JPEGImages',
+): string {
   const objs = objects.map((o) => {
     const [x, y, w, h] = o.box as [number, number, number, number];
-    return `  <object>\n    <name>${o.name}</name>\n    <pose>Unspecified</pose>\n    <difficult>${o.difficult ?? 0}</difficult>\n` +
-      `    <bndbox><xmin>${x + 1}</xmin><ymin>${y + 1}</ymin><xmax>${x + w}</xmax><ymax>${y + h}</ymax></bndbox>\n  </object>`;
+    return (
+      `  <object>\n    <name>${o.name}</name>\n    <pose>Unspecified</pose>\n    <difficult>${o.difficult ?? 0}</difficult>\n` +
+      `    <bndbox><xmin>${x + 1}</xmin><ymin>${y + 1}</ymin><xmax>${x + w}</xmax><ymax>${y + h}</ymax></bndbox>\n  </object>`
+    );
   });
-  return `<?xml version="1.0"?>\n<annotation>\n  <folder>${folder}</folder>\n  <filename>${filename}</filename>\n` +
-    `  <size><width>${size[0]}</width><height>${size[1]}</height><depth>3</depth></size>\n${objs.join('\n')}\n</annotation>\n`;
+  return (
+    `<?xml version="1.0"?>\n<annotation>\n  <folder>${folder}</folder>\n  <filename>${filename}</filename>\n` +
+    `  <size><width>${size[0]}</width><height>${size[1]}</height><depth>3</depth></size>\n${objs.join('\n')}\n</annotation>\n`
+  );
 }
 
 /** Pascal VOC: ROOT/Annotations/img_k.xml and ROOT/JPEGImages/img_k.jpg. */
@@ -89,7 +111,13 @@ export async function writeVoc(root: string): Promise<{ annotations: string }> {
   await writeImages(join(root, 'JPEGImages'));
   mkdirSync(join(root, 'Annotations'), { recursive: true });
   FACES.forEach((fs, k) => {
-    writeFileSync(join(root, 'Annotations', `${NAMES[k]}.xml`), vocXml(`${NAMES[k]}.jpg`, fs.map((box) => ({ name: 'face', box }))));
+    writeFileSync(
+      join(root, 'Annotations', `${NAMES[k]}.xml`),
+      vocXml(
+        `${NAMES[k]}.jpg`,
+        fs.map((box) => ({ name: 'face', box })),
+      ),
+    );
   });
   return { annotations: join(root, 'Annotations') };
 }

@@ -21,7 +21,10 @@ export function small(type: number, body: Uint8Array): Uint8Array {
 export const cat = (...parts: Uint8Array[]): Uint8Array => {
   const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
   let o = 0;
-  for (const p of parts) { out.set(p, o); o += p.length; }
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
   return out;
 };
 export const i32 = (...xs: number[]): Uint8Array => new Uint8Array(new Int32Array(xs).buffer);
@@ -40,7 +43,6 @@ export function header(): Uint8Array {
   return h;
 }
 
-
 /** mxCLASS codes used by the helpers' callers. */
 export const MX = { CELL: 1, CHAR: 4, DOUBLE: 6 } as const;
 
@@ -49,7 +51,8 @@ export const charArray = (s: string, name = ''): Uint8Array => matrix(MX.CHAR, [
 
 /** A double matrix given row-major rows (stored column-major). */
 export function doubleMatrix(rows: number[][], name = ''): Uint8Array {
-  const n = rows.length, m = n > 0 ? rows[0]!.length : 0;
+  const n = rows.length,
+    m = n > 0 ? rows[0]!.length : 0;
   const col: number[] = [];
   for (let c = 0; c < m; c++) for (let r = 0; r < n; r++) col.push(rows[r]![c]!);
   return matrix(MX.DOUBLE, [n, m], name, tag(9, f64(...col)));
@@ -65,9 +68,21 @@ export const cellArray = (items: Uint8Array[], name = ''): Uint8Array => matrix(
 export function widerMat(events: Array<{ event: string; images: Array<{ name: string; boxes: number[][]; invalid?: number[] }> }>): Uint8Array {
   return cat(
     header(),
-    cellArray(events.map((e) => charArray(e.event)), 'event_list'),
-    cellArray(events.map((e) => cellArray(e.images.map((im) => charArray(im.name)))), 'file_list'),
-    cellArray(events.map((e) => cellArray(e.images.map((im) => doubleMatrix(im.boxes)))), 'face_bbx_list'),
-    cellArray(events.map((e) => cellArray(e.images.map((im) => doubleMatrix((im.invalid ?? im.boxes.map(() => 0)).map((v) => [v]))))), 'invalid_label_list'),
+    cellArray(
+      events.map((e) => charArray(e.event)),
+      'event_list',
+    ),
+    cellArray(
+      events.map((e) => cellArray(e.images.map((im) => charArray(im.name)))),
+      'file_list',
+    ),
+    cellArray(
+      events.map((e) => cellArray(e.images.map((im) => doubleMatrix(im.boxes)))),
+      'face_bbx_list',
+    ),
+    cellArray(
+      events.map((e) => cellArray(e.images.map((im) => doubleMatrix((im.invalid ?? im.boxes.map(() => 0)).map((v) => [v]))))),
+      'invalid_label_list',
+    ),
   );
 }

@@ -22,31 +22,71 @@ export class PickleWriter {
     for (let i = 0; i < n; i++) this.parts.push(Math.floor(v / 2 ** (8 * i)) & 0xff);
     return this;
   }
-  proto(v = 2): this { return this.u8(0x80, v); }
-  stop(): this { return this.u8(0x2e); }
-  mark(): this { return this.u8(0x28); }
-  emptyTuple(): this { return this.u8(0x29); }
-  emptyDict(): this { return this.u8(0x7d); }
-  emptyList(): this { return this.u8(0x5d); }
-  none(): this { return this.u8(0x4e); }
-  bool(v: boolean): this { return this.u8(v ? 0x88 : 0x89); }
-  tuple(): this { return this.u8(0x74); }
-  tuple1(): this { return this.u8(0x85); }
-  reduce(): this { return this.u8(0x52); }
-  newobj(): this { return this.u8(0x81); }
-  build(): this { return this.u8(0x62); }
-  binpersid(): this { return this.u8(0x51); }
-  setitem(): this { return this.u8(0x73); }
-  setitems(): this { return this.u8(0x75); }
-  appends(): this { return this.u8(0x65); }
-  stackGlobal(): this { return this.u8(0x93); }
-  memoize(): this { return this.u8(0x94); }
+  proto(v = 2): this {
+    return this.u8(0x80, v);
+  }
+  stop(): this {
+    return this.u8(0x2e);
+  }
+  mark(): this {
+    return this.u8(0x28);
+  }
+  emptyTuple(): this {
+    return this.u8(0x29);
+  }
+  emptyDict(): this {
+    return this.u8(0x7d);
+  }
+  emptyList(): this {
+    return this.u8(0x5d);
+  }
+  none(): this {
+    return this.u8(0x4e);
+  }
+  bool(v: boolean): this {
+    return this.u8(v ? 0x88 : 0x89);
+  }
+  tuple(): this {
+    return this.u8(0x74);
+  }
+  tuple1(): this {
+    return this.u8(0x85);
+  }
+  reduce(): this {
+    return this.u8(0x52);
+  }
+  newobj(): this {
+    return this.u8(0x81);
+  }
+  build(): this {
+    return this.u8(0x62);
+  }
+  binpersid(): this {
+    return this.u8(0x51);
+  }
+  setitem(): this {
+    return this.u8(0x73);
+  }
+  setitems(): this {
+    return this.u8(0x75);
+  }
+  appends(): this {
+    return this.u8(0x65);
+  }
+  stackGlobal(): this {
+    return this.u8(0x93);
+  }
+  memoize(): this {
+    return this.u8(0x94);
+  }
   /** BINPUT with the next memo slot; returns the slot through `slot`. */
   put(slot?: (i: number) => void): this {
     slot?.(this.memo);
     return this.u8(0x71, this.memo++);
   }
-  get(i: number): this { return this.u8(0x68, i); }
+  get(i: number): this {
+    return this.u8(0x68, i);
+  }
   int(v: number): this {
     if (v >= 0 && v < 256) return this.u8(0x4b, v);
     if (v >= 0 && v < 65536) return this.u8(0x4d).le(v, 2);
@@ -64,7 +104,9 @@ export class PickleWriter {
   }
   str(s: string): this {
     const b = new TextEncoder().encode(s);
-    return this.u8(0x58).le(b.length, 4).u8(...b);
+    return this.u8(0x58)
+      .le(b.length, 4)
+      .u8(...b);
   }
   shortStr(s: string): this {
     const b = new TextEncoder().encode(s);
@@ -73,7 +115,9 @@ export class PickleWriter {
   global(module: string, name: string): this {
     return this.u8(0x63, ...new TextEncoder().encode(`${module}\n${name}\n`));
   }
-  raw(...b: number[]): this { return this.u8(...b); }
+  raw(...b: number[]): this {
+    return this.u8(...b);
+  }
   /** BINFLOAT: 8 bytes, big-endian. */
   float(v: number): this {
     const b = new Uint8Array(8);
@@ -114,7 +158,12 @@ export function stateDictPickle(tensors: FakeTensor[], layout: 'legacy' | 'zip')
   const p = new PickleWriter().proto(2);
   let od = 0;
   let rebuild = -1;
-  p.global('collections', 'OrderedDict').put((i) => (od = i)).emptyTuple().reduce().put().mark();
+  p.global('collections', 'OrderedDict')
+    .put((i) => (od = i))
+    .emptyTuple()
+    .reduce()
+    .put()
+    .mark();
   for (const t of tensors) {
     p.str(t.name).put();
     if (rebuild < 0) p.global('torch._utils', '_rebuild_tensor_v2').put((i) => (rebuild = i));
@@ -151,10 +200,23 @@ export function legacyPreamble(littleEndian = true): Uint8Array {
     smallPickle((p) => p.long(LEGACY_MAGIC)),
     smallPickle((p) => p.int(1001)),
     smallPickle((p) =>
-      p.emptyDict().mark()
-        .str('protocol_version').int(1001)
-        .str('little_endian').bool(littleEndian)
-        .str('type_sizes').emptyDict().mark().str('short').int(2).str('int').int(4).str('long').int(4).setitems()
+      p
+        .emptyDict()
+        .mark()
+        .str('protocol_version')
+        .int(1001)
+        .str('little_endian')
+        .bool(littleEndian)
+        .str('type_sizes')
+        .emptyDict()
+        .mark()
+        .str('short')
+        .int(2)
+        .str('int')
+        .int(4)
+        .str('long')
+        .int(4)
+        .setitems()
         .setitems(),
     ),
   ]);
@@ -257,7 +319,10 @@ export function zipArchive(files: Array<[string, Uint8Array]>, opts: ZipOptions 
 
 /** A torch.save zip checkpoint: `archive/data.pkl`, `archive/data/<key>`, version, byteorder. */
 export function zipCheckpoint(mainPickle: Uint8Array, storages: Array<{ key: string; bytes: Uint8Array }>, opts: ZipOptions = {}): Uint8Array {
-  const files: Array<[string, Uint8Array]> = [['archive/data.pkl', mainPickle], ['archive/byteorder', new TextEncoder().encode('little')]];
+  const files: Array<[string, Uint8Array]> = [
+    ['archive/data.pkl', mainPickle],
+    ['archive/byteorder', new TextEncoder().encode('little')],
+  ];
   for (const s of storages) files.push([`archive/data/${s.key}`, s.bytes]);
   files.push(['archive/version', new TextEncoder().encode('3\n')]);
   return zipArchive(files, opts);
@@ -288,14 +353,7 @@ export interface SavedTensor {
  * float (non-integer numbers), str, list, a dict (`ordered`: an
  * OrderedDict, as state_dict() returns) or a tensor.
  */
-export type PyValue =
-  | null
-  | boolean
-  | number
-  | string
-  | PyValue[]
-  | { dict: Array<[string | number, PyValue]>; ordered?: boolean }
-  | { tensor: SavedTensor };
+export type PyValue = null | boolean | number | string | PyValue[] | { dict: Array<[string | number, PyValue]>; ordered?: boolean } | { tensor: SavedTensor };
 
 /**
  * What torch.save(value) writes, for any nesting of dicts, lists and tensors
@@ -326,7 +384,12 @@ export function torchSave(value: PyValue, layout: 'zip' | 'legacy' = 'zip'): Uin
       storages.push({ key, numel: data.length, bytes: new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)) });
       const stride = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
       p.global('torch._utils', '_rebuild_tensor_v2').mark();
-      p.mark().str('storage').global('torch', data instanceof BigInt64Array ? 'LongStorage' : 'FloatStorage').str(key).str('cpu').int(data.length);
+      p.mark()
+        .str('storage')
+        .global('torch', data instanceof BigInt64Array ? 'LongStorage' : 'FloatStorage')
+        .str(key)
+        .str('cpu')
+        .int(data.length);
       if (layout === 'legacy') p.none();
       p.tuple().binpersid();
       p.int(0).intTuple(shape).intTuple(stride).bool(false);

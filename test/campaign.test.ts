@@ -4,21 +4,58 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  AP_FILE, CAMPAIGN_FILE, readCampaign, readLog, recordAp, seedRun, snapshot, thinLog, valSubset, VAL_SUBSET_FILE, type Campaign, type LogLine,
+  AP_FILE,
+  CAMPAIGN_FILE,
+  readCampaign,
+  readLog,
+  recordAp,
+  seedRun,
+  snapshot,
+  thinLog,
+  valSubset,
+  VAL_SUBSET_FILE,
+  type Campaign,
+  type LogLine,
 } from '../scripts/campaign.js';
 import { noShared, sharedPath } from '../test-support/shared.js';
 import { readLatest } from '@extd/train/train/checkpoint';
 import { ExtdError } from '@extd/core/utils/errors';
 
 const rec = (iter: number, lossC = iter, imgS = 2): LogLine => ({
-  iter, loss_l: 1, loss_c: lossC, lr: iter / 1000, grad_norm: 10, positives: 5, img_s: imgS, time: `t${iter}`,
+  iter,
+  loss_l: 1,
+  loss_c: lossC,
+  lr: iter / 1000,
+  grad_norm: 10,
+  positives: 5,
+  img_s: imgS,
+  time: `t${iter}`,
 });
 
 test('thinLog: one record per bucket (k-1)*every < iter <= k*every, means of the losses, last lr', () => {
-  const t = thinLog([1, 2, 3, 4, 5, 6, 7].map((i) => rec(i)), 3);
-  assert.deepEqual(t.map((r) => [r.iter, r.loss_c, r.lr, r.n]), [[3, 2, 0.003, 3], [6, 5, 0.006, 3], [7, 7, 0.007, 1]]);
+  const t = thinLog(
+    [1, 2, 3, 4, 5, 6, 7].map((i) => rec(i)),
+    3,
+  );
+  assert.deepEqual(
+    t.map((r) => [r.iter, r.loss_c, r.lr, r.n]),
+    [
+      [3, 2, 0.003, 3],
+      [6, 5, 0.006, 3],
+      [7, 7, 0.007, 1],
+    ],
+  );
   // A continuation starting mid-bucket gets its own record for the rest of that bucket.
-  assert.deepEqual(thinLog([8, 9, 10].map((i) => rec(i)), 3).map((r) => [r.iter, r.n]), [[9, 2], [10, 1]]);
+  assert.deepEqual(
+    thinLog(
+      [8, 9, 10].map((i) => rec(i)),
+      3,
+    ).map((r) => [r.iter, r.n]),
+    [
+      [9, 2],
+      [10, 1],
+    ],
+  );
 });
 
 /** A fake run folder: checkpoint files (bytes only: snapshot copies them) at `iters`, a full log to `logTo`. */
@@ -37,7 +74,10 @@ function fakeRun(dir: string, iters: number[], logTo: number, threads = 1): void
 function fakeCampaign(dir: string): void {
   mkdirSync(dir, { recursive: true });
   const c: Campaign = {
-    name: 't', description: '', data: { dir: '/nowhere', madeBy: 'x', images: 1, faces: 1 }, recipe: ['--size', '320'],
+    name: 't',
+    description: '',
+    data: { dir: '/nowhere', madeBy: 'x', images: 1, faces: 1 },
+    recipe: ['--size', '320'],
     segments: [
       { fromIteration: 0, started: 's', host: 'a', threads: 1, workers: 1, command: 'c' },
       { fromIteration: 10, started: 's', host: 'b', threads: 2, workers: 1, command: 'c' },
@@ -50,24 +90,52 @@ function fakeCampaign(dir: string): void {
 test('snapshot copies the latest checkpoint, thins the log up to it, adds up hours; seedRun continues from it on a new machine', () => {
   const root = mkdtempSync(join(tmpdir(), 'extd-campaign-'));
   try {
-    const camp = join(root, 'campaign'), run = join(root, 'run');
+    const camp = join(root, 'campaign'),
+      run = join(root, 'run');
     fakeCampaign(camp);
     fakeRun(run, [5, 10], 12); // log runs 2 iterations past the checkpoint: those are not committed
     let r = snapshot(camp, run, 4);
     assert.equal(r.iteration, 10);
     // 10 steps of 4 images at 2 img/s = 20 s, all on segment 1 (1 thread).
     assert.equal(r.trainHours, Math.round((20 / 3600) * 1000) / 1000);
-    assert.deepEqual(readdirSync(camp).filter((f) => f.startsWith('ckpt-')).sort(), ['ckpt-10.safetensors', 'ckpt-10.state.safetensors']);
+    assert.deepEqual(
+      readdirSync(camp)
+        .filter((f) => f.startsWith('ckpt-'))
+        .sort(),
+      ['ckpt-10.safetensors', 'ckpt-10.state.safetensors'],
+    );
     assert.equal(readFileSync(join(camp, 'ckpt-10.safetensors'), 'utf8'), 'model 10');
-    assert.deepEqual(readLog(join(camp, 'log.jsonl')).map((l) => [l.iter, l.n]), [[4, 4], [8, 4], [10, 2]]);
+    assert.deepEqual(
+      readLog(join(camp, 'log.jsonl')).map((l) => [l.iter, l.n]),
+      [
+        [4, 4],
+        [8, 4],
+        [10, 2],
+      ],
+    );
     assert.equal(readCampaign(camp).progress?.iteration, 10);
 
     // The run goes on to 20 (iterations 11-20 on 2 threads) and is snapshotted again.
     fakeRun(run, [15, 20], 20);
     r = snapshot(camp, run, 4);
-    assert.deepEqual(readLog(join(camp, 'log.jsonl')).map((l) => [l.iter, l.n]), [[4, 4], [8, 4], [10, 2], [12, 2], [16, 4], [20, 4]]);
+    assert.deepEqual(
+      readLog(join(camp, 'log.jsonl')).map((l) => [l.iter, l.n]),
+      [
+        [4, 4],
+        [8, 4],
+        [10, 2],
+        [12, 2],
+        [16, 4],
+        [20, 4],
+      ],
+    );
     assert.equal(r.cpuHours, Math.round(((20 + 20 * 2) / 3600) * 1000) / 1000);
-    assert.deepEqual(readdirSync(camp).filter((f) => f.startsWith('ckpt-')).sort(), ['ckpt-20.safetensors', 'ckpt-20.state.safetensors']);
+    assert.deepEqual(
+      readdirSync(camp)
+        .filter((f) => f.startsWith('ckpt-'))
+        .sort(),
+      ['ckpt-20.safetensors', 'ckpt-20.state.safetensors'],
+    );
     // Repeating a snapshot changes nothing.
     const before = readFileSync(join(camp, 'log.jsonl'), 'utf8');
     snapshot(camp, run, 4);
@@ -83,9 +151,15 @@ test('snapshot copies the latest checkpoint, thins the log up to it, adds up hou
     assert.equal(seedRun(camp, run), 20);
     const behind = join(root, 'behind');
     fakeRun(behind, [5], 5);
-    assert.throws(() => seedRun(camp, behind), (e: Error) => e instanceof ExtdError && /holds iteration 5, behind the campaign's 20/.test(e.message));
+    assert.throws(
+      () => seedRun(camp, behind),
+      (e: Error) => e instanceof ExtdError && /holds iteration 5, behind the campaign's 20/.test(e.message),
+    );
     // A run behind the snapshot cannot overwrite it.
-    assert.throws(() => snapshot(camp, behind, 4), (e: Error) => e instanceof ExtdError && /behind the campaign's snapshot at 20/.test(e.message));
+    assert.throws(
+      () => snapshot(camp, behind, 4),
+      (e: Error) => e instanceof ExtdError && /behind the campaign's snapshot at 20/.test(e.message),
+    );
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
@@ -99,7 +173,11 @@ test('valSubset: evenly spread over the sorted list; too few images is an error'
 
 test('campaign/val200.txt is valSubset of the 646 shared validation images', { skip: noShared('wider/WIDER_val/images') }, () => {
   const root = sharedPath('wider/WIDER_val/images');
-  const all = readdirSync(root).flatMap((e) => readdirSync(join(root, e)).filter((f) => f.endsWith('.jpg')).map((f) => `${e}/${f}`));
+  const all = readdirSync(root).flatMap((e) =>
+    readdirSync(join(root, e))
+      .filter((f) => f.endsWith('.jpg'))
+      .map((f) => `${e}/${f}`),
+  );
   assert.equal(all.length, 646);
   const committed = readFileSync(VAL_SUBSET_FILE, 'utf8').trim().split('\n');
   assert.equal(committed.length, 200);
@@ -113,8 +191,17 @@ test('recordAp keeps one record per iteration, in iteration order', () => {
     recordAp(dir, r(500, 0.1));
     recordAp(dir, r(250, 0.2));
     recordAp(dir, r(500, 0.3));
-    const lines = readFileSync(join(dir, AP_FILE), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    assert.deepEqual(lines.map((l) => [l.iteration, l.easy]), [[250, 0.2], [500, 0.3]]);
+    const lines = readFileSync(join(dir, AP_FILE), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(
+      lines.map((l) => [l.iteration, l.easy]),
+      [
+        [250, 0.2],
+        [500, 0.3],
+      ],
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -16,7 +16,11 @@ import { SHARED, noShared } from '../test-support/shared.js';
 function runTestFile(file: string, env: Record<string, string>) {
   const childEnv: Record<string, string | undefined> = { ...process.env, CI: '', ...env };
   delete childEnv.NODE_TEST_CONTEXT;
-  const r = spawnSync(process.execPath, ['--conditions=extd-source', '--import', 'tsx', '--test', '--test-reporter=tap', file], { encoding: 'utf8', env: childEnv, timeout: 120_000 });
+  const r = spawnSync(process.execPath, ['--conditions=extd-source', '--import', 'tsx', '--test', '--test-reporter=tap', file], {
+    encoding: 'utf8',
+    env: childEnv,
+    timeout: 120_000,
+  });
   return { code: r.status, out: r.stdout + r.stderr };
 }
 
@@ -63,8 +67,13 @@ test('check-shared (run by .ci/run before the tests) names what is missing from 
     ]);
     const r = spawnSync(process.execPath, ['--conditions=extd-source', '--import', 'tsx', 'scripts/check-shared.ts', partial], { encoding: 'utf8' });
     assert.equal(r.status, 1);
-    assert.match(r.stderr, /^check-shared: the reference data at .* is incomplete: 4 of \d+ required paths absent \(reference\/weights\/EXTD_48\.pth, wider\/WIDER_val\/images\/, /);
-    const none = spawnSync(process.execPath, ['--conditions=extd-source', '--import', 'tsx', 'scripts/check-shared.ts', join(partial, 'nothing-here')], { encoding: 'utf8' });
+    assert.match(
+      r.stderr,
+      /^check-shared: the reference data at .* is incomplete: 4 of \d+ required paths absent \(reference\/weights\/EXTD_48\.pth, wider\/WIDER_val\/images\/, /,
+    );
+    const none = spawnSync(process.execPath, ['--conditions=extd-source', '--import', 'tsx', 'scripts/check-shared.ts', join(partial, 'nothing-here')], {
+      encoding: 'utf8',
+    });
     assert.equal(none.status, 1);
     assert.match(none.stderr, /is missing: \d+ of \d+ required paths absent/);
   } finally {

@@ -102,7 +102,13 @@ export class Detector<I = RgbImage> {
     return this.track(async () => {
       const image = await this.decode(input);
       const scale = opts.scale === 'auto' ? autoScale(image.width, image.height) : opts.scale;
-      const d = await this.pass(image, { ...PASS_DEFAULTS, scale, scoreThreshold: opts.scoreThreshold, nmsThreshold: opts.nmsThreshold, maxFaces: opts.maxFaces });
+      const d = await this.pass(image, {
+        ...PASS_DEFAULTS,
+        scale,
+        scoreThreshold: opts.scoreThreshold,
+        nmsThreshold: opts.nmsThreshold,
+        maxFaces: opts.maxFaces,
+      });
       return toFaces(d, { width: image.width, height: image.height });
     });
   }
@@ -160,10 +166,11 @@ export class Detector<I = RgbImage> {
     const { loc, conf } = await this.run(input);
     const d = postprocess(loc, conf, this.priors(input.height, input.width), input.width, input.height, opts);
     // Map back with the actual per-axis ratio (rounding makes it differ slightly from `scale`).
-    const sx = image.width / input.width, sy = image.height / input.height;
+    const sx = image.width / input.width,
+      sy = image.height / input.height;
     let finite = true;
     for (let i = 0; i < d.boxes.length; i += 4) {
-      d.boxes[i]! *= sx, d.boxes[i + 1]! *= sy, d.boxes[i + 2]! *= sx, d.boxes[i + 3]! *= sy;
+      (d.boxes[i]! *= sx), (d.boxes[i + 1]! *= sy), (d.boxes[i + 2]! *= sx), (d.boxes[i + 3]! *= sy);
       finite &&= Number.isFinite(d.boxes[i]! + d.boxes[i + 1]! + d.boxes[i + 2]! + d.boxes[i + 3]!);
     }
     // A box near float32's limit can overflow when scaled back up: drop it rather than return Infinity.
@@ -241,8 +248,10 @@ export function toFaces(d: Detections, clipTo?: { width: number; height: number 
   const faces: Face[] = [];
   const clip = (v: number, max: number) => (clipTo ? Math.min(Math.max(v, 0), max) : v);
   for (let i = 0; i < d.scores.length; i++) {
-    const x1 = clip(d.boxes[i * 4]!, clipTo?.width ?? 0), y1 = clip(d.boxes[i * 4 + 1]!, clipTo?.height ?? 0);
-    const x2 = clip(d.boxes[i * 4 + 2]!, clipTo?.width ?? 0), y2 = clip(d.boxes[i * 4 + 3]!, clipTo?.height ?? 0);
+    const x1 = clip(d.boxes[i * 4]!, clipTo?.width ?? 0),
+      y1 = clip(d.boxes[i * 4 + 1]!, clipTo?.height ?? 0);
+    const x2 = clip(d.boxes[i * 4 + 2]!, clipTo?.width ?? 0),
+      y2 = clip(d.boxes[i * 4 + 3]!, clipTo?.height ?? 0);
     if (clipTo && !(x2 > x1 && y2 > y1)) continue;
     faces.push({ box: { x: x1, y: y1, width: x2 - x1, height: y2 - y1 }, score: d.scores[i]! });
   }
@@ -283,7 +292,7 @@ export function rawToRgb(raw: { data: ArrayLike<number> & { length: number }; wi
   if (data.length === n * 3) return { data: Uint8Array.from(data), width, height };
   if (data.length === n * 4) {
     const rgb = new Uint8Array(n * 3);
-    for (let p = 0; p < n; p++) rgb[p * 3] = data[p * 4]!, rgb[p * 3 + 1] = data[p * 4 + 1]!, rgb[p * 3 + 2] = data[p * 4 + 2]!;
+    for (let p = 0; p < n; p++) (rgb[p * 3] = data[p * 4]!), (rgb[p * 3 + 1] = data[p * 4 + 1]!), (rgb[p * 3 + 2] = data[p * 4 + 2]!);
     return { data: rgb, width, height };
   }
   throw new ExtdError(`${name}: data has ${data.length} values, ${width}x${height} needs ${n * 3} (RGB) or ${n * 4} (RGBA)`);

@@ -18,7 +18,15 @@ export { Detector, DETECT_DEFAULTS, PASS_DEFAULTS, AUTO_MAX_AREA, autoScale, cre
 export type { Face, DetectOptions, PassOptions, Precision, ImageDecoder } from './detector.js';
 export type { InferenceSession, SessionOptions, CreateSession } from './runtime/backend.js';
 export { exportOnnx, ONNX_EXPORT_DEFAULTS, OPSET, type OnnxExportOptions, type Int8ExportOptions, type ActivationRange } from './runtime/onnx-export.js';
-export { CALIBRATE_DEFAULTS, CALIBRATION_FORMAT, calibrate, checkCalibration, modelFingerprint, type Calibration, type CalibrateOptions } from './quantize/calibration.js';
+export {
+  CALIBRATE_DEFAULTS,
+  CALIBRATION_FORMAT,
+  calibrate,
+  checkCalibration,
+  modelFingerprint,
+  type Calibration,
+  type CalibrateOptions,
+} from './quantize/calibration.js';
 export { postprocess, POSTPROCESS_DEFAULTS, type Detections, type PostprocessOptions } from './postprocess/detections.js';
 export { nmsXyxy, batchedNmsXyxy } from './postprocess/nms.js';
 export { iouXyxy, boxIouXyxy } from './postprocess/boxes.js';
@@ -36,7 +44,15 @@ export { readSafetensors, writeSafetensors, type SafetensorsContent } from './we
 export { readPth, STATE_DICT_KEYS } from './weights/pth.js';
 export type { Tensor } from './utils/tensor.js';
 export { ExtdError } from './utils/errors.js';
-export { evaluateWider, EVAL_DEFAULTS, WIDER_SETTINGS, type WiderSetting, type WiderResult, type GroundTruthImage, type ImagePredictions } from './eval/evaluator.js';
+export {
+  evaluateWider,
+  EVAL_DEFAULTS,
+  WIDER_SETTINGS,
+  type WiderSetting,
+  type WiderResult,
+  type GroundTruthImage,
+  type ImagePredictions,
+} from './eval/evaluator.js';
 export { evaluateAp50, AP_DEFAULTS, AP50_PROTOCOL, type ApResult } from './eval/ap50.js';
 export { runProtocol, planPasses, PROTOCOLS, PROTOCOL_DEFAULTS, type ProtocolName, type ProtocolOptions } from './eval/protocols.js';
 export { ANNOTATION_FORMATS, summaryLine, splitImages, type FaceDataset, type DatasetImage, type AnnotationFormat } from './data/dataset.js';

@@ -18,10 +18,7 @@ test('reads doubles, int32 stored as smaller types, chars, cells (with an empty 
   // An int32 class array whose values MATLAB stored as miUINT8 (it does this to save space).
   const int = matrix(12, [1, 2], 'ints', small(2, new Uint8Array([7, 200])));
   const chr = matrix(4, [1, 5], 'label', tag(4, u16('hello')));
-  const cell = matrix(1, [3, 1], 'cells',
-    matrix(4, [1, 2], '', tag(4, u16('ab'))),
-    tag(14, new Uint8Array(0)),
-    matrix(6, [1, 1], '', tag(9, f64(-1.25))));
+  const cell = matrix(1, [3, 1], 'cells', matrix(4, [1, 2], '', tag(4, u16('ab'))), tag(14, new Uint8Array(0)), matrix(6, [1, 1], '', tag(9, f64(-1.25))));
   const compressed = tag(15, deflateSync(cell), false);
   const file = cat(header(), dbl, int, chr, compressed);
   assert.equal(isMat5(file), true);
@@ -45,7 +42,10 @@ test('reads doubles, int32 stored as smaller types, chars, cells (with an empty 
 test('malformed files: clear errors with file and byte position', () => {
   const good = cat(header(), matrix(6, [2, 2], 'x', tag(9, f64(1, 2, 3, 4))));
   assert.throws(() => parseMat5(good.subarray(0, 100), 'a.mat'), /a\.mat: 100 bytes, too short/);
-  assert.throws(() => parseMat5(good.subarray(0, good.length - 8), 'a.mat'), (e: unknown) => e instanceof ExtdError && /a\.mat: byte \d+: .*truncated/.test(e.message));
+  assert.throws(
+    () => parseMat5(good.subarray(0, good.length - 8), 'a.mat'),
+    (e: unknown) => e instanceof ExtdError && /a\.mat: byte \d+: .*truncated/.test(e.message),
+  );
   const wrongCount = cat(header(), matrix(6, [3, 2], 'x', tag(9, f64(1, 2, 3, 4))));
   assert.throws(() => parseMat5(wrongCount, 'b.mat'), /b\.mat: byte \d+: array 'x' of dimensions 3x2 holds 4 values, expected 6/);
   const badZip = cat(header(), tag(15, new Uint8Array([1, 2, 3, 4, 5]), false));

@@ -24,8 +24,15 @@ class FakeDetector implements PassDetector {
 const close = (a: number, b: number) => Math.abs(a - b) < 1e-9;
 
 test('single: one pass at min(1, sqrt(1700*1200/(h*w))) with the evaluation post-processing', async () => {
-  for (const [w, h, s] of [[1700, 1200, 1], [300, 200, 1], [3400, 2400, 0.5]] as const) {
-    const det = new FakeDetector(() => [[0, 0, 10, 10, 0.2], [5, 5, 20, 20, 0.9]]);
+  for (const [w, h, s] of [
+    [1700, 1200, 1],
+    [300, 200, 1],
+    [3400, 2400, 0.5],
+  ] as const) {
+    const det = new FakeDetector(() => [
+      [0, 0, 10, 10, 0.2],
+      [5, 5, 20, 20, 0.9],
+    ]);
     const out = await runProtocol(det, image(w, h), 'single');
     assert.equal(det.calls.length, 1);
     assert.ok(close(det.calls[0]!.scale, s), `${w}x${h}: ${det.calls[0]!.scale}`);
@@ -35,7 +42,11 @@ test('single: one pass at min(1, sqrt(1700*1200/(h*w))) with the evaluation post
 });
 
 test('single with a scale: the pass runs at shrink * scale; the paper protocol refuses a scale', async () => {
-  for (const [w, h, scale, s] of [[300, 200, 0.5, 0.5], [3400, 2400, 0.5, 0.25], [300, 200, 2, 2]] as const) {
+  for (const [w, h, scale, s] of [
+    [300, 200, 0.5, 0.5],
+    [3400, 2400, 0.5, 0.25],
+    [300, 200, 2, 2],
+  ] as const) {
     const det = new FakeDetector();
     await runProtocol(det, image(w, h), 'single', { scale });
     assert.ok(close(det.calls[0]!.scale, s), `${w}x${h} x${scale}: ${det.calls[0]!.scale}`);
@@ -59,14 +70,32 @@ test('paper: scales requested for large, medium and small images', async () => {
   assert.deepEqual(await scales(3400, 2400), ['0.5000', '0.5000f', '0.2500', '0.3750']);
   // 1 < max_shrink = sqrt(1.7) <= 2: bt = max_shrink, no further passes.
   assert.deepEqual(await scales(1200, 1000), ['1.0000', '1.0000f', '0.5000', '1.3038']);
-  assert.deepEqual(planPasses('paper', 1200, 1000).map((p) => p.keep), ['all', 'all', 'longer>30', 'shorter<100']);
-  assert.deepEqual(planPasses('paper', 1700, 1200).map((p) => p.keep), ['all', 'all', 'longer>30', 'longer>30']);
+  assert.deepEqual(
+    planPasses('paper', 1200, 1000).map((p) => p.keep),
+    ['all', 'all', 'longer>30', 'shorter<100'],
+  );
+  assert.deepEqual(
+    planPasses('paper', 1700, 1200).map((p) => p.keep),
+    ['all', 'all', 'longer>30', 'longer>30'],
+  );
 });
 
 test('paper: size filters per pass (side = x2 - x1 + 1), then voting drops lone boxes', async () => {
   const det = new FakeDetector((scale) => {
-    if (scale === 0.5) return [[0, 0, 29, 9, 0.9], [0, 0, 29, 9, 0.9], [100, 100, 130, 109, 0.8], [100, 100, 130, 109, 0.8]];
-    if (scale === 2) return [[200, 0, 299, 98, 0.7], [200, 0, 299, 98, 0.7], [0, 100, 100, 199, 0.95], [0, 100, 100, 199, 0.95]];
+    if (scale === 0.5)
+      return [
+        [0, 0, 29, 9, 0.9],
+        [0, 0, 29, 9, 0.9],
+        [100, 100, 130, 109, 0.8],
+        [100, 100, 130, 109, 0.8],
+      ];
+    if (scale === 2)
+      return [
+        [200, 0, 299, 98, 0.7],
+        [200, 0, 299, 98, 0.7],
+        [0, 100, 100, 199, 0.95],
+        [0, 100, 100, 199, 0.95],
+      ];
     if (scale === 4) return [[50, 50, 60, 60, 0.99]]; // kept by the filter, but alone: voting drops it
     return [];
   });
@@ -89,10 +118,22 @@ test('paper: boxes from the mirrored pass are mapped back with x1 = W - x2, x2 =
 
 test('box voting: +1 IoU convention, score-weighted mean, max score, lone boxes dropped, keep limit', () => {
   const boxes = Float32Array.from([
-    0, 0, 9, 9, // A 0.9
-    1, 0, 10, 9, // B 0.6, IoU(A) = 90/110
-    100, 100, 109, 109, // C 0.8, alone
-    0, 0, 9, 9, // D 0.3
+    0,
+    0,
+    9,
+    9, // A 0.9
+    1,
+    0,
+    10,
+    9, // B 0.6, IoU(A) = 90/110
+    100,
+    100,
+    109,
+    109, // C 0.8, alone
+    0,
+    0,
+    9,
+    9, // D 0.3
   ]);
   const scores = Float32Array.from([0.9, 0.6, 0.8, 0.3]);
   const v = boxVote(boxes, scores, 0.3, 750);

@@ -8,8 +8,12 @@ import { ExtdError } from '../src/utils/errors.js';
 
 // The paper's Table 2 counts (PReLU); LeakyReLU/ReLU drop one slope per activated conv unit.
 const PRELU_PARAMS: Record<string, number> = {
-  'extd-fpn-32-prelu': 62_939, 'extd-fpn-48-prelu': 100_160, 'extd-fpn-64-prelu': 162_352,
-  'extd-ssd-32-prelu': 56_059, 'extd-ssd-48-prelu': 86_000, 'extd-ssd-64-prelu': 138_352,
+  'extd-fpn-32-prelu': 62_939,
+  'extd-fpn-48-prelu': 100_160,
+  'extd-fpn-64-prelu': 162_352,
+  'extd-ssd-32-prelu': 56_059,
+  'extd-ssd-48-prelu': 86_000,
+  'extd-ssd-64-prelu': 138_352,
 };
 
 test('learnable parameter counts of all 18 variants', () => {
@@ -36,7 +40,7 @@ test('conv MACs at 640x640 for FPN are 5.40 / 7.89 / 13.41 G', () => {
   assert.deepEqual([g('32'), g('48'), g('64')], [5.4, 7.89, 13.41]);
 });
 
-test('head maps have the prior levels\' sizes for odd input sizes', () => {
+test("head maps have the prior levels' sizes for odd input sizes", () => {
   const graph = buildGraph(parseVariant('extd-ssd-48-relu'));
   const sizes = inferSizes(graph, 1365, 1024);
   const levels = levelSizes(1365, 1024);
@@ -50,6 +54,10 @@ test('variant names: canonical, short and invalid forms', () => {
   assert.deepEqual(parseVariant('fpn-48-relu'), { arch: 'fpn', width: 48, activation: 'relu' });
   for (const v of allVariants()) assert.deepEqual(parseVariant(variantName(v)), v);
   for (const bad of ['extd-fpn-99', 'extd-fpn-64-gelu', 'mobilenet', '']) {
-    assert.throws(() => parseVariant(bad), (e) => e instanceof ExtdError && /allowed/.test(e.message), bad);
+    assert.throws(
+      () => parseVariant(bad),
+      (e) => e instanceof ExtdError && /allowed/.test(e.message),
+      bad,
+    );
   }
 });

@@ -12,7 +12,10 @@ import type { InferenceSession } from '../src/runtime/backend.js';
 import type { LoadedModel } from '../src/weights/checkpoint.js';
 import type { RgbImage } from '../src/image/types.js';
 
-const createRng = (seed: number) => { const r = Rng.fromSeed(seed); return () => r.float(); };
+const createRng = (seed: number) => {
+  const r = Rng.fromSeed(seed);
+  return () => r.float();
+};
 
 /** Naive oracle: the textbook greedy NMS, written independently of the implementation. */
 function naiveNms(boxes: number[][], scores: number[], thr: number): number[] {
@@ -35,7 +38,10 @@ function naiveNms(boxes: number[][], scores: number[], thr: number): number[] {
 function randomBoxes(rng: () => number, n: number) {
   const boxes: number[][] = [];
   for (let i = 0; i < n; i++) {
-    const x = rng() * 100, y = rng() * 100, w = 1 + rng() * 40, h = 1 + rng() * 40;
+    const x = rng() * 100,
+      y = rng() * 100,
+      w = 1 + rng() * 40,
+      h = 1 + rng() * 40;
     boxes.push([x, y, x + w, y + h]);
   }
   // Scores on a coarse grid so that ties occur.
@@ -51,7 +57,11 @@ test('NMS equals the naive oracle on random boxes (with ties), any threshold', (
     const thr = [0, 0.1, 0.3, 0.5, 0.9, 1][trial % 6]!;
     // The oracle sees the same float32-rounded inputs.
     const got = [...nmsXyxy(flat, f32scores, thr)];
-    const want = naiveNms(boxes.map((_, i) => [...flat.subarray(i * 4, i * 4 + 4)]), [...f32scores], thr);
+    const want = naiveNms(
+      boxes.map((_, i) => [...flat.subarray(i * 4, i * 4 + 4)]),
+      [...f32scores],
+      thr,
+    );
     assert.deepEqual(got, want, `trial ${trial}`);
   }
 });
@@ -78,7 +88,10 @@ test('argsortDescending: descending, equal scores in index order; the prediction
   // Rows with equal scores keep their input order (x1 = row index tells which is which).
   const boxes = scores.flatMap((_, i) => [i, 0, i + 1, 1]);
   const rows = formatPredictionFile('e/n.jpg', boxes, scores).trim().split('\n').slice(2);
-  assert.deepEqual(rows.map((r) => Number(r.split(' ')[0])), [1, 4, 0, 2, 5, 3]);
+  assert.deepEqual(
+    rows.map((r) => Number(r.split(' ')[0])),
+    [1, 4, 0, 2, 5, 3],
+  );
 });
 
 test('IoU: known values, symmetry, empty boxes, matrix shape', () => {
@@ -95,7 +108,10 @@ test('IoU: known values, symmetry, empty boxes, matrix shape', () => {
 test('priors: order, centres and sizes follow the golden README', () => {
   const p = makePriors(677, 1024);
   assert.equal(p.length, priorCount(677, 1024) * 4);
-  assert.deepEqual(levelSizes(677, 1024).map(([h]) => h), [170, 85, 43, 22, 11, 6]);
+  assert.deepEqual(
+    levelSizes(677, 1024).map(([h]) => h),
+    [170, 85, 43, 22, 11, 6],
+  );
   // First prior: level 1, row 0, col 0: centre (2/1024, 2/677), size 16 px.
   assert.deepEqual([...p.subarray(0, 4)], [2 / 1024, 2 / 677, 16 / 1024, 16 / 677].map(Math.fround));
   // Second prior: next column.
@@ -108,10 +124,12 @@ test('priors: order, centres and sizes follow the golden README', () => {
 test('box encoding and decoding are inverse', () => {
   const rng = createRng(7);
   const priors = makePriors(320, 480);
-  const out = new Float32Array(4), back = new Float32Array(4);
+  const out = new Float32Array(4),
+    back = new Float32Array(4);
   for (let t = 0; t < 200; t++) {
     const p = Math.floor(rng() * (priors.length / 4));
-    const x1 = rng() * 0.8, y1 = rng() * 0.8;
+    const x1 = rng() * 0.8,
+      y1 = rng() * 0.8;
     const box = [x1, y1, x1 + 0.01 + rng() * 0.2, y1 + 0.01 + rng() * 0.2];
     encodeBoxXyxy(box, 0, priors, p, out, 0);
     decodeBoxXyxyPx(out, priors.subarray(p * 4, p * 4 + 4), 0, 480, 320, back, 0);
@@ -144,7 +162,10 @@ test('postprocess: a box whose decoded size overflows float32 is dropped, the ot
   assert.equal(d.scores.length, 2);
   assert.ok(d.boxes.every(Number.isFinite));
   // Sorted by score: prior 0 (logit gap 3) then prior 2 (gap 2).
-  assert.deepEqual([...d.boxes].map((v) => Math.round(v)), [5, 5, 15, 15, 85, 85, 95, 95]);
+  assert.deepEqual(
+    [...d.boxes].map((v) => Math.round(v)),
+    [5, 5, 15, 15, 85, 85, 95, 95],
+  );
 });
 
 test('detect() and detectPass() never return a non-finite box or score, whatever the network outputs; detect() clips to the image', async () => {
@@ -155,7 +176,9 @@ test('detect() and detectPass() never return a non-finite box or score, whatever
       const [, , h, w] = input.shape as [number, number, number, number];
       const p = makePriors(h, w).length / 4;
       const pick = (values: number[]) => values[Math.floor(rnd() * values.length)]!;
-      const loc = new Float32Array(p * 4).map((_, i) => (i % 4 < 2 ? pick([NaN, Infinity, -Infinity, 3, -50, 1e30]) : pick([NaN, Infinity, 0, 400 + rnd() * 50])));
+      const loc = new Float32Array(p * 4).map((_, i) =>
+        i % 4 < 2 ? pick([NaN, Infinity, -Infinity, 3, -50, 1e30]) : pick([NaN, Infinity, 0, 400 + rnd() * 50]),
+      );
       const conf = new Float32Array(p * 2).map(() => pick([NaN, Infinity, -Infinity, 0, 5, -5, 1e38]));
       return { loc: { dtype: 'float32', shape: [1, p, 4], data: loc }, conf: { dtype: 'float32', shape: [1, p, 2], data: conf } };
     },
@@ -193,8 +216,10 @@ function clusteredBoxes(rng: () => number, n: number) {
   const scores = new Float32Array(n);
   for (let i = 0; i < n; i++) {
     const [cx, cy, s] = centres[Math.floor(rng() * centres.length)]!;
-    const w = s! * (0.5 + rng()), h = s! * (0.5 + rng());
-    const x = cx! + (rng() - 0.5) * s!, y = cy! + (rng() - 0.5) * s!;
+    const w = s! * (0.5 + rng()),
+      h = s! * (0.5 + rng());
+    const x = cx! + (rng() - 0.5) * s!,
+      y = cy! + (rng() - 0.5) * s!;
     flat.set([x - w / 2, y - h / 2, x + w / 2, y + h / 2], i * 4);
     scores[i] = Math.round(rng() * 50) / 50;
   }
@@ -205,12 +230,19 @@ test('NMS with many boxes (grid path) equals the naive oracle, with ties, maxKee
   const rng = createRng(7);
   for (let trial = 0; trial < 60; trial++) {
     const n = 64 + Math.floor(rng() * 600);
-    const { flat, scores } = trial % 2 ? clusteredBoxes(rng, n) : (() => {
-      const r = randomBoxes(rng, n);
-      return { flat: r.flat, scores: r.f32scores };
-    })();
+    const { flat, scores } =
+      trial % 2
+        ? clusteredBoxes(rng, n)
+        : (() => {
+            const r = randomBoxes(rng, n);
+            return { flat: r.flat, scores: r.f32scores };
+          })();
     const thr = [0, 0.1, 0.3, 0.5, 0.9, 1][trial % 6]!;
-    const want = naiveNms([...Array(n).keys()].map((i) => [...flat.subarray(i * 4, i * 4 + 4)]), [...scores], thr);
+    const want = naiveNms(
+      [...Array(n).keys()].map((i) => [...flat.subarray(i * 4, i * 4 + 4)]),
+      [...scores],
+      thr,
+    );
     assert.deepEqual([...nmsXyxy(flat, scores, thr)], want, `trial ${trial}`);
     const maxKeep = 1 + Math.floor(rng() * 20);
     assert.deepEqual([...nmsXyxy(flat, scores, thr, maxKeep)], want.slice(0, maxKeep), `trial ${trial} maxKeep ${maxKeep}`);
@@ -222,7 +254,14 @@ test('NMS with many boxes (grid path) equals the naive oracle, with ties, maxKee
  * probability, a full stable sort, the first candidateLimit, decode, drop
  * non-finite, the naive NMS, top K.
  */
-function naivePostprocess(loc: Float32Array, conf: Float32Array, priors: Float32Array, w: number, h: number, o: { scoreThreshold: number; nmsThreshold: number; maxFaces: number; candidateLimit: number }) {
+function naivePostprocess(
+  loc: Float32Array,
+  conf: Float32Array,
+  priors: Float32Array,
+  w: number,
+  h: number,
+  o: { scoreThreshold: number; nmsThreshold: number; maxFaces: number; candidateLimit: number },
+) {
   const cands: Array<{ i: number; s: number }> = [];
   for (let i = 0; i < priors.length / 4; i++) {
     const s = 1 / (1 + Math.exp(conf[2 * i]! - conf[2 * i + 1]!));
@@ -236,7 +275,9 @@ function naivePostprocess(loc: Float32Array, conf: Float32Array, priors: Float32
     decodeBoxXyxyPx(loc, priors, i, w, h, out, 0);
     if (out.every(Number.isFinite)) boxes.push([...out]), scores.push(Math.fround(s));
   }
-  return naiveNms(boxes, scores, o.nmsThreshold).slice(0, o.maxFaces).map((k) => ({ box: boxes[k]!, score: scores[k]! }));
+  return naiveNms(boxes, scores, o.nmsThreshold)
+    .slice(0, o.maxFaces)
+    .map((k) => ({ box: boxes[k]!, score: scores[k]! }));
 }
 
 test('postprocess equals the naive pipeline: many candidates, tied scores, the candidate limit cutting through ties', () => {

@@ -64,7 +64,10 @@ const root = resolve(import.meta.dirname, '..');
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const min = (xs: number[]) => Math.min(...xs);
 const ms = (x: number) => x.toFixed(1).padStart(7);
-const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
+const load = () =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
 async function time(f: () => Promise<unknown>): Promise<number> {
   const t0 = performance.now();
   await f();
@@ -75,42 +78,51 @@ console.log(`node ${process.version}, ${cpus()[0]?.model} x ${cpus().length}, lo
 
 // 1 and 2: detect() at 640x480, post-processing at 0.05.
 if (sections.has('1') || sections.has('2')) {
-console.log(`\n1. detect() at 640x480, default options (score threshold 0.5), ${threads} threads: ${runs} interleaved runs after 3 warm-up runs, median (min) ms`);
-console.log('model     ' + precisions.map((p) => p.padStart(18)).join('') + (precisions.length === 2 ? '   speed-up (median of per-run ratios)' : ''));
-const postRows: string[] = [];
-for (const name of models) {
-  const detectors: NodeDetector[] = [];
-  for (const precision of precisions) detectors.push(await createDetector({ model: name, threads, precision }));
-  for (const d of detectors) for (let i = 0; i < 3; i++) await d.detect(frame);
-  const t: number[][] = detectors.map(() => []);
-  for (let i = 0; i < runs; i++) for (let k = 0; k < detectors.length; k++) t[k]!.push(await time(() => detectors[k]!.detect(frame)));
-  const ratios = t[0]!.map((x, i) => x / t[1]![i]!);
-  console.log(name.padEnd(10) + t.map((x) => `${ms(median(x))} (${ms(min(x)).trim()})`.padStart(18)).join('') + (t.length === 2 ? `   ${median(ratios).toFixed(2)}x` : ''));
+  console.log(
+    `\n1. detect() at 640x480, default options (score threshold 0.5), ${threads} threads: ${runs} interleaved runs after 3 warm-up runs, median (min) ms`,
+  );
+  console.log('model     ' + precisions.map((p) => p.padStart(18)).join('') + (precisions.length === 2 ? '   speed-up (median of per-run ratios)' : ''));
+  const postRows: string[] = [];
+  for (const name of models) {
+    const detectors: NodeDetector[] = [];
+    for (const precision of precisions) detectors.push(await createDetector({ model: name, threads, precision }));
+    for (const d of detectors) for (let i = 0; i < 3; i++) await d.detect(frame);
+    const t: number[][] = detectors.map(() => []);
+    for (let i = 0; i < runs; i++) for (let k = 0; k < detectors.length; k++) t[k]!.push(await time(() => detectors[k]!.detect(frame)));
+    const ratios = t[0]!.map((x, i) => x / t[1]![i]!);
+    console.log(
+      name.padEnd(10) +
+        t.map((x) => `${ms(median(x))} (${ms(min(x)).trim()})`.padStart(18)).join('') +
+        (t.length === 2 ? `   ${median(ratios).toFixed(2)}x` : ''),
+    );
 
-  // Post-processing at the evaluation threshold, on this model's real outputs.
-  for (let k = 0; k < detectors.length; k++) {
-    const d = detectors[k]!;
-    const { loc, conf } = await d.forward(frame);
-    const priors = makePriors(480, 640);
-    const pp: number[] = [];
-    for (let i = 0; i < runs; i++) pp.push(await time(async () => postprocess(loc, conf, priors, 640, 480, POSTPROCESS_DEFAULTS)));
-    const at05: number[] = [], at5: number[] = [];
-    for (let i = 0; i < runs; i++) {
-      at05.push(await time(() => d.detect(frame, { scoreThreshold: 0.05 })));
-      at5.push(await time(() => d.detect(frame, { scoreThreshold: 0.5 })));
+    // Post-processing at the evaluation threshold, on this model's real outputs.
+    for (let k = 0; k < detectors.length; k++) {
+      const d = detectors[k]!;
+      const { loc, conf } = await d.forward(frame);
+      const priors = makePriors(480, 640);
+      const pp: number[] = [];
+      for (let i = 0; i < runs; i++) pp.push(await time(async () => postprocess(loc, conf, priors, 640, 480, POSTPROCESS_DEFAULTS)));
+      const at05: number[] = [],
+        at5: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        at05.push(await time(() => d.detect(frame, { scoreThreshold: 0.05 })));
+        at5.push(await time(() => d.detect(frame, { scoreThreshold: 0.5 })));
+      }
+      const candidates = (() => {
+        let n = 0;
+        for (let i = 0; i < conf.length; i += 2) if (1 / (1 + Math.exp(conf[i]! - conf[i + 1]!)) > 0.05) n++;
+        return n;
+      })();
+      postRows.push(
+        `${name.padEnd(10)}${precisions[k]!.padEnd(9)}${String(candidates).padStart(11)}${ms(median(pp))}${ms(median(at05))}${ms(median(at5))}${ms(median(at05) - median(at5))}`,
+      );
     }
-    const candidates = (() => {
-      let n = 0;
-      for (let i = 0; i < conf.length; i += 2) if (1 / (1 + Math.exp(conf[i]! - conf[i + 1]!)) > 0.05) n++;
-      return n;
-    })();
-    postRows.push(`${name.padEnd(10)}${precisions[k]!.padEnd(9)}${String(candidates).padStart(11)}${ms(median(pp))}${ms(median(at05))}${ms(median(at5))}${ms(median(at05) - median(at5))}`);
+    for (const d of detectors) await d.dispose();
   }
-  for (const d of detectors) await d.dispose();
-}
-console.log(`\n2. Post-processing per 640x480 frame at score threshold 0.05 (median ms over ${runs} runs)`);
-console.log('model     precision  priors>0.05  postprocess()  detect()@0.05  detect()@0.5  difference');
-for (const r of postRows) console.log(r);
+  console.log(`\n2. Post-processing per 640x480 frame at score threshold 0.05 (median ms over ${runs} runs)`);
+  console.log('model     precision  priors>0.05  postprocess()  detect()@0.05  detect()@0.5  difference');
+  for (const r of postRows) console.log(r);
 }
 
 // 3: first call.
@@ -121,51 +133,60 @@ const distFresh = (() => {
   const main = join(root, 'dist/cli/main.js');
   if (!existsSync(main)) return false;
   const built = statSync(main).mtimeMs;
-  const newest = (d: string): number => readdirSync(d, { withFileTypes: true })
-    .reduce((m, e) => Math.max(m, e.isDirectory() ? newest(join(d, e.name)) : statSync(join(d, e.name)).mtimeMs), 0);
+  const newest = (d: string): number =>
+    readdirSync(d, { withFileTypes: true }).reduce((m, e) => Math.max(m, e.isDirectory() ? newest(join(d, e.name)) : statSync(join(d, e.name)).mtimeMs), 0);
   return newest(join(root, 'src')) <= built;
 })();
 const cli = distFresh ? [join(root, 'bin/extd.js')] : ['--conditions=extd-source', '--import', 'tsx', join(root, 'test/cli-entry.ts')];
 if (sections.has('3')) {
-const gnuTime = existsSync('/usr/bin/time') ? '/usr/bin/time' : null;
-const firstRuns = Number(values['first-call-runs']);
-console.log(`\n3. First call: one-shot \`extd detect photo-1280x720.jpg --model extd-64\` (${distFresh ? 'compiled dist/' : 'dist/ missing or older than src/: TypeScript through tsx, which adds its start-up'}), ${firstRuns} runs, median; warm detect() of the same file in this process`);
-console.log('precision   one-shot ms  warm detect() ms  overhead ms  peak RSS MB');
-for (const precision of precisions) {
-  const wall: number[] = [], rss: number[] = [];
-  for (let i = 0; i < firstRuns; i++) {
-    const args = [...cli, 'detect', hd, '--model', 'extd-64', '--precision', precision];
-    const t0 = performance.now();
-    const r = gnuTime
-      ? spawnSync(gnuTime, ['-f', '%M', process.execPath, ...args], { encoding: 'utf8' })
-      : spawnSync(process.execPath, args, { encoding: 'utf8' });
-    wall.push(performance.now() - t0);
-    if (r.status !== 0) throw new Error(`one-shot extd detect failed: ${r.stderr}`);
-    if (gnuTime) rss.push(Number(r.stderr.trim().split('\n').pop()) / 1024);
-  }
-  const d = await createDetector({ model: 'extd-64', threads, precision });
-  for (let i = 0; i < 3; i++) await d.detect(hd);
-  const warm: number[] = [];
-  for (let i = 0; i < Math.max(5, firstRuns); i++) warm.push(await time(() => d.detect(hd)));
-  await d.dispose();
-  console.log(`${precision.padEnd(10)}${ms(median(wall)).padStart(13)}${ms(median(warm)).padStart(18)}${ms(median(wall) - median(warm)).padStart(13)}${(rss.length ? median(rss).toFixed(0) : 'n/a').padStart(13)}`);
-}
-
-console.log('\nIn this process, a new detector (EXTD-64) on the same 1280x720 file: ms to create it, to warm it up (none, or warmUp() at 64x64), then the first three detect() calls');
-console.log('precision  warm-up    create   warm-up   1st detect  2nd detect  3rd detect');
-for (const precision of precisions) {
-  for (const warm of [false, true]) {
-    const t0 = performance.now();
+  const gnuTime = existsSync('/usr/bin/time') ? '/usr/bin/time' : null;
+  const firstRuns = Number(values['first-call-runs']);
+  console.log(
+    `\n3. First call: one-shot \`extd detect photo-1280x720.jpg --model extd-64\` (${distFresh ? 'compiled dist/' : 'dist/ missing or older than src/: TypeScript through tsx, which adds its start-up'}), ${firstRuns} runs, median; warm detect() of the same file in this process`,
+  );
+  console.log('precision   one-shot ms  warm detect() ms  overhead ms  peak RSS MB');
+  for (const precision of precisions) {
+    const wall: number[] = [],
+      rss: number[] = [];
+    for (let i = 0; i < firstRuns; i++) {
+      const args = [...cli, 'detect', hd, '--model', 'extd-64', '--precision', precision];
+      const t0 = performance.now();
+      const r = gnuTime
+        ? spawnSync(gnuTime, ['-f', '%M', process.execPath, ...args], { encoding: 'utf8' })
+        : spawnSync(process.execPath, args, { encoding: 'utf8' });
+      wall.push(performance.now() - t0);
+      if (r.status !== 0) throw new Error(`one-shot extd detect failed: ${r.stderr}`);
+      if (gnuTime) rss.push(Number(r.stderr.trim().split('\n').pop()) / 1024);
+    }
     const d = await createDetector({ model: 'extd-64', threads, precision });
-    const t1 = performance.now();
-    if (warm) await d.warmUp();
-    const t2 = performance.now();
-    const calls: number[] = [];
-    for (let i = 0; i < 3; i++) calls.push(await time(() => d.detect(hd)));
+    for (let i = 0; i < 3; i++) await d.detect(hd);
+    const warm: number[] = [];
+    for (let i = 0; i < Math.max(5, firstRuns); i++) warm.push(await time(() => d.detect(hd)));
     await d.dispose();
-    console.log(`${precision.padEnd(11)}${(warm ? '64x64' : 'none').padEnd(7)}${ms(t1 - t0).padStart(9)}${ms(t2 - t1).padStart(10)}${calls.map((c) => ms(c).padStart(12)).join('')}`);
+    console.log(
+      `${precision.padEnd(10)}${ms(median(wall)).padStart(13)}${ms(median(warm)).padStart(18)}${ms(median(wall) - median(warm)).padStart(13)}${(rss.length ? median(rss).toFixed(0) : 'n/a').padStart(13)}`,
+    );
   }
-}
+
+  console.log(
+    '\nIn this process, a new detector (EXTD-64) on the same 1280x720 file: ms to create it, to warm it up (none, or warmUp() at 64x64), then the first three detect() calls',
+  );
+  console.log('precision  warm-up    create   warm-up   1st detect  2nd detect  3rd detect');
+  for (const precision of precisions) {
+    for (const warm of [false, true]) {
+      const t0 = performance.now();
+      const d = await createDetector({ model: 'extd-64', threads, precision });
+      const t1 = performance.now();
+      if (warm) await d.warmUp();
+      const t2 = performance.now();
+      const calls: number[] = [];
+      for (let i = 0; i < 3; i++) calls.push(await time(() => d.detect(hd)));
+      await d.dispose();
+      console.log(
+        `${precision.padEnd(11)}${(warm ? '64x64' : 'none').padEnd(7)}${ms(t1 - t0).padStart(9)}${ms(t2 - t1).padStart(10)}${calls.map((c) => ms(c).padStart(12)).join('')}`,
+      );
+    }
+  }
 }
 
 // 4: AP.
@@ -185,8 +206,28 @@ if (values.ap) {
     const ap: Record<string, { easy: number; medium: number; hard: number }> = {};
     for (const precision of precisions) {
       const out = join(outRoot, `${name}-${precision}-${n}`);
-      const r = spawnSync(process.execPath, [...cli, 'eval', '--model', name, '--precision', precision, '--images', imagesDir,
-        '--gt', resolve(shared, 'wider/eval_tools/ground_truth'), '--list', listFile, '--out', out, '--threads', String(threads)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+      const r = spawnSync(
+        process.execPath,
+        [
+          ...cli,
+          'eval',
+          '--model',
+          name,
+          '--precision',
+          precision,
+          '--images',
+          imagesDir,
+          '--gt',
+          resolve(shared, 'wider/eval_tools/ground_truth'),
+          '--list',
+          listFile,
+          '--out',
+          out,
+          '--threads',
+          String(threads),
+        ],
+        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
+      );
       if (r.status !== 0) throw new Error(`extd eval failed for ${name} ${precision}`);
       ap[precision] = JSON.parse(readFileSync(join(out, 'ap.json'), 'utf8'));
       const a = ap[precision]!;

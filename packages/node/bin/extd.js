@@ -18,7 +18,9 @@ if (argv[0] === 'train') {
   }
 }
 (relaunched ?? main(argv)).then(
-  (code) => { process.exitCode = code; },
+  (code) => {
+    process.exitCode = code;
+  },
   (err) => {
     // main() reports the commands' own errors; whatever arrives here is a bug.
     console.error('extd: internal error: this is a bug in extd, please report it with the command line and the trace below');

@@ -63,7 +63,9 @@ export type NodeDetector = Detector<NodeImageInput>;
 export async function decodeNodeInput(input: NodeImageInput): Promise<RgbImage> {
   if (typeof input === 'string' || (input instanceof Uint8Array && !('width' in input))) return loadImageRgb(input as string | Uint8Array);
   if (input && typeof input === 'object' && 'data' in input) return rawToRgb(input);
-  throw new TypeError(`detect: unsupported input ${Object.prototype.toString.call(input)} (expected a path, an encoded image buffer, or { data, width, height })`);
+  throw new TypeError(
+    `detect: unsupported input ${Object.prototype.toString.call(input)} (expected a path, an encoded image buffer, or { data, width, height })`,
+  );
 }
 
 export async function createDetector(options: Partial<CreateDetectorOptions> = {}): Promise<NodeDetector> {
@@ -71,7 +73,8 @@ export async function createDetector(options: Partial<CreateDetectorOptions> = {
   // An option given as undefined (e.g. an absent CLI flag) means its default.
   opts.precision = options.precision ?? CREATE_DETECTOR_DEFAULTS.precision;
   const model = await loadModel(opts.model, opts.variant);
-  if (opts.precision !== 'float32' && opts.precision !== 'int8') throw new ExtdError(`precision must be 'float32' or 'int8', got ${JSON.stringify(opts.precision)}`);
+  if (opts.precision !== 'float32' && opts.precision !== 'int8')
+    throw new ExtdError(`precision must be 'float32' or 'int8', got ${JSON.stringify(opts.precision)}`);
   if (opts.precision === 'float32') return createDetectorWith(model, createOrtNodeSession, decodeNodeInput, opts.threads);
   const calibration = await resolveCalibration(opts.calibration, opts.model, model);
   return createDetectorWith(model, createOrtNodeSession, decodeNodeInput, opts.threads, { ranges: calibration.ranges });
@@ -82,21 +85,34 @@ async function resolveCalibration(given: string | Calibration | undefined, sourc
   if (typeof given === 'string') return readCalibrationFile(given, model);
   if (given !== undefined) return checkCalibration(given, model, 'object');
   // A bundled model, by name or by the path of its file (the CLI resolves names to paths).
-  const name = source === undefined
-    ? DEFAULT_MODEL_NAME
-    : typeof source === 'string'
-      ? isBundledModelName(source) ? source : BUNDLED_MODEL_NAMES.find((n) => resolve(bundledModelPath(n)) === resolve(source))
-      : undefined;
+  const name =
+    source === undefined
+      ? DEFAULT_MODEL_NAME
+      : typeof source === 'string'
+        ? isBundledModelName(source)
+          ? source
+          : BUNDLED_MODEL_NAMES.find((n) => resolve(bundledModelPath(n)) === resolve(source))
+        : undefined;
   const path = name ? bundledCalibrationPath(name) : null;
   if (!path) {
-    throw new ExtdError(`precision 'int8' needs calibration ranges for ${name ?? 'this model'}: run 'extd quantize MODEL --images DIR -o ranges.json' and pass calibration: 'ranges.json' (--calibration)`);
+    throw new ExtdError(
+      `precision 'int8' needs calibration ranges for ${name ?? 'this model'}: run 'extd quantize MODEL --images DIR -o ranges.json' and pass calibration: 'ranges.json' (--calibration)`,
+    );
   }
   return readCalibrationFile(path, model);
 }
 
 export { Detector, DETECT_DEFAULTS, PASS_DEFAULTS, autoScale, toFaces } from '@extd/core/detector';
 export type { Face, DetectOptions, PassOptions, Precision } from '@extd/core/detector';
-export { CALIBRATE_DEFAULTS, CALIBRATION_FORMAT, calibrate, checkCalibration, modelFingerprint, type Calibration, type CalibrateOptions } from '@extd/core/quantize/calibration';
+export {
+  CALIBRATE_DEFAULTS,
+  CALIBRATION_FORMAT,
+  calibrate,
+  checkCalibration,
+  modelFingerprint,
+  type Calibration,
+  type CalibrateOptions,
+} from '@extd/core/quantize/calibration';
 export { calibrateFiles, readCalibrationFile, writeCalibrationFile, bundledCalibrationPath } from './quantize/calibration-node.js';
 export type { Detections } from '@extd/core/postprocess/detections';
 export { loadImageRgb } from './image/node.js';

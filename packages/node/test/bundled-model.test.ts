@@ -63,7 +63,9 @@ test('the released models are the original checkpoints, tensor for tensor', { sk
       assert.deepEqual(bundled.weights.get(name)!.shape, t.shape, name);
       assert.deepEqual(bundled.weights.get(name)!.data, t.data, `extd-${width} ${name}`);
     }
-    const sha = createHash('sha256').update(readFileSync(sharedPath('reference', 'weights', `EXTD_${width}.pth`))).digest('hex');
+    const sha = createHash('sha256')
+      .update(readFileSync(sharedPath('reference', 'weights', `EXTD_${width}.pth`)))
+      .digest('hex');
     assert.ok(bundled.metadata.source!.includes(sha), `extd-${width} metadata names the original's SHA-256`);
     assert.ok(readFileSync(join(ROOT, 'models', 'README.md'), 'utf8').includes(sha), `models/README.md gives extd-${width}'s SHA-256`);
   }
@@ -122,8 +124,19 @@ test('extd detect and extd eval run without --model (the released EXTD-32), and 
     const list = join(dir, 'list.txt');
     writeFileSync(list, `${IMAGE[3]}/${IMAGE[4]}\n`);
     const out = join(dir, 'out');
-    const e = runCli(['eval', '--images', sharedPath('wider', 'WIDER_val', 'images'), '--gt', sharedPath('wider', 'wider_face_split', 'wider_face_val_bbx_gt.txt'),
-      '--list', list, '--out', out, '--threads', '1']);
+    const e = runCli([
+      'eval',
+      '--images',
+      sharedPath('wider', 'WIDER_val', 'images'),
+      '--gt',
+      sharedPath('wider', 'wider_face_split', 'wider_face_val_bbx_gt.txt'),
+      '--list',
+      list,
+      '--out',
+      out,
+      '--threads',
+      '1',
+    ]);
     assert.equal(e.code, 0, e.stderr);
     assert.match(e.stdout, /model extd-32 \(extd-fpn-32-prelu\)/);
     const settings = JSON.parse(readFileSync(join(out, 'pred', 'settings.json'), 'utf8'));
@@ -140,10 +153,20 @@ test('the package ships the models, their licence and provenance, and no danglin
   const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   const files: string[] = JSON.parse(r.stdout)[0].files.map((f: { path: string }) => f.path);
-  for (const f of ['LICENSE', 'README.md', 'models/README.md', 'models/LICENSE-EXTD_Pytorch', ...BUNDLED_MODEL_NAMES.map((n) => `models/${BUNDLED_MODELS[n].file}`)]) {
+  for (const f of [
+    'LICENSE',
+    'README.md',
+    'models/README.md',
+    'models/LICENSE-EXTD_Pytorch',
+    ...BUNDLED_MODEL_NAMES.map((n) => `models/${BUNDLED_MODELS[n].file}`),
+  ]) {
     assert.ok(files.includes(f), `${f} missing from npm pack --dry-run`);
   }
-  assert.deepEqual(files.filter((f) => f.endsWith('.js.map')), [], 'maps point to sources that are not published');
+  assert.deepEqual(
+    files.filter((f) => f.endsWith('.js.map')),
+    [],
+    'maps point to sources that are not published',
+  );
   assert.ok(existsSync(join(ROOT, 'LICENSE')));
   assert.match(readFileSync(join(ROOT, 'LICENSE'), 'utf8'), /^MIT License/);
 });

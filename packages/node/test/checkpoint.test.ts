@@ -21,7 +21,6 @@ function randomState(name: string): Map<string, Tensor> {
   return m;
 }
 
-
 test('variants are inferred from tensors and metadata', () => {
   assert.deepEqual(inferVariant(randomState('extd-ssd-48-prelu'), {}, 'x'), parseVariant('extd-ssd-48-prelu'));
   assert.deepEqual(inferVariant(randomState('extd-fpn-32-prelu'), {}, 'x'), parseVariant('extd-fpn-32-prelu'));
@@ -40,7 +39,10 @@ test('every tensor is checked by name and shape', () => {
 
   const wrong = randomState('extd-fpn-48-leaky');
   wrong.set('conf.0.weight', { dtype: 'float32', shape: [2, 48, 3, 3], data: new Float32Array(864) });
-  assert.throws(() => modelFromTensors(wrong, {}, 'm.pth', 'extd-fpn-48-leaky'), isExtdError(/'conf\.0\.weight' has shape \[2, 48, 3, 3\], .* needs \[4, 48, 3, 3\]/));
+  assert.throws(
+    () => modelFromTensors(wrong, {}, 'm.pth', 'extd-fpn-48-leaky'),
+    isExtdError(/'conf\.0\.weight' has shape \[2, 48, 3, 3\], .* needs \[4, 48, 3, 3\]/),
+  );
 
   const extra = randomState('extd-fpn-48-leaky');
   extra.set('fc.weight', { dtype: 'float32', shape: [1], data: new Float32Array(1) });
@@ -82,18 +84,52 @@ test('state_dicts nested under state_dict / model_state_dict / model / net / wei
   const optimizer: PyValue = {
     dict: [
       ['state', { dict: [[0, { dict: [['momentum_buffer', { tensor: first }]] }]] }],
-      ['param_groups', [{ dict: [['lr', 0.001], ['momentum', 0.9], ['params', [0, 1, 2]]] }]],
+      [
+        'param_groups',
+        [
+          {
+            dict: [
+              ['lr', 0.001],
+              ['momentum', 0.9],
+              ['params', [0, 1, 2]],
+            ],
+          },
+        ],
+      ],
     ],
   };
   for (const key of STATE_DICT_KEYS) {
     for (const layout of ['zip', 'legacy'] as const) {
-      const file = torchSave({ dict: [['epoch', 7], [key, stateDictValue(sd)], ['optimizer', optimizer], ['best_ap', 0.85], ['arch', 'extd']] }, layout);
+      const file = torchSave(
+        {
+          dict: [
+            ['epoch', 7],
+            [key, stateDictValue(sd)],
+            ['optimizer', optimizer],
+            ['best_ap', 0.85],
+            ['arch', 'extd'],
+          ],
+        },
+        layout,
+      );
       assertSameWeights(loadBytes(file, `${key}.pth`).weights, sd, `${key} (${layout})`);
     }
   }
   // Two levels ({'model': {'state_dict': ...}}), and wrapper prefixes inside the nested dict, as the authors' train.py saves a DataParallel model.
   assertSameWeights(loadBytes(torchSave({ dict: [['model', { dict: [['state_dict', stateDictValue(sd)]] }]] }), 'two.pth').weights, sd, 'two levels');
-  assertSameWeights(loadBytes(torchSave({ dict: [['weight', stateDictValue(sd, 'module.')], ['iteration', 240000]] }), 'w.pth').weights, sd, 'weight + module.');
+  assertSameWeights(
+    loadBytes(
+      torchSave({
+        dict: [
+          ['weight', stateDictValue(sd, 'module.')],
+          ['iteration', 240000],
+        ],
+      }),
+      'w.pth',
+    ).weights,
+    sd,
+    'weight + module.',
+  );
   // A bare state_dict with extra non-tensor entries beside the tensors.
   const flat = stateDictValue(sd) as { dict: Array<[string, PyValue]> };
   assertSameWeights(loadBytes(torchSave({ dict: [...flat.dict, ['epoch', 3], ['note', 'x']] }), 'flat.pth').weights, sd, 'flat + extras');
@@ -104,7 +140,11 @@ test('wrapper prefixes: module. (DataParallel / DDP), _orig_mod. (torch.compile)
   for (const prefix of ['module.', '_orig_mod.', 'module._orig_mod.', '_orig_mod.module.']) {
     assertSameWeights(loadBytes(torchSave(stateDictValue(sd, prefix)), 'p.pth').weights, sd, prefix);
     // safetensors files written from a wrapped model carry the prefix too.
-    const st = writeSafetensors(new Map([...sd].filter(([k]) => !k.endsWith('num_batches_tracked')).map(([k, t]) => [prefix + k, { dtype: 'float32', shape: t.shape, data: t.data } as Tensor])));
+    const st = writeSafetensors(
+      new Map(
+        [...sd].filter(([k]) => !k.endsWith('num_batches_tracked')).map(([k, t]) => [prefix + k, { dtype: 'float32', shape: t.shape, data: t.data } as Tensor]),
+      ),
+    );
     assertSameWeights(loadBytes(st, 'p.safetensors').weights, sd, `${prefix} safetensors`);
   }
   // A prefix on only some keys is not a wrapper's: those tensors are reported.
@@ -113,24 +153,44 @@ test('wrapper prefixes: module. (DataParallel / DDP), _orig_mod. (torch.compile)
 });
 
 test('a checkpoint holding no state_dict: one line listing its top-level keys and what was expected', () => {
-  const noModel = torchSave({ dict: [['epoch', 3], ['lr', 0.5], ['optimizer', { dict: [['state', { dict: [] }]] }]] });
-  assert.throws(() => loadBytes(noModel, 'ckpt.pth'), isExtdError(
-    /^ckpt\.pth: no model state_dict found: top-level keys 'epoch', 'lr', 'optimizer'; expected a dict of name -> tensor, or one under 'state_dict', 'model_state_dict', 'model', 'net', 'weight'$/,
-  ));
-  assert.throws(() => loadBytes(torchSave({ dict: [['state_dict', { dict: [['epoch', 1]] }]] }), 'e.pth'), isExtdError(/e\.pth: no model state_dict found: top-level keys 'state_dict'/));
+  const noModel = torchSave({
+    dict: [
+      ['epoch', 3],
+      ['lr', 0.5],
+      ['optimizer', { dict: [['state', { dict: [] }]] }],
+    ],
+  });
+  assert.throws(
+    () => loadBytes(noModel, 'ckpt.pth'),
+    isExtdError(
+      /^ckpt\.pth: no model state_dict found: top-level keys 'epoch', 'lr', 'optimizer'; expected a dict of name -> tensor, or one under 'state_dict', 'model_state_dict', 'model', 'net', 'weight'$/,
+    ),
+  );
+  assert.throws(
+    () => loadBytes(torchSave({ dict: [['state_dict', { dict: [['epoch', 1]] }]] }), 'e.pth'),
+    isExtdError(/e\.pth: no model state_dict found: top-level keys 'state_dict'/),
+  );
   assert.throws(() => loadBytes(torchSave({ dict: [] }), 'empty.pth'), isExtdError(/top-level keys none \(an empty dict\)/));
   // Tensors that are not EXTD's: their names are shown.
   const other = torchSave(stateDictValue(new Map([['backbone.conv1.weight', { shape: [1], data: new Float32Array(1) }]])));
-  assert.throws(() => loadBytes(other, 'r.pth'), isExtdError(/r\.pth: not an EXTD checkpoint \(no 'loc\.0\.weight' tensor; found 1 tensors: 'backbone\.conv1\.weight'\)/));
+  assert.throws(
+    () => loadBytes(other, 'r.pth'),
+    isExtdError(/r\.pth: not an EXTD checkpoint \(no 'loc\.0\.weight' tensor; found 1 tensors: 'backbone\.conv1\.weight'\)/),
+  );
 });
 
 test('the unpickler stays restricted: a checkpoint saving argparse.Namespace beside the model is refused, nothing runs', () => {
   // {'args': argparse.Namespace(), ...}: a class outside the allow-list, refused where it is named.
   const p = new PickleWriter().proto(2).emptyDict().str('args').global('argparse', 'Namespace').emptyTuple().reduce().setitem().stop().bytes();
-  assert.throws(() => readPth(zipCheckpoint(p, []), 'args.pth'), isExtdError(/args\.pth: archive\/data\.pkl: refusing pickle global 'argparse\.Namespace' \(allowed: /));
+  assert.throws(
+    () => readPth(zipCheckpoint(p, []), 'args.pth'),
+    isExtdError(/args\.pth: archive\/data\.pkl: refusing pickle global 'argparse\.Namespace' \(allowed: /),
+  );
 });
 
-test('EXTD_32.pth with module. before every key (torch.nn.DataParallel) loads like the plain file', { skip: noShared('reference', 'weights', 'EXTD_32.pth') }, async () => {
+test('EXTD_32.pth with module. before every key (torch.nn.DataParallel) loads like the plain file', {
+  skip: noShared('reference', 'weights', 'EXTD_32.pth'),
+}, async () => {
   const path = sharedPath('reference', 'weights', 'EXTD_32.pth');
   const plain = readPth(new Uint8Array(readFileSync(path)), path);
   assert.equal(plain.size, 213);
@@ -168,9 +228,16 @@ test('NaN or an infinity in any tensor (weight, bias, BN statistics, PReLU slope
   assert.throws(() => modelFromTensors(sd, {}, 'd.pth'), isExtdError(/tensor 'upfeat\.0\.0\.weight' holds NaN at \[0, 0, 0, 1\]/));
 });
 
-test("the issue's recipe: EXTD_32.pth with base.0.0.weight[0,0,0,0] = NaN is refused by loadModel and createDetector", { skip: noShared('reference', 'weights', 'EXTD_32.pth') }, async () => {
+test("the issue's recipe: EXTD_32.pth with base.0.0.weight[0,0,0,0] = NaN is refused by loadModel and createDetector", {
+  skip: noShared('reference', 'weights', 'EXTD_32.pth'),
+}, async () => {
   const path = sharedPath('reference', 'weights', 'EXTD_32.pth');
-  const saved = new Map([...readPth(new Uint8Array(readFileSync(path)), path)].map(([k, t]): [string, SavedTensor] => [k, { shape: t.shape, data: (t.data as Float32Array | BigInt64Array).slice() }]));
+  const saved = new Map(
+    [...readPth(new Uint8Array(readFileSync(path)), path)].map(([k, t]): [string, SavedTensor] => [
+      k,
+      { shape: t.shape, data: (t.data as Float32Array | BigInt64Array).slice() },
+    ]),
+  );
   (saved.get('base.0.0.weight')!.data as Float32Array)[0] = NaN;
   const file = join(mkdtempSync(join(tmpdir(), 'extd-nan-')), 'nan.pth');
   writeFileSync(file, torchSave(stateDictValue(saved), 'legacy'));

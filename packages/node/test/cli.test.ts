@@ -91,11 +91,15 @@ test('extd convert writes a checked safetensors file that detect and info accept
 /** Small PNG files (grey, the given sizes) in a fresh folder. */
 async function pngs(...sizes: Array<[number, number]>): Promise<string[]> {
   const dir = mkdtempSync(join(tmp, 'png-'));
-  return Promise.all(sizes.map(async ([w, h], i) => {
-    const p = join(dir, `im${i}.png`);
-    await sharp({ create: { width: w, height: h, channels: 3, background: { r: 128, g: 128, b: 128 } } }).png().toFile(p);
-    return p;
-  }));
+  return Promise.all(
+    sizes.map(async ([w, h], i) => {
+      const p = join(dir, `im${i}.png`);
+      await sharp({ create: { width: w, height: h, channels: 3, background: { r: 128, g: 128, b: 128 } } })
+        .png()
+        .toFile(p);
+      return p;
+    }),
+  );
 }
 
 const oneLine = (s: string) => s.trim().split('\n').length === 1;
@@ -132,7 +136,10 @@ test('--draw is checked before any work: unknown extension, an image name for se
   const two = join(tmp, 'two.png');
   const several = runCli(['detect', a!, b!, '--model', noModel, '--draw', two]);
   assert.equal(several.code, 1);
-  assert.match(several.stderr.trim(), /^extd detect: --draw .*two\.png: with 2 images \(or a folder\) --draw names a folder to draw into, not an image file; give a folder path$/);
+  assert.match(
+    several.stderr.trim(),
+    /^extd detect: --draw .*two\.png: with 2 images \(or a folder\) --draw names a folder to draw into, not an image file; give a folder path$/,
+  );
   assert.ok(!existsSync(two), 'no folder named two.png');
   // A folder given as input is a folder of results too, even when it holds one image.
   const folder = runCli(['detect', join(a!, '..'), '--model', noModel, '--draw', join(tmp, 'one.png')]);
@@ -207,7 +214,12 @@ const skipPhoto = skip || noShared('wider', 'WIDER_val', 'images', '1--Handshaki
 
 /** EXTD_32.pth's tensors, as torchSave takes them. */
 function released32(): Map<string, SavedTensor> {
-  return new Map([...readPth(new Uint8Array(readFileSync(pth(32))), pth(32))].map(([k, t]): [string, SavedTensor] => [k, { shape: t.shape, data: (t.data as Float32Array | BigInt64Array).slice() }]));
+  return new Map(
+    [...readPth(new Uint8Array(readFileSync(pth(32))), pth(32))].map(([k, t]): [string, SavedTensor] => [
+      k,
+      { shape: t.shape, data: (t.data as Float32Array | BigInt64Array).slice() },
+    ]),
+  );
 }
 
 test('extd detect on a face cut by the left edge prints the box clipped to the image', { skip: skipPhoto }, async () => {
@@ -231,9 +243,21 @@ test('checkpoints saved by training code load in every command: DataParallel, ne
   const r = runCli(['detect', PHOTO(), '--model', dp, '--threads', '1', '--json']);
   assert.equal(r.code, 0, r.stderr);
   const faces = JSON.parse(r.stdout)[0].faces;
-  assert.deepEqual(faces.map((f: { box: { x: number; y: number; width: number; height: number } }) => [f.box.x, f.box.y, f.box.width, f.box.height].map(Math.round)), [[392, 178, 182, 249]]);
+  assert.deepEqual(
+    faces.map((f: { box: { x: number; y: number; width: number; height: number } }) => [f.box.x, f.box.y, f.box.width, f.box.height].map(Math.round)),
+    [[392, 178, 182, 249]],
+  );
   const nested = join(tmp, 'nested.pth');
-  writeFileSync(nested, torchSave({ dict: [['epoch', 20], ['state_dict', stateDictValue(sd, '_orig_mod.')], ['optimizer', { dict: [['param_groups', [{ dict: [['lr', 0.001]] }]]] }]] }));
+  writeFileSync(
+    nested,
+    torchSave({
+      dict: [
+        ['epoch', 20],
+        ['state_dict', stateDictValue(sd, '_orig_mod.')],
+        ['optimizer', { dict: [['param_groups', [{ dict: [['lr', 0.001]] }]]] }],
+      ],
+    }),
+  );
   const info = runCli(['info', nested]);
   assert.equal(info.code, 0, info.stderr);
   assert.match(info.stdout, /variant\s+extd-fpn-32-prelu/);
@@ -241,13 +265,24 @@ test('checkpoints saved by training code load in every command: DataParallel, ne
   assert.equal(runCli(['convert', nested, '-o', out]).code, 0);
   assert.ok(existsSync(out));
   const noModel = join(tmp, 'optimizer-only.pth');
-  writeFileSync(noModel, torchSave({ dict: [['epoch', 20], ['optimizer', { dict: [] }]] }));
+  writeFileSync(
+    noModel,
+    torchSave({
+      dict: [
+        ['epoch', 20],
+        ['optimizer', { dict: [] }],
+      ],
+    }),
+  );
   const refused = runCli(['info', noModel]);
   assert.equal(refused.code, 1);
-  assert.equal(refused.stderr.trim(), `extd info: ${noModel}: no model state_dict found: top-level keys 'epoch', 'optimizer'; expected a dict of name -> tensor, or one under 'state_dict', 'model_state_dict', 'model', 'net', 'weight'`);
+  assert.equal(
+    refused.stderr.trim(),
+    `extd info: ${noModel}: no model state_dict found: top-level keys 'epoch', 'optimizer'; expected a dict of name -> tensor, or one under 'state_dict', 'model_state_dict', 'model', 'net', 'weight'`,
+  );
 });
 
-test("EXTD_32.pth with base.0.0.weight[0,0,0,0] = NaN is refused by detect, info, convert, eval and train --init", { skip: skipPhoto }, () => {
+test('EXTD_32.pth with base.0.0.weight[0,0,0,0] = NaN is refused by detect, info, convert, eval and train --init', { skip: skipPhoto }, () => {
   const sd = released32();
   (sd.get('base.0.0.weight')!.data as Float32Array)[0] = NaN;
   const nan = join(tmp, 'nan.pth');
@@ -260,8 +295,28 @@ test("EXTD_32.pth with base.0.0.weight[0,0,0,0] = NaN is refused by detect, info
     ['detect', ['detect', PHOTO(), '--model', nan], {}],
     ['info', ['info', nan], {}],
     ['convert', ['convert', nan, '-o', out], {}],
-    ['eval', ['eval', '--model', nan, '--images', sharedPath('wider', 'WIDER_val', 'images'), '--gt', sharedPath('wider', 'wider_face_split', 'wider_face_val_bbx_gt.txt'), '--list', list, '--out', join(tmp, 'nan-eval')], {}],
-    ['train', ['train', '--init', nan, '--annotations', join(tmp, 'a.txt'), '--images', tmp, '--out', join(tmp, 'nan-train')], { EXTD_TORCH_ADDON: join(tmp, 'no-addon.node') }],
+    [
+      'eval',
+      [
+        'eval',
+        '--model',
+        nan,
+        '--images',
+        sharedPath('wider', 'WIDER_val', 'images'),
+        '--gt',
+        sharedPath('wider', 'wider_face_split', 'wider_face_val_bbx_gt.txt'),
+        '--list',
+        list,
+        '--out',
+        join(tmp, 'nan-eval'),
+      ],
+      {},
+    ],
+    [
+      'train',
+      ['train', '--init', nan, '--annotations', join(tmp, 'a.txt'), '--images', tmp, '--out', join(tmp, 'nan-train')],
+      { EXTD_TORCH_ADDON: join(tmp, 'no-addon.node') },
+    ],
   ];
   for (const [name, args, env] of runs) {
     const r = runCli(args, env);

@@ -12,7 +12,20 @@ import { parseDataYaml } from '@extd/core/data/yaml';
 import { parseCoco } from '@extd/core/data/coco';
 import { ExtdError } from '@extd/core/utils/errors';
 import { isExtdError, throwsExtd } from '../../../test-support/expect-error.js';
-import { EXPECTED_XYXY, FACES, H, NAMES, W, vocXml, writeCoco, writeImages, writeVoc, writeWiderMat, writeWiderText, writeYolo } from '../../../test-support/face-sets.js';
+import {
+  EXPECTED_XYXY,
+  FACES,
+  H,
+  NAMES,
+  W,
+  vocXml,
+  writeCoco,
+  writeImages,
+  writeVoc,
+  writeWiderMat,
+  writeWiderText,
+  writeYolo,
+} from '../../../test-support/face-sets.js';
 import { widerMat } from '../../../test-support/mat5-writer.js';
 import { noShared, sharedPath } from '../../../test-support/shared.js';
 
@@ -120,7 +133,10 @@ test('every reader gives the same images and xyxy boxes for the same set; recogn
 
 test('where images live: WIDER needs --images, COCO defaults to its folder, missing images are named', async () => {
   await rejectsExtd(readFaceDataset(join(root, 'wt', 'gt.txt')), /pass --images DIR/);
-  await rejectsExtd(readFaceDataset(join(root, 'wt', 'gt.txt'), { images: join(root, 'coco') }), /4 of 4 images of .*gt\.txt are missing from .*coco, first: 0--Test\/img_0\.jpg/);
+  await rejectsExtd(
+    readFaceDataset(join(root, 'wt', 'gt.txt'), { images: join(root, 'coco') }),
+    /4 of 4 images of .*gt\.txt are missing from .*coco, first: 0--Test\/img_0\.jpg/,
+  );
   await rejectsExtd(readFaceDataset(join(root, 'yolo', 'data.yaml'), { images: root }), /--images .*: a YOLO dataset names its image folders/);
   // COCO with an explicit --images elsewhere.
   const d = await readFaceDataset(join(root, 'coco', 'faces.json'), { images: join(root, 'voc', 'JPEGImages') });
@@ -131,7 +147,10 @@ test('where images live: WIDER needs --images, COCO defaults to its folder, miss
 
 test('coco: iscrowd ignored, other categories skipped, clipping and empty boxes counted, --category', () => {
   const doc = {
-    images: [{ id: 1, file_name: 'a.jpg', width: 100, height: 50 }, { id: 2, file_name: 'b.jpg', width: 100, height: 50 }],
+    images: [
+      { id: 1, file_name: 'a.jpg', width: 100, height: 50 },
+      { id: 2, file_name: 'b.jpg', width: 100, height: 50 },
+    ],
     annotations: [
       { id: 1, image_id: 1, category_id: 1, bbox: [10, 10, 20, 20], iscrowd: 0 },
       { id: 2, image_id: 1, category_id: 1, bbox: [90, 40, 20, 20], iscrowd: 0 }, // partly outside: clipped to [90,40,100,50]
@@ -140,7 +159,10 @@ test('coco: iscrowd ignored, other categories skipped, clipping and empty boxes 
       { id: 5, image_id: 2, category_id: 1, bbox: [30, 5, 40, 40], iscrowd: 1 },
       { id: 6, image_id: 2, category_id: 2, bbox: [1, 1, 5, 5] },
     ],
-    categories: [{ id: 1, name: 'face' }, { id: 2, name: 'hand' }],
+    categories: [
+      { id: 1, name: 'face' },
+      { id: 2, name: 'hand' },
+    ],
   };
   const d = parseCoco(JSON.stringify(doc), 'c.json', '/imgs');
   assert.deepEqual(d.problems, []);
@@ -148,14 +170,22 @@ test('coco: iscrowd ignored, other categories skipped, clipping and empty boxes 
   assert.deepEqual(Array.from(d.images[1]!.boxes), [30, 5, 70, 45]);
   assert.deepEqual(Array.from(d.images[1]!.ignore), [1]);
   assert.deepEqual(d.stats, { images: 2, faces: 3, ignored: 1, clipped: 1, dropped: 2, otherClasses: 1 });
-  assert.match(summaryLine(d), /2 images, 3 faces \(classes 'face'\); 1 ignored \(iscrowd\), 1 clipped to the image, 2 empty dropped, 1 objects of other classes skipped/);
+  assert.match(
+    summaryLine(d),
+    /2 images, 3 faces \(classes 'face'\); 1 ignored \(iscrowd\), 1 clipped to the image, 2 empty dropped, 1 objects of other classes skipped/,
+  );
   // Training leaves the crowd box out.
-  assert.deepEqual(trainingSamples(d).map((s) => s.boxes.length / 4), [2]);
+  assert.deepEqual(
+    trainingSamples(d).map((s) => s.boxes.length / 4),
+    [2],
+  );
   // Several classes, or all.
   assert.equal(parseCoco(JSON.stringify(doc), 'c.json', '/imgs', { category: ['face', 'hand'] }).stats.faces, 4);
   assert.equal(parseCoco(JSON.stringify(doc), 'c.json', '/imgs', { category: 'all' }).stats.faces, 4);
-  throwsExtd(() => parseCoco(JSON.stringify(doc), 'c.json', '/imgs', { category: ['head'] }),
-    /^c\.json: no category named 'head' \(categories: face \(5\), hand \(1\)\); choose with --category NAME\[,NAME\.\.\.\] or --category all$/);
+  throwsExtd(
+    () => parseCoco(JSON.stringify(doc), 'c.json', '/imgs', { category: ['head'] }),
+    /^c\.json: no category named 'head' \(categories: face \(5\), hand \(1\)\); choose with --category NAME\[,NAME\.\.\.\] or --category all$/,
+  );
 });
 
 test('coco: malformed files and entries; each problem names the file and the annotation id', async () => {
@@ -185,8 +215,10 @@ test('coco: malformed files and entries; each problem names the file and the ann
   // Through the dispatcher: every problem on its own line, then one error naming the first and the count.
   writeFileSync(join(root, 'p.json'), JSON.stringify(doc));
   const lines: string[] = [];
-  await rejectsExtd(readFaceDataset(join(root, 'p.json'), { onProblem: (l) => lines.push(l) }),
-    /^.*p\.json: image id 1: image id given twice \(and 6 more problems in .*p\.json, listed above\)$/);
+  await rejectsExtd(
+    readFaceDataset(join(root, 'p.json'), { onProblem: (l) => lines.push(l) }),
+    /^.*p\.json: image id 1: image id given twice \(and 6 more problems in .*p\.json, listed above\)$/,
+  );
   assert.equal(lines.length, 7);
 });
 
@@ -196,26 +228,42 @@ test('voc: difficult ignored, 1-based coordinates, clipping, several classes, im
   const dir = join(root, 'voc2');
   await writeImages(join(dir, 'photos'));
   mkdirSync(join(dir, 'ann'));
-  writeFileSync(join(dir, 'ann', 'a.xml'), vocXml('img_0.jpg', [
-    { name: 'with_mask', box: [8, 10, 30, 34] },
-    { name: 'without_mask', box: [52, 30, 24, 26], difficult: 1 },
-    { name: 'hand', box: [1, 1, 5, 5] },
-    { name: 'with_mask', box: [80, 70, 30, 30] }, // beyond 96 x 80: clipped
-  ], [W, H], 'photos'));
+  writeFileSync(
+    join(dir, 'ann', 'a.xml'),
+    vocXml(
+      'img_0.jpg',
+      [
+        { name: 'with_mask', box: [8, 10, 30, 34] },
+        { name: 'without_mask', box: [52, 30, 24, 26], difficult: 1 },
+        { name: 'hand', box: [1, 1, 5, 5] },
+        { name: 'with_mask', box: [80, 70, 30, 30] }, // beyond 96 x 80: clipped
+      ],
+      [W, H],
+      'photos',
+    ),
+  );
   writeFileSync(join(dir, 'ann', 'b.xml'), vocXml('img_1', [{ name: 'with_mask', box: [12, 10, 30, 34] }], [0, 0], 'photos')); // no extension, no size
-  await rejectsExtd(readFaceDataset(join(dir, 'ann')),
-    /ann: no object named 'face' in 2 files \(names: with_mask \(3\), without_mask \(1\), hand \(1\)\); choose with --category/);
+  await rejectsExtd(
+    readFaceDataset(join(dir, 'ann')),
+    /ann: no object named 'face' in 2 files \(names: with_mask \(3\), without_mask \(1\), hand \(1\)\); choose with --category/,
+  );
   const d = await readFaceDataset(join(dir, 'ann'), { category: parseCategory('with_mask,without_mask') });
   assert.equal(d.imagesDir, join(dir, 'photos'));
   assert.deepEqual(d.classes, ['with_mask', 'without_mask']);
-  assert.deepEqual(d.images.map((im) => im.file), ['img_0.jpg', 'img_1.jpg']);
+  assert.deepEqual(
+    d.images.map((im) => im.file),
+    ['img_0.jpg', 'img_1.jpg'],
+  );
   assert.deepEqual(Array.from(d.images[0]!.boxes), [8, 10, 38, 44, 52, 30, 76, 56, 80, 70, 96, 80]);
   assert.deepEqual(Array.from(d.images[0]!.ignore), [0, 1, 0]);
   // b.xml gave no size: read from the image header.
   assert.deepEqual([d.images[1]!.width, d.images[1]!.height], [W, H]);
   assert.deepEqual(d.stats, { images: 2, faces: 4, ignored: 1, clipped: 1, dropped: 0, otherClasses: 1 });
   // Training leaves the difficult face out.
-  assert.deepEqual(trainingSamples(d).map((s) => s.boxes.length / 4), [2, 1]);
+  assert.deepEqual(
+    trainingSamples(d).map((s) => s.boxes.length / 4),
+    [2, 1],
+  );
   assert.equal((await readFaceDataset(join(dir, 'ann'), { category: 'all' })).stats.faces, 5);
   // An explicit --images that lacks the files is named.
   await rejectsExtd(readFaceDataset(join(dir, 'ann'), { category: 'all', images: root }), /2 of 2 images of .* are missing from/);
@@ -227,11 +275,17 @@ test('voc: a malformed file or object is a problem line naming the file, line an
   mkdirSync(join(dir, 'Annotations'), { recursive: true });
   writeFileSync(join(dir, 'Annotations', 'a.xml'), vocXml('img_0.jpg', [{ name: 'face', box: [8, 10, 30, 34] }]));
   writeFileSync(join(dir, 'Annotations', 'b.xml'), '<annotation>\n<filename>img_1.jpg</filename>\n<object><name>face</name>\n</annotation>\n');
-  writeFileSync(join(dir, 'Annotations', 'c.xml'), vocXml('img_2.jpg', [{ name: 'face', box: [8, 10, 30, 34] }]).replace('<xmax>38</xmax>', '<xmax>3x8</xmax>'));
+  writeFileSync(
+    join(dir, 'Annotations', 'c.xml'),
+    vocXml('img_2.jpg', [{ name: 'face', box: [8, 10, 30, 34] }]).replace('<xmax>38</xmax>', '<xmax>3x8</xmax>'),
+  );
   writeFileSync(join(dir, 'Annotations', 'd.xml'), '<annotation><folder>JPEGImages</folder></annotation>');
   writeFileSync(join(dir, 'Annotations', 'e.xml'), vocXml('img_3.jpg', [{ name: 'face', box: [8, 10, 30, 34], difficult: 2 }]));
   const lines: string[] = [];
-  await rejectsExtd(readFaceDataset(join(dir, 'Annotations'), { onProblem: (l) => lines.push(l) }), /b\.xml:4: end tag <\/annotation> does not match <object> opened on line 3 \(and 3 more problems/);
+  await rejectsExtd(
+    readFaceDataset(join(dir, 'Annotations'), { onProblem: (l) => lines.push(l) }),
+    /b\.xml:4: end tag <\/annotation> does not match <object> opened on line 3 \(and 3 more problems/,
+  );
   assert.equal(lines.length, 4);
   assert.match(lines[1]!, /c\.xml:6: object 1 \(face\): <xmax> is '3x8', expected a number$/);
   assert.match(lines[2]!, /d\.xml: no <filename>/);
@@ -256,7 +310,10 @@ test('yolo: normalised boxes to pixels, class by name, splits, names as a map, p
   writeFileSync(join(d2, 'test.txt'), 'images/img_0.jpg\n./images/img_1.jpg\n');
   writeFileSync(join(d2, 'data.yaml'), 'train: test.txt\nnames:\n  0: face\n  1: hand\n');
   const d = await readFaceDataset(join(d2, 'data.yaml'));
-  assert.deepEqual(d.images.map((im) => im.file), ['images/img_0.jpg', 'images/img_1.jpg']);
+  assert.deepEqual(
+    d.images.map((im) => im.file),
+    ['images/img_0.jpg', 'images/img_1.jpg'],
+  );
   const b = Array.from(d.images[0]!.boxes, (v) => Math.round(v * 1000) / 1000);
   assert.deepEqual(b, [8, 10, 30, 34, 9.6, 8, 19.2, 24]);
   assert.equal(d.stats.otherClasses, 1);
@@ -276,18 +333,42 @@ test('yolo: normalised boxes to pixels, class by name, splits, names as a map, p
 
 test('wider .mat: our writer round trip, invalid faces marked ignore, malformed files named', () => {
   const bytes = widerMat([
-    { event: '0--A', images: [{ name: 'x', boxes: [[1, 2, 3, 4], [5, 6, 0, 8]], invalid: [0, 1] }, { name: 'y', boxes: [] }] },
+    {
+      event: '0--A',
+      images: [
+        {
+          name: 'x',
+          boxes: [
+            [1, 2, 3, 4],
+            [5, 6, 0, 8],
+          ],
+          invalid: [0, 1],
+        },
+        { name: 'y', boxes: [] },
+      ],
+    },
     { event: '1--B', images: [{ name: 'z', boxes: [[10, 20, 30, 40]] }] },
   ]);
   const a = parseWiderMat(bytes, 't.mat');
-  assert.deepEqual(a.map((x) => x.path), ['0--A/x.jpg', '0--A/y.jpg', '1--B/z.jpg']);
-  assert.deepEqual(a[0]!.faces.map((f) => [f.x, f.y, f.w, f.h, f.invalid]), [[1, 2, 3, 4, 0], [5, 6, 0, 8, 1]]);
+  assert.deepEqual(
+    a.map((x) => x.path),
+    ['0--A/x.jpg', '0--A/y.jpg', '1--B/z.jpg'],
+  );
+  assert.deepEqual(
+    a[0]!.faces.map((f) => [f.x, f.y, f.w, f.h, f.invalid]),
+    [
+      [1, 2, 3, 4, 0],
+      [5, 6, 0, 8, 1],
+    ],
+  );
   assert.equal(a[1]!.faces.length, 0);
   throwsExtd(() => parseWiderMat(bytes.subarray(0, 128), 'empty.mat'), /empty\.mat: no variable 'event_list'/);
   throwsExtd(() => parseWiderMat(new TextEncoder().encode('not a mat file at all'), 'txt.mat'), /txt\.mat/);
 });
 
-test('wider .mat: the kit\'s real wider_face_val.mat gives the same faces and labels as the text file', { skip: noShared('wider/eval_tools/ground_truth/wider_face_val.mat') }, () => {
+test("wider .mat: the kit's real wider_face_val.mat gives the same faces and labels as the text file", {
+  skip: noShared('wider/eval_tools/ground_truth/wider_face_val.mat'),
+}, () => {
   const mat = parseWiderMat(readFileSync(sharedPath('wider/eval_tools/ground_truth/wider_face_val.mat')), 'val.mat');
   assert.equal(mat.length, 3226);
   const byPath = new Map(mat.map((a) => [a.path, a]));
@@ -308,13 +389,19 @@ test('wider .mat: the kit\'s real wider_face_val.mat gives the same faces and la
 test('lists select images (extension optional, unknown or repeated entries named); splits are seeded and complete', async () => {
   const d = await readFaceDataset(join(root, 'voc', 'Annotations'));
   const s = selectImages(d, ['img_2', 'img_0.jpg'], 'l.txt');
-  assert.deepEqual(s.images.map((im) => im.file), ['img_2.jpg', 'img_0.jpg']);
+  assert.deepEqual(
+    s.images.map((im) => im.file),
+    ['img_2.jpg', 'img_0.jpg'],
+  );
   assert.equal(s.stats.faces, 3);
   throwsExtd(() => selectImages(d, ['img_9'], 'l.txt'), /^l\.txt: entry 1 'img_9' is not an image of/);
   throwsExtd(() => selectImages(d, ['img_1', 'img_1.jpg'], 'l.txt'), /entry 2 'img_1\.jpg' is listed twice/);
   writeFileSync(join(root, 'list.txt'), '# comment\nimg_1\n\nimg_3.jpg\n');
   const l = await readFaceDataset(join(root, 'voc', 'Annotations'), { list: join(root, 'list.txt') });
-  assert.deepEqual(l.images.map((im) => im.file), ['img_1.jpg', 'img_3.jpg']);
+  assert.deepEqual(
+    l.images.map((im) => im.file),
+    ['img_1.jpg', 'img_3.jpg'],
+  );
 
   const a = splitImages(d, 0.5, 7);
   assert.deepEqual(a, splitImages(d, 0.5, 7));

@@ -31,7 +31,13 @@ test('parses faces, N = 0 placeholder rows and keeps degenerate boxes', () => {
 
 test('N = 0 without the placeholder row, and CRLF line ends', () => {
   const a = parseWiderAnnotations('A/a.jpg\r\n0\r\nB/b.jpg\r\n1\r\n1 2 3 4 0 0 0 0 0 0\r\n', 'crlf');
-  assert.deepEqual(a.map((r) => [r.path, r.faces.length]), [['A/a.jpg', 0], ['B/b.jpg', 1]]);
+  assert.deepEqual(
+    a.map((r) => [r.path, r.faces.length]),
+    [
+      ['A/a.jpg', 0],
+      ['B/b.jpg', 1],
+    ],
+  );
 });
 
 test('formatWiderAnnotations writes what parseWiderAnnotations reads back (N = 0 placeholder included)', () => {
@@ -43,7 +49,10 @@ test('formatWiderAnnotations writes what parseWiderAnnotations reads back (N = 0
 });
 
 test('malformed input names the source and line', () => {
-  assert.throws(() => parseWiderAnnotations('A/a.jpg\nx\n', 'f.txt'), (e: unknown) => e instanceof ExtdError && /f\.txt:2: .*count/.test(e.message));
+  assert.throws(
+    () => parseWiderAnnotations('A/a.jpg\nx\n', 'f.txt'),
+    (e: unknown) => e instanceof ExtdError && /f\.txt:2: .*count/.test(e.message),
+  );
   assert.throws(() => parseWiderAnnotations('A/a.jpg\n2\n1 2 3 4 0 0 0 0 0 0\n', 'f.txt'), /f\.txt: unexpected end of file .*2 faces announced, 1 found/);
   assert.throws(() => parseWiderAnnotations('A/a.jpg\n1\n1 2 3 4 0 0\n', 'f.txt'), /f\.txt:3: .*6 fields/);
   assert.throws(() => parseWiderAnnotations('A/a.jpg\n1\n1 2 3 q 0 0 0 0 0 0\n', 'f.txt'), /f\.txt:3: field h .*'q'/);
@@ -54,7 +63,10 @@ test('malformed input names the source and line', () => {
 test('reads the shared val annotations (646 images, 6,178 faces)', { skip: noShared('wider/wider_face_split/wider_face_val_bbx_gt.txt') }, () => {
   const a = readWiderAnnotations(sharedPath('wider/wider_face_split/wider_face_val_bbx_gt.txt'));
   assert.equal(a.length, 646);
-  assert.equal(a.reduce((s, r) => s + r.faces.length, 0), 6178);
+  assert.equal(
+    a.reduce((s, r) => s + r.faces.length, 0),
+    6178,
+  );
   assert.equal(a[0]!.path, '0--Parade/0_Parade_marchingband_1_379.jpg');
   assert.equal(a[0]!.faces.length, 26);
 });

@@ -69,7 +69,13 @@ test('three same-size JPEG files passed by path, in flight together', { skip }, 
   const face = crop(photo, 300, 100, 400, 500);
   const files = [join(tmp, 'face.jpg'), join(tmp, 'mirrored.jpg'), join(tmp, 'grey.jpg')];
   const images = [face, mirror(face), grey(400, 500)];
-  await Promise.all(images.map((im, i) => sharp(im.data, { raw: { width: 400, height: 500, channels: 3 } }).jpeg({ quality: 95 }).toFile(files[i]!)));
+  await Promise.all(
+    images.map((im, i) =>
+      sharp(im.data, { raw: { width: 400, height: 500, channels: 3 } })
+        .jpeg({ quality: 95 })
+        .toFile(files[i]!),
+    ),
+  );
   const sequential: Face[][] = [];
   for (const f of files) sequential.push(await det.detect(f));
   assert.equal(sequential[0]!.length, 1, 'one face in the window');

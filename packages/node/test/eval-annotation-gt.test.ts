@@ -52,7 +52,11 @@ test('eval-preds with an annotation file: invalid faces ignored, the three setti
     writeFileSync(gt, ANNOTATIONS);
     // Every valid face found; the highest score sits on the invalid face, which must not count as a false positive.
     const perfect = join(dir, 'perfect');
-    writePreds(perfect, 'a', [[10, 10, 40, 40, 0.9], [100, 100, 40, 40, 0.8], [200, 200, 30, 30, 0.95]]);
+    writePreds(perfect, 'a', [
+      [10, 10, 40, 40, 0.9],
+      [100, 100, 40, 40, 0.8],
+      [200, 200, 30, 30, 0.95],
+    ]);
     writePreds(perfect, 'b', [[50, 50, 60, 60, 0.85]]);
     const r1 = await quiet(() => evalPreds.run(['--preds', perfect, '--gt', gt, '--out', join(dir, 'o1')]));
     assert.equal(r1.result, 0);
@@ -60,7 +64,10 @@ test('eval-preds with an annotation file: invalid faces ignored, the three setti
     for (const s of ['easy', 'medium', 'hard']) assert.ok(Math.abs(ap1[s] - 1) < 1e-9, `${s} ${ap1[s]}`);
     // One of the three valid faces missed, a false positive above the hits: AP well below 1, the same in all settings.
     const partial = join(dir, 'partial');
-    writePreds(partial, 'a', [[10, 10, 40, 40, 0.9], [300, 20, 40, 40, 0.95]]);
+    writePreds(partial, 'a', [
+      [10, 10, 40, 40, 0.9],
+      [300, 20, 40, 40, 0.95],
+    ]);
     writePreds(partial, 'b', [[50, 50, 60, 60, 0.85]]);
     const r2 = await quiet(() => evalPreds.run(['--preds', partial, '--gt', gt, '--out', join(dir, 'o2')]));
     assert.equal(r2.result, 0);
@@ -98,12 +105,25 @@ test('extd eval --gt FILE: evaluates exactly the annotated training images with 
   const dir = mkdtempSync(join(tmpdir(), 'extd-annot-gt-'));
   try {
     // The first two training images with at most 3 faces: a small, real annotation file.
-    const picked = readWiderAnnotations(sharedPath(TRAIN_GT)).filter((a) => a.faces.length > 0 && a.faces.length <= 3).slice(0, 2);
+    const picked = readWiderAnnotations(sharedPath(TRAIN_GT))
+      .filter((a) => a.faces.length > 0 && a.faces.length <= 3)
+      .slice(0, 2);
     const gt = join(dir, 'two.txt');
     writeFileSync(gt, formatWiderAnnotations(picked));
     const out = join(dir, 'out');
     const r = await quiet(() =>
-      evalCommand.run(['--model', sharedPath('reference/weights/EXTD_32.pth'), '--images', sharedPath('wider/WIDER_train/images'), '--gt', gt, '--out', out, '--threads', '1']),
+      evalCommand.run([
+        '--model',
+        sharedPath('reference/weights/EXTD_32.pth'),
+        '--images',
+        sharedPath('wider/WIDER_train/images'),
+        '--gt',
+        gt,
+        '--out',
+        out,
+        '--threads',
+        '1',
+      ]),
     );
     assert.equal(r.result, 0);
     assert.match(r.out, /2 images/);
@@ -117,14 +137,31 @@ test('extd eval --gt FILE: evaluates exactly the annotated training images with 
     // --scale 0.5: the same images at half resolution, boxes still in the images' own pixels (so still matching).
     const half = join(dir, 'half');
     const h = await quiet(() =>
-      evalCommand.run(['--model', sharedPath('reference/weights/EXTD_32.pth'), '--images', sharedPath('wider/WIDER_train/images'), '--gt', gt, '--out', half, '--threads', '1', '--scale', '0.5']),
+      evalCommand.run([
+        '--model',
+        sharedPath('reference/weights/EXTD_32.pth'),
+        '--images',
+        sharedPath('wider/WIDER_train/images'),
+        '--gt',
+        gt,
+        '--out',
+        half,
+        '--threads',
+        '1',
+        '--scale',
+        '0.5',
+      ]),
     );
     assert.equal(h.result, 0);
     assert.match(h.out, /protocol single at scale 0\.5/);
     const apHalf = JSON.parse(readFileSync(join(half, 'ap.json'), 'utf8'));
     assert.equal(apHalf.scale, 0.5);
     assert.ok(apHalf.hard > 0.5, `AP at scale 0.5: ${apHalf.hard}`);
-    const predFiles = (d: string) => readdirSync(join(d, 'pred'), { recursive: true }).filter((f) => String(f).endsWith('.txt')).map(String).sort();
+    const predFiles = (d: string) =>
+      readdirSync(join(d, 'pred'), { recursive: true })
+        .filter((f) => String(f).endsWith('.txt'))
+        .map(String)
+        .sort();
     assert.deepEqual(predFiles(half), predFiles(out));
     const first = predFiles(out)[0]!;
     assert.notEqual(readFileSync(join(half, 'pred', first), 'utf8'), readFileSync(join(out, 'pred', first), 'utf8'));

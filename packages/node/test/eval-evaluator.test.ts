@@ -52,18 +52,38 @@ test('hand-computed: ignored face, duplicate, missed face, image without predict
   // AP = 1/3 * 1 + 1/3 * 2/3.
   assert.ok(Math.abs(r.hard.ap - 5 / 9) < 1e-12, `ap ${r.hard.ap}`);
   // Predictions in reverse file order give the same result (sorted per image).
-  const reversed = preds([[200, 0, 10, 10, 0.6], [1, 0, 10, 10, 0.7], [100, 100, 10, 10, 0.8], [0, 0, 10, 10, 0.9]]);
+  const reversed = preds([
+    [200, 0, 10, 10, 0.6],
+    [1, 0, 10, 10, 0.7],
+    [100, 100, 10, 10, 0.8],
+    [0, 0, 10, 10, 0.9],
+  ]);
   assert.equal(evaluateWider([a, b], new Map([['e/a', reversed]])).hard.ap, r.hard.ap);
 });
 
 test('scores are normalised over the whole set, images without faces included', () => {
   const a = gt('e/a', [0, 0, 10, 10], [1]);
-  const p = preds([[0, 0, 10, 10, 0.5005], [300, 300, 10, 10, 0.5001]]);
+  const p = preds([
+    [0, 0, 10, 10, 0.5005],
+    [300, 300, 10, 10, 0.5001],
+  ]);
   // Alone, the range is [0.5001, 0.5005]: the true positive is alone above t = 0.999, AP 1.
   assert.equal(evaluateWider([a], new Map([['e/a', p]])).easy.ap, 1);
   // An image without faces whose scores span [0, 1] widens the range: both predictions enter at t = 0.5 together.
   const empty = gt('e/empty', [], []);
-  const r = evaluateWider([a, empty], new Map([['e/a', p], ['e/empty', preds([[0, 0, 5, 5, 0], [9, 9, 5, 5, 1]])]]));
+  const r = evaluateWider(
+    [a, empty],
+    new Map([
+      ['e/a', p],
+      [
+        'e/empty',
+        preds([
+          [0, 0, 5, 5, 0],
+          [9, 9, 5, 5, 1],
+        ]),
+      ],
+    ]),
+  );
   assert.equal(r.easy.ap, 0.5);
   assert.equal(r.easy.faces, 1);
 });
@@ -83,21 +103,37 @@ test('vocAp: all-point interpolation', () => {
 });
 
 const DEV = 'reference/wider_pred/dev108-extd64-single';
-test('reproduces the official AP of the dev108 EXTD-64 predictions to 1e-4', { skip: noShared(DEV, 'expected.json') || noShared('wider/eval_tools/ground_truth') }, () => {
+test('reproduces the official AP of the dev108 EXTD-64 predictions to 1e-4', {
+  skip: noShared(DEV, 'expected.json') || noShared('wider/eval_tools/ground_truth'),
+}, () => {
   const all = loadWiderGroundTruth(sharedPath('wider/eval_tools/ground_truth'));
   assert.equal(all.images.length, 3226);
   const listPath = sharedPath(DEV, 'images.txt');
-  const keys = readFileSync(listPath, 'utf8').split('\n').filter((l) => l.trim() !== '');
+  const keys = readFileSync(listPath, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '');
   assert.equal(keys.length, 108);
   const g = restrictGroundTruth(all, keys, listPath);
-  const r = evaluateWider(g, readPredictions(sharedPath(DEV), g.map((x) => x.key)));
+  const r = evaluateWider(
+    g,
+    readPredictions(
+      sharedPath(DEV),
+      g.map((x) => x.key),
+    ),
+  );
   assert.equal(r.imagesWithPredictions, 108);
   const expected = JSON.parse(readFileSync(sharedPath(DEV, 'expected.json'), 'utf8'));
   for (const s of ['easy', 'medium', 'hard'] as const) {
     assert.ok(Math.abs(r[s].ap - expected[s]) < 1e-4, `${s}: ${r[s].ap} vs ${expected[s]}`);
   }
   // Without the restriction every absent image's faces count as missed: AP collapses.
-  const unrestricted = evaluateWider(all.images, readPredictions(sharedPath(DEV), g.map((x) => x.key)));
+  const unrestricted = evaluateWider(
+    all.images,
+    readPredictions(
+      sharedPath(DEV),
+      g.map((x) => x.key),
+    ),
+  );
   assert.ok(unrestricted.hard.ap < 0.1);
 });
 
@@ -112,7 +148,13 @@ test('all scores equal: every normalised score is 1, so perfect detections give 
   }
   // Several images, one score for all: a miss and a hit at the same score enter together.
   const b = gt('e/b', [0, 0, 20, 20], [1]);
-  const r = evaluateWider([a, b], new Map([['e/a', preds([[391, 177, 174, 258, 0.8]])], ['e/b', preds([[100, 100, 20, 20, 0.8]])]]));
+  const r = evaluateWider(
+    [a, b],
+    new Map([
+      ['e/a', preds([[391, 177, 174, 258, 0.8]])],
+      ['e/b', preds([[100, 100, 20, 20, 0.8]])],
+    ]),
+  );
   assert.equal(r.easy.recall[0], 0.5);
   assert.equal(r.easy.precision[0], 0.5);
   assert.equal(r.easy.ap, 0.5 * 0.5);

@@ -140,7 +140,16 @@ test('eval-preds CLI reproduces expected.json and writes ap.json and the figures
     console.error = () => {};
     let code: number;
     try {
-      code = await evalPreds.run(['--preds', sharedPath(DEV), '--gt', sharedPath('wider/eval_tools/ground_truth'), '--list', sharedPath(DEV, 'images.txt'), '--out', out]);
+      code = await evalPreds.run([
+        '--preds',
+        sharedPath(DEV),
+        '--gt',
+        sharedPath('wider/eval_tools/ground_truth'),
+        '--list',
+        sharedPath(DEV, 'images.txt'),
+        '--out',
+        out,
+      ]);
     } finally {
       console.log = log;
       console.error = errLog;
@@ -158,19 +167,27 @@ test('eval-preds CLI reproduces expected.json and writes ap.json and the figures
     // Legend sorted by AP: our 0.860 sits between two published detectors that bracket it.
     const legend = [...svg.matchAll(/>(\d\.\d{3}) ([^<]+)<\/text>/g)].map((m) => Number(m[1]));
     assert.ok(legend.length > 10, `legend rows: ${legend.length}`);
-    assert.deepEqual(legend, [...legend].sort((a, b) => b - a));
+    assert.deepEqual(
+      legend,
+      [...legend].sort((a, b) => b - a),
+    );
     assert.match(svg, />0\.860 /);
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
 });
 
-test("the issue's recipe: one prediction equal to the image's only face, score 0.990, scores AP 1 in all settings (eval-preds CLI)", { skip: noShared('wider/eval_tools/ground_truth') }, () => {
+test("the issue's recipe: one prediction equal to the image's only face, score 0.990, scores AP 1 in all settings (eval-preds CLI)", {
+  skip: noShared('wider/eval_tools/ground_truth'),
+}, () => {
   const dir = tmp();
   try {
     const write = (rows: string[]) => {
       mkdirSync(join(dir, 'pred', '1--Handshaking'), { recursive: true });
-      writeFileSync(join(dir, 'pred', '1--Handshaking', '1_Handshaking_Handshaking_1_107.txt'), ['1_Handshaking_Handshaking_1_107.jpg', String(rows.length), ...rows, ''].join('\n'));
+      writeFileSync(
+        join(dir, 'pred', '1--Handshaking', '1_Handshaking_Handshaking_1_107.txt'),
+        ['1_Handshaking_Handshaking_1_107.jpg', String(rows.length), ...rows, ''].join('\n'),
+      );
       return runCli(['eval-preds', '--preds', join(dir, 'pred'), '--gt', sharedPath('wider/eval_tools/ground_truth')]);
     };
     // Every score equal: the official normalisation divides by zero (AP 0.0000 before); defined as all 1.
@@ -203,8 +220,21 @@ test('extd eval killed mid-run: no half-written prediction file, the rerun skips
     writeFileSync(list, SMALL.join('\n') + '\n');
     const out = join(dir, 'out');
     const args = [
-      'eval', '--model', sharedPath('reference/weights/EXTD_32.pth'), '--images', sharedPath('wider/WIDER_val/images'),
-      '--gt', sharedPath('wider/eval_tools/ground_truth'), '--list', list, '--out', out, '--protocol', 'single', '--threads', '1',
+      'eval',
+      '--model',
+      sharedPath('reference/weights/EXTD_32.pth'),
+      '--images',
+      sharedPath('wider/WIDER_val/images'),
+      '--gt',
+      sharedPath('wider/eval_tools/ground_truth'),
+      '--list',
+      list,
+      '--out',
+      out,
+      '--protocol',
+      'single',
+      '--threads',
+      '1',
     ];
     const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
     const script = `const { main } = await import(${JSON.stringify(main)}); process.exitCode = await main(${JSON.stringify(args)});`;
@@ -225,7 +255,9 @@ test('extd eval killed mid-run: no half-written prediction file, the rerun skips
     for (const f of afterKill) parsePredictionFile(readFileSync(join(predDir, f), 'utf8'), f);
     const kept = new Map(afterKill.map((f) => [f, statSync(join(predDir, f)).mtimeMs]));
     // Second run to completion.
-    const second = spawn(process.execPath, ['--conditions=extd-source', '--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const second = spawn(process.execPath, ['--conditions=extd-source', '--import', 'tsx', '--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stderr = '';
     second.stderr.on('data', (d) => (stderr += d));
     let stdout = '';
@@ -243,7 +275,9 @@ test('extd eval killed mid-run: no half-written prediction file, the rerun skips
     assert.match(settings.model, /^[0-9a-f]{64}$/);
     // The same folder at another scale: refused in one line, predictions untouched.
     const rescaled = `const { main } = await import(${JSON.stringify(main)}); process.exitCode = await main(${JSON.stringify([...args, '--scale', '0.5'])});`;
-    const third = spawn(process.execPath, ['--conditions=extd-source', '--import', 'tsx', '--input-type=module', '-e', rescaled], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const third = spawn(process.execPath, ['--conditions=extd-source', '--import', 'tsx', '--input-type=module', '-e', rescaled], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let stderr3 = '';
     third.stderr.on('data', (d) => (stderr3 += d));
     assert.equal(await new Promise<number>((res) => third.on('exit', (c) => res(c ?? -1))), 1);

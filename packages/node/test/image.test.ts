@@ -29,7 +29,9 @@ test('EXIF orientation is applied', async () => {
   const raw = new Uint8Array(4 * 2 * 3);
   for (let y = 0; y < 2; y++) for (let x = 0; x < 4; x++) raw.set(x < 2 ? [255, 0, 0] : [0, 0, 255], (y * 4 + x) * 3);
   const path = join(tmp, 'rotated.png');
-  await sharp(raw, { raw: { width: 4, height: 2, channels: 3 } }).withMetadata({ orientation: 6 }).toFile(path);
+  await sharp(raw, { raw: { width: 4, height: 2, channels: 3 } })
+    .withMetadata({ orientation: 6 })
+    .toFile(path);
   const img = await loadImageRgb(path);
   assert.deepEqual([img.width, img.height], [2, 4]);
   // After a clockwise quarter turn the left half (red) is on top.
@@ -55,7 +57,9 @@ test('missing, directory and corrupt images give one-line errors naming the inpu
   writeFileSync(bad, Buffer.from('this is not a jpeg at all'));
   await assert.rejects(loadImageRgb(bad), (e) => e instanceof ExtdError && e.message.startsWith(`cannot decode image ${bad}:`) && !e.message.includes('\n'));
   const truncated = join(tmp, 'truncated.jpg');
-  const jpeg = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#808080' } }).jpeg().toBuffer();
+  const jpeg = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#808080' } })
+    .jpeg()
+    .toBuffer();
   writeFileSync(truncated, jpeg.subarray(0, jpeg.length / 2));
   await assert.rejects(loadImageRgb(truncated), (e) => e instanceof ExtdError && e.message.includes(truncated));
 });
@@ -64,7 +68,10 @@ test('bilinear resize: half-pixel centres, constant images stay constant, identi
   // 2 px wide -> 4 px: source x = (d + 0.5) / 2 - 0.5 = -0.25, 0.25, 0.75, 1.25 (clamped)
   const src = { width: 2, height: 1, data: Uint8Array.from([0, 0, 0, 100, 100, 100]) };
   const up = resizeBilinear(src, 4, 1);
-  assert.deepEqual([...up.data].filter((_, i) => i % 3 === 0), [0, 25, 75, 100]);
+  assert.deepEqual(
+    [...up.data].filter((_, i) => i % 3 === 0),
+    [0, 25, 75, 100],
+  );
   const flat = { width: 5, height: 3, data: new Uint8Array(45).fill(77) };
   assert.ok(resizeBilinear(flat, 11, 2).data.every((v) => v === 77));
   assert.deepEqual(resizeBilinear(src, 2, 1).data, src.data);

@@ -24,7 +24,8 @@ test('percentileRange equals sorting with linear interpolation (ties, NaN, a con
   const rng = Rng.fromSeed(3);
   const sorted = (d: Float32Array) => Float64Array.from([...d].filter((v) => !Number.isNaN(v))).sort();
   const q = (s: Float64Array, p: number) => {
-    const x = (p / 100) * (s.length - 1), f = Math.floor(x);
+    const x = (p / 100) * (s.length - 1),
+      f = Math.floor(x);
     return x > f ? s[f]! + (s[f + 1]! - s[f]!) * (x - f) : s[f]!;
   };
   for (let trial = 0; trial < 20; trial++) {
@@ -60,8 +61,13 @@ async function syntheticCalibration() {
   const ranges: Record<string, [number, number]> = {};
   for (const v of quantizedValues(model.graph)) ranges[v] = [-4, 4];
   const c: Calibration = {
-    format: 'extd-int8-calibration', version: 1, variant: 'extd-fpn-32-prelu', weights: await modelFingerprint(model),
-    percentile: 99.999, images: ['a.jpg'], ranges,
+    format: 'extd-int8-calibration',
+    version: 1,
+    variant: 'extd-fpn-32-prelu',
+    weights: await modelFingerprint(model),
+    percentile: 99.999,
+    images: ['a.jpg'],
+    ranges,
   };
   return { model, c };
 }
@@ -105,7 +111,8 @@ test('the shipped calibration files fit their models and come from WIDER trainin
     for (const img of c.images) {
       assert.match(img, /^\d+--[^/]+\/[^/]+\.jpg$/, `${name}: ${img} is EVENT/NAME.jpg`);
       if (!noShared('wider', 'WIDER_train', 'images')) assert.ok(existsSync(sharedPath('wider', 'WIDER_train', 'images', img)), `${img} is a training image`);
-      if (!noShared('wider', 'WIDER_val', 'images')) assert.ok(!existsSync(sharedPath('wider', 'WIDER_val', 'images', img)), `${img} is not a validation image`);
+      if (!noShared('wider', 'WIDER_val', 'images'))
+        assert.ok(!existsSync(sharedPath('wider', 'WIDER_val', 'images', img)), `${img} is not a validation image`);
     }
     // The network's input is mean-subtracted 8-bit RGB: its range is inside [-123, 152].
     assert.ok(c.ranges.input![0] >= -123 && c.ranges.input![1] <= 152, `${name} input range ${c.ranges.input}`);
@@ -196,7 +203,10 @@ test('extd quantize: bad images folder, bad model, missing flags: one line, exit
   for (const [args, re] of cases) {
     const r = runCli(['quantize', ...args]);
     assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr}`);
-    const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('quantize '));
+    const lines = r.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => !l.startsWith('quantize '));
     assert.equal(lines.length, 1, r.stderr);
     assert.match(lines[0]!, re);
     assert.ok(!existsSync(out), `${args.join(' ')} wrote nothing`);
@@ -206,7 +216,9 @@ test('extd quantize: bad images folder, bad model, missing flags: one line, exit
   assert.match(detect.stderr, /^extd detect: --calibration applies to --precision int8 only$/m);
 });
 
-test('extd quantize writes ranges that extd detect --precision int8 uses, and the int8 ONNX graph', { skip: noShared('wider', 'WIDER_train', 'images') }, async () => {
+test('extd quantize writes ranges that extd detect --precision int8 uses, and the int8 ONNX graph', {
+  skip: noShared('wider', 'WIDER_train', 'images'),
+}, async () => {
   const { readdirSync } = await import('node:fs');
   const event = readdirSync(sharedPath('wider', 'WIDER_train', 'images')).sort()[0]!;
   const dir = join(tmp, 'calib-images', event);

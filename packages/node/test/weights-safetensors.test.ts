@@ -37,7 +37,6 @@ function assertSameTensors(a: Map<string, Tensor>, b: Map<string, Tensor>): void
   }
 }
 
-
 const ALL_DTYPES = {
   f32: { dtype: 'float32', shape: [2, 3], data: Float32Array.from([1.5, -0, NaN, Infinity, -3.25e-39, 3.4e38]) },
   f64: { dtype: 'float64', shape: [3], data: Float64Array.from([Math.PI, -1e-310, 2 ** 60]) },
@@ -92,13 +91,20 @@ test('safetensors F16 and BF16 are widened to float32 exactly', () => {
   const file = craft({ h: { dtype: 'F16', shape: [4], data_offsets: [0, 8] }, b: { dtype: 'BF16', shape: [2], data_offsets: [8, 12] } }, data);
   const t = readSafetensors(file).tensors;
   assert.equal(t.get('h')!.dtype, 'float32');
-  assert.deepEqual([...t.get('h')!.data as Float32Array], [1, -2, 65504, 2 ** -24]);
-  assert.deepEqual([...t.get('b')!.data as Float32Array], [1, -3]);
+  assert.deepEqual([...(t.get('h')!.data as Float32Array)], [1, -2, 65504, 2 ** -24]);
+  assert.deepEqual([...(t.get('b')!.data as Float32Array)], [1, -3]);
 });
 
 test('safetensors reader returns tensors in file data order', () => {
   const data = new Uint8Array(12);
-  const file = craft({ z: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, '1': { dtype: 'F32', shape: [1], data_offsets: [8, 12] }, a: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, data);
+  const file = craft(
+    {
+      z: { dtype: 'F32', shape: [1], data_offsets: [0, 4] },
+      '1': { dtype: 'F32', shape: [1], data_offsets: [8, 12] },
+      a: { dtype: 'F32', shape: [1], data_offsets: [4, 8] },
+    },
+    data,
+  );
   assert.deepEqual([...readSafetensors(file).tensors.keys()], ['z', 'a', '1']);
 });
 
@@ -115,13 +121,22 @@ test('safetensors malformed inputs -> one-line ExtdError naming the file and ten
     () => readSafetensors(craft({ 'conf.0.bias': { dtype: 'F32', shape: [5], data_offsets: [10, 30] } }, new Uint8Array(24)), src),
     /^weights\/x\.safetensors: tensor 'conf\.0\.bias' data_offsets \[10, 30\] exceed the data section \(24 bytes\)$/,
   );
-  throwsExtd(() => readSafetensors(craft({ a: { ...ok, dtype: 'F8_E4M3' } }, d8), src), /tensor 'a' has dtype "F8_E4M3" \(supported: F32, F64, I64, I32, I16, I8, U8, BOOL, F16, BF16\)/);
+  throwsExtd(
+    () => readSafetensors(craft({ a: { ...ok, dtype: 'F8_E4M3' } }, d8), src),
+    /tensor 'a' has dtype "F8_E4M3" \(supported: F32, F64, I64, I32, I16, I8, U8, BOOL, F16, BF16\)/,
+  );
   throwsExtd(() => readSafetensors(craft({ a: { ...ok, dtype: 'toString' } }, d8), src), /tensor 'a' has dtype "toString"/);
-  throwsExtd(() => readSafetensors(craft({ a: { ...ok, shape: [3] } }, d8), src), /tensor 'a' has 8 bytes \(data_offsets \[0, 8\]\) but dtype F32 shape \[3\] needs 12/);
+  throwsExtd(
+    () => readSafetensors(craft({ a: { ...ok, shape: [3] } }, d8), src),
+    /tensor 'a' has 8 bytes \(data_offsets \[0, 8\]\) but dtype F32 shape \[3\] needs 12/,
+  );
   throwsExtd(() => readSafetensors(craft({ a: { ...ok, shape: [-2] } }, d8), src), /tensor 'a' has shape \[-2\], expected an array of non-negative integers/);
   throwsExtd(() => readSafetensors(craft({ a: { ...ok, data_offsets: [8, 0] } }, d8), src), /tensor 'a' data_offsets \[8, 0\] end before they begin/);
   throwsExtd(() => readSafetensors(craft({ a: { ...ok, data_offsets: [0] } }, d8), src), /tensor 'a' has data_offsets \[0\], expected \[begin, end\]/);
-  throwsExtd(() => readSafetensors(craft({ a: ok, b: { ...ok, data_offsets: [4, 12] } }, new Uint8Array(12)), src), /tensor 'b' data_offsets \[4, 12\] overlap tensor 'a'/);
+  throwsExtd(
+    () => readSafetensors(craft({ a: ok, b: { ...ok, data_offsets: [4, 12] } }, new Uint8Array(12)), src),
+    /tensor 'b' data_offsets \[4, 12\] overlap tensor 'a'/,
+  );
   throwsExtd(() => readSafetensors(craft({ a: { ...ok, data_offsets: [4, 12] } }, new Uint8Array(12)), src), /tensor 'a' .* leave a gap of 4 bytes/);
   throwsExtd(() => readSafetensors(craft({ a: ok }, new Uint8Array(10)), src), /data section is 10 bytes but the tensors cover only 8 \(2 trailing bytes\)/);
   throwsExtd(() => readSafetensors(craft({ a: ok, __metadata__: { k: 3 } }, d8), src), /__metadata__ entry 'k' is 3, must be a string/);
@@ -136,7 +151,10 @@ test('safetensors truncated file: a valid file cut anywhere fails cleanly', () =
 });
 
 test('safetensors writer rejects tensors whose data does not match the shape', () => {
-  throwsExtd(() => writeSafetensors({ w: { dtype: 'float32', shape: [2, 2], data: new Float32Array(3) } }), /tensor 'w' has 3 elements but shape \[2, 2\] needs 4/);
+  throwsExtd(
+    () => writeSafetensors({ w: { dtype: 'float32', shape: [2, 2], data: new Float32Array(3) } }),
+    /tensor 'w' has 3 elements but shape \[2, 2\] needs 4/,
+  );
   throwsExtd(() => writeSafetensors({ __metadata__: ALL_DTYPES.u8 }), /reserved/);
 });
 
@@ -172,7 +190,10 @@ test('readWeightsFile: format by content, file errors name the path', async () =
     writeFileSync(join(dir, 'empty'), '');
     await assert.rejects(readWeightsFile(join(dir, 'empty')), /empty: file is empty \(0 bytes\)/);
     writeFileSync(join(dir, 'junk'), 'hello world, not weights');
-    await assert.rejects(readWeightsFile(join(dir, 'junk')), (e: unknown) => e instanceof ExtdError && /junk: not a weights file: starts with bytes 68 65 6c 6c/.test(e.message));
+    await assert.rejects(
+      readWeightsFile(join(dir, 'junk')),
+      (e: unknown) => e instanceof ExtdError && /junk: not a weights file: starts with bytes 68 65 6c 6c/.test(e.message),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -18,10 +18,7 @@ const { values } = parseArgs({
   },
 });
 const shared = resolve(values.shared!);
-const samples = readWiderTrainingSet(
-  `${shared}/wider/wider_face_split/wider_face_train_bbx_gt.txt`,
-  `${shared}/wider/WIDER_train/images`,
-);
+const samples = readWiderTrainingSet(`${shared}/wider/wider_face_split/wider_face_train_bbx_gt.txt`, `${shared}/wider/WIDER_train/images`);
 const batches = Number(values.batches);
 const B = Number(values.batch);
 console.log(`${samples.length} training images; batch ${B}, ${batches} batches after 1 warm-up batch`);

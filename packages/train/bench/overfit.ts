@@ -96,28 +96,47 @@ async function main(): Promise<void> {
   const gt = join(out, 'gt.txt');
   writeFileAtomic(gt, formatWiderAnnotations(chosen));
   const base: Partial<TrainConfig> = {
-    annotations: gt, images: IMAGES, variant: 'extd-fpn-32-prelu', size: SIZE, batch: 4, iterations, checkpointEvery: 50, seed: 8,
-    warmup: 50, warmupFactor: 0.1, init: { ...TRAIN_DEFAULTS.init, headStd: 0.01 },
+    annotations: gt,
+    images: IMAGES,
+    variant: 'extd-fpn-32-prelu',
+    size: SIZE,
+    batch: 4,
+    iterations,
+    checkpointEvery: 50,
+    seed: 8,
+    warmup: 50,
+    warmupFactor: 0.1,
+    init: { ...TRAIN_DEFAULTS.init, headStd: 0.01 },
     augment: { photometric: false, anchorSamplingProb: 0, cropMinScale: 0.3, cropMaxScale: 1 },
   };
   const run = { out, threads, workers: 1 };
   const done = readLatest(out)?.iteration ?? 0;
   if (done < FREEZE) {
-    const r = await train(
-      { ...base, lr: 0.01, steps: [], bnFreeze: 0, clipGradNorm: 0 },
-      { ...run, resume: done > 0, stopAfter: FREEZE - done },
-    );
+    const r = await train({ ...base, lr: 0.01, steps: [], bnFreeze: 0, clipGradNorm: 0 }, { ...run, resume: done > 0, stopAfter: FREEZE - done });
     if (r.reason === 'interrupted') return;
   }
-  const r = await train(
-    { ...base, lr: 0.001, steps: [Math.round(iterations * 0.75)], bnFreeze: FREEZE, clipGradNorm: 20 },
-    { ...run, resume: true },
-  );
+  const r = await train({ ...base, lr: 0.001, steps: [Math.round(iterations * 0.75)], bnFreeze: FREEZE, clipGradNorm: 20 }, { ...run, resume: true });
   console.log(`trained to iteration ${r.iteration}: ${r.checkpoint}`);
   if (!r.checkpoint || r.reason === 'interrupted') return;
-  for (const [scale, dir] of [['1', 'eval'], ['0.5', 'eval-half']] as const) {
+  for (const [scale, dir] of [
+    ['1', 'eval'],
+    ['0.5', 'eval-half'],
+  ] as const) {
     const code = await cli([
-      'eval', '--model', r.checkpoint, '--images', IMAGES, '--gt', gt, '--out', join(out, dir), '--scale', scale, '--threads', String(threads), '--force',
+      'eval',
+      '--model',
+      r.checkpoint,
+      '--images',
+      IMAGES,
+      '--gt',
+      gt,
+      '--out',
+      join(out, dir),
+      '--scale',
+      scale,
+      '--threads',
+      String(threads),
+      '--force',
     ]);
     if (code !== 0) process.exitCode = code;
   }

@@ -39,7 +39,13 @@ for (let i = 0; i < steps; i++) step();
 torch.profileStop();
 const wall = (performance.now() - t0) / steps;
 
-interface Event { name: string; ph: string; ts: number; dur?: number; tid: number }
+interface Event {
+  name: string;
+  ph: string;
+  ts: number;
+  dur?: number;
+  tid: number;
+}
 const events: Event[] = JSON.parse(readFileSync(trace, 'utf8'));
 rmSync(dir, { recursive: true, force: true });
 // Self time: an event's duration minus that of the events nested directly in it (same thread).
@@ -64,8 +70,12 @@ for (const e of complete) {
 close(Infinity, -1);
 const rows = [...self.entries()].sort((a, b) => b[1].self - a[1].self);
 const sumSelf = rows.reduce((s, [, v]) => s + v.self, 0);
-console.log(`${values.variant} ${S}x${S} batch ${B}, ${torch.getNumThreads()} threads: ${(wall / 1000).toFixed(2)} s per profiled step; operator self time ${(sumSelf / steps / 1e6).toFixed(2)} s per step`);
+console.log(
+  `${values.variant} ${S}x${S} batch ${B}, ${torch.getNumThreads()} threads: ${(wall / 1000).toFixed(2)} s per profiled step; operator self time ${(sumSelf / steps / 1e6).toFixed(2)} s per step`,
+);
 console.log('self ms/step  total ms/step  calls/step  operator');
 for (const [name, v] of rows.slice(0, 30)) {
-  console.log(`${(v.self / steps / 1000).toFixed(1).padStart(12)}  ${(v.total / steps / 1000).toFixed(1).padStart(13)}  ${(v.calls / steps).toFixed(0).padStart(10)}  ${name}`);
+  console.log(
+    `${(v.self / steps / 1000).toFixed(1).padStart(12)}  ${(v.total / steps / 1000).toFixed(1).padStart(13)}  ${(v.calls / steps).toFixed(0).padStart(10)}  ${name}`,
+  );
 }

@@ -63,11 +63,11 @@ for (const threads of [1, 2]) {
         opt.zeroGrad();
         const { loc, conf } = model.forward(input, { training: true });
         const p = loc.shape[1]!;
-        const labels = torch.fromInt64Array(Array.from({ length: batch * p }, (_, i) => (i % 50 === 0 ? 1 : 0)), [batch * p]);
-        const loss = torch.add(
-          torch.smoothL1Loss(loc, torch.zeros(loc.shape), 'sum'),
-          torch.crossEntropy(torch.reshape(conf, [-1, 2]), labels, 'sum'),
+        const labels = torch.fromInt64Array(
+          Array.from({ length: batch * p }, (_, i) => (i % 50 === 0 ? 1 : 0)),
+          [batch * p],
         );
+        const loss = torch.add(torch.smoothL1Loss(loc, torch.zeros(loc.shape), 'sum'), torch.crossEntropy(torch.reshape(conf, [-1, 2]), labels, 'sum'));
         loss.backward();
         opt.step();
       });

@@ -91,10 +91,15 @@ if (malloc !== 'tcmalloc') env.LD_PRELOAD = process.env.LD_PRELOAD ?? '';
 // The first Python that imports torch and numpy (a pyenv python3 on PATH may lack Debian's python3-torch).
 const canImport = (py: string) => spawnSync(py, ['-c', 'import torch, numpy'], { stdio: 'ignore' }).status === 0;
 const pythons = values.python ? [values.python] : ['python3', '/usr/bin/python3'];
-const python = values['no-pytorch'] ? null : pythons.find(canImport) ?? null;
+const python = values['no-pytorch'] ? null : (pythons.find(canImport) ?? null);
 const pytorch = python !== null;
 
-interface Run { times: number[]; cpu: number[]; peak_rss_mb: number; torch: string }
+interface Run {
+  times: number[];
+  cpu: number[];
+  peak_rss_mb: number;
+  torch: string;
+}
 const child = (cmd: string, args: string[]): Run => {
   const r = spawnSync(cmd, args, { env, encoding: 'utf8', maxBuffer: 1 << 24 });
   const line = r.stdout?.trim().split('\n').at(-1) ?? '';
@@ -109,12 +114,27 @@ const median = (xs: number[]) => {
 };
 const gb = (mb: number) => `${(mb / 1024).toFixed(2)} GB`;
 
-interface Engine { name: string; run: (variant: string, S: number, B: number, dir: string | null) => Run }
+interface Engine {
+  name: string;
+  run: (variant: string, S: number, B: number, dir: string | null) => Run;
+}
 const extdEngine = (name: string, root: string): Engine => ({
   name,
   run: (variant, S, B) =>
-    child(process.execPath, [...process.execArgv, join(root, 'bench', 'train-step.ts'), '--variant', variant, '--size', `${S}`,
-      '--batch', `${B}`, '--steps', `${steps}`, '--threads', `${threads}`]),
+    child(process.execPath, [
+      ...process.execArgv,
+      join(root, 'bench', 'train-step.ts'),
+      '--variant',
+      variant,
+      '--size',
+      `${S}`,
+      '--batch',
+      `${B}`,
+      '--steps',
+      `${steps}`,
+      '--threads',
+      `${threads}`,
+    ]),
 });
 const engines: Engine[] = [extdEngine('extd', join(here, '..'))];
 if (values.baseline) engines.push(extdEngine('baseline', values.baseline));
@@ -125,7 +145,12 @@ if (pytorch) {
   });
 }
 
-const allocText = malloc === 'tcmalloc' ? `tcmalloc (LD_PRELOAD=${tcmalloc})` : malloc === 'glibc-keep' ? 'glibc malloc, MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000' : 'glibc malloc, defaults';
+const allocText =
+  malloc === 'tcmalloc'
+    ? `tcmalloc (LD_PRELOAD=${tcmalloc})`
+    : malloc === 'glibc-keep'
+      ? 'glibc malloc, MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000'
+      : 'glibc malloc, defaults';
 console.log(
   `${threads} threads, ${allocText} for every engine; median of ${steps} steps after 1 warm-up, ${rounds} rounds; ` +
     `PyTorch: ${pytorch ? python : values['no-pytorch'] ? 'not measured (--no-pytorch)' : `not measured (${pythons.join(', ')}: cannot import torch and numpy)`}; ` +
@@ -170,15 +195,19 @@ for (const width of values.variants!.split(',')) {
     const parts = engines.map((e) => {
       const rs = runs.get(e.name)!;
       const label = e.name === 'PyTorch' ? `PyTorch ${rs[0]!.torch}` : e.name;
-      return `${label} ${(B / wall(e.name)).toFixed(2)} img/s (${wall(e.name).toFixed(2)} s/step, CPU ${cpu(e.name).toFixed(2)} s/step, ` +
-        `peak RSS ${gb(Math.max(...rs.map((x) => x.peak_rss_mb)))})`;
+      return (
+        `${label} ${(B / wall(e.name)).toFixed(2)} img/s (${wall(e.name).toFixed(2)} s/step, CPU ${cpu(e.name).toFixed(2)} s/step, ` +
+        `peak RSS ${gb(Math.max(...rs.map((x) => x.peak_rss_mb)))})`
+      );
     });
     // Per round, back to back: how many times PyTorch's step time (wall and CPU) each extd build's is.
-    const ratios = engines.filter((e) => e.name !== 'PyTorch' && pytorch).map((e) => {
-      const per = runs.get(e.name)!.map((x, r) => median(runs.get('PyTorch')![r]!.times) / median(x.times));
-      const cpuRatio = cpu('PyTorch') / cpu(e.name);
-      return `${e.name}/PyTorch ${median(per).toFixed(2)}x (rounds ${per.map((x) => x.toFixed(2)).join(', ')}; CPU time ${cpuRatio.toFixed(2)}x)`;
-    });
+    const ratios = engines
+      .filter((e) => e.name !== 'PyTorch' && pytorch)
+      .map((e) => {
+        const per = runs.get(e.name)!.map((x, r) => median(runs.get('PyTorch')![r]!.times) / median(x.times));
+        const cpuRatio = cpu('PyTorch') / cpu(e.name);
+        return `${e.name}/PyTorch ${median(per).toFixed(2)}x (rounds ${per.map((x) => x.toFixed(2)).join(', ')}; CPU time ${cpuRatio.toFixed(2)}x)`;
+      });
     console.log(`${variant.padEnd(18)} ${S}x${S} batch ${B}  ${[...parts, ...ratios].join('  ')}  load ${loadavg()[0]!.toFixed(1)}`);
   }
 }

@@ -83,7 +83,10 @@ const res = spawnSync(cmd, [...pre, 'rebuild', '--release', ...nodedirArgs()], {
 });
 if (res.status !== 0 || !existsSync(built)) {
   const log = `${res.stdout ?? ''}${res.stderr ?? ''}`;
-  const firstError = log.split('\n').find((l) => /error:|ERR! stack Error/.test(l))?.trim();
+  const firstError = log
+    .split('\n')
+    .find((l) => /error:|ERR! stack Error/.test(l))
+    ?.trim();
   if (process.env.EXTD_VERBOSE_BUILD === '1' || strict) process.stderr.write(log);
   skip(`build failed: ${(firstError ?? res.error?.message ?? `node-gyp exited with ${res.status}`).slice(0, 200)}`);
 }

@@ -52,11 +52,17 @@ test('the registration parser sees added, dropped and commented-out entries', ()
   const base = registrations(cc).functions;
   assert.ok(base.includes('conv2d') && base.length === NATIVE_FUNCTIONS.length);
   const dropped = registrations(cc.replace(/\n\s*\{"conv2d", conv2d\},/, '')).functions;
-  assert.deepEqual(dropped, base.filter((n) => n !== 'conv2d'));
+  assert.deepEqual(
+    dropped,
+    base.filter((n) => n !== 'conv2d'),
+  );
   const commented = registrations(cc.replace(/\{"conv2d", conv2d\},/, '// {"conv2d", conv2d},')).functions;
   assert.deepEqual(commented, dropped);
   const added = registrations(cc.replace(/(\{"conv2d", conv2d\},)/, '$1\n    {"sigmoid", sigmoid},')).functions;
-  assert.deepEqual(added.filter((n) => n !== 'sigmoid'), base);
+  assert.deepEqual(
+    added.filter((n) => n !== 'sigmoid'),
+    base,
+  );
   assert.equal(added.length, base.length + 1);
   const extraClass = registrations(cc.replace(/(exports\.Set\("SGD", sgdClass\);)/, '$1\n  exports.Set("Generator", genClass);')).classes;
   assert.deepEqual(extraClass, ['Tensor', 'SGD', 'Generator']);

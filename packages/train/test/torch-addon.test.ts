@@ -34,7 +34,10 @@ function checkOp(name: string, op: (...xs: TorchTensor[]) => TorchTensor, inputs
   const res = gradCheck(torch, (...xs) => torch.sum(torch.mul(op(...xs), weights)), inputs);
   assert.ok(res.checked > 0, `${name}: nothing checked`);
   if (process.env.EXTD_GRADCHECK_VERBOSE) console.log(`${name}: ${res.checked} elements, max error ${res.maxError.toExponential(2)}`);
-  assert.ok(res.ok, `${name}: max error ${res.maxError} at input ${res.worst.input}[${res.worst.index}] (analytic ${res.worst.analytic}, numeric ${res.worst.numeric})`);
+  assert.ok(
+    res.ok,
+    `${name}: max error ${res.maxError} at input ${res.worst.input}[${res.worst.index}] (analytic ${res.worst.analytic}, numeric ${res.worst.numeric})`,
+  );
 }
 
 test('loads with 2 threads by default, and the thread count is settable', { skip }, () => {
@@ -146,14 +149,22 @@ test('batchNormPrelu: gradients check, and it equals batchNorm then prelu (value
     return s;
   };
   for (const training of [true, false]) {
-    checkOp(`batchNormPrelu ${training ? 'train' : 'eval'}`, (x, w, b, s) => torch.batchNormPrelu(x, w, b, mean, vari, s, training, 0.1, 1e-5),
-      [param([3, 4, 3, 2]), param([4]), param([4]), positive()]);
+    checkOp(`batchNormPrelu ${training ? 'train' : 'eval'}`, (x, w, b, s) => torch.batchNormPrelu(x, w, b, mean, vari, s, training, 0.1, 1e-5), [
+      param([3, 4, 3, 2]),
+      param([4]),
+      param([4]),
+      positive(),
+    ]);
   }
   // A slope <= 0 cannot be undone from the output: the unfused path, same semantics.
   const negative = torch.full([1], -0.2, 'float64');
   negative.requiresGrad = true;
-  checkOp('batchNormPrelu negative slope', (x, w, b, s) => torch.batchNormPrelu(x, w, b, mean, vari, s, true, 0.1, 1e-5),
-    [param([3, 4, 3, 2]), param([4]), param([4]), negative]);
+  checkOp('batchNormPrelu negative slope', (x, w, b, s) => torch.batchNormPrelu(x, w, b, mean, vari, s, true, 0.1, 1e-5), [
+    param([3, 4, 3, 2]),
+    param([4]),
+    param([4]),
+    negative,
+  ]);
 
   // float32, the training dtype: fused and unfused agree.
   const run = (fused: boolean) =>
@@ -272,13 +283,22 @@ test('SGD with momentum and weight decay matches hand-computed steps', { skip },
   };
   // Step 1: d = c + 0.01 p = [0.51, 2.98]; buf = d; p = p - 0.1 d.
   step();
-  assert.deepEqual([...p.toFloat64Array()].map((v) => +v.toFixed(12)), [0.949, -2.298]);
+  assert.deepEqual(
+    [...p.toFloat64Array()].map((v) => +v.toFixed(12)),
+    [0.949, -2.298],
+  );
   // Step 2: d = c + 0.01 p = [0.50949, 2.97702]; buf = 0.9 buf + d = [0.96849, 5.65902].
   const saved = opt.getMomentumBuffers();
-  assert.deepEqual([...saved[0]!.toFloat64Array()].map((v) => +v.toFixed(12)), [0.51, 2.98]);
+  assert.deepEqual(
+    [...saved[0]!.toFloat64Array()].map((v) => +v.toFixed(12)),
+    [0.51, 2.98],
+  );
   const pAfter1 = torch.clone(torch.detach(p));
   step();
-  assert.deepEqual([...p.toFloat64Array()].map((v) => +v.toFixed(12)), [0.852151, -2.863902]);
+  assert.deepEqual(
+    [...p.toFloat64Array()].map((v) => +v.toFixed(12)),
+    [0.852151, -2.863902],
+  );
 
   // Resuming from the saved buffers repeats step 2 exactly.
   const q = torch.clone(pAfter1);
@@ -306,7 +326,13 @@ test('noGrad disables history; requiresGrad is refused on non-leaves', { skip },
   const z = torch.mul(x, 2);
   assert.equal(z.requiresGrad, true);
   assert.equal(z.isLeaf, false);
-  assert.throws(() => torch.noGrad(() => { throw new Error('boom'); }), /boom/);
+  assert.throws(
+    () =>
+      torch.noGrad(() => {
+        throw new Error('boom');
+      }),
+    /boom/,
+  );
   assert.equal(torch.isGradEnabled(), true, 'restored after a throw');
 });
 
@@ -317,7 +343,10 @@ test('libtorch errors become one-line JS exceptions', { skip }, () => {
       assert.ok(!err.message.includes('\n'), `multi-line message: ${err.message}`);
       return true;
     });
-  check(() => torch.conv2d(torch.zeros([1, 4, 8, 8]), torch.zeros([8, 3, 3, 3]), null), /^conv2d: .*expected input\[1, 4, 8, 8\] to have 3 channels, but got 4/);
+  check(
+    () => torch.conv2d(torch.zeros([1, 4, 8, 8]), torch.zeros([8, 3, 3, 3]), null),
+    /^conv2d: .*expected input\[1, 4, 8, 8\] to have 3 channels, but got 4/,
+  );
   check(() => torch.add(torch.zeros([2, 3]), torch.zeros([4])), /^add: The size of tensor a \(3\) must match the size of tensor b \(4\)/);
   check(() => torch.cat([torch.zeros([2, 3]), torch.zeros([2, 4])], 0), /^cat: /);
   check(() => torch.sum(torch.zeros([2], 'float32')).backward(), /^backward: .*does not require grad/);
@@ -348,7 +377,10 @@ test('dispose and tidy free tensors', { skip }, () => {
     inner = [a, b, nested];
     return { sum: torch.add(b, nested) };
   });
-  assert.deepEqual(inner.map((x) => x.disposed), [true, true, true]);
+  assert.deepEqual(
+    inner.map((x) => x.disposed),
+    [true, true, true],
+  );
   assert.equal(kept.sum.disposed, false);
   assert.deepEqual([...kept.sum.toFloat32Array()], [6, 6]);
 
@@ -400,7 +432,10 @@ try { loadTorch(); console.log('loaded'); } catch (e) { console.log(e instanceof
     env: { ...process.env, EXTD_TORCH_ADDON: '/nonexistent/extd_torch.node' },
     encoding: 'utf8',
   });
-  assert.equal(res.stdout.trim(), 'true training needs libtorch: apt-get install libtorch-dev, then npm rebuild @extd/train (addon not built: no file at /nonexistent/extd_torch.node)');
+  assert.equal(
+    res.stdout.trim(),
+    'true training needs libtorch: apt-get install libtorch-dev, then npm rebuild @extd/train (addon not built: no file at /nonexistent/extd_torch.node)',
+  );
   assert.ok(ExtdError);
 });
 
@@ -428,7 +463,13 @@ test('profiler: records the operators run between start and stop; an unwritable 
     torch.tidy(() => torch.conv2d(torch.ones([1, 2, 5, 5]), torch.ones([3, 2, 3, 3]), null));
     torch.profileStop();
     const events = JSON.parse(readFileSync(trace, 'utf8')) as { name: string }[];
-    assert.ok(events.some((e) => e.name === 'aten::conv2d'), `events: ${events.map((e) => e.name).slice(0, 10).join(', ')}`);
+    assert.ok(
+      events.some((e) => e.name === 'aten::conv2d'),
+      `events: ${events
+        .map((e) => e.name)
+        .slice(0, 10)
+        .join(', ')}`,
+    );
     assert.throws(() => torch.profileStop(), /no profile is running/);
   } finally {
     rmSync(dir, { recursive: true, force: true });

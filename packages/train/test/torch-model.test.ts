@@ -43,12 +43,25 @@ test('He initialisation (initialWeights) in libtorch: parameters and requiresGra
   const graph = tiny();
   const m = createTorchModel(torch, graph, initialWeights(graph, 0));
   const params = m.parameters();
-  assert.equal(params.reduce((s, p) => s + p.numel, 0), countParams(graph));
+  assert.equal(
+    params.reduce((s, p) => s + p.numel, 0),
+    countParams(graph),
+  );
   assert.ok(params.every((p) => p.requiresGrad && p.isLeaf));
   assert.equal(m.tensors.get('base.0.1.running_mean')!.requiresGrad, false);
   assert.deepEqual([...m.tensors.get('base.0.2.weight')!.toFloat32Array()], [INIT_DEFAULTS.preluSlope]);
-  assert.ok(m.tensors.get('base.0.1.weight')!.toFloat32Array().every((v) => v === 1));
-  assert.ok(m.tensors.get('loc.0.bias')!.toFloat32Array().every((v) => v === 0));
+  assert.ok(
+    m.tensors
+      .get('base.0.1.weight')!
+      .toFloat32Array()
+      .every((v) => v === 1),
+  );
+  assert.ok(
+    m.tensors
+      .get('loc.0.bias')!
+      .toFloat32Array()
+      .every((v) => v === 0),
+  );
   // base.2.conv.0 is a 1x1 expansion conv [64, 32, 1, 1]: fan_in 32, std sqrt(2/32) = 0.25.
   const w = m.tensors.get('base.2.conv.0.weight')!;
   assert.deepEqual(w.shape, [64, 32, 1, 1]);
@@ -83,8 +96,16 @@ test('whole-model gradients match finite differences on a tiny input (float64)',
   // Steps down to 1e-8: a direction that moves every pixel or the stem can
   // cross a PReLU/ReLU kink at 1e-6 (see gradCheckDirectional).
   const f = headsScalar(m, x, false);
-  const names = ['base.0.0.weight', 'base.1.conv.0.bias', 'base.2.conv.4.weight', 'base.7.conv.8.weight',
-    'upfeat.0.0.weight', 'upfeat.4.2.bias', 'conf.0.weight', 'loc.5.bias'];
+  const names = [
+    'base.0.0.weight',
+    'base.1.conv.0.bias',
+    'base.2.conv.4.weight',
+    'base.7.conv.8.weight',
+    'upfeat.0.0.weight',
+    'upfeat.4.2.bias',
+    'conf.0.weight',
+    'loc.5.bias',
+  ];
   for (const [name, t] of [['input', x], ...names.map((n) => [n, m.tensors.get(n)!] as const)] as const) {
     assert.ok(t, name);
     const [r] = gradCheckDirectional(torch, f, [t], { directions: 1, eps: STEPS, stopBelow: 1e-7 });
@@ -109,9 +130,15 @@ test('the directional check catches a wrong gradient', { skip: noTorch }, () => 
   x.requiresGrad = true;
   // sum(x * detach(x)): autograd sees gradient x, the true gradient is 2x.
   const wrong = gradCheckDirectional(torch, (t) => torch.sum(torch.mul(t, torch.detach(t))), [x], { directions: 2, eps: STEPS });
-  assert.ok(wrong.every((r) => r.error > 0.1), JSON.stringify(wrong));
+  assert.ok(
+    wrong.every((r) => r.error > 0.1),
+    JSON.stringify(wrong),
+  );
   const right = gradCheckDirectional(torch, (t) => torch.sum(torch.mul(t, t)), [x], { directions: 2 });
-  assert.ok(right.every((r) => r.error < 1e-8), JSON.stringify(right));
+  assert.ok(
+    right.every((r) => r.error < 1e-8),
+    JSON.stringify(right),
+  );
 });
 
 test('training mode updates BN running statistics, eval mode does not', { skip: noTorch }, () => {
@@ -134,7 +161,10 @@ test('state dict round-trips and a few SGD steps reduce a loss', { skip: noTorch
   const x = torch.randn([2, 3, 64, 64]);
   torch.noGrad(() => a.forward(x, { training: true }));
   const state = a.stateDict();
-  assert.deepEqual([...state.keys()], graph.params.map((p) => p.name));
+  assert.deepEqual(
+    [...state.keys()],
+    graph.params.map((p) => p.name),
+  );
   const b = createTorchModel(torch, graph, initialWeights(graph, 99));
   b.loadStateDict(state);
   const outA = torch.noGrad(() => a.forward(x).loc.toFloat32Array());

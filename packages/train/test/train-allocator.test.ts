@@ -50,8 +50,15 @@ const noTcmalloc = !linux ? 'not Linux' : requiredInCi(tcmallocToPreload() ? fal
 test('relaunchWithTcmalloc starts the script again with the library preloaded and returns its exit code', { skip: noTcmalloc }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'extd-alloc-'));
   try {
-    const script = relaunchingScript(dir, `console.log(JSON.stringify({ preload: process.env.LD_PRELOAD, args: process.argv.slice(2) })); process.exitCode = 3;`);
-    const r = spawnSync(process.execPath, ['--conditions=extd-source', '--import', 'tsx', script, 'a', '--b'], { encoding: 'utf8', cwd: root, env: cleanEnv() });
+    const script = relaunchingScript(
+      dir,
+      `console.log(JSON.stringify({ preload: process.env.LD_PRELOAD, args: process.argv.slice(2) })); process.exitCode = 3;`,
+    );
+    const r = spawnSync(process.execPath, ['--conditions=extd-source', '--import', 'tsx', script, 'a', '--b'], {
+      encoding: 'utf8',
+      cwd: root,
+      env: cleanEnv(),
+    });
     assert.equal(r.status, 3, r.stderr);
     const seen = JSON.parse(r.stdout.trim());
     assert.match(seen.preload, /tcmalloc/);
@@ -69,9 +76,18 @@ test('relaunchWithTcmalloc: a SIGINT sent to the parent reaches the child exactl
       `let n = 0; process.on('SIGINT', () => { n++; setTimeout(() => { console.log('interrupts ' + n); process.exit(5); }, 300); }); ` +
         `console.log('ready'); setInterval(() => {}, 1000);`,
     );
-    const parent = spawn(process.execPath, ['--conditions=extd-source', '--import', 'tsx', script], { cwd: root, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const parent = spawn(process.execPath, ['--conditions=extd-source', '--import', 'tsx', script], {
+      cwd: root,
+      env: cleanEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
-    const ready = new Promise<void>((res) => parent.stdout.on('data', (d) => { out += d; if (out.includes('ready')) res(); }));
+    const ready = new Promise<void>((res) =>
+      parent.stdout.on('data', (d) => {
+        out += d;
+        if (out.includes('ready')) res();
+      }),
+    );
     const exited = new Promise<number | null>((res) => parent.on('exit', (code) => res(code)));
     await ready;
     parent.kill('SIGINT');
@@ -105,5 +121,8 @@ test('bin/extd.js train: bad input is one line and a non-zero exit, through the 
     env: { ...process.env, LD_PRELOAD: '', EXTD_TCMALLOC: '/nonexistent/libtcmalloc.so' },
   });
   assert.equal(bad.status, 2);
-  assert.equal(bad.stderr.trim(), 'extd train: EXTD_TCMALLOC=/nonexistent/libtcmalloc.so: no such file (expected the path of libtcmalloc_minimal.so.4, or \'off\')');
+  assert.equal(
+    bad.stderr.trim(),
+    "extd train: EXTD_TCMALLOC=/nonexistent/libtcmalloc.so: no such file (expected the path of libtcmalloc_minimal.so.4, or 'off')",
+  );
 });

@@ -3,16 +3,7 @@ import assert from 'node:assert/strict';
 import type { RgbImage } from '@extd/core/image/types';
 import { Rng } from '@extd/core/utils/rng';
 import { INTERPOLATIONS, resampleRegion, type Interpolation } from '@extd/core/image/interp';
-import {
-  adjustBrightness,
-  adjustContrast,
-  adjustSaturation,
-  hsv8ToRgb,
-  luma,
-  photometricDistort,
-  rgbToHsv8,
-  shiftHue,
-} from '../src/train/photometric.js';
+import { adjustBrightness, adjustContrast, adjustSaturation, hsv8ToRgb, luma, photometricDistort, rgbToHsv8, shiftHue } from '../src/train/photometric.js';
 import {
   AUGMENT_DEFAULTS,
   augment,
@@ -62,7 +53,10 @@ test('rng: xoshiro128** reference outputs, state round trip, key streams', () =>
   for (let i = 0; i < 60000; i++) counts[c.int(6)]++;
   for (const k of counts) assert.ok(Math.abs(k - 10000) < 500, `int(6) counts ${counts}`);
   const perm = Rng.fromSeed(3).permutation(50);
-  assert.deepEqual([...perm].sort((p, q) => p - q), [...Array(50).keys()]);
+  assert.deepEqual(
+    [...perm].sort((p, q) => p - q),
+    [...Array(50).keys()],
+  );
 });
 
 // ---------- interpolation ----------
@@ -85,7 +79,11 @@ test('interp: same-size resample is the identity for every kernel', () => {
 test('interp: constant images stay constant at any scale and offset', () => {
   const img = solid(37, 23, [200, 17, 90]);
   for (const k of INTERPOLATIONS) {
-    for (const [w, h] of [[64, 64], [5, 7], [100, 11]] as const) {
+    for (const [w, h] of [
+      [64, 64],
+      [5, 7],
+      [100, 11],
+    ] as const) {
       const out = resampleRegion(img, { x: 1.3, y: 2.7, width: 30.1, height: 17.5 }, w, h, k);
       for (let i = 0; i < w * h; i++) assert.deepEqual([out.data[3 * i], out.data[3 * i + 1], out.data[3 * i + 2]], [200, 17, 90], `${k} ${w}x${h}`);
     }
@@ -99,8 +97,8 @@ test('interp: 2x reduction by linear and area averages 2x2 blocks', () => {
     for (let y = 0; y < 3; y++) {
       for (let x = 0; x < 4; x++) {
         for (let c = 0; c < 3; c++) {
-          const s = [px(img, 2 * x, 2 * y), px(img, 2 * x + 1, 2 * y), px(img, 2 * x, 2 * y + 1), px(img, 2 * x + 1, 2 * y + 1)]
-            .reduce((t, p) => t + p[c]!, 0) / 4;
+          const s =
+            [px(img, 2 * x, 2 * y), px(img, 2 * x + 1, 2 * y), px(img, 2 * x, 2 * y + 1), px(img, 2 * x + 1, 2 * y + 1)].reduce((t, p) => t + p[c]!, 0) / 4;
           assert.ok(Math.abs(out.data[3 * (y * 4 + x) + c]! - s) <= 0.5 + 1e-9, `${k} (${x},${y}) got ${out.data[3 * (y * 4 + x) + c]} want ${s}`);
         }
       }
@@ -188,10 +186,22 @@ test('geometry: flip, projection, small-face filter by hand', () => {
   assert.deepEqual([...flipBoxesXyxy(new Float32Array([10, 20, 30, 40]), 100)], [70, 20, 90, 40]);
   const region = { x: 100, y: 50, width: 200, height: 200 };
   const boxes = new Float32Array([
-    150, 100, 250, 200, // inside: -> (100,100)-(300,300) at 2x
-    90, 60, 130, 80, // centre x 110 inside, clipped on the left -> (0, 20)-(60, 60)
-    10, 10, 60, 60, // centre outside: dropped
-    290, 240, 330, 280, // centre (310, 260) outside: dropped
+    150,
+    100,
+    250,
+    200, // inside: -> (100,100)-(300,300) at 2x
+    90,
+    60,
+    130,
+    80, // centre x 110 inside, clipped on the left -> (0, 20)-(60, 60)
+    10,
+    10,
+    60,
+    60, // centre outside: dropped
+    290,
+    240,
+    330,
+    280, // centre (310, 260) outside: dropped
   ]);
   assert.deepEqual([...projectBoxes(boxes, region, 400, 400)], [100, 100, 300, 300, 0, 20, 60, 60]);
   assert.deepEqual([...projectBoxes(new Float32Array(0), region, 400, 400)], []);
@@ -199,7 +209,8 @@ test('geometry: flip, projection, small-face filter by hand', () => {
 });
 
 test('geometry: square crops are inside the image, sized 0.3..1 of the short side, and hold a face', () => {
-  const W = 500, H = 300;
+  const W = 500,
+    H = 300;
   const boxes = new Float32Array([40, 40, 80, 90, 400, 200, 430, 240]);
   for (let s = 0; s < 300; s++) {
     const p = planSquareCrop(W, H, boxes, Rng.fromKey(1, s));
@@ -220,7 +231,9 @@ test('geometry: square crops are inside the image, sized 0.3..1 of the short sid
 });
 
 test('geometry: data-anchor-sampling sizes the face to an allowed anchor x 2^U(-1,1) and contains it', () => {
-  const W = 1024, H = 768, S = 640;
+  const W = 1024,
+    H = 768,
+    S = 640;
   // One 20 x 20 face: nearest anchor 16 (index 0), targets 16 or 32, final side in [8, 64].
   // One 100 x 100 face: nearest 128 (index 3), targets 16..256, final side in [8, 512].
   const boxes = new Float32Array([300, 200, 320, 220, 600, 300, 700, 400]);
@@ -235,8 +248,11 @@ test('geometry: data-anchor-sampling sizes the face to an allowed anchor x 2^U(-
     for (let i = 0; i < 2; i++) {
       const side = (boxes[4 * i + 2]! - boxes[4 * i]!) * scale;
       const maxSide = i === 0 ? 64 : 512;
-      const inside = boxes[4 * i]! >= p.region.x && boxes[4 * i + 2]! <= p.region.x + p.region.width
-        && boxes[4 * i + 1]! >= p.region.y && boxes[4 * i + 3]! <= p.region.y + p.region.height;
+      const inside =
+        boxes[4 * i]! >= p.region.x &&
+        boxes[4 * i + 2]! <= p.region.x + p.region.width &&
+        boxes[4 * i + 1]! >= p.region.y &&
+        boxes[4 * i + 3]! <= p.region.y + p.region.height;
       if (side >= 8 - 1e-6 && side <= maxSide + 1e-6 && inside) ok = true;
     }
     assert.ok(ok, `seed ${s}: region ${JSON.stringify(p.region)}`);
@@ -356,7 +372,8 @@ test('augment: with photometric distortion the boxes still hold saturated pixels
     const r = augmentImage(image, boxes, Rng.fromKey(78, s), { size: 200 });
     for (let b = 0; b < r.boxes.length / 4; b++) {
       const [x1, y1, x2, y2] = r.boxes.subarray(4 * b, 4 * b + 4);
-      const cx = Math.floor((x1! + x2!) / 2), cy = Math.floor((y1! + y2!) / 2);
+      const cx = Math.floor((x1! + x2!) / 2),
+        cy = Math.floor((y1! + y2!) / 2);
       // Photometric steps keep greys grey and scale chroma by at most 0.5 x 0.5 x 0.875: a face stays colourful.
       assert.ok(chroma(px(r.image, cx, cy)) >= 35, `seed ${s} box ${b} centre ${px(r.image, cx, cy)}`);
     }

@@ -21,16 +21,16 @@ test('samplesFromWider: drops faces with w or h <= 0 and images left without fac
     ],
     '/imgs',
   );
-  assert.deepEqual(s.map((x) => x.path), ['/imgs/a/1.jpg', '/imgs/b/4.jpg']);
+  assert.deepEqual(
+    s.map((x) => x.path),
+    ['/imgs/a/1.jpg', '/imgs/b/4.jpg'],
+  );
   assert.deepEqual([...s[0]!.boxes], [10, 20, 40, 60]);
   assert.deepEqual([...s[1]!.boxes], [0, 0, 1, 1, 7, 8, 16, 18]);
 });
 
 test('readWiderTrainingSet on the shared WIDER training subset', { skip: noShared('wider', 'wider_face_split', 'wider_face_train_bbx_gt.txt') }, () => {
-  const samples = readWiderTrainingSet(
-    sharedPath('wider', 'wider_face_split', 'wider_face_train_bbx_gt.txt'),
-    sharedPath('wider', 'WIDER_train', 'images'),
-  );
+  const samples = readWiderTrainingSet(sharedPath('wider', 'wider_face_split', 'wider_face_train_bbx_gt.txt'), sharedPath('wider', 'WIDER_train', 'images'));
   // 1,239 images are listed; only images whose faces all have w or h <= 0 may be skipped.
   assert.ok(samples.length <= 1239 && samples.length >= 1200, `${samples.length} samples`);
   const faces = samples.reduce((n, s) => n + s.boxes.length / 4, 0);
@@ -44,7 +44,8 @@ async function syntheticDataset(): Promise<{ dir: string; samples: TrainSample[]
   const dir = mkdtempSync(join(tmpdir(), 'extd-loader-'));
   const samples: TrainSample[] = [];
   for (let k = 0; k < 5; k++) {
-    const w = 120 + 10 * k, h = 90 + 7 * k;
+    const w = 120 + 10 * k,
+      h = 90 + 7 * k;
     const data = new Uint8Array(w * h * 3).fill(100 + 10 * k);
     const boxes = [10 + k, 12, 50 + k, 60, 70, 20 + k, 100, 55 + k];
     for (let b = 0; b < (k % 2 ? 2 : 1); b++) {
@@ -52,7 +53,9 @@ async function syntheticDataset(): Promise<{ dir: string; samples: TrainSample[]
       for (let y = y1; y < y2; y++) for (let x = x1; x < x2; x++) data.set([200, 40 * b, 30 * k], 3 * (y * w + x));
     }
     const path = join(dir, `img${k}.png`);
-    await sharp(data, { raw: { width: w, height: h, channels: 3 } }).png().toFile(path);
+    await sharp(data, { raw: { width: w, height: h, channels: 3 } })
+      .png()
+      .toFile(path);
     samples.push({ path, boxes: new Float32Array(boxes.slice(0, k % 2 ? 8 : 4)) });
   }
   return { dir, samples };

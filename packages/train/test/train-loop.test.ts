@@ -26,14 +26,20 @@ async function syntheticDataset(): Promise<{ samples: TrainSample[]; annotations
   const samples: TrainSample[] = [];
   const lines: string[] = [];
   for (let k = 0; k < 4; k++) {
-    const W = 96, H = 80;
+    const W = 96,
+      H = 80;
     const px = new Uint8Array(W * H * 3).map(() => 60 + rng.int(60));
-    const faces = [[8 + 4 * k, 10, 30, 34], [52, 30 + 3 * k, 24, 26]];
+    const faces = [
+      [8 + 4 * k, 10, 30, 34],
+      [52, 30 + 3 * k, 24, 26],
+    ];
     for (const [x, y, w, h] of faces) {
       for (let j = y!; j < y! + h!; j++) for (let i = x!; i < x! + w!; i++) px.set([230, 190, 160], 3 * (j * W + i));
     }
     const rel = `0--Test/img_${k}.png`;
-    await sharp(px, { raw: { width: W, height: H, channels: 3 } }).png().toFile(join(images, rel));
+    await sharp(px, { raw: { width: W, height: H, channels: 3 } })
+      .png()
+      .toFile(join(images, rel));
     samples.push({ path: join(images, rel), boxes: Float32Array.from(faces.flatMap(([x, y, w, h]) => [x!, y!, x! + w!, y! + h!])) });
     lines.push(rel, String(faces.length), ...faces.map((f) => `${f.join(' ')} 0 0 0 0 0 0`));
   }
@@ -78,7 +84,10 @@ test('resume continues exactly: 6 iterations straight == 3 + resume + 3', { skip
   assert.equal(ma.size, mb.size);
   assert.ok(ma.size > 0);
   // The log of the resumed run has each iteration once.
-  const iters = readFileSync(join(b, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).iter);
+  const iters = readFileSync(join(b, 'log.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l).iter);
   assert.deepEqual(iters, [1, 2, 3, 4, 5, 6]);
   // The model file is a plain state dict our loaders accept, with num_batches_tracked for PyTorch.
   assert.ok(wa.has('base.0.1.num_batches_tracked'));
@@ -98,7 +107,10 @@ test('checkpoints are atomic: a failed save leaves latest.json on the previous c
   const ck = await loadCheckpoint(out);
   assert.equal(ck!.state.iteration, 2);
   // No temp file left behind, no truncated file under a real name.
-  assert.deepEqual(readdirSync(out).filter((f) => f.startsWith('.tmp-')), []);
+  assert.deepEqual(
+    readdirSync(out).filter((f) => f.startsWith('.tmp-')),
+    [],
+  );
   rmSync(join(out, 'ckpt-4.state.safetensors'), { recursive: true });
   const r = await train({ iterations: 4 }, { out, samples: data!.samples, ...quiet, resume: true });
   assert.equal(r.iteration, 4);
@@ -106,10 +118,14 @@ test('checkpoints are atomic: a failed save leaves latest.json on the previous c
 });
 
 function cli(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, ['--conditions=extd-source', '--import', 'tsx', join(import.meta.dirname, '../../../test-support/cli-entry.ts'), ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, ...env },
-  });
+  const r = spawnSync(
+    process.execPath,
+    ['--conditions=extd-source', '--import', 'tsx', join(import.meta.dirname, '../../../test-support/cli-entry.ts'), ...args],
+    {
+      encoding: 'utf8',
+      env: { ...process.env, ...env },
+    },
+  );
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -127,7 +143,27 @@ test('extd train without the addon: one line saying how to install libtorch, exi
 
 test('extd train CLI: a short run writes log, checkpoints and latest.json; a bad annotation line names file:line', { skip }, () => {
   const out = join(root, 'cli');
-  const r = cli(['train', '--annotations', data!.annotations, '--images', data!.images, '--out', out, '--size', '64', '--batch', '2', '--iterations', '2', '--checkpoint-every', '1', '--threads', '1', '--workers', '1']);
+  const r = cli([
+    'train',
+    '--annotations',
+    data!.annotations,
+    '--images',
+    data!.images,
+    '--out',
+    out,
+    '--size',
+    '64',
+    '--batch',
+    '2',
+    '--iterations',
+    '2',
+    '--checkpoint-every',
+    '1',
+    '--threads',
+    '1',
+    '--workers',
+    '1',
+  ]);
   assert.equal(r.code, 0, r.stderr);
   assert.ok(existsSync(join(out, 'ckpt-1.safetensors')) && existsSync(join(out, 'ckpt-2.state.safetensors')));
   assert.equal(readLatest(out)!.iteration, 2);
@@ -142,12 +178,43 @@ test('extd train CLI: a short run writes log, checkpoints and latest.json; a bad
   assert.ok(again.stderr.includes(`extd train: finished at iteration 2; latest checkpoint ${join(out, 'ckpt-2.safetensors')}`), again.stderr);
   const nothing = cli(['train', '--out', join(root, 'no-run'), '--resume']);
   assert.equal(nothing.code, 1);
-  assert.match(nothing.stderr.trim(), /^extd train: --resume: .*no-run has no checkpoint to resume from \(no latest\.json\); start a new run with --annotations \(and --images for WIDER annotations\)$/);
+  assert.match(
+    nothing.stderr.trim(),
+    /^extd train: --resume: .*no-run has no checkpoint to resume from \(no latest\.json\); start a new run with --annotations \(and --images for WIDER annotations\)$/,
+  );
 
   // --init: from that run's checkpoint; a missing file or --resume is refused in one line.
-  const init = cli(['train', '--annotations', data!.annotations, '--images', data!.images, '--out', join(root, 'cli-init'), '--size', '64', '--batch', '2', '--iterations', '1', '--threads', '1', '--init', join(out, 'ckpt-2.safetensors')]);
+  const init = cli([
+    'train',
+    '--annotations',
+    data!.annotations,
+    '--images',
+    data!.images,
+    '--out',
+    join(root, 'cli-init'),
+    '--size',
+    '64',
+    '--batch',
+    '2',
+    '--iterations',
+    '1',
+    '--threads',
+    '1',
+    '--init',
+    join(out, 'ckpt-2.safetensors'),
+  ]);
   assert.equal(init.code, 0, init.stderr);
-  const missing = cli(['train', '--annotations', data!.annotations, '--images', data!.images, '--out', join(root, 'cli-init2'), '--init', join(root, 'nope.safetensors')]);
+  const missing = cli([
+    'train',
+    '--annotations',
+    data!.annotations,
+    '--images',
+    data!.images,
+    '--out',
+    join(root, 'cli-init2'),
+    '--init',
+    join(root, 'nope.safetensors'),
+  ]);
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /nope\.safetensors/);
   assert.equal(missing.stderr.trim().split('\n').length, 1, missing.stderr);
@@ -156,7 +223,19 @@ test('extd train CLI: a short run writes log, checkpoints and latest.json; a bad
   assert.equal(both.code, 1);
   assert.match(both.stderr, /--init only applies to a new run/);
   // --head-std would be silently ignored under --init (every weight comes from the file): refused instead.
-  const headStd = cli(['train', '--annotations', data!.annotations, '--images', data!.images, '--out', join(root, 'cli-init3'), '--head-std', '0.01', '--init', join(out, 'ckpt-2.safetensors')]);
+  const headStd = cli([
+    'train',
+    '--annotations',
+    data!.annotations,
+    '--images',
+    data!.images,
+    '--out',
+    join(root, 'cli-init3'),
+    '--head-std',
+    '0.01',
+    '--init',
+    join(out, 'ckpt-2.safetensors'),
+  ]);
   assert.equal(headStd.code, 1);
   assert.match(headStd.stderr, /--head-std 0\.01 with --init .*ckpt-2\.safetensors/);
   assert.equal(headStd.stderr.trim().split('\n').length, 1, headStd.stderr);
@@ -242,9 +321,15 @@ test('--bn-renorm trains (finite losses, running statistics still updated after 
   const out = join(root, 'bn-renorm');
   const r = await train({ ...tiny, lr: 1e-4, bnRenorm: 2, bnRenormRamp: 2 }, { out, samples: data!.samples, ...quiet });
   assert.equal(r.iteration, 6);
-  const lines = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { loss_l: number; loss_c: number });
+  const lines = readFileSync(join(out, 'log.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { loss_l: number; loss_c: number });
   assert.ok(lines.every((l) => Number.isFinite(l.loss_l) && Number.isFinite(l.loss_c)));
   const a = (await readWeightsFile(join(out, 'ckpt-4.safetensors'))).tensors.get('base.2.conv.1.running_mean')!.data as Float32Array;
   const b = (await readWeightsFile(join(out, 'ckpt-6.safetensors'))).tensors.get('base.2.conv.1.running_mean')!.data as Float32Array;
-  assert.ok(a.some((v, i) => v !== b[i]), 'running statistics froze under renormalisation');
+  assert.ok(
+    a.some((v, i) => v !== b[i]),
+    'running statistics froze under renormalisation',
+  );
 });

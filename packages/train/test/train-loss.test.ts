@@ -29,7 +29,9 @@ function loadCase(k: number) {
 const relErr = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
 
 for (let k = 0; k < 6; k++) {
-  test(`libtorch multibox loss reproduces golden match${k} loss_l and loss_c (1e-4 relative)`, { skip: skip || noShared(...GOLDEN, `match${k}.safetensors`) }, () => {
+  test(`libtorch multibox loss reproduces golden match${k} loss_l and loss_c (1e-4 relative)`, {
+    skip: skip || noShared(...GOLDEN, `match${k}.safetensors`),
+  }, () => {
     const g = loadCase(k);
     const P = g.confT.length;
     torch.tidy(() => {
@@ -42,7 +44,8 @@ for (let k = 0; k < 6; k++) {
       torch.add(r.lossL, r.lossC).backward();
       const gl = loc.grad!.toFloat32Array();
       const gc = conf.grad!.toFloat32Array();
-      let locRows = 0, confRows = 0;
+      let locRows = 0,
+        confRows = 0;
       for (let p = 0; p < P; p++) {
         if (gl[4 * p] !== 0 || gl[4 * p + 1] !== 0 || gl[4 * p + 2] !== 0 || gl[4 * p + 3] !== 0) locRows++;
         if (gc[2 * p] !== 0 || gc[2 * p + 1] !== 0) confRows++;
@@ -56,7 +59,8 @@ for (let k = 0; k < 6; k++) {
 
 test('batched loss equals the float64 reference and divides by the batch positives', { skip }, () => {
   const rng = Rng.fromSeed(7);
-  const B = 3, P = 200;
+  const B = 3,
+    P = 200;
   const locData = Float32Array.from({ length: B * P * 4 }, () => rng.uniform(-2, 2));
   const confData = Float32Array.from({ length: B * P * 2 }, () => rng.uniform(-3, 3));
   const locT = Float32Array.from({ length: B * P * 4 }, () => rng.uniform(-2, 2));

@@ -32,7 +32,10 @@ for (let k = 0; k < 6; k++) {
   test(`golden match${k}: priors, conf_t exact, loc_t on positives, losses`, { skip: noShared(...GOLDEN, `match${k}.safetensors`) }, () => {
     const g = loadCase(k);
     // Our priors must be the ones the reference used (bit-exact, since matching ties depend on them).
-    assert.deepEqual(levelSizes(g.size, g.size).map(([h]) => h), g.levelSizes);
+    assert.deepEqual(
+      levelSizes(g.size, g.size).map(([h]) => h),
+      g.levelSizes,
+    );
     assert.deepEqual(makePriors(g.size, g.size), g.priors);
 
     const m = matchPriors(g.truths, g.priors);
@@ -146,7 +149,10 @@ test('mining: picks the 3 x positives negatives of highest background loss, per 
   const many = new Uint8Array(P2);
   many.set([1, 1, 1, 1], 0);
   const m2 = hardNegativeMask(backgroundLoss(conf.subarray(0, 2 * P2), many), many, P2);
-  assert.equal(m2.reduce((s, v) => s + v, 0), P2);
+  assert.equal(
+    m2.reduce((s, v) => s + v, 0),
+    P2,
+  );
 });
 
 test('mining: kth selection agrees with a full sort on random data, ties included', () => {
@@ -160,10 +166,19 @@ test('mining: kth selection agrees with a full sort on random data, ties include
     for (let i = 0; i < P3; i++) bg[i] = confT[i] ? 0 : Math.round(rng.float() * 20) / 4 + 0.01;
     const pos = confT.reduce((s, v) => s + v, 0);
     const mask = hardNegativeMask(bg, confT, P3);
-    const negs = [...bg].map((v, i) => [v, i] as const).filter(([, i]) => !confT[i]).sort((a, b) => b[0] - a[0]);
+    const negs = [...bg]
+      .map((v, i) => [v, i] as const)
+      .filter(([, i]) => !confT[i])
+      .sort((a, b) => b[0] - a[0]);
     const k = Math.min(3 * pos, P3 - 1, negs.length);
-    const picked = [...mask].map((v, i) => (v && !confT[i] ? bg[i]! : NaN)).filter((v) => !Number.isNaN(v)).sort((a, b) => b - a);
-    assert.deepEqual(picked, negs.slice(0, k).map(([v]) => v));
+    const picked = [...mask]
+      .map((v, i) => (v && !confT[i] ? bg[i]! : NaN))
+      .filter((v) => !Number.isNaN(v))
+      .sort((a, b) => b - a);
+    assert.deepEqual(
+      picked,
+      negs.slice(0, k).map(([v]) => v),
+    );
   }
 });
 

@@ -28,12 +28,19 @@ test('whole-model gradient (EXTD-32, 2x3x32x32, training-mode BN) matches finite
   const rng = Rng.fromSeed(11);
   const model = createTorchModel(torch, graph, initialWeights(graph, 5), { dtype: 'float64' });
   try {
-    const S = 32, B = 2;
+    const S = 32,
+      B = 2;
     const x = torch.toDtype(torch.fromFloat32Array(randomInput(rng, B * 3 * S * S), [B, 3, S, S]), 'float64');
     const P = makePriors(S, S).length / 4;
     // A fixed random projection of both heads' outputs: every output element gets a gradient.
-    const rl = torch.fromFloat64Array(Float64Array.from({ length: B * P * 4 }, () => rng.uniform(-1, 1)), [B, P, 4]);
-    const rc = torch.fromFloat64Array(Float64Array.from({ length: B * P * 2 }, () => rng.uniform(-1, 1)), [B, P, 2]);
+    const rl = torch.fromFloat64Array(
+      Float64Array.from({ length: B * P * 4 }, () => rng.uniform(-1, 1)),
+      [B, P, 4],
+    );
+    const rc = torch.fromFloat64Array(
+      Float64Array.from({ length: B * P * 2 }, () => rng.uniform(-1, 1)),
+      [B, P, 2],
+    );
     const f = () => {
       const out = model.forward(x, { training: true });
       return torch.add(torch.sum(torch.mul(out.loc, rl)), torch.sum(torch.mul(out.conf, rc)));
@@ -62,7 +69,8 @@ test('whole-model gradient (EXTD-32, 2x3x32x32, training-mode BN) matches finite
 
 test('a few SGD steps on one fixed batch lower the multibox loss', { skip }, () => {
   const rng = Rng.fromSeed(3);
-  const S = 64, B = 2;
+  const S = 64,
+    B = 2;
   const model = createTorchModel(torch, graph, initialWeights(graph, 1));
   const sgd = torch.sgd(model.parameters(), { lr: 0.005 });
   try {
@@ -71,23 +79,26 @@ test('a few SGD steps on one fixed batch lower the multibox loss', { skip }, () 
     const input = randomInput(rng, B * 3 * S * S, -40, 0);
     boxes.forEach((bx, b) => {
       for (let k = 0; k < bx.length; k += 4) {
-        for (let c = 0; c < 3; c++) for (let y = Math.round(bx[k + 1]! * S); y < Math.round(bx[k + 3]! * S); y++) {
-          for (let x = Math.round(bx[k]! * S); x < Math.round(bx[k + 2]! * S); x++) input[((b * 3 + c) * S + y) * S + x] = 100;
-        }
+        for (let c = 0; c < 3; c++)
+          for (let y = Math.round(bx[k + 1]! * S); y < Math.round(bx[k + 3]! * S); y++) {
+            for (let x = Math.round(bx[k]! * S); x < Math.round(bx[k + 2]! * S); x++) input[((b * 3 + c) * S + y) * S + x] = 100;
+          }
       }
     });
     const t = matchBatch(boxes, makePriors(S, S));
     const losses: number[] = [];
     for (let i = 0; i < 4; i++) {
-      losses.push(torch.tidy(() => {
-        const out = model.forward(torch.fromFloat32Array(input, [B, 3, S, S]), { training: true });
-        const l = multiboxLoss(torch, out.loc, out.conf, t.confT, t.locT);
-        const total = torch.add(l.lossL, l.lossC);
-        total.backward();
-        sgd.step();
-        sgd.zeroGrad();
-        return total.item();
-      }));
+      losses.push(
+        torch.tidy(() => {
+          const out = model.forward(torch.fromFloat32Array(input, [B, 3, S, S]), { training: true });
+          const l = multiboxLoss(torch, out.loc, out.conf, t.confT, t.locT);
+          const total = torch.add(l.lossL, l.lossC);
+          total.backward();
+          sgd.step();
+          sgd.zeroGrad();
+          return total.item();
+        }),
+      );
     }
     assert.ok(losses.every(Number.isFinite), losses.join(', '));
     // Four steps only: at this size the last levels are 1x1 maps, so BN normalises over 2 values and
@@ -106,12 +117,19 @@ test('a training checkpoint loads in createDetector and matches the libtorch mod
   // Non-trivial BN statistics and weights: run a few training-mode passes first.
   const model = createTorchModel(torch, graph, initialWeights(graph, 2));
   try {
-    const W = 72, H = 56;
+    const W = 72,
+      H = 56;
     for (let i = 0; i < 3; i++) {
       torch.tidy(() => model.forward(torch.fromFloat32Array(randomInput(rng, 2 * 3 * H * W, -80, 80), [2, 3, H, W]), { training: true }));
     }
     const learnable = graph.params.filter((p) => p.learnable);
-    const saved = saveCheckpoint(dir, graph, model.stateDict(), learnable.map(() => null), { iteration: 3, loaderPosition: 3, config: {} });
+    const saved = saveCheckpoint(
+      dir,
+      graph,
+      model.stateDict(),
+      learnable.map(() => null),
+      { iteration: 3, loaderPosition: 3, config: {} },
+    );
 
     const pixels = new Uint8Array(H * W * 3).map(() => rng.int(256));
     const detector = await createDetector({ model: saved.modelPath, threads: 1 });
@@ -128,8 +146,10 @@ test('a training checkpoint loads in createDetector and matches the libtorch mod
     });
     assert.equal(ort.loc.length, ref.loc.length);
     assert.equal(ort.conf.length, ref.conf.length);
-    let maxLoc = 0, maxConf = 0, scale = 0;
-    for (let i = 0; i < ref.loc.length; i++) maxLoc = Math.max(maxLoc, Math.abs(ort.loc[i]! - ref.loc[i]!)), scale = Math.max(scale, Math.abs(ref.loc[i]!));
+    let maxLoc = 0,
+      maxConf = 0,
+      scale = 0;
+    for (let i = 0; i < ref.loc.length; i++) (maxLoc = Math.max(maxLoc, Math.abs(ort.loc[i]! - ref.loc[i]!))), (scale = Math.max(scale, Math.abs(ref.loc[i]!)));
     for (let i = 0; i < ref.conf.length; i++) maxConf = Math.max(maxConf, Math.abs(ort.conf[i]! - ref.conf[i]!));
     assert.ok(scale > 0.1, 'outputs are not trivially zero');
     assert.ok(maxLoc < 1e-3 && maxConf < 1e-3, `max |diff| loc ${maxLoc}, conf ${maxConf}`);
@@ -168,12 +188,14 @@ test('batch renormalisation: unclipped it computes the inference-mode output, fu
   // Momentum 0: the running statistics stay put, although F's six applications run in one pass.
   const model = createTorchModel(torch, graph, weights, { dtype: 'float64', bnMomentum: 0 });
   try {
-    const S = 64, B = 2;
+    const S = 64,
+      B = 2;
     const x = torch.toDtype(torch.fromFloat32Array(randomInput(rng, B * 3 * S * S), [B, 3, S, S]), 'float64');
-    const run = (o: Parameters<typeof model.forward>[1]) => torch.tidy(() => {
-      const out = model.forward(x, o);
-      return [...out.loc.toFloat64Array(), ...out.conf.toFloat64Array()];
-    });
+    const run = (o: Parameters<typeof model.forward>[1]) =>
+      torch.tidy(() => {
+        const out = model.forward(x, o);
+        return [...out.loc.toFloat64Array(), ...out.conf.toFloat64Array()];
+      });
     const maxDiff = (a: number[], b: number[]) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
     const inference = run({ training: false });
     const plain = run({ training: true });

@@ -10,7 +10,9 @@ const dir = mkdtempSync(join(tmpdir(), 'extd-plot-log-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 
 test('plot-log reads log.jsonl (skipping a cut last line) and writes a PNG', async () => {
-  const lines = Array.from({ length: 40 }, (_, i) => JSON.stringify({ iter: i + 1, loss_l: 5 / (1 + i / 10), loss_c: 10 / (1 + i / 5), lr: 1e-3, img_s: 1, time: '' }));
+  const lines = Array.from({ length: 40 }, (_, i) =>
+    JSON.stringify({ iter: i + 1, loss_l: 5 / (1 + i / 10), loss_c: 10 / (1 + i / 5), lr: 1e-3, img_s: 1, time: '' }),
+  );
   writeFileSync(join(dir, 'log.jsonl'), lines.join('\n') + '\n{"iter": 41, "loss_');
   const points = readTrainingLog(join(dir, 'log.jsonl'));
   assert.equal(points.length, 40);

@@ -46,14 +46,15 @@ test('He init: conv weights N(0, 2/fan_in), BN 1/0, running stats 0/1, PReLU 0.2
   assert.deepEqual(big.shape, [64, 32, 1, 1]);
   const { fanIn } = convFans(big.shape);
   const n = big.data.length;
-  let mean = 0, sq = 0;
-  for (const v of big.data) mean += v, sq += v * v;
+  let mean = 0,
+    sq = 0;
+  for (const v of big.data) (mean += v), (sq += v * v);
   mean /= n;
   const std = Math.sqrt(sq / n - mean * mean);
   const expected = Math.sqrt(2 / fanIn);
   // std of a 2048-sample estimate is ~1.6% of sigma; 6% is ~4 sigma.
   assert.ok(Math.abs(std / expected - 1) < 0.06, `std ${std}, expected ${expected}`);
-  assert.ok(Math.abs(mean) < 4 * expected / Math.sqrt(n), `mean ${mean}`);
+  assert.ok(Math.abs(mean) < (4 * expected) / Math.sqrt(n), `mean ${mean}`);
   // Depthwise conv: fan_in is 1 * 3 * 3.
   assert.equal(convFans(w.get('base.2.conv.3.weight')!.shape).fanIn, 9);
   assert.ok(w.get('base.0.1.weight')!.data.every((v) => v === 1));
@@ -74,7 +75,8 @@ test('headStd: only the heads (loc.N, conf.N weights) get N(0, headStd^2), the b
   const he = initialWeights(graph, 3);
   const small = initialWeights(graph, 3, { headStd: 0.01 });
   for (const p of graph.params) {
-    const a = he.get(p.name)!.data, b = small.get(p.name)!.data;
+    const a = he.get(p.name)!.data,
+      b = small.get(p.name)!.data;
     if (/^(loc|conf)\.\d+\.weight$/.test(p.name)) {
       // The same normal samples, rescaled from He's std to 0.01.
       const ratio = 0.01 / Math.sqrt(2 / convFans(p.shape).fanIn);

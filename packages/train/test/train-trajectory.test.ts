@@ -21,7 +21,15 @@ const torch = (noTorch ? undefined : loadTorch()) as Torch;
 const DIR = ['reference', 'golden', 'trajectory'];
 const MEAN = [123, 117, 104];
 
-interface Step { step: number; batch: number; loss_l: number; loss_c: number; positives: number; selected: number; grad_norm: number }
+interface Step {
+  step: number;
+  batch: number;
+  loss_l: number;
+  loss_c: number;
+  positives: number;
+  selected: number;
+  grad_norm: number;
+}
 interface Trajectory {
   size: number;
   batch: number;
@@ -49,7 +57,9 @@ function inputOf(pixels: Tensor, first: number, count: number): Float32Array {
   return out;
 }
 
-test('12 SGD steps of EXTD-32 follow the PyTorch golden trajectory (losses, step-1 weights and BN statistics)', { skip: noTorch || noShared(...DIR, 'trajectory.json') }, () => {
+test('12 SGD steps of EXTD-32 follow the PyTorch golden trajectory (losses, step-1 weights and BN statistics)', {
+  skip: noTorch || noShared(...DIR, 'trajectory.json'),
+}, () => {
   const traj = JSON.parse(readFileSync(sharedPath(...DIR, 'trajectory.json'), 'utf8')) as Trajectory;
   const batches = read('batches.safetensors');
   const pixels = batches.get('pixels')!;
@@ -63,8 +73,11 @@ test('12 SGD steps of EXTD-32 follow the PyTorch golden trajectory (losses, step
   const model = createTorchModel(torch, graph, read('initial.safetensors'), { bnMomentum: traj.bn_momentum });
   const params = model.parameters();
   const sgd = torch.sgd(params, {
-    lr: traj.sgd.lr, momentum: traj.sgd.momentum, weightDecay: traj.sgd.weight_decay,
-    dampening: traj.sgd.dampening, nesterov: traj.sgd.nesterov,
+    lr: traj.sgd.lr,
+    momentum: traj.sgd.momentum,
+    weightDecay: traj.sgd.weight_decay,
+    dampening: traj.sgd.dampening,
+    nesterov: traj.sgd.nesterov,
   });
   const prevThreads = torch.getNumThreads();
   torch.setNumThreads(2);
@@ -88,7 +101,9 @@ test('12 SGD steps of EXTD-32 follow the PyTorch golden trajectory (losses, step
         sgd.zeroGrad();
         return { ...v, gradNorm: Math.sqrt(sq) };
       });
-      lines.push(`step ${g.step}: loss_l ${r.lossL} (golden ${g.loss_l}), loss_c ${r.lossC} (golden ${g.loss_c}), grad norm ${r.gradNorm} (golden ${g.grad_norm})`);
+      lines.push(
+        `step ${g.step}: loss_l ${r.lossL} (golden ${g.loss_l}), loss_c ${r.lossC} (golden ${g.loss_c}), grad norm ${r.gradNorm} (golden ${g.grad_norm})`,
+      );
       assert.equal(r.positives, g.positives, `step ${g.step}: positives`);
       assert.equal(r.selected, g.selected, `step ${g.step}: selected priors`);
       const tol = g.step <= 4 ? 1e-3 : 0.02;
@@ -116,7 +131,9 @@ test('12 SGD steps of EXTD-32 follow the PyTorch golden trajectory (losses, step
             if (!stat && d > worstW.d) worstW = { d, name: `${p.name}[${i}]` };
           }
         }
-        lines.push(`after step 1: weights max |diff| ${worstW.d.toExponential(2)} (${worstW.name}), running statistics max rel ${worstS.d.toExponential(2)} (${worstS.name})`);
+        lines.push(
+          `after step 1: weights max |diff| ${worstW.d.toExponential(2)} (${worstW.name}), running statistics max rel ${worstS.d.toExponential(2)} (${worstS.name})`,
+        );
         assert.ok(worstW.d <= 1e-5, `after step 1: ${worstW.name} differs by ${worstW.d} (> 1e-5)`);
         assert.ok(worstS.d <= 1e-4, `after step 1: ${worstS.name} differs by ${worstS.d} relative (> 1e-4)`);
       }

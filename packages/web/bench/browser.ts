@@ -42,19 +42,28 @@ const outDir = resolve('.tmp', `demo-bench-${process.pid}`);
 const harness = await startHarness({ outDir });
 try {
   console.log(`headless Chromium, onnxruntime-web wasm (SIMD), 640x480 frame, ${WARMUP} warm-up + ${RUNS} timed runs each; shared data: ${sharedRoot()}`);
-  console.log(`load average at the start: ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} cores`);
+  console.log(
+    `load average at the start: ${loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')} on ${cpus().length} cores`,
+  );
   console.log('model     threads  median ms   min ms   max ms   frames/s');
   for (const model of ['extd-32', 'extd-64']) {
     for (const threads of [1, 2]) {
       // onnxruntime-web fixes its thread count when its wasm starts: one fresh page per setting.
       const page = await harness.openDemo({ threads: String(threads), model });
       const runtime = await page.evaluate(() => window.extdDemo.runtime());
-      if (runtime?.threads !== threads) throw new Error(`page runs ${runtime?.threads} threads, wanted ${threads} (cross-origin isolated: ${runtime?.crossOriginIsolated})`);
+      if (runtime?.threads !== threads)
+        throw new Error(`page runs ${runtime?.threads} threads, wanted ${threads} (cross-origin isolated: ${runtime?.crossOriginIsolated})`);
       const times = await page.evaluate(([url, w, r]) => window.extdDemo.bench(url as string, 640, 480, w as number, r as number), [IMAGE, WARMUP, RUNS]);
       await page.close();
       const m = median(times);
       console.log(
-        `${model.padEnd(9)} ${String(threads).padStart(7)}  ${m.toFixed(1).padStart(9)}  ${Math.min(...times).toFixed(1).padStart(7)}  ${Math.max(...times).toFixed(1).padStart(7)}  ${(1000 / m).toFixed(1).padStart(9)}`,
+        `${model.padEnd(9)} ${String(threads).padStart(7)}  ${m.toFixed(1).padStart(9)}  ${Math.min(...times)
+          .toFixed(1)
+          .padStart(7)}  ${Math.max(...times)
+          .toFixed(1)
+          .padStart(7)}  ${(1000 / m).toFixed(1).padStart(9)}`,
       );
     }
   }
@@ -74,10 +83,20 @@ try {
       }
       await detector.dispose();
       const med = median(times);
-      console.log(`${model.padEnd(9)} ${String(threads).padStart(7)}  ${med.toFixed(1).padStart(9)}  ${Math.min(...times).toFixed(1).padStart(7)}  ${Math.max(...times).toFixed(1).padStart(7)}  ${(1000 / med).toFixed(1).padStart(9)}   (onnxruntime-node, for comparison)`);
+      console.log(
+        `${model.padEnd(9)} ${String(threads).padStart(7)}  ${med.toFixed(1).padStart(9)}  ${Math.min(...times)
+          .toFixed(1)
+          .padStart(7)}  ${Math.max(...times)
+          .toFixed(1)
+          .padStart(7)}  ${(1000 / med).toFixed(1).padStart(9)}   (onnxruntime-node, for comparison)`,
+      );
     }
   }
-  console.log(`load average at the end: ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} cores`);
+  console.log(
+    `load average at the end: ${loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')} on ${cpus().length} cores`,
+  );
   if (harness.pageErrors.length) console.log(`page errors:\n  ${harness.pageErrors.join('\n  ')}`);
 } finally {
   await harness.close();

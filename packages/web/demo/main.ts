@@ -235,13 +235,15 @@ const api = {
     return exclusive(async () => {
       paint(bitmap, bitmap.width, bitmap.height);
       const ours = viewCtx.getImageData(0, 0, bitmap.width, bitmap.height).data;
-      let maxAbs = 0, differing = 0, sumAbs = 0;
+      let maxAbs = 0,
+        differing = 0,
+        sumAbs = 0;
       const same = bitmap.width === gold.width && bitmap.height === gold.height;
       if (same) {
         for (let i = 0; i < ours.length; i++) {
           if (i % 4 === 3) continue;
           const d = Math.abs(ours[i]! - gold.data[i]!);
-          if (d) differing++, sumAbs += d, maxAbs = Math.max(maxAbs, d);
+          if (d) differing++, (sumAbs += d), (maxAbs = Math.max(maxAbs, d));
         }
       }
       return { sameSize: same, width: bitmap.width, height: bitmap.height, maxAbs, differing, meanAbs: sumAbs / ((ours.length / 4) * 3) };
@@ -283,14 +285,16 @@ const api = {
     for (const w of windows) {
       const full = await fetchPixels(w.url);
       const im = new ImageData(w.width, w.height);
-      for (let y = 0; y < w.height; y++) im.data.set(full.data.subarray(((w.y + y) * full.width + w.x) * 4, ((w.y + y) * full.width + w.x + w.width) * 4), y * w.width * 4);
+      for (let y = 0; y < w.height; y++)
+        im.data.set(full.data.subarray(((w.y + y) * full.width + w.x) * 4, ((w.y + y) * full.width + w.x + w.width) * 4), y * w.width * 4);
       const g = new ImageData(im.width, im.height);
       for (let i = 0; i < g.data.length; i++) g.data[i] = i % 4 === 3 ? 255 : 128;
       const m = new ImageData(im.width, im.height);
       for (let y = 0; y < im.height; y++) {
         for (let x = 0; x < im.width; x++) {
-          const s = (y * im.width + x) * 4, d = (y * im.width + im.width - 1 - x) * 4;
-          m.data[d] = im.data[s]!, m.data[d + 1] = im.data[s + 1]!, m.data[d + 2] = im.data[s + 2]!, m.data[d + 3] = 255;
+          const s = (y * im.width + x) * 4,
+            d = (y * im.width + im.width - 1 - x) * 4;
+          (m.data[d] = im.data[s]!), (m.data[d + 1] = im.data[s + 1]!), (m.data[d + 2] = im.data[s + 2]!), (m.data[d + 3] = 255);
         }
       }
       images.push(im, g, m);
@@ -321,8 +325,11 @@ const api = {
         Promise.all(rgb.map((im) => d.detectPass(im, passOpts))),
         Promise.all(rgb.map((im) => d.forward(im))),
       ]);
-      const sameForward = forwards.map((f, i) =>
-        f.loc.length === seqForward[i]!.loc.length && f.loc.every((v, k) => v === seqForward[i]!.loc[k]) && f.conf.every((v, k) => v === seqForward[i]!.conf[k]),
+      const sameForward = forwards.map(
+        (f, i) =>
+          f.loc.length === seqForward[i]!.loc.length &&
+          f.loc.every((v, k) => v === seqForward[i]!.loc[k]) &&
+          f.conf.every((v, k) => v === seqForward[i]!.conf[k]),
       );
       return {
         sizes: images.map((im) => `${im.width}x${im.height}`),
@@ -366,7 +373,10 @@ threshold.addEventListener('input', () => {
 
 modelSelect.addEventListener('change', () => {
   errorLine.textContent = '';
-  api.useModel(modelSelect.value).then(() => (still && !stream ? showStill(still) : undefined)).catch(showError);
+  api
+    .useModel(modelSelect.value)
+    .then(() => (still && !stream ? showStill(still) : undefined))
+    .catch(showError);
 });
 
 modelFile.addEventListener('change', async () => {

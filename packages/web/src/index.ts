@@ -18,7 +18,15 @@ import { checkCalibration, type Calibration } from '@extd/core/quantize/calibrat
 import { DomImageReader, type DomImageInput } from './image/dom.js';
 import { ortWebSessionFactory, type OrtWebInfo, type WebExecutionProvider } from './runtime/ort-web.js';
 import { ExtdError } from '@extd/core/utils/errors';
-import { BUNDLED_CALIBRATION_URLS, BUNDLED_MODEL_URLS, DEFAULT_MODEL_NAME, isBundledModelName, looksLikeModelName, unknownModelError, type BundledModelName } from '@extd/core/model/bundled';
+import {
+  BUNDLED_CALIBRATION_URLS,
+  BUNDLED_MODEL_URLS,
+  DEFAULT_MODEL_NAME,
+  isBundledModelName,
+  looksLikeModelName,
+  unknownModelError,
+  type BundledModelName,
+} from '@extd/core/model/bundled';
 import { modelFromTensors, type LoadedModel } from '@extd/core/weights/checkpoint';
 import { readWeightsBytes } from '@extd/core/weights/format';
 
@@ -153,7 +161,15 @@ export { modelFromTensors, type LoadedModel } from '@extd/core/weights/checkpoin
 export { readWeightsBytes } from '@extd/core/weights/format';
 export { readSafetensors } from '@extd/core/weights/safetensors';
 export { parseVariant, variantName, allVariants, type Variant } from '@extd/core/model/variant';
-export { BUNDLED_MODEL_URLS, BUNDLED_CALIBRATION_URLS, BUNDLED_MODELS, BUNDLED_MODEL_NAMES, DEFAULT_MODEL_NAME, type BundledModel, type BundledModelName } from '@extd/core/model/bundled';
+export {
+  BUNDLED_MODEL_URLS,
+  BUNDLED_CALIBRATION_URLS,
+  BUNDLED_MODELS,
+  BUNDLED_MODEL_NAMES,
+  DEFAULT_MODEL_NAME,
+  type BundledModel,
+  type BundledModelName,
+} from '@extd/core/model/bundled';
 export { nmsXyxy, batchedNmsXyxy } from '@extd/core/postprocess/nms';
 export { iouXyxy, boxIouXyxy } from '@extd/core/postprocess/boxes';
 export { ExtdError } from '@extd/core/utils/errors';

@@ -85,7 +85,8 @@ function windowAroundFace(tag: string, width: number, height: number) {
   const px = readGolden(`${tag}.pixels.safetensors`).tensors.get('rgb')!;
   const [ih, iw] = px.shape as [number, number];
   const d = readGolden(`${tag}.extd64.safetensors`).tensors.get('detections')!.data as Float32Array; // score, x1, y1, x2, y2
-  const cx = (d[1]! + d[3]!) / 2, cy = (d[2]! + d[4]!) / 2;
+  const cx = (d[1]! + d[3]!) / 2,
+    cy = (d[2]! + d[4]!) / 2;
   const x = Math.max(0, Math.min(iw - width, Math.round(cx - width / 2)));
   const y = Math.max(0, Math.min(ih - height, Math.round(cy - height / 2)));
   return { url: `/__shared/reference/golden/${tag}.pixels.safetensors`, x, y, width, height };
@@ -102,28 +103,43 @@ test('detect calls in flight in Chromium: each gets the result of its own input 
   const r = await page.evaluate((w) => window.extdDemo.detectConcurrently(w), windows);
   assert.deepEqual(r.sizes, ['320x240', '320x240', '320x240', '320x240', '320x240', '320x240', '224x288', '224x288', '224x288']);
   for (const k of [0, 3, 6]) assert.ok(r.sequential[k]!.scores.length > 0, `window ${k / 3} has detections`);
-  for (const k of [1, 4, 7]) assert.ok(r.sequential[k]!.scores.every((s) => s < 0.5), `grey frame ${k}: no face above 0.5`);
+  for (const k of [1, 4, 7])
+    assert.ok(
+      r.sequential[k]!.scores.every((s) => s < 0.5),
+      `grey frame ${k}: no face above 0.5`,
+    );
   assert.notDeepEqual(r.sequential[0], r.sequential[3], 'different windows, different results');
   assert.deepEqual(r.viaImageData, r.sequential, 'Promise.all over ImageData inputs');
   assert.deepEqual(r.viaCanvas, r.seqCanvas, 'Promise.all over canvas inputs');
   assert.deepEqual(r.reversed, r.sequential, 'Promise.all in the reverse order');
   assert.deepEqual(r.passes, r.seqPass, 'Promise.all over detectPass');
-  assert.deepEqual(r.sameForward, r.sizes.map(() => true), 'Promise.all over forward: loc and conf equal the sequential ones');
+  assert.deepEqual(
+    r.sameForward,
+    r.sizes.map(() => true),
+    'Promise.all over forward: loc and conf equal the sequential ones',
+  );
   assert.deepEqual(h.pageErrors, [], 'errors logged by the page');
   await page.close();
 });
 
-test('demo webcam mode runs on a (fake) camera; each frame read owns its pixels', { skip: requiredInCi(noChromium()) || noShared('reference', 'weights', 'extd-fpn-32-prelu.safetensors'), timeout: 90_000 }, async () => {
+test('demo webcam mode runs on a (fake) camera; each frame read owns its pixels', {
+  skip: requiredInCi(noChromium()) || noShared('reference', 'weights', 'extd-fpn-32-prelu.safetensors'),
+  timeout: 90_000,
+}, async () => {
   const h = await harness();
   const page = await h.openDemo({ threads: '2', model: 'extd-32' });
   await page.click('#webcam');
   // Two status updates with a frame rate = at least two frames through detect().
   for (let i = 0; i < 2; i++) {
     const before = await page.textContent('#status');
-    await page.waitForFunction((prev) => {
-      const s = document.getElementById('status')!.textContent ?? '';
-      return /FPS/.test(s) && s !== prev;
-    }, before, { timeout: 60_000 });
+    await page.waitForFunction(
+      (prev) => {
+        const s = document.getElementById('status')!.textContent ?? '';
+        return /FPS/.test(s) && s !== prev;
+      },
+      before,
+      { timeout: 60_000 },
+    );
   }
   const status = (await page.textContent('#status')) ?? '';
   assert.match(status, /extd-fpn-32-prelu: \d+ faces?, detect [\d.]+ ms, [\d.]+ FPS \(\d+x\d+\)/);

@@ -60,10 +60,16 @@ test('the import scanner sees static, dynamic and re-export specifiers but not t
 test('@extd/web reaches no Node built-in, sharp, onnxruntime-node or fs', () => {
   const { files, external } = walk(resolve(PACKAGES, 'web/src/index.ts'));
   assert.ok(files.length > 10, `walked only ${files.length} modules`);
-  assert.ok(files.some((f) => f.endsWith('core/src/detector.ts')), 'shares the Detector with Node');
+  assert.ok(
+    files.some((f) => f.endsWith('core/src/detector.ts')),
+    'shares the Detector with Node',
+  );
   const bad = external.filter(({ spec }) => NODE_BUILTINS.has(spec) || !ALLOWED_PACKAGES.test(spec));
   assert.deepEqual(bad, [], 'imports not allowed in the browser build');
-  assert.ok(external.some(({ spec }) => spec.startsWith('onnxruntime-web')), 'uses onnxruntime-web');
+  assert.ok(
+    external.some(({ spec }) => spec.startsWith('onnxruntime-web')),
+    'uses onnxruntime-web',
+  );
 });
 
 test('the Node entry, by contrast, is caught by the same walk', () => {

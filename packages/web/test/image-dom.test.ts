@@ -22,7 +22,10 @@ test('each read returns its own buffer: a second frame of the same size leaves t
   const a = reader.read(frame(10));
   const b = reader.read(frame(20));
   assert.notEqual(b.data, a.data, 'a new buffer per read');
-  assert.ok(a.data.every((v) => v === 10), 'the first frame is unchanged');
+  assert.ok(
+    a.data.every((v) => v === 10),
+    'the first frame is unchanged',
+  );
   assert.ok(b.data.every((v) => v === 20));
   // RGB input is copied too: the caller may refill its array at once.
   const rgb = new Uint8Array(2 * 2 * 3).fill(5);
@@ -38,5 +41,8 @@ test('wrong sizes and unsupported inputs are rejected with the values named', ()
     (e: Error) => e instanceof ExtdError && /10 values, 2x2 needs 12 \(RGB\) or 16 \(RGBA\)/.test(e.message),
   );
   assert.throws(() => reader.read({ data: new Uint8Array(0), width: 0, height: 1 }), /positive integers, got 0x1/);
-  assert.throws(() => reader.read({ foo: 1 } as never), (e: Error) => e instanceof TypeError && /unsupported input \[object Object\]/.test(e.message));
+  assert.throws(
+    () => reader.read({ foo: 1 } as never),
+    (e: Error) => e instanceof TypeError && /unsupported input \[object Object\]/.test(e.message),
+  );
 });

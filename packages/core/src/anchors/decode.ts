@@ -40,7 +40,10 @@ export function encodeBoxXyxy(box: ArrayLike<number>, b: number, priors: Float32
   const k = p * 4;
   const pw = priors[k + 2]!;
   const ph = priors[k + 3]!;
-  const x1 = box[b]!, y1 = box[b + 1]!, x2 = box[b + 2]!, y2 = box[b + 3]!;
+  const x1 = box[b]!,
+    y1 = box[b + 1]!,
+    x2 = box[b + 2]!,
+    y2 = box[b + 3]!;
   out[o] = ((x1 + x2) / 2 - priors[k]!) / (VARIANCES[0] * pw);
   out[o + 1] = ((y1 + y2) / 2 - priors[k + 1]!) / (VARIANCES[0] * ph);
   out[o + 2] = Math.log((x2 - x1) / pw) / VARIANCES[1];

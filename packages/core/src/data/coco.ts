@@ -34,10 +34,14 @@ export function parseCoco(text: string, source: string, imagesDir: string, optio
   } catch (err) {
     throw new ExtdError(`${source}: not valid JSON (${(err as Error).message.split('\n')[0]})`);
   }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new ExtdError(`${source}: expected a JSON object with images, annotations and categories`);
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc))
+    throw new ExtdError(`${source}: expected a JSON object with images, annotations and categories`);
   const o = doc as Record<string, unknown>;
   for (const k of ['images', 'annotations', 'categories']) {
-    if (!Array.isArray(o[k])) throw new ExtdError(`${source}: '${k}' is ${o[k] === undefined ? 'missing' : 'not an array'}; expected COCO JSON with images, annotations and categories`);
+    if (!Array.isArray(o[k]))
+      throw new ExtdError(
+        `${source}: '${k}' is ${o[k] === undefined ? 'missing' : 'not an array'}; expected COCO JSON with images, annotations and categories`,
+      );
   }
   const b = new DatasetBuilder();
 
@@ -60,11 +64,20 @@ export function parseCoco(text: string, source: string, imagesDir: string, optio
       if (n !== undefined) counts.set(n, (counts.get(n) ?? 0) + 1);
     }
     const have = [...catName.values()].map((n) => `${n} (${counts.get(n) ?? 0})`).join(', ') || 'none';
-    throw new ExtdError(`${source}: no category named ${describeCategory(category)} (categories: ${have}); choose with --category NAME[,NAME...] or --category all`);
+    throw new ExtdError(
+      `${source}: no category named ${describeCategory(category)} (categories: ${have}); choose with --category NAME[,NAME...] or --category all`,
+    );
   }
 
   // Images.
-  interface Img { file: string; width: number; height: number; boxes: Array<[number, number, number, number]>; ignore: boolean[]; origin: string }
+  interface Img {
+    file: string;
+    width: number;
+    height: number;
+    boxes: Array<[number, number, number, number]>;
+    ignore: boolean[];
+    origin: string;
+  }
   const images = new Map<unknown, Img>();
   const order: Img[] = [];
   (o.images as unknown[]).forEach((im, i) => {
@@ -75,8 +88,10 @@ export function parseCoco(text: string, source: string, imagesDir: string, optio
     if (typeof r.file_name !== 'string' || r.file_name === '') return b.problem(`${where}: no file_name`);
     if (images.has(r.id)) return b.problem(`${where}: image id given twice`);
     const size = (v: unknown) => (v === undefined || v === null ? 0 : typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : NaN);
-    const width = size(r.width), height = size(r.height);
-    if (Number.isNaN(width) || Number.isNaN(height)) return b.problem(`${where} (${r.file_name}): width/height ${String(r.width)} x ${String(r.height)} is not a pair of non-negative numbers`);
+    const width = size(r.width),
+      height = size(r.height);
+    if (Number.isNaN(width) || Number.isNaN(height))
+      return b.problem(`${where} (${r.file_name}): width/height ${String(r.width)} x ${String(r.height)} is not a pair of non-negative numbers`);
     const entry: Img = { file: r.file_name.replace(/\\/g, '/'), width, height, boxes: [], ignore: [], origin: `${source}: image id ${r.id}` };
     images.set(r.id, entry);
     order.push(entry);
@@ -101,7 +116,8 @@ export function parseCoco(text: string, source: string, imagesDir: string, optio
     const [x, y, w, h] = bb as number[];
     if (w! < 0 || h! < 0) return b.problem(`${where}: bbox [${bb.join(', ')}] has a negative width or height`);
     const crowd = r.iscrowd === 1 || r.iscrowd === true;
-    if (r.iscrowd !== undefined && r.iscrowd !== 0 && r.iscrowd !== false && !crowd) return b.problem(`${where}: iscrowd ${JSON.stringify(r.iscrowd)}, expected 0 or 1`);
+    if (r.iscrowd !== undefined && r.iscrowd !== 0 && r.iscrowd !== false && !crowd)
+      return b.problem(`${where}: iscrowd ${JSON.stringify(r.iscrowd)}, expected 0 or 1`);
     img.boxes.push([x!, y!, x! + w!, y! + h!]);
     img.ignore.push(crowd);
   });

@@ -142,7 +142,14 @@ export class DatasetBuilder {
    * Add an image. `boxes` are xyxy pixels (unclipped); `width`/`height` 0
    * means unknown (no clipping).
    */
-  addImage(file: string, width: number, height: number, boxes: ReadonlyArray<readonly [number, number, number, number]>, ignore: readonly boolean[], origin: string): DatasetImage {
+  addImage(
+    file: string,
+    width: number,
+    height: number,
+    boxes: ReadonlyArray<readonly [number, number, number, number]>,
+    ignore: readonly boolean[],
+    origin: string,
+  ): DatasetImage {
     const kept: number[] = [];
     const flags: number[] = [];
     let clipped = 0;
@@ -151,8 +158,10 @@ export class DatasetBuilder {
     boxes.forEach((b, i) => {
       let [x1, y1, x2, y2] = b;
       if (known) {
-        const cx1 = Math.min(Math.max(x1, 0), width), cy1 = Math.min(Math.max(y1, 0), height);
-        const cx2 = Math.min(Math.max(x2, 0), width), cy2 = Math.min(Math.max(y2, 0), height);
+        const cx1 = Math.min(Math.max(x1, 0), width),
+          cy1 = Math.min(Math.max(y1, 0), height);
+        const cx2 = Math.min(Math.max(x2, 0), width),
+          cy2 = Math.min(Math.max(y2, 0), height);
         const empty = !(cx2 > cx1 && cy2 > cy1);
         if (!empty && (cx1 !== x1 || cy1 !== y1 || cx2 !== x2 || cy2 !== y2)) clipped++;
         [x1, y1, x2, y2] = [cx1, cy1, cx2, cy2];
@@ -194,7 +203,10 @@ export function summaryLine(d: FaceDataset): string {
 
 /** The key of an image file: its '/'-separated path without the extension. */
 export function fileKey(file: string): string {
-  return file.replace(/\\/g, '/').replace(/^\.\//, '').replace(/\.[^./]+$/, '');
+  return file
+    .replace(/\\/g, '/')
+    .replace(/^\.\//, '')
+    .replace(/\.[^./]+$/, '');
 }
 
 /**
@@ -229,7 +241,8 @@ export function checkUniqueKeys(d: FaceDataset): void {
   for (const im of d.images) {
     const k = fileKey(im.file);
     const prev = seen.get(k);
-    if (prev !== undefined) throw new ExtdError(`${im.origin}: image '${im.file}' has the same name as '${prev}' (annotated twice, or two files differing only in extension)`);
+    if (prev !== undefined)
+      throw new ExtdError(`${im.origin}: image '${im.file}' has the same name as '${prev}' (annotated twice, or two files differing only in extension)`);
     seen.set(k, im.file);
   }
 }

@@ -50,10 +50,12 @@ export function parseVocXml(text: string, source: string, problem: (line: string
   const filename = childText(root, 'filename');
   if (!filename) throw new ExtdError(`${source}: no <filename> (the image this file annotates)`);
   const folder = childText(root, 'folder') ?? '';
-  let width = 0, height = 0;
+  let width = 0,
+    height = 0;
   const size = child(root, 'size');
   if (size) {
-    const w = Number(childText(size, 'width') ?? '0'), h = Number(childText(size, 'height') ?? '0');
+    const w = Number(childText(size, 'width') ?? '0'),
+      h = Number(childText(size, 'height') ?? '0');
     if (!(Number.isFinite(w) && w >= 0 && Number.isFinite(h) && h >= 0)) {
       problem(`${source}:${size.line}: <size> ${childText(size, 'width')} x ${childText(size, 'height')} is not a pair of non-negative numbers`);
     } else {

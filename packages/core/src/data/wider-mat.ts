@@ -91,8 +91,16 @@ export function widerMatAnnotations(mat: MatFile, source: string): WiderImageAnn
       const faces: WiderFace[] = [];
       for (let k = 0; k < n; k++) {
         faces.push({
-          x: b.data[k]!, y: b.data[k + n]!, w: b.data[k + 2 * n]!, h: b.data[k + 3 * n]!,
-          blur: 0, expression: 0, illumination: 0, invalid: 0, occlusion: 0, pose: 0,
+          x: b.data[k]!,
+          y: b.data[k + n]!,
+          w: b.data[k + 2 * n]!,
+          h: b.data[k + 3 * n]!,
+          blur: 0,
+          expression: 0,
+          illumination: 0,
+          invalid: 0,
+          occlusion: 0,
+          pose: 0,
         });
       }
       for (const l of labels) {
@@ -119,7 +127,8 @@ export function widerMatAnnotations(mat: MatFile, source: string): WiderImageAnn
 export function parseWiderMat(bytes: Uint8Array, source: string): WiderImageAnnotation[] {
   const mat = parseMat5(bytes, source);
   for (const name of ['event_list', 'file_list', 'face_bbx_list']) {
-    if (!mat.has(name)) throw new ExtdError(`${source}: no variable '${name}' (has: ${[...mat.keys()].join(', ') || 'none'}); expected a WIDER FACE annotation .mat file`);
+    if (!mat.has(name))
+      throw new ExtdError(`${source}: no variable '${name}' (has: ${[...mat.keys()].join(', ') || 'none'}); expected a WIDER FACE annotation .mat file`);
   }
   return widerMatAnnotations(mat, source);
 }

@@ -61,17 +61,14 @@ export interface ApResult {
 }
 
 /** Human statement of the protocol, for reports and ap.json. */
-export const AP50_PROTOCOL = 'AP at IoU 0.5, PASCAL VOC all-point interpolation (detections of all images ranked together; ignored faces, i.e. VOC difficult / COCO iscrowd, count neither as hits nor as misses)';
+export const AP50_PROTOCOL =
+  'AP at IoU 0.5, PASCAL VOC all-point interpolation (detections of all images ranked together; ignored faces, i.e. VOC difficult / COCO iscrowd, count neither as hits nor as misses)';
 
 /**
  * Evaluate `detections` (by image key) against `groundTruth`. Exactly the
  * images of `groundTruth` are evaluated; a missing entry means no detections.
  */
-export function evaluateAp50(
-  groundTruth: readonly ApGroundTruth[],
-  detections: ReadonlyMap<string, ApDetections>,
-  options: Partial<ApOptions> = {},
-): ApResult {
+export function evaluateAp50(groundTruth: readonly ApGroundTruth[], detections: ReadonlyMap<string, ApDetections>, options: Partial<ApOptions> = {}): ApResult {
   const o = { ...AP_DEFAULTS, ...options };
   let faces = 0;
   let ignoredFaces = 0;
@@ -99,7 +96,10 @@ export function evaluateAp50(
     let best = -1;
     let bestIou = -Infinity;
     for (let j = 0; j < gt.ignore.length; j++) {
-      const gx1 = gt.boxes[4 * j]!, gy1 = gt.boxes[4 * j + 1]!, gx2 = gt.boxes[4 * j + 2]!, gy2 = gt.boxes[4 * j + 3]!;
+      const gx1 = gt.boxes[4 * j]!,
+        gy1 = gt.boxes[4 * j + 1]!,
+        gx2 = gt.boxes[4 * j + 2]!,
+        gy2 = gt.boxes[4 * j + 3]!;
       const iw = Math.min(x2, gx2) - Math.max(x1, gx1);
       const ih = Math.min(y2, gy2) - Math.max(y1, gy1);
       const inter = iw > 0 && ih > 0 ? iw * ih : 0;

@@ -172,14 +172,18 @@ export function bestMatches(pred: Float64Array, gt: Float64Array, iouThreshold: 
   const nGt = gt.length / 4;
   const out = new Int32Array(nPred).fill(-1);
   for (let i = 0; i < nPred; i++) {
-    const px1 = pred[i * 4]!, py1 = pred[i * 4 + 1]!;
-    const px2 = px1 + pred[i * 4 + 2]!, py2 = py1 + pred[i * 4 + 3]!;
+    const px1 = pred[i * 4]!,
+      py1 = pred[i * 4 + 1]!;
+    const px2 = px1 + pred[i * 4 + 2]!,
+      py2 = py1 + pred[i * 4 + 3]!;
     const pArea = (px2 - px1 + 1) * (py2 - py1 + 1);
     let bestIou = -Infinity;
     let bestJ = -1;
     for (let j = 0; j < nGt; j++) {
-      const gx1 = gt[j * 4]!, gy1 = gt[j * 4 + 1]!;
-      const gx2 = gx1 + gt[j * 4 + 2]!, gy2 = gy1 + gt[j * 4 + 3]!;
+      const gx1 = gt[j * 4]!,
+        gy1 = gt[j * 4 + 1]!;
+      const gx2 = gx1 + gt[j * 4 + 2]!,
+        gy2 = gy1 + gt[j * 4 + 3]!;
       let iou = 0;
       const iw = Math.min(px2, gx2) - Math.max(px1, gx1) + 1;
       if (iw > 0) {

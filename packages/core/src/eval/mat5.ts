@@ -17,8 +17,21 @@ import { inflateZlib } from '../weights/inflate.js';
 import { ExtdError } from '../utils/errors.js';
 
 export type MatClass =
-  | 'cell' | 'struct' | 'object' | 'char' | 'sparse'
-  | 'double' | 'single' | 'int8' | 'uint8' | 'int16' | 'uint16' | 'int32' | 'uint32' | 'int64' | 'uint64';
+  | 'cell'
+  | 'struct'
+  | 'object'
+  | 'char'
+  | 'sparse'
+  | 'double'
+  | 'single'
+  | 'int8'
+  | 'uint8'
+  | 'int16'
+  | 'uint16'
+  | 'int32'
+  | 'uint32'
+  | 'int64'
+  | 'uint64';
 
 /** A numeric (or logical) array; values converted to float64, column-major. */
 export interface MatNumeric {
@@ -57,14 +70,40 @@ const HEADER_BYTES = 128;
 
 // Data element types (miXXX).
 const MI = {
-  INT8: 1, UINT8: 2, INT16: 3, UINT16: 4, INT32: 5, UINT32: 6, SINGLE: 7, DOUBLE: 9,
-  INT64: 12, UINT64: 13, MATRIX: 14, COMPRESSED: 15, UTF8: 16, UTF16: 17, UTF32: 18,
+  INT8: 1,
+  UINT8: 2,
+  INT16: 3,
+  UINT16: 4,
+  INT32: 5,
+  UINT32: 6,
+  SINGLE: 7,
+  DOUBLE: 9,
+  INT64: 12,
+  UINT64: 13,
+  MATRIX: 14,
+  COMPRESSED: 15,
+  UTF8: 16,
+  UTF16: 17,
+  UTF32: 18,
 } as const;
 
 // Array classes (mxXXX_CLASS), indexed by their code.
 const MX_CLASS: Record<number, MatClass> = {
-  1: 'cell', 2: 'struct', 3: 'object', 4: 'char', 5: 'sparse', 6: 'double', 7: 'single',
-  8: 'int8', 9: 'uint8', 10: 'int16', 11: 'uint16', 12: 'int32', 13: 'uint32', 14: 'int64', 15: 'uint64',
+  1: 'cell',
+  2: 'struct',
+  3: 'object',
+  4: 'char',
+  5: 'sparse',
+  6: 'double',
+  7: 'single',
+  8: 'int8',
+  9: 'uint8',
+  10: 'int16',
+  11: 'uint16',
+  12: 'int32',
+  13: 'uint32',
+  14: 'int64',
+  15: 'uint64',
 };
 
 /** True when the bytes start like a v5 MAT-file (text header, version 0x0100). v7.3 files say 0x0200. */
@@ -77,7 +116,8 @@ export function isMat5(bytes: Uint8Array): boolean {
 /** The header's version field (0x0100 for v5 layout, 0x0200 for v7.3/HDF5), or undefined when unreadable. */
 export function matVersion(bytes: Uint8Array): number | undefined {
   if (bytes.length < HEADER_BYTES) return undefined;
-  const e0 = bytes[126], e1 = bytes[127];
+  const e0 = bytes[126],
+    e1 = bytes[127];
   const little = e0 === 0x49 && e1 === 0x4d; // 'IM' as read on a little-endian writer
   const big = e0 === 0x4d && e1 === 0x49;
   if (!little && !big) return undefined;
@@ -270,8 +310,19 @@ class Reader {
 }
 
 const VALUE_BYTES: Record<number, number> = {
-  [MI.INT8]: 1, [MI.UINT8]: 1, [MI.UTF8]: 1, [MI.INT16]: 2, [MI.UINT16]: 2, [MI.UTF16]: 2, [MI.INT32]: 4,
-  [MI.UINT32]: 4, [MI.UTF32]: 4, [MI.SINGLE]: 4, [MI.DOUBLE]: 8, [MI.INT64]: 8, [MI.UINT64]: 8,
+  [MI.INT8]: 1,
+  [MI.UINT8]: 1,
+  [MI.UTF8]: 1,
+  [MI.INT16]: 2,
+  [MI.UINT16]: 2,
+  [MI.UTF16]: 2,
+  [MI.INT32]: 4,
+  [MI.UINT32]: 4,
+  [MI.UTF32]: 4,
+  [MI.SINGLE]: 4,
+  [MI.DOUBLE]: 8,
+  [MI.INT64]: 8,
+  [MI.UINT64]: 8,
 };
 const LATIN1 = new TextDecoder('latin1');
 const UTF8 = new TextDecoder('utf-8');
@@ -287,16 +338,39 @@ function numbers(el: Element, little: boolean, fail: (pos: number, msg: string) 
   const out = new Float64Array(n);
   for (let i = 0, o = 0; i < n; i++, o += s) {
     switch (el.type) {
-      case MI.INT8: out[i] = view.getInt8(o); break;
-      case MI.UINT8: case MI.UTF8: out[i] = view.getUint8(o); break;
-      case MI.INT16: out[i] = view.getInt16(o, little); break;
-      case MI.UINT16: case MI.UTF16: out[i] = view.getUint16(o, little); break;
-      case MI.INT32: out[i] = view.getInt32(o, little); break;
-      case MI.UINT32: case MI.UTF32: out[i] = view.getUint32(o, little); break;
-      case MI.SINGLE: out[i] = view.getFloat32(o, little); break;
-      case MI.DOUBLE: out[i] = view.getFloat64(o, little); break;
-      case MI.INT64: out[i] = Number(view.getBigInt64(o, little)); break;
-      case MI.UINT64: out[i] = Number(view.getBigUint64(o, little)); break;
+      case MI.INT8:
+        out[i] = view.getInt8(o);
+        break;
+      case MI.UINT8:
+      case MI.UTF8:
+        out[i] = view.getUint8(o);
+        break;
+      case MI.INT16:
+        out[i] = view.getInt16(o, little);
+        break;
+      case MI.UINT16:
+      case MI.UTF16:
+        out[i] = view.getUint16(o, little);
+        break;
+      case MI.INT32:
+        out[i] = view.getInt32(o, little);
+        break;
+      case MI.UINT32:
+      case MI.UTF32:
+        out[i] = view.getUint32(o, little);
+        break;
+      case MI.SINGLE:
+        out[i] = view.getFloat32(o, little);
+        break;
+      case MI.DOUBLE:
+        out[i] = view.getFloat64(o, little);
+        break;
+      case MI.INT64:
+        out[i] = Number(view.getBigInt64(o, little));
+        break;
+      case MI.UINT64:
+        out[i] = Number(view.getBigUint64(o, little));
+        break;
     }
   }
   return out;

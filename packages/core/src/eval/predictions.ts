@@ -20,7 +20,11 @@ import type { ImagePredictions } from './evaluator.js';
  * images and prediction files.
  */
 export function imageKey(path: string): string {
-  return path.trim().replace(/\\/g, '/').replace(/^\.\//, '').replace(/\.(jpe?g|png|txt)$/i, '');
+  return path
+    .trim()
+    .replace(/\\/g, '/')
+    .replace(/^\.\//, '')
+    .replace(/\.(jpe?g|png|txt)$/i, '');
 }
 
 /**
@@ -36,7 +40,10 @@ export function formatPredictionFile(imagePath: string, boxesXyxy: ArrayLike<num
   const order = argsortDescending(scores, n);
   const lines = [imagePath, String(n)];
   for (const i of order) {
-    const x1 = boxesXyxy[i * 4]!, y1 = boxesXyxy[i * 4 + 1]!, x2 = boxesXyxy[i * 4 + 2]!, y2 = boxesXyxy[i * 4 + 3]!;
+    const x1 = boxesXyxy[i * 4]!,
+      y1 = boxesXyxy[i * 4 + 1]!,
+      x2 = boxesXyxy[i * 4 + 2]!,
+      y2 = boxesXyxy[i * 4 + 3]!;
     lines.push(`${x1.toFixed(1)} ${y1.toFixed(1)} ${(x2 - x1 + 1).toFixed(1)} ${(y2 - y1 + 1).toFixed(1)} ${scores[i]!.toFixed(3)}`);
   }
   return lines.join('\n') + '\n';

@@ -38,10 +38,7 @@ export interface PassDetector {
    * threshold, NMS and the best `maxFaces`. Boxes: N x 4, x1 y1 x2 y2 in the ORIGINAL
    * image's pixels.
    */
-  detectPass(
-    image: RgbImage,
-    options: { scale: number; scoreThreshold: number; nmsThreshold: number; maxFaces: number },
-  ): Promise<Detections>;
+  detectPass(image: RgbImage, options: { scale: number; scoreThreshold: number; nmsThreshold: number; maxFaces: number }): Promise<Detections>;
 }
 
 export interface ProtocolOptions {
@@ -84,7 +81,6 @@ export const PROTOCOL_DEFAULTS: ProtocolOptions = {
   voteIou: 0.3,
   voteKeep: 750,
 };
-
 
 /** One planned pass: scale, mirrored or not, and which boxes it keeps. */
 export interface PlannedPass {
@@ -153,11 +149,14 @@ export async function runProtocol(
     const d = await detector.detectPass(src, { ...passOpts, scale: p.scale });
     const W = image.width;
     for (let i = 0; i < d.scores.length; i++) {
-      let x1 = d.boxes[i * 4]!, x2 = d.boxes[i * 4 + 2]!;
-      const y1 = d.boxes[i * 4 + 1]!, y2 = d.boxes[i * 4 + 3]!;
+      let x1 = d.boxes[i * 4]!,
+        x2 = d.boxes[i * 4 + 2]!;
+      const y1 = d.boxes[i * 4 + 1]!,
+        y2 = d.boxes[i * 4 + 3]!;
       // Mirror back as the scripts do: x1' = W - x2, x2' = W - x1.
       if (p.flip) [x1, x2] = [W - x2, W - x1];
-      const w = x2 - x1 + 1, h = y2 - y1 + 1;
+      const w = x2 - x1 + 1,
+        h = y2 - y1 + 1;
       if (p.keep === 'longer>30' && !(Math.max(w, h) > 30)) continue;
       if (p.keep === 'shorter<100' && !(Math.min(w, h) < 100)) continue;
       boxes.push(x1, y1, x2, y2);
@@ -183,14 +182,25 @@ export function boxVote(boxes: Float32Array, scores: Float32Array, iou = PROTOCO
   for (let oi = 0; oi < n && outScores.length < keep; oi++) {
     const i = order[oi]!;
     if (!alive[i]) continue;
-    const ax1 = boxes[i * 4]!, ay1 = boxes[i * 4 + 1]!, ax2 = boxes[i * 4 + 2]!, ay2 = boxes[i * 4 + 3]!;
+    const ax1 = boxes[i * 4]!,
+      ay1 = boxes[i * 4 + 1]!,
+      ax2 = boxes[i * 4 + 2]!,
+      ay2 = boxes[i * 4 + 3]!;
     const areaA = (ax2 - ax1 + 1) * (ay2 - ay1 + 1);
     let members = 0;
-    let sx1 = 0, sy1 = 0, sx2 = 0, sy2 = 0, sw = 0, best = -Infinity;
+    let sx1 = 0,
+      sy1 = 0,
+      sx2 = 0,
+      sy2 = 0,
+      sw = 0,
+      best = -Infinity;
     for (let oj = oi; oj < n; oj++) {
       const j = order[oj]!;
       if (!alive[j]) continue;
-      const bx1 = boxes[j * 4]!, by1 = boxes[j * 4 + 1]!, bx2 = boxes[j * 4 + 2]!, by2 = boxes[j * 4 + 3]!;
+      const bx1 = boxes[j * 4]!,
+        by1 = boxes[j * 4 + 1]!,
+        bx2 = boxes[j * 4 + 2]!,
+        by2 = boxes[j * 4 + 3]!;
       const w = Math.max(0, Math.min(ax2, bx2) - Math.max(ax1, bx1) + 1);
       const h = Math.max(0, Math.min(ay2, by2) - Math.max(ay1, by1) + 1);
       const inter = w * h;
@@ -199,7 +209,7 @@ export function boxVote(boxes: Float32Array, scores: Float32Array, iou = PROTOCO
       alive[j] = 0;
       members++;
       const s = scores[j]!;
-      sx1 += bx1 * s, sy1 += by1 * s, sx2 += bx2 * s, sy2 += by2 * s, sw += s;
+      (sx1 += bx1 * s), (sy1 += by1 * s), (sx2 += bx2 * s), (sy2 += by2 * s), (sw += s);
       if (s > best) best = s;
     }
     if (members <= 1) continue;

@@ -87,7 +87,9 @@ export function resampleRegion(
   }
 
   const out = new Uint8Array(outWidth * outHeight * 3);
-  const f0 = fill[0] ?? 0, f1 = fill[1] ?? 0, f2 = fill[2] ?? 0;
+  const f0 = fill[0] ?? 0,
+    f1 = fill[1] ?? 0,
+    f2 = fill[2] ?? 0;
   if (rowMax < rowMin) {
     for (let i = 0; i < outWidth * outHeight; i++) {
       out[3 * i] = f0;
@@ -106,7 +108,9 @@ export function resampleRegion(
     const srcRow = (rowMin + r) * W * 3;
     const dstRow = r * outWidth * 3;
     for (let x = 0; x < outWidth; x++) {
-      let a = 0, b = 0, c = 0;
+      let a = 0,
+        b = 0,
+        c = 0;
       const base = x * T;
       for (let k = 0; k < T; k++) {
         const wk = tx.w[base + k]!;
@@ -141,7 +145,9 @@ export function resampleRegion(
         out[o + 3 * x + 2] = f2;
         continue;
       }
-      let a = 0, b = 0, c = 0;
+      let a = 0,
+        b = 0,
+        c = 0;
       for (let k = 0; k < TY; k++) {
         const wk = ty.w[y * TY + k]!;
         if (wk === 0) continue;
@@ -177,14 +183,18 @@ function resampleLinear(
   const fillRgb = [fill[0] ?? 0, fill[1] ?? 0, fill[2] ?? 0];
   let o = 0;
   for (let y = 0; y < outHeight; y++) {
-    const r0 = ys.i0[y]! * W * 3, r1 = ys.i1[y]! * W * 3, fy = ys.f[y]!;
+    const r0 = ys.i0[y]! * W * 3,
+      r1 = ys.i1[y]! * W * 3,
+      fy = ys.f[y]!;
     const rowInside = ys.inside[y] === 1;
     for (let x = 0; x < outWidth; x++) {
       if (!rowInside || !xs.inside[x]) {
-        out[o++] = fillRgb[0]!, out[o++] = fillRgb[1]!, out[o++] = fillRgb[2]!;
+        (out[o++] = fillRgb[0]!), (out[o++] = fillRgb[1]!), (out[o++] = fillRgb[2]!);
         continue;
       }
-      const x0 = xs.i0[x]! * 3, x1 = xs.i1[x]! * 3, fx = xs.f[x]!;
+      const x0 = xs.i0[x]! * 3,
+        x1 = xs.i1[x]! * 3,
+        fx = xs.f[x]!;
       for (let c = 0; c < 3; c++) {
         const top = s[r0 + x0 + c]! + (s[r0 + x1 + c]! - s[r0 + x0 + c]!) * fx;
         const bot = s[r1 + x0 + c]! + (s[r1 + x1 + c]! - s[r1 + x0 + c]!) * fx;
@@ -197,7 +207,9 @@ function resampleLinear(
 
 /** Per output index: the two source indices (edge-clamped), the weight of the second, and whether the centre is inside. */
 function linearTaps(srcLen: number, start: number, span: number, outLen: number) {
-  const i0 = new Int32Array(outLen), i1 = new Int32Array(outLen), f = new Float64Array(outLen);
+  const i0 = new Int32Array(outLen),
+    i1 = new Int32Array(outLen),
+    f = new Float64Array(outLen);
   const inside = new Uint8Array(outLen);
   const scale = span / outLen;
   const last = srcLen - 1;
@@ -231,10 +243,18 @@ function axisTaps(srcLen: number, start: number, span: number, outLen: number, i
   const scale = span / outLen;
   let taps: number;
   switch (interp) {
-    case 'nearest': taps = 1; break;
-    case 'cubic': taps = 4; break;
-    case 'lanczos4': taps = 8; break;
-    case 'area': taps = Math.ceil(scale) + 2; break;
+    case 'nearest':
+      taps = 1;
+      break;
+    case 'cubic':
+      taps = 4;
+      break;
+    case 'lanczos4':
+      taps = 8;
+      break;
+    case 'area':
+      taps = Math.ceil(scale) + 2;
+      break;
   }
   const idx = new Int32Array(outLen * taps);
   const w = new Float32Array(outLen * taps);

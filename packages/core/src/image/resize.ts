@@ -20,8 +20,9 @@ export function flipHorizontal(src: RgbImage): RgbImage {
   for (let y = 0; y < h; y++) {
     const row = y * w * 3;
     for (let x = 0; x < w; x++) {
-      const a = row + x * 3, b = row + (w - 1 - x) * 3;
-      out[b] = data[a]!, out[b + 1] = data[a + 1]!, out[b + 2] = data[a + 2]!;
+      const a = row + x * 3,
+        b = row + (w - 1 - x) * 3;
+      (out[b] = data[a]!), (out[b + 1] = data[a + 1]!), (out[b + 2] = data[a + 2]!);
     }
   }
   return { data: out, width: w, height: h };

@@ -19,9 +19,27 @@ export interface BundledModel {
 }
 
 export const BUNDLED_MODELS = {
-  'extd-32': { name: 'extd-32', file: 'extd-32.safetensors', calibration: 'extd-32.int8.json', variant: 'extd-fpn-32-prelu', description: "EXTD-32, the authors' released weights (default)" },
-  'extd-48': { name: 'extd-48', file: 'extd-48.safetensors', calibration: 'extd-48.int8.json', variant: 'extd-fpn-48-prelu', description: "EXTD-48, the authors' released weights" },
-  'extd-64': { name: 'extd-64', file: 'extd-64.safetensors', calibration: 'extd-64.int8.json', variant: 'extd-fpn-64-prelu', description: "EXTD-64, the authors' released weights (most accurate)" },
+  'extd-32': {
+    name: 'extd-32',
+    file: 'extd-32.safetensors',
+    calibration: 'extd-32.int8.json',
+    variant: 'extd-fpn-32-prelu',
+    description: "EXTD-32, the authors' released weights (default)",
+  },
+  'extd-48': {
+    name: 'extd-48',
+    file: 'extd-48.safetensors',
+    calibration: 'extd-48.int8.json',
+    variant: 'extd-fpn-48-prelu',
+    description: "EXTD-48, the authors' released weights",
+  },
+  'extd-64': {
+    name: 'extd-64',
+    file: 'extd-64.safetensors',
+    calibration: 'extd-64.int8.json',
+    variant: 'extd-fpn-64-prelu',
+    description: "EXTD-64, the authors' released weights (most accurate)",
+  },
   'extd-32-scratch': {
     name: 'extd-32-scratch',
     file: 'extd-32-scratch.safetensors',

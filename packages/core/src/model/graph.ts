@@ -146,8 +146,18 @@ export function buildGraph(variant: Variant): ModelGraph {
     const a: Act | undefined = o.act === 'relu' ? { kind: 'relu' } : o.act ? act(o.act) : undefined;
     const output = fresh(o.conv);
     nodes.push({
-      op: 'conv', input, output, conv: o.conv, inChannels: o.inC, outChannels: o.outC, kernel: o.k,
-      stride: o.stride ?? 1, groups, bias, bn: o.bn, act: a,
+      op: 'conv',
+      input,
+      output,
+      conv: o.conv,
+      inChannels: o.inC,
+      outChannels: o.outC,
+      kernel: o.k,
+      stride: o.stride ?? 1,
+      groups,
+      bias,
+      bn: o.bn,
+      act: a,
     });
     return output;
   };
@@ -169,7 +179,11 @@ export function buildGraph(variant: Variant): ModelGraph {
     x = conv(x, { conv: `${p}.${k}`, inC: hidden, outC: hidden, k: 3, stride, groups: hidden, bias: true, bn: `${p}.${k + 1}`, act: `${p}.${k + 2}` });
     k += 3;
     x = conv(x, {
-      conv: `${p}.${k}`, inC: hidden, outC, k: 1, bn: `${p}.${k + 1}`,
+      conv: `${p}.${k}`,
+      inC: hidden,
+      outC,
+      k: 1,
+      bn: `${p}.${k + 1}`,
       act: projectionActivated(width) ? `${p}.${k + 2}` : undefined,
     });
     if (stride === 1 && inC === outC) {

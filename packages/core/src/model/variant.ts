@@ -38,7 +38,11 @@ export function allVariants(): Variant[] {
  * `fpn-32-relu`, `extd-ssd-48-leakyrelu`.
  */
 export function parseVariant(name: string): Variant {
-  const s = name.trim().toLowerCase().replace(/_/g, '-').replace(/^extd-?/, '');
+  const s = name
+    .trim()
+    .toLowerCase()
+    .replace(/_/g, '-')
+    .replace(/^extd-?/, '');
   const parts = s.split('-').filter(Boolean);
   let arch: Arch = 'fpn';
   let activation: ActivationKind = 'prelu';

@@ -6,7 +6,8 @@
 
 /** IoU of box i of `a` with box j of `b` (both flat xyxy arrays). 0 when the union is empty. */
 export function iouXyxy(a: ArrayLike<number>, i: number, b: ArrayLike<number>, j: number): number {
-  const ai = i * 4, bj = j * 4;
+  const ai = i * 4,
+    bj = j * 4;
   const ix1 = Math.max(a[ai]!, b[bj]!);
   const iy1 = Math.max(a[ai + 1]!, b[bj + 1]!);
   const ix2 = Math.min(a[ai + 2]!, b[bj + 2]!);
@@ -22,7 +23,8 @@ export function iouXyxy(a: ArrayLike<number>, i: number, b: ArrayLike<number>, j
 
 /** M x N matrix (row-major Float32Array) of IoUs between every box of `a` (M) and of `b` (N). */
 export function boxIouXyxy(a: Float32Array, b: Float32Array): Float32Array {
-  const m = a.length / 4, n = b.length / 4;
+  const m = a.length / 4,
+    n = b.length / 4;
   const out = new Float32Array(m * n);
   for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) out[i * n + j] = iouXyxy(a, i, b, j);
   return out;

@@ -69,7 +69,7 @@ export function postprocess(
   for (let i = 0; i < p; i++) {
     // softmax([b, f])[1] = 1 / (1 + exp(b - f))
     const s = 1 / (1 + Math.exp(conf[2 * i]! - conf[2 * i + 1]!));
-    if (s > thr) candIdx[m] = i, candScore[m++] = s;
+    if (s > thr) (candIdx[m] = i), (candScore[m++] = s);
   }
   const limit = Math.max(0, Math.min(m, Math.floor(options.candidateLimit)));
   if (m > limit) {
@@ -78,13 +78,14 @@ export function postprocess(
     let above = 0;
     for (let c = 0; c < m; c++) if (candScore[c]! > v) above++;
     let ties = limit - above;
-    const idx = new Uint32Array(limit), sc = new Float64Array(limit);
+    const idx = new Uint32Array(limit),
+      sc = new Float64Array(limit);
     let k = 0;
     for (let c = 0; c < m; c++) {
       const s = candScore[c]!;
-      if (s > v || (s === v && ties-- > 0)) idx[k] = candIdx[c]!, sc[k++] = s;
+      if (s > v || (s === v && ties-- > 0)) (idx[k] = candIdx[c]!), (sc[k++] = s);
     }
-    candIdx = idx, candScore = sc, m = limit;
+    (candIdx = idx), (candScore = sc), (m = limit);
   }
   const order = argsortDescending(candScore, m);
   const boxes = new Float32Array(m * 4);
@@ -110,13 +111,17 @@ export function postprocess(
 export function kthLargest(values: Float64Array, k: number): number {
   // k-th largest = element at ascending position length - k.
   const target = values.length - k;
-  let lo = 0, hi = values.length - 1;
+  let lo = 0,
+    hi = values.length - 1;
   while (lo < hi) {
     // Median of three as the pivot.
     const mid = (lo + hi) >>> 1;
-    const a = values[lo]!, b = values[mid]!, c = values[hi]!;
+    const a = values[lo]!,
+      b = values[mid]!,
+      c = values[hi]!;
     const pivot = a < b ? (b < c ? b : a < c ? c : a) : a < c ? a : b < c ? c : b;
-    let i = lo, j = hi;
+    let i = lo,
+      j = hi;
     while (i <= j) {
       while (values[i]! < pivot) i++;
       while (values[j]! > pivot) j--;

@@ -33,9 +33,16 @@ const GRID_MIN_BOXES = 64;
 export function nmsSortedXyxy(boxes: Float32Array, n: number, iouThreshold: number, maxKeep = Infinity, order?: ArrayLike<number>): Uint32Array {
   const areas = new Float32Array(n);
   let finite = true;
-  let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity, sumSide = 0;
+  let minX = Infinity,
+    minY = Infinity,
+    maxX = -Infinity,
+    maxY = -Infinity,
+    sumSide = 0;
   for (let i = 0; i < n; i++) {
-    const x1 = boxes[i * 4]!, y1 = boxes[i * 4 + 1]!, x2 = boxes[i * 4 + 2]!, y2 = boxes[i * 4 + 3]!;
+    const x1 = boxes[i * 4]!,
+      y1 = boxes[i * 4 + 1]!,
+      x2 = boxes[i * 4 + 2]!,
+      y2 = boxes[i * 4 + 3]!;
     areas[i] = Math.max(0, x2 - x1) * Math.max(0, y2 - y1);
     if (!(Number.isFinite(x1) && Number.isFinite(y1) && Number.isFinite(x2) && Number.isFinite(y2))) finite = false;
     if (x1 < minX) minX = x1;
@@ -62,7 +69,10 @@ export function nmsSortedXyxy(boxes: Float32Array, n: number, iouThreshold: numb
   if (n < GRID_MIN_BOXES || !finite || !(iouThreshold >= 0)) {
     for (let r = 0; r < n && kept < limit; r++) {
       const i = at(r);
-      const x1 = boxes[i * 4]!, y1 = boxes[i * 4 + 1]!, x2 = boxes[i * 4 + 2]!, y2 = boxes[i * 4 + 3]!;
+      const x1 = boxes[i * 4]!,
+        y1 = boxes[i * 4 + 1]!,
+        x2 = boxes[i * 4 + 2]!,
+        y2 = boxes[i * 4 + 3]!;
       let suppressed = false;
       for (let t = 0; t < kept; t++) {
         if (suppresses(i, keep[t]!, x1, y1, x2, y2)) {
@@ -89,8 +99,14 @@ export function nmsSortedXyxy(boxes: Float32Array, n: number, iouThreshold: numb
 
   for (let r = 0; r < n && kept < limit; r++) {
     const i = at(r);
-    const x1 = boxes[i * 4]!, y1 = boxes[i * 4 + 1]!, x2 = boxes[i * 4 + 2]!, y2 = boxes[i * 4 + 3]!;
-    const cx1 = cellX(x1), cx2 = cellX(x2), cy1 = cellY(y1), cy2 = cellY(y2);
+    const x1 = boxes[i * 4]!,
+      y1 = boxes[i * 4 + 1]!,
+      x2 = boxes[i * 4 + 2]!,
+      y2 = boxes[i * 4 + 3]!;
+    const cx1 = cellX(x1),
+      cx2 = cellX(x2),
+      cy1 = cellY(y1),
+      cy2 = cellY(y2);
     let suppressed = false;
     search: for (let cy = cy1; cy <= cy2; cy++) {
       for (let cx = cx1; cx <= cx2; cx++) {
@@ -118,13 +134,7 @@ export function nmsSortedXyxy(boxes: Float32Array, n: number, iouThreshold: numb
  * Implemented, as in torchvision, by offsetting each class's boxes so that
  * boxes of different classes cannot overlap.
  */
-export function batchedNmsXyxy(
-  boxes: Float32Array,
-  scores: Float32Array,
-  classes: ArrayLike<number>,
-  iouThreshold: number,
-  maxKeep = Infinity,
-): Uint32Array {
+export function batchedNmsXyxy(boxes: Float32Array, scores: Float32Array, classes: ArrayLike<number>, iouThreshold: number, maxKeep = Infinity): Uint32Array {
   const n = scores.length;
   if (n === 0) return new Uint32Array(0);
   let maxCoord = 0;

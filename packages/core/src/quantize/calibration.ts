@@ -83,7 +83,9 @@ export async function modelFingerprint(model: LoadedModel): Promise<string> {
  * only those bins' elements are sorted. NaNs are ignored; [0, 0] for no data.
  */
 export function percentileRange(data: Float32Array, low: number, high: number): [number, number] {
-  let min = Infinity, max = -Infinity, n = 0;
+  let min = Infinity,
+    max = -Infinity,
+    n = 0;
   for (let i = 0; i < data.length; i++) {
     const v = data[i]!;
     if (v < min) min = v;
@@ -129,7 +131,8 @@ export function percentileRange(data: Float32Array, low: number, high: number): 
     return held[slot[b]!]![r - starts[b]!]!;
   };
   const quantile = (x: number) => {
-    const r = Math.floor(x), frac = x - r;
+    const r = Math.floor(x),
+      frac = x - r;
     const a = at(r);
     return frac > 0 && r + 1 < n ? a + (at(r + 1) - a) * frac : a;
   };
@@ -192,7 +195,11 @@ export async function calibrate(
   const ranges: Record<string, [number, number]> = {};
   const names: string[] = [];
   // One session per group of values; groups are fixed by the first image's sizes (later images reuse them).
-  let sessions: Array<{ run: (x: ReturnType<typeof toInputTensor>) => Promise<Record<string, { data: Float32Array }>>; release: () => Promise<void>; values: string[] }> | null = null;
+  let sessions: Array<{
+    run: (x: ReturnType<typeof toInputTensor>) => Promise<Record<string, { data: Float32Array }>>;
+    release: () => Promise<void>;
+    values: string[];
+  }> | null = null;
   try {
     for await (const { name, image } of images) {
       if (!sessions) {

@@ -46,7 +46,8 @@ export function quantizedValues(graph: ModelGraph): string[] {
 
 /** uint8 quantisation of a range: scale and zero point (the range widened to include 0). */
 export function uint8Params(range: ActivationRange): { scale: number; zeroPoint: number } {
-  const lo = Math.min(range[0], 0), hi = Math.max(range[1], 0);
+  const lo = Math.min(range[0], 0),
+    hi = Math.max(range[1], 0);
   const scale = Math.fround(hi > lo ? (hi - lo) / 255 : 1);
   const zeroPoint = Math.min(255, Math.max(0, Math.round(-lo / scale)));
   return { scale, zeroPoint };
@@ -150,7 +151,8 @@ export function exportOnnx(graph: ModelGraph, weights: Map<string, Tensor>, opti
       }
     }
     let x = read(n.input);
-    let wName = `${n.conv}.weight`, bName = `${n.conv}.bias`;
+    let wName = `${n.conv}.weight`,
+      bName = `${n.conv}.bias`;
     if (int8) {
       // The bias is int32 at scale (input scale x weight scale), so it is per use: F's six uses see six input scales.
       const sx = qparams.get(n.input)!.scale;
@@ -167,7 +169,12 @@ export function exportOnnx(graph: ModelGraph, weights: Map<string, Tensor>, opti
       inits.push(int32Tensor(`${p}:zp`, [n.outChannels], new Int32Array(n.outChannels)));
       wName = `${n.output}:weight`;
       bName = p;
-      nodes.push({ opType: 'DequantizeLinear', inputs: [`${n.conv}.weight:q`, `${n.conv}.weight:scale`, `${n.conv}.weight:zp`], outputs: [wName], attrs: { axis: 0 } });
+      nodes.push({
+        opType: 'DequantizeLinear',
+        inputs: [`${n.conv}.weight:q`, `${n.conv}.weight:scale`, `${n.conv}.weight:zp`],
+        outputs: [wName],
+        attrs: { axis: 0 },
+      });
       nodes.push({ opType: 'DequantizeLinear', inputs: [`${p}:q`, `${p}:scale`, `${p}:zp`], outputs: [bName], attrs: { axis: 0 } });
     }
     const pad = (k - 1) / 2;

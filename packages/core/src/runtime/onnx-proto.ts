@@ -42,18 +42,22 @@ const utf8 = new TextEncoder();
 
 type Field = (w: Writer) => void;
 
-const int = (field: number, v: number | bigint): Field => (w) => (w.tag(field, 0), w.varint(v));
+const int =
+  (field: number, v: number | bigint): Field =>
+  (w) => (w.tag(field, 0), w.varint(v));
 const str = (field: number, s: string): Field => bytesField(field, utf8.encode(s));
 function bytesField(field: number, b: Uint8Array): Field {
   return (w) => (w.tag(field, 2), w.varint(b.length), w.bytes(b));
 }
 const msg = (field: number, fields: Field[]): Field => bytesField(field, encode(fields));
-const float = (field: number, v: number): Field => (w) => {
-  w.tag(field, 5);
-  const b = new Uint8Array(4);
-  new DataView(b.buffer).setFloat32(0, v, true);
-  w.bytes(b);
-};
+const float =
+  (field: number, v: number): Field =>
+  (w) => {
+    w.tag(field, 5);
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setFloat32(0, v, true);
+    w.bytes(b);
+  };
 
 function encode(fields: Field[]): Uint8Array {
   const w = new Writer();

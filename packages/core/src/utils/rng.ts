@@ -76,11 +76,7 @@ export class Rng {
 
   /** Restore a generator saved with `state()`. */
   static fromState(state: readonly number[]): Rng {
-    if (
-      !Array.isArray(state) ||
-      state.length !== 4 ||
-      !state.every((w) => Number.isInteger(w) && w >= 0 && w < TWO_POW_32)
-    ) {
+    if (!Array.isArray(state) || state.length !== 4 || !state.every((w) => Number.isInteger(w) && w >= 0 && w < TWO_POW_32)) {
       throw new ExtdError(`RNG state must be 4 integers in 0..2^32-1, got ${JSON.stringify(state)}`);
     }
     if (state.every((w) => w === 0)) throw new ExtdError('RNG state must not be all zeros');

@@ -44,14 +44,30 @@ export function typedArrayFromBytes<D extends DType>(dtype: D, bytes: Uint8Array
   const n = bytes.byteLength / size;
   let out: TypedArrayOf[DType];
   switch (dtype) {
-    case 'float32': out = new Float32Array(buf, 0, n); break;
-    case 'float64': out = new Float64Array(buf, 0, n); break;
-    case 'int64': out = new BigInt64Array(buf, 0, n); break;
-    case 'int32': out = new Int32Array(buf, 0, n); break;
-    case 'int16': out = new Int16Array(buf, 0, n); break;
-    case 'int8': out = new Int8Array(buf, 0, n); break;
-    case 'uint8': case 'bool': out = new Uint8Array(buf, 0, n); break;
-    default: throw new Error(`unknown dtype ${String(dtype)}`);
+    case 'float32':
+      out = new Float32Array(buf, 0, n);
+      break;
+    case 'float64':
+      out = new Float64Array(buf, 0, n);
+      break;
+    case 'int64':
+      out = new BigInt64Array(buf, 0, n);
+      break;
+    case 'int32':
+      out = new Int32Array(buf, 0, n);
+      break;
+    case 'int16':
+      out = new Int16Array(buf, 0, n);
+      break;
+    case 'int8':
+      out = new Int8Array(buf, 0, n);
+      break;
+    case 'uint8':
+    case 'bool':
+      out = new Uint8Array(buf, 0, n);
+      break;
+    default:
+      throw new Error(`unknown dtype ${String(dtype)}`);
   }
   return out as TypedArrayOf[D];
 }
@@ -71,7 +87,8 @@ export function float16BytesToFloat32(bytes: Uint8Array): Float32Array {
     const sign = h & 0x8000 ? -1 : 1;
     const exp = (h >> 10) & 0x1f;
     const frac = h & 0x3ff;
-    if (exp === 0) out[i] = sign * frac * 2 ** -24; // zero and subnormals
+    if (exp === 0)
+      out[i] = sign * frac * 2 ** -24; // zero and subnormals
     else if (exp === 0x1f) out[i] = frac ? NaN : sign * Infinity;
     else out[i] = sign * (1 + frac / 1024) * 2 ** (exp - 15);
   }

@@ -116,7 +116,7 @@ export function modelFromTensors(
   variantHint?: string | Variant,
 ): LoadedModel {
   const tensors = stripWrapperPrefixes(tensorsIn);
-  const variant = typeof variantHint === 'string' ? parseVariant(variantHint) : variantHint ?? inferVariant(tensors, metadata, source);
+  const variant = typeof variantHint === 'string' ? parseVariant(variantHint) : (variantHint ?? inferVariant(tensors, metadata, source));
   const graph = buildGraph(variant);
   const weights = new Map<string, Float32Tensor>();
   const expected = new Set<string>();

@@ -11,7 +11,9 @@
 // RFC 1951 section 3.2.5: base values and extra bits of length / distance codes.
 const LENGTH_BASE = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258];
 const LENGTH_EXTRA = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0];
-const DIST_BASE = [1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577];
+const DIST_BASE = [
+  1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577,
+];
 const DIST_EXTRA = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13];
 // Section 3.2.7: the order in which code-length code lengths are sent.
 const CLEN_ORDER = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15];
@@ -48,11 +50,13 @@ class InflateError extends Error {}
  */
 export function inflateZlib(input: Uint8Array): Uint8Array {
   if (input.length < 6) throw new Error(`zlib stream of ${input.length} bytes is too short`);
-  const cmf = input[0]!, flg = input[1]!;
+  const cmf = input[0]!,
+    flg = input[1]!;
   if ((cmf & 0x0f) !== 8 || (cmf * 256 + flg) % 31 !== 0) throw new Error('not a zlib DEFLATE stream (bad header)');
   if (flg & 0x20) throw new Error('zlib stream needs a preset dictionary');
   const out = inflateRaw(input.subarray(2));
-  let a = 1, b = 0;
+  let a = 1,
+    b = 0;
   for (let k = 0; k < out.length; ) {
     const end = Math.min(out.length, k + 3800);
     for (; k < end; k++) {
@@ -64,7 +68,7 @@ export function inflateZlib(input: Uint8Array): Uint8Array {
   }
   const n = input.length;
   const stored = ((input[n - 4]! << 24) | (input[n - 3]! << 16) | (input[n - 2]! << 8) | input[n - 1]!) >>> 0;
-  if ((((b << 16) | a) >>> 0) !== stored) throw new Error('zlib checksum mismatch (corrupt data)');
+  if (((b << 16) | a) >>> 0 !== stored) throw new Error('zlib checksum mismatch (corrupt data)');
   return out;
 }
 

@@ -39,17 +39,36 @@ export interface UnpickleOptions {
 
 /** A resolved allowed global on the stack. */
 class GlobalRef {
-  constructor(readonly qualname: string, readonly impl: PickleGlobal) {}
+  constructor(
+    readonly qualname: string,
+    readonly impl: PickleGlobal,
+  ) {}
 }
 
 const MARK = Symbol('mark');
 
 // Opcodes we deliberately do not implement, named so an error says what was met.
 const UNSUPPORTED: Record<number, string> = {
-  0x69: 'INST', 0x6f: 'OBJ', 0x82: 'EXT1', 0x83: 'EXT2', 0x84: 'EXT4', 0x50: 'PERSID',
-  0x49: 'INT', 0x4c: 'LONG', 0x46: 'FLOAT', 0x53: 'STRING', 0x56: 'UNICODE', 0x70: 'PUT', 0x67: 'GET',
-  0x92: 'NEWOBJ_EX', 0x8f: 'EMPTY_SET', 0x90: 'ADDITEMS', 0x91: 'FROZENSET', 0x96: 'BYTEARRAY8',
-  0x97: 'NEXT_BUFFER', 0x98: 'READONLY_BUFFER',
+  0x69: 'INST',
+  0x6f: 'OBJ',
+  0x82: 'EXT1',
+  0x83: 'EXT2',
+  0x84: 'EXT4',
+  0x50: 'PERSID',
+  0x49: 'INT',
+  0x4c: 'LONG',
+  0x46: 'FLOAT',
+  0x53: 'STRING',
+  0x56: 'UNICODE',
+  0x70: 'PUT',
+  0x67: 'GET',
+  0x92: 'NEWOBJ_EX',
+  0x8f: 'EMPTY_SET',
+  0x90: 'ADDITEMS',
+  0x91: 'FROZENSET',
+  0x96: 'BYTEARRAY8',
+  0x97: 'NEXT_BUFFER',
+  0x98: 'READONLY_BUFFER',
 };
 
 export interface UnpickleResult {
@@ -133,93 +152,226 @@ export function unpickle(bytes: Uint8Array, start: number, opts: UnpickleOptions
     opPos = pos;
     const op = byte();
     switch (op) {
-      case 0x80: { // PROTO
+      case 0x80: {
+        // PROTO
         const v = byte();
         if (v > 5) err(`pickle protocol ${v} is not supported (2-5)`);
         break;
       }
-      case 0x95: need(8); break; // FRAME: a length hint only
-      case 0x2e: { // STOP
+      case 0x95:
+        need(8);
+        break; // FRAME: a length hint only
+      case 0x2e: {
+        // STOP
         const value = pop();
         return { value, end: pos };
       }
-      case 0x28: marks.push(stack); stack = []; break; // MARK
-      case 0x7d: stack.push(new PyDict()); break; // EMPTY_DICT
-      case 0x5d: stack.push([]); break; // EMPTY_LIST
-      case 0x29: stack.push([]); break; // EMPTY_TUPLE
-      case 0x4e: stack.push(null); break; // NONE
-      case 0x88: stack.push(true); break; // NEWTRUE
-      case 0x89: stack.push(false); break; // NEWFALSE
-      case 0x4b: stack.push(byte()); break; // BININT1
-      case 0x4d: stack.push(view.getUint16(need(2), true)); break; // BININT2
-      case 0x4a: stack.push(view.getInt32(need(4), true)); break; // BININT
-      case 0x8a: { // LONG1
+      case 0x28:
+        marks.push(stack);
+        stack = [];
+        break; // MARK
+      case 0x7d:
+        stack.push(new PyDict());
+        break; // EMPTY_DICT
+      case 0x5d:
+        stack.push([]);
+        break; // EMPTY_LIST
+      case 0x29:
+        stack.push([]);
+        break; // EMPTY_TUPLE
+      case 0x4e:
+        stack.push(null);
+        break; // NONE
+      case 0x88:
+        stack.push(true);
+        break; // NEWTRUE
+      case 0x89:
+        stack.push(false);
+        break; // NEWFALSE
+      case 0x4b:
+        stack.push(byte());
+        break; // BININT1
+      case 0x4d:
+        stack.push(view.getUint16(need(2), true));
+        break; // BININT2
+      case 0x4a:
+        stack.push(view.getInt32(need(4), true));
+        break; // BININT
+      case 0x8a: {
+        // LONG1
         const n = byte();
         stack.push(littleEndianSigned(bytes.subarray(need(n), pos)));
         break;
       }
-      case 0x8b: { // LONG4
+      case 0x8b: {
+        // LONG4
         const n = view.getInt32(need(4), true);
         if (n < 0) err('pickle LONG4 with negative length');
         stack.push(littleEndianSigned(bytes.subarray(need(n), pos)));
         break;
       }
-      case 0x47: stack.push(view.getFloat64(need(8), false)); break; // BINFLOAT (big-endian)
-      case 0x8c: { const n = byte(); stack.push(text(need(n), n)); break; } // SHORT_BINUNICODE
-      case 0x58: { const n = view.getUint32(need(4), true); stack.push(text(need(n), n)); break; } // BINUNICODE
-      case 0x8d: { const n = u64(view, need(8)); stack.push(text(need(n), n)); break; } // BINUNICODE8
+      case 0x47:
+        stack.push(view.getFloat64(need(8), false));
+        break; // BINFLOAT (big-endian)
+      case 0x8c: {
+        const n = byte();
+        stack.push(text(need(n), n));
+        break;
+      } // SHORT_BINUNICODE
+      case 0x58: {
+        const n = view.getUint32(need(4), true);
+        stack.push(text(need(n), n));
+        break;
+      } // BINUNICODE
+      case 0x8d: {
+        const n = u64(view, need(8));
+        stack.push(text(need(n), n));
+        break;
+      } // BINUNICODE8
       // Python 2 str: bytes of unknown encoding; latin-1 keeps every byte.
-      case 0x55: { const n = byte(); stack.push(latin1(bytes.subarray(need(n), pos))); break; } // SHORT_BINSTRING
-      case 0x54: { const n = view.getUint32(need(4), true); stack.push(latin1(bytes.subarray(need(n), pos))); break; } // BINSTRING
-      case 0x43: { const n = byte(); stack.push(bytes.slice(need(n), pos)); break; } // SHORT_BINBYTES
-      case 0x42: { const n = view.getUint32(need(4), true); stack.push(bytes.slice(need(n), pos)); break; } // BINBYTES
-      case 0x8e: { const n = u64(view, need(8)); stack.push(bytes.slice(need(n), pos)); break; } // BINBYTES8
-      case 0x85: stack.push([pop()]); break; // TUPLE1
-      case 0x86: { const b = pop(); const a = pop(); stack.push([a, b]); break; } // TUPLE2
-      case 0x87: { const c = pop(); const b = pop(); const a = pop(); stack.push([a, b, c]); break; } // TUPLE3
+      case 0x55: {
+        const n = byte();
+        stack.push(latin1(bytes.subarray(need(n), pos)));
+        break;
+      } // SHORT_BINSTRING
+      case 0x54: {
+        const n = view.getUint32(need(4), true);
+        stack.push(latin1(bytes.subarray(need(n), pos)));
+        break;
+      } // BINSTRING
+      case 0x43: {
+        const n = byte();
+        stack.push(bytes.slice(need(n), pos));
+        break;
+      } // SHORT_BINBYTES
+      case 0x42: {
+        const n = view.getUint32(need(4), true);
+        stack.push(bytes.slice(need(n), pos));
+        break;
+      } // BINBYTES
+      case 0x8e: {
+        const n = u64(view, need(8));
+        stack.push(bytes.slice(need(n), pos));
+        break;
+      } // BINBYTES8
+      case 0x85:
+        stack.push([pop()]);
+        break; // TUPLE1
+      case 0x86: {
+        const b = pop();
+        const a = pop();
+        stack.push([a, b]);
+        break;
+      } // TUPLE2
+      case 0x87: {
+        const c = pop();
+        const b = pop();
+        const a = pop();
+        stack.push([a, b, c]);
+        break;
+      } // TUPLE3
       // popMark() replaces `stack`, so take its result before naming `stack`.
-      case 0x74: { const t = popMark(); stack.push(t); break; } // TUPLE
-      case 0x6c: { const l = popMark(); stack.push(l); break; } // LIST
-      case 0x64: { const items = popMark(); const d = new PyDict(); setItems(d, items); stack.push(d); break; } // DICT
-      case 0x73: { const v = pop(); const k = pop(); setItems(top(), [k, v]); break; } // SETITEM
-      case 0x75: { const items = popMark(); setItems(top(), items); break; } // SETITEMS
-      case 0x61: { const v = pop(); appendItems(top(), [v]); break; } // APPEND
-      case 0x65: { const items = popMark(); appendItems(top(), items); break; } // APPENDS
-      case 0x30: pop(); break; // POP
-      case 0x31: popMark(); break; // POP_MARK
-      case 0x32: stack.push(top()); break; // DUP
-      case 0x71: memo.set(byte(), top()); break; // BINPUT
-      case 0x72: memo.set(view.getUint32(need(4), true), top()); break; // LONG_BINPUT
-      case 0x94: memo.set(memo.size, top()); break; // MEMOIZE
-      case 0x68: case 0x6a: { // BINGET, LONG_BINGET
+      case 0x74: {
+        const t = popMark();
+        stack.push(t);
+        break;
+      } // TUPLE
+      case 0x6c: {
+        const l = popMark();
+        stack.push(l);
+        break;
+      } // LIST
+      case 0x64: {
+        const items = popMark();
+        const d = new PyDict();
+        setItems(d, items);
+        stack.push(d);
+        break;
+      } // DICT
+      case 0x73: {
+        const v = pop();
+        const k = pop();
+        setItems(top(), [k, v]);
+        break;
+      } // SETITEM
+      case 0x75: {
+        const items = popMark();
+        setItems(top(), items);
+        break;
+      } // SETITEMS
+      case 0x61: {
+        const v = pop();
+        appendItems(top(), [v]);
+        break;
+      } // APPEND
+      case 0x65: {
+        const items = popMark();
+        appendItems(top(), items);
+        break;
+      } // APPENDS
+      case 0x30:
+        pop();
+        break; // POP
+      case 0x31:
+        popMark();
+        break; // POP_MARK
+      case 0x32:
+        stack.push(top());
+        break; // DUP
+      case 0x71:
+        memo.set(byte(), top());
+        break; // BINPUT
+      case 0x72:
+        memo.set(view.getUint32(need(4), true), top());
+        break; // LONG_BINPUT
+      case 0x94:
+        memo.set(memo.size, top());
+        break; // MEMOIZE
+      case 0x68:
+      case 0x6a: {
+        // BINGET, LONG_BINGET
         const k = op === 0x68 ? byte() : view.getUint32(need(4), true);
         if (!memo.has(k)) err(`pickle memo key ${k} is not defined`);
         stack.push(memo.get(k));
         break;
       }
-      case 0x63: { // GLOBAL: "module\nname\n"
+      case 0x63: {
+        // GLOBAL: "module\nname\n"
         const module = line();
         const name = line();
         stack.push(resolveGlobal(module, name));
         break;
       }
-      case 0x93: { // STACK_GLOBAL
+      case 0x93: {
+        // STACK_GLOBAL
         const name = pop();
         const module = pop();
         if (typeof module !== 'string' || typeof name !== 'string') err('pickle STACK_GLOBAL needs two strings');
         stack.push(resolveGlobal(module as string, name as string));
         break;
       }
-      case 0x52: { const args = pop(); const fn = pop(); stack.push(call(fn, args, 'REDUCE')); break; } // REDUCE
-      case 0x81: { const args = pop(); const cls = pop(); stack.push(call(cls, args, 'NEWOBJ')); break; } // NEWOBJ
-      case 0x62: { // BUILD
+      case 0x52: {
+        const args = pop();
+        const fn = pop();
+        stack.push(call(fn, args, 'REDUCE'));
+        break;
+      } // REDUCE
+      case 0x81: {
+        const args = pop();
+        const cls = pop();
+        stack.push(call(cls, args, 'NEWOBJ'));
+        break;
+      } // NEWOBJ
+      case 0x62: {
+        // BUILD
         const state = pop();
         const obj = top();
         if (!(obj instanceof PyDict)) err(`pickle BUILD on ${describe(obj)} is not supported`);
         (obj as PyDict).attributes = state;
         break;
       }
-      case 0x51: { // BINPERSID
+      case 0x51: {
+        // BINPERSID
         const pid = pop();
         if (!opts.persistentLoad) err('pickle uses persistent ids, which this input may not');
         stack.push(opts.persistentLoad!(pid));

@@ -88,7 +88,8 @@ function pthGlobals(source: string): Record<string, PickleGlobal> {
     if (!(storage instanceof StorageRef)) err(`tensor storage is ${describe(storage)}, expected a storage`);
     if (!Number.isSafeInteger(offset) || (offset as number) < 0) err(`tensor storage_offset is ${describe(offset)}, expected a non-negative integer`);
     if (!intList(size)) err(`tensor size is ${describe(size)}, expected a tuple of non-negative integers`);
-    if (!intList(stride) || stride.length !== (size as number[]).length) err(`tensor stride is ${describe(stride)}, expected ${(size as number[]).length} non-negative integers`);
+    if (!intList(stride) || stride.length !== (size as number[]).length)
+      err(`tensor stride is ${describe(stride)}, expected ${(size as number[]).length} non-negative integers`);
     return new TensorRef(storage as StorageRef, offset as number, [...(size as number[])], [...(stride as number[])]);
   };
   const globals: Record<string, PickleGlobal> = {
@@ -196,12 +197,16 @@ function materialise(name: string, t: TensorRef, storageBytes: Uint8Array, sourc
   let last = offset;
   for (let i = 0; i < t.shape.length; i++) last += (t.shape[i]! - 1) * t.stride[i]!;
   if (n > 0 && last >= storageNumel) {
-    throw new ExtdError(`${source}: tensor '${name}' (shape ${formatShape(t.shape)}, stride ${formatShape(t.stride)}, offset ${offset}) reaches element ${last} of storage '${t.storage.key}', which has ${storageNumel} elements`);
+    throw new ExtdError(
+      `${source}: tensor '${name}' (shape ${formatShape(t.shape)}, stride ${formatShape(t.stride)}, offset ${offset}) reaches element ${last} of storage '${t.storage.key}', which has ${storageNumel} elements`,
+    );
   }
   // Overlapping strides (expand) can make a tensor far larger than its storage;
   // bound that so a crafted 4-byte storage cannot demand gigabytes.
   if (n > storageNumel && n * size > MAX_EXPANDED_BYTES) {
-    throw new ExtdError(`${source}: tensor '${name}' (shape ${formatShape(t.shape)}, stride ${formatShape(t.stride)}) expands storage '${t.storage.key}' of ${storageNumel} elements to ${n}; refusing more than ${MAX_EXPANDED_BYTES} bytes`);
+    throw new ExtdError(
+      `${source}: tensor '${name}' (shape ${formatShape(t.shape)}, stride ${formatShape(t.stride)}) expands storage '${t.storage.key}' of ${storageNumel} elements to ${n}; refusing more than ${MAX_EXPANDED_BYTES} bytes`,
+    );
   }
   let bytes: Uint8Array;
   let contiguous = true;
@@ -281,7 +286,9 @@ function readLegacyPth(bytes: Uint8Array, source: string): Map<string, Tensor> {
   const sysInfo = unpickle(bytes, version.end, { source, globals });
   const little = sysInfo.value instanceof PyDict ? sysInfo.value.map.get('little_endian') : undefined;
   if (little !== true) {
-    throw new ExtdError(`${source}: checkpoint was saved on a big-endian machine (sys_info little_endian = ${describe(little)}); only little-endian is supported`);
+    throw new ExtdError(
+      `${source}: checkpoint was saved on a big-endian machine (sys_info little_endian = ${describe(little)}); only little-endian is supported`,
+    );
   }
 
   const refs = new Map<string, StorageRef>();
@@ -333,7 +340,10 @@ function readZipPth(bytes: Uint8Array, source: string): Map<string, Tensor> {
   const byName = new Map(entries.map((e) => [e.name, e]));
   const pkl = entries.find((e) => /^[^/]+\/data\.pkl$/.test(e.name));
   if (!pkl) {
-    const names = entries.slice(0, 5).map((e) => e.name).join(', ');
+    const names = entries
+      .slice(0, 5)
+      .map((e) => e.name)
+      .join(', ');
     throw new ExtdError(`${source}: zip archive has no <dir>/data.pkl, so it is not a torch.save checkpoint (entries: ${names || 'none'})`);
   }
   const dir = pkl.name.slice(0, pkl.name.length - 'data.pkl'.length);
@@ -360,7 +370,9 @@ function readZipPth(bytes: Uint8Array, source: string): Map<string, Tensor> {
     const data = readZipEntry(bytes, entry, source);
     const expected = ref.numel * ref.kind.itemSize;
     if (data.byteLength !== expected) {
-      throw new ExtdError(`${source}: storage '${ref.key}' (${ref.kindName}, ${ref.numel} elements) needs ${expected} bytes, zip entry '${name}' has ${data.byteLength}`);
+      throw new ExtdError(
+        `${source}: storage '${ref.key}' (${ref.kindName}, ${ref.numel} elements) needs ${expected} bytes, zip entry '${name}' has ${data.byteLength}`,
+      );
     }
     storages.set(ref.key, data);
     return data;

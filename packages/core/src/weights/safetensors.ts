@@ -42,9 +42,7 @@ const WIDENED: Record<string, (b: Uint8Array) => Float32Array> = {
   BF16: bfloat16BytesToFloat32,
 };
 
-const TO_ST: Record<DType, string> = Object.fromEntries(
-  Object.entries(FROM_ST).map(([st, ours]) => [ours, st]),
-) as Record<DType, string>;
+const TO_ST: Record<DType, string> = Object.fromEntries(Object.entries(FROM_ST).map(([st, ours]) => [ours, st])) as Record<DType, string>;
 
 const ALLOWED_DTYPES = [...Object.keys(FROM_ST), ...Object.keys(WIDENED)].join(', ');
 
@@ -152,10 +150,7 @@ export function readSafetensors(bytes: Uint8Array, source = 'safetensors'): Safe
  * header is padded with spaces to a multiple of 8 so the data section starts
  * 8-aligned, as the format requires.
  */
-export function writeSafetensors(
-  tensors: Map<string, Tensor> | Record<string, Tensor>,
-  metadata?: Record<string, string>,
-): Uint8Array {
+export function writeSafetensors(tensors: Map<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>): Uint8Array {
   const list = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
   for (const [name, t] of list) {
     if (name === METADATA_KEY) throw new ExtdError(`tensor name '${METADATA_KEY}' is reserved by safetensors`);

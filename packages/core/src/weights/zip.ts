@@ -64,7 +64,8 @@ export function readZipDirectory(bytes: Uint8Array, source = 'zip'): ZipEntry[] 
     cdSize = u64(view, z + 40);
     cdOffset = u64(view, z + 48);
   }
-  if (cdOffset + cdSize > bytes.length) err(`zip central directory [${cdOffset}, ${cdOffset + cdSize}) lies beyond the end of the file (${bytes.length} bytes)`);
+  if (cdOffset + cdSize > bytes.length)
+    err(`zip central directory [${cdOffset}, ${cdOffset + cdSize}) lies beyond the end of the file (${bytes.length} bytes)`);
 
   const decoder = new TextDecoder();
   const entries: ZipEntry[] = [];
@@ -88,9 +89,18 @@ export function readZipDirectory(bytes: Uint8Array, source = 'zip'): ZipEntry[] 
       const len = view.getUint16(e + 2, true);
       if (id === 0x0001) {
         let q = e + 4;
-        if (size === 0xffffffff) { size = u64(view, q); q += 8; }
-        if (compressedSize === 0xffffffff) { compressedSize = u64(view, q); q += 8; }
-        if (localHeaderOffset === 0xffffffff) { localHeaderOffset = u64(view, q); q += 8; }
+        if (size === 0xffffffff) {
+          size = u64(view, q);
+          q += 8;
+        }
+        if (compressedSize === 0xffffffff) {
+          compressedSize = u64(view, q);
+          q += 8;
+        }
+        if (localHeaderOffset === 0xffffffff) {
+          localHeaderOffset = u64(view, q);
+          q += 8;
+        }
       }
       e += 4 + len;
     }
@@ -120,7 +130,8 @@ export function readZipEntry(bytes: Uint8Array, entry: ZipEntry, source = 'zip')
     data = raw;
   } else if (entry.method === 8) {
     // DEFLATE cannot expand more than 1032:1; a larger recorded size is a lie meant to make us allocate it.
-    if (entry.size > entry.compressedSize * 1032 + 1024) err(`records ${entry.size} uncompressed bytes from ${entry.compressedSize} compressed, more than DEFLATE can produce`);
+    if (entry.size > entry.compressedSize * 1032 + 1024)
+      err(`records ${entry.size} uncompressed bytes from ${entry.compressedSize} compressed, more than DEFLATE can produce`);
     try {
       data = inflateRaw(raw, entry.size);
     } catch (e) {

@@ -23,7 +23,11 @@ export const command: Command = {
     if (resolve(resolveModelPath(input)) === resolve(values.output)) throw new ExtdError(`-o ${values.output}: refusing to overwrite the input`);
     const model = await loadModel(input, values.variant);
     const tensors = new Map(model.graph.params.map((p) => [p.name, model.weights.get(p.name)!]));
-    writeSafetensorsFile(values.output, tensors, checkpointMetadata(model.variant, { params: String(countParams(model.graph)), source: input.split('/').pop()! }));
+    writeSafetensorsFile(
+      values.output,
+      tensors,
+      checkpointMetadata(model.variant, { params: String(countParams(model.graph)), source: input.split('/').pop()! }),
+    );
     console.log(`${values.output}: ${variantName(model.variant)}, ${tensors.size} tensors, ${countParams(model.graph).toLocaleString('en-US')} parameters`);
     return 0;
   },

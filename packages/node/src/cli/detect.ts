@@ -58,9 +58,10 @@ export const command: Command = {
       scoreThreshold: numberFlag(values['score-threshold'], '--score-threshold', DETECT_DEFAULTS.scoreThreshold, unit, 'a number from 0 to 1'),
       nmsThreshold: numberFlag(values['nms-threshold'], '--nms-threshold', DETECT_DEFAULTS.nmsThreshold, unit, 'a number from 0 to 1'),
       maxFaces: numberFlag(values['max-faces'], '--max-faces', DETECT_DEFAULTS.maxFaces, (v) => Number.isInteger(v) && v >= 1, 'a positive integer'),
-      scale: values.scale === undefined || values.scale === 'auto'
-        ? ('auto' as const)
-        : numberFlag(values.scale, '--scale', 1, (v) => v > 0 && v <= 8, "'auto' or a number in (0, 8]"),
+      scale:
+        values.scale === undefined || values.scale === 'auto'
+          ? ('auto' as const)
+          : numberFlag(values.scale, '--scale', 1, (v) => v > 0 && v <= 8, "'auto' or a number in (0, 8]"),
     };
     const model = resolveModelPath(values.model);
     const threads = threadsFlag(values.threads);

@@ -23,14 +23,18 @@ export const command: Command = {
   name: 'eval-preds',
   usage,
   async run(argv) {
-    const { values, positionals } = parseCli(argv, {
-      preds: { type: 'string' },
-      gt: { type: 'string' },
-      list: { type: 'string' },
-      out: { type: 'string' },
-      baselines: { type: 'string' },
-      name: { type: 'string' },
-    }, false);
+    const { values, positionals } = parseCli(
+      argv,
+      {
+        preds: { type: 'string' },
+        gt: { type: 'string' },
+        list: { type: 'string' },
+        out: { type: 'string' },
+        baselines: { type: 'string' },
+        name: { type: 'string' },
+      },
+      false,
+    );
     void positionals;
     if (!values.preds) throw new UsageError('--preds DIR is required (a folder of EVENT/NAME.txt prediction files)');
     if (!values.gt) throw new UsageError("--gt is required (the WIDER evaluation kit's eval_tools/ground_truth folder, or a *_bbx_gt.txt annotation file)");
@@ -41,7 +45,12 @@ export const command: Command = {
     console.log(formatApTable(r));
     if (values.out) {
       const baselines = values.baselines ?? defaultBaselinesDir(values.gt);
-      const files = await writeReport(values.out, r, { name: values.name ?? values.preds, predictions: values.preds, list: values.list ?? null, gt: values.gt }, baselines);
+      const files = await writeReport(
+        values.out,
+        r,
+        { name: values.name ?? values.preds, predictions: values.preds, list: values.list ?? null, gt: values.gt },
+        baselines,
+      );
       console.error(`wrote ${files.join(', ')}`);
     }
     return 0;

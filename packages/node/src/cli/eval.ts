@@ -56,36 +56,58 @@ export const command: Command = {
   name: 'eval',
   usage,
   async run(argv) {
-    const { values } = parseCli(argv, {
-      model: { type: 'string' },
-      variant: { type: 'string' },
-      images: { type: 'string' },
-      gt: { type: 'string' },
-      out: { type: 'string' },
-      protocol: { type: 'string' },
-      scale: { type: 'string' },
-      list: { type: 'string' },
-      force: { type: 'boolean' },
-      threads: { type: 'string' },
-      precision: { type: 'string' },
-      calibration: { type: 'string' },
-      baselines: { type: 'string' },
-      category: { type: 'string' },
-      split: { type: 'string' },
-    }, false);
-    if (!values.gt) throw new UsageError("--gt is required (the WIDER evaluation kit's eval_tools/ground_truth folder, WIDER annotations, COCO JSON, a Pascal VOC folder or a YOLO data.yaml)");
+    const { values } = parseCli(
+      argv,
+      {
+        model: { type: 'string' },
+        variant: { type: 'string' },
+        images: { type: 'string' },
+        gt: { type: 'string' },
+        out: { type: 'string' },
+        protocol: { type: 'string' },
+        scale: { type: 'string' },
+        list: { type: 'string' },
+        force: { type: 'boolean' },
+        threads: { type: 'string' },
+        precision: { type: 'string' },
+        calibration: { type: 'string' },
+        baselines: { type: 'string' },
+        category: { type: 'string' },
+        split: { type: 'string' },
+      },
+      false,
+    );
+    if (!values.gt)
+      throw new UsageError(
+        "--gt is required (the WIDER evaluation kit's eval_tools/ground_truth folder, WIDER annotations, COCO JSON, a Pascal VOC folder or a YOLO data.yaml)",
+      );
     if (!values.out) throw new UsageError('--out DIR is required (predictions go to DIR/pred, results to DIR/ap.json)');
     const protocol = (values.protocol ?? 'single') as ProtocolName;
     if (!PROTOCOLS.includes(protocol)) throw new ExtdError(`--protocol ${values.protocol}: expected one of ${PROTOCOLS.join(', ')}`);
     const scale = numberFlag(values.scale, '--scale', 1, (x) => x > 0 && Number.isFinite(x), 'a positive number');
-    if (scale !== 1 && protocol !== 'single') throw new ExtdError(`--scale ${values.scale}: applies to --protocol single only (the paper protocol chooses its own scales)`);
+    if (scale !== 1 && protocol !== 'single')
+      throw new ExtdError(`--scale ${values.scale}: applies to --protocol single only (the paper protocol chooses its own scales)`);
     const threads = threadsFlag(values.threads);
     const { precision, calibration } = precisionFlags(values.precision, values.calibration);
 
     const r = await evaluateModel({
-      gt: values.gt, images: values.images, out: values.out, model: values.model, variant: values.variant, category: values.category,
-      split: values.split, list: values.list, protocol, scale, force: values.force ?? false, threads, precision, calibration,
-      baselines: values.baselines, log: (line) => console.error(line), progress: true,
+      gt: values.gt,
+      images: values.images,
+      out: values.out,
+      model: values.model,
+      variant: values.variant,
+      category: values.category,
+      split: values.split,
+      list: values.list,
+      protocol,
+      scale,
+      force: values.force ?? false,
+      threads,
+      precision,
+      calibration,
+      baselines: values.baselines,
+      log: (line) => console.error(line),
+      progress: true,
     });
     console.log(`model ${r.modelName} (${r.variant}), protocol ${r.how}, ${r.images} images (${r.predicted} predicted now, ${r.skipped} reused)`);
     for (const line of r.report) console.log(line);

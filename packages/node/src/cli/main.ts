@@ -9,7 +9,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   info: { summary: 'variant, parameters, MACs and tensors of a model or variant', load: async () => (await import('./info.js')).command },
   convert: { summary: 'convert a PyTorch .pth checkpoint to safetensors', load: async () => (await import('./convert.js')).command },
   quantize: { summary: 'calibrate a model for int8 inference (activation ranges from images)', load: async () => (await import('./quantize.js')).command },
-  eval: { summary: 'evaluate a model on WIDER FACE or your own annotated set (predictions, AP, PR plots)', load: async () => (await import('./eval.js')).command },
+  eval: {
+    summary: 'evaluate a model on WIDER FACE or your own annotated set (predictions, AP, PR plots)',
+    load: async () => (await import('./eval.js')).command,
+  },
   'eval-preds': { summary: 'score a WIDER FACE prediction folder (easy/medium/hard AP)', load: async () => (await import('./eval-preds.js')).command },
   train: { summary: 'train or fine-tune a model (WIDER, COCO, Pascal VOC, YOLO annotations; libtorch)', load: async () => loadTrainingCommand('train') },
   split: { summary: 'split an annotated set into train.txt / val.txt image lists (seeded)', load: async () => (await import('./split.js')).command },
@@ -87,7 +90,7 @@ export async function runCommand(name: string, run: () => Promise<number>): Prom
       return 1;
     }
     console.error(`extd ${name}: internal error: this is a bug in extd, please report it with the command line and the trace below`);
-    console.error(err instanceof Error ? err.stack ?? `${err.name}: ${err.message}` : String(err));
+    console.error(err instanceof Error ? (err.stack ?? `${err.name}: ${err.message}`) : String(err));
     return EXIT_BUG;
   }
 }

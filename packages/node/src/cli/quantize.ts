@@ -50,9 +50,10 @@ export const command: Command = {
     if (!values.out) throw new ExtdError('-o OUT.json is required (the calibration file to write)');
     const count = numberFlag(values.count, '--count', CALIBRATION_IMAGES_DEFAULT, (v) => Number.isInteger(v) && v >= 1, 'a positive integer');
     const percentile = numberFlag(values.percentile, '--percentile', CALIBRATE_DEFAULTS.percentile, (v) => v > 50 && v <= 100, 'a number in (50, 100]');
-    const scale = values.scale === undefined || values.scale === 'auto'
-      ? ('auto' as const)
-      : numberFlag(values.scale, '--scale', 1, (v) => v > 0 && v <= 8, "'auto' or a number in (0, 8]");
+    const scale =
+      values.scale === undefined || values.scale === 'auto'
+        ? ('auto' as const)
+        : numberFlag(values.scale, '--scale', 1, (v) => v > 0 && v <= 8, "'auto' or a number in (0, 8]");
     const threads = threadsFlag(values.threads);
 
     // Inputs first, so a bad folder fails before the model is loaded and nothing is written.

@@ -18,13 +18,21 @@
  * `images/`, the annotations folder itself); YOLO's data.yaml says.
  * Node only.
  */
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync , type Stats } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync, type Stats } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { ExtdError } from '@extd/core/utils/errors';
 import { parseCoco, looksLikeCoco } from '@extd/core/data/coco';
 import {
-  DatasetBuilder, describeCategory, isSelected, READ_DEFAULTS, selectImages, summaryLine, checkUniqueKeys,
-  type AnnotationFormat, type FaceDataset, type ReadOptions,
+  DatasetBuilder,
+  describeCategory,
+  isSelected,
+  READ_DEFAULTS,
+  selectImages,
+  summaryLine,
+  checkUniqueKeys,
+  type AnnotationFormat,
+  type FaceDataset,
+  type ReadOptions,
 } from '@extd/core/data/dataset';
 import { parseWiderAnnotations, type WiderImageAnnotation } from '@extd/core/data/wider-annotations';
 import { parseWiderMat } from '@extd/core/data/wider-mat';
@@ -67,14 +75,17 @@ export function detectAnnotationFormat(path: string): { format: AnnotationFormat
     if (xmlFiles(path).length > 0) return { format: 'voc', path };
     const ann = join(path, 'Annotations');
     if (existsSync(ann) && statSync(ann).isDirectory() && xmlFiles(ann).length > 0) return { format: 'voc', path: ann };
-    throw new ExtdError(`${path}: no annotations recognised in this folder (expected Pascal VOC .xml files, a YOLO dataset with data.yaml, or the WIDER kit's ground_truth folder)`);
+    throw new ExtdError(
+      `${path}: no annotations recognised in this folder (expected Pascal VOC .xml files, a YOLO dataset with data.yaml, or the WIDER kit's ground_truth folder)`,
+    );
   }
   const head = readHead(path);
   if (head.startsWith('MATLAB 5.0 MAT-file')) {
     const kit = basename(path) === 'wider_face_val.mat' && ['easy', 'medium', 'hard'].every((s) => existsSync(join(dirname(path), `wider_${s}_val.mat`)));
     return { format: 'wider-mat', path, kit };
   }
-  if (head.startsWith('MATLAB 7.3 MAT-file')) throw new ExtdError(`${path}: a MATLAB v7.3 (HDF5) file; WIDER annotations are read from the v5 .mat files (wider_face_train.mat, wider_face_val.mat)`);
+  if (head.startsWith('MATLAB 7.3 MAT-file'))
+    throw new ExtdError(`${path}: a MATLAB v7.3 (HDF5) file; WIDER annotations are read from the v5 .mat files (wider_face_train.mat, wider_face_val.mat)`);
   const text = head.replace(/^\ufeff/, '');
   if (/^\s*\{/.test(text)) {
     if (looksLikeCoco(text)) return { format: 'coco', path };
@@ -82,7 +93,11 @@ export function detectAnnotationFormat(path: string): { format: AnnotationFormat
   }
   if (/^\s*</.test(text)) return { format: 'voc', path };
   if (looksLikeYoloYaml(text)) return { format: 'yolo', path };
-  const first = text.split(/\r?\n/).find((l) => l.trim() !== '')?.trim() ?? '';
+  const first =
+    text
+      .split(/\r?\n/)
+      .find((l) => l.trim() !== '')
+      ?.trim() ?? '';
   if (/^\S+\.(jpe?g|png)$/i.test(first)) return { format: 'wider-text', path };
   throw new ExtdError(
     `${path}: annotation format not recognised (first line '${first.slice(0, 50)}'); expected WIDER text or .mat, COCO JSON, a Pascal VOC folder of .xml, or a YOLO data.yaml`,
@@ -106,10 +121,10 @@ export async function readFaceDataset(path: string, options: Partial<DatasetOpti
   switch (found.format) {
     case 'wider-text':
     case 'wider-mat': {
-      if (o.images === undefined) throw new ExtdError(`${path}: WIDER annotations name images relative to a folder; pass --images DIR (e.g. WIDER_train/images)`);
-      const annotations = found.format === 'wider-text'
-        ? parseWiderAnnotations(readText(found.path), found.path)
-        : parseWiderMat(readBytes(found.path), found.path);
+      if (o.images === undefined)
+        throw new ExtdError(`${path}: WIDER annotations name images relative to a folder; pass --images DIR (e.g. WIDER_train/images)`);
+      const annotations =
+        found.format === 'wider-text' ? parseWiderAnnotations(readText(found.path), found.path) : parseWiderMat(readBytes(found.path), found.path);
       d = fromWider(annotations, found.format, path, o.images);
       if (found.kit) d.widerKitDir = dirname(found.path);
       break;
@@ -146,7 +161,14 @@ export async function readFaceDataset(path: string, options: Partial<DatasetOpti
 export function fromWider(annotations: readonly WiderImageAnnotation[], format: AnnotationFormat, source: string, imagesDir: string): FaceDataset {
   const b = new DatasetBuilder();
   for (const a of annotations) {
-    b.addImage(a.path, 0, 0, a.faces.map((f) => [f.x, f.y, f.x + f.w, f.y + f.h] as const), a.faces.map((f) => f.invalid !== 0), source);
+    b.addImage(
+      a.path,
+      0,
+      0,
+      a.faces.map((f) => [f.x, f.y, f.x + f.w, f.y + f.h] as const),
+      a.faces.map((f) => f.invalid !== 0),
+      source,
+    );
   }
   const d = b.build(format, source, imagesDir, []);
   d.wider = [...annotations];
@@ -161,7 +183,10 @@ export function readListFile(path: string): string[] {
   } catch (err) {
     throw new ExtdError(`cannot read image list ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
-  const out = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  const out = text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
   if (out.length === 0) throw new ExtdError(`${path}: the image list is empty`);
   return out;
 }
@@ -174,7 +199,9 @@ export function checkImagesExist(d: FaceDataset): void {
   if (!existsSync(d.imagesDir) || !statSync(d.imagesDir).isDirectory()) throw new ExtdError(`images folder not found: ${d.imagesDir} (for ${d.source})`);
   const missing = d.images.filter((im) => !existsSync(join(d.imagesDir, im.file)));
   if (missing.length > 0) {
-    throw new ExtdError(`${missing.length} of ${d.images.length} images of ${d.source} are missing from ${d.imagesDir}, first: ${missing[0]!.file} (annotated in ${missing[0]!.origin})`);
+    throw new ExtdError(
+      `${missing.length} of ${d.images.length} images of ${d.source} are missing from ${d.imagesDir}, first: ${missing[0]!.file} (annotated in ${missing[0]!.origin})`,
+    );
   }
 }
 
@@ -223,18 +250,25 @@ async function readVoc(annPath: string, source: string, o: DatasetOptions): Prom
   for (const { a } of parsed) for (const ob of a.objects) names.set(ob.name, (names.get(ob.name) ?? 0) + 1);
   const classes = [...names.keys()].filter((n) => isSelected(o.category, n)).sort();
   if (classes.length === 0 && b.problems.length === 0) {
-    const have = [...names].sort((x, y) => y[1] - x[1]).map(([n, c]) => `${n} (${c})`).join(', ') || 'none';
-    throw new ExtdError(`${source}: no object named ${describeCategory(o.category)} in ${parsed.length} files (names: ${have}); choose with --category NAME[,NAME...] or --category all`);
+    const have =
+      [...names]
+        .sort((x, y) => y[1] - x[1])
+        .map(([n, c]) => `${n} (${c})`)
+        .join(', ') || 'none';
+    throw new ExtdError(
+      `${source}: no object named ${describeCategory(o.category)} in ${parsed.length} files (names: ${have}); choose with --category NAME[,NAME...] or --category all`,
+    );
   }
   let imagesDir = o.images;
   if (imagesDir === undefined && parsed.length > 0) {
     const first = parsed[0]!.a;
-    const candidates = [...new Set([
-      first.folder ? resolve(annDir, '..', first.folder) : '',
-      resolve(annDir, '..', 'JPEGImages'),
-      resolve(annDir, '..', 'images'),
-      resolve(annDir),
-    ].filter((c) => c !== ''))];
+    const candidates = [
+      ...new Set(
+        [first.folder ? resolve(annDir, '..', first.folder) : '', resolve(annDir, '..', 'JPEGImages'), resolve(annDir, '..', 'images'), resolve(annDir)].filter(
+          (c) => c !== '',
+        ),
+      ),
+    ];
     imagesDir = candidates.find((c) => imageFile(c, first.filename) !== undefined);
     if (imagesDir === undefined) {
       throw new ExtdError(`${parsed[0]!.file}: image '${first.filename}' not found in ${candidates.join(', ')}; pass --images DIR`);
@@ -254,7 +288,14 @@ async function readVoc(annPath: string, source: string, o: DatasetOptions): Prom
     if ((width === 0 || height === 0) && existsSync(join(imagesDir, rel))) ({ width, height } = await readImageSize(join(imagesDir, rel)));
     const faces = a.objects.filter((ob) => isSelected(o.category, ob.name));
     b.stats.otherClasses += a.objects.length - faces.length;
-    b.addImage(rel, width, height, faces.map((f) => f.box), faces.map((f) => f.difficult), file);
+    b.addImage(
+      rel,
+      width,
+      height,
+      faces.map((f) => f.box),
+      faces.map((f) => f.difficult),
+      file,
+    );
   }
   return b.build('voc', source, imagesDir, classes);
 }

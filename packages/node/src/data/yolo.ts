@@ -72,7 +72,10 @@ export async function readYoloDataset(yamlPath: string, split: YoloSplit, option
   const nc = y.get('nc');
   if (typeof nc === 'string' && Number(nc) !== names.length) throw new ExtdError(`${yamlPath}: nc is ${nc} but names lists ${names.length} classes`);
   const selected = new Set(names.map((n, i) => (isSelected(category, n) ? i : -1)).filter((i) => i >= 0));
-  if (selected.size === 0) throw new ExtdError(`${yamlPath}: no class named ${describeCategory(category)} (names: ${names.join(', ') || 'none'}); choose with --category NAME[,NAME...] or --category all`);
+  if (selected.size === 0)
+    throw new ExtdError(
+      `${yamlPath}: no class named ${describeCategory(category)} (names: ${names.join(', ') || 'none'}); choose with --category NAME[,NAME...] or --category all`,
+    );
 
   const yamlDir = dirname(resolve(yamlPath));
   const rootEntry = y.get('path');
@@ -114,14 +117,16 @@ export async function readYoloDataset(yamlPath: string, split: YoloSplit, option
         const f = line.split(/\s+/).map(Number);
         if (f.some((v) => !Number.isFinite(v))) return b.problem(`${where}: '${line.slice(0, 60)}' has a field that is not a number`);
         const cls = f[0]!;
-        if (!Number.isInteger(cls) || cls < 0 || cls >= names.length) return b.problem(`${where}: class ${cls} is not an index 0..${names.length - 1} of names`);
+        if (!Number.isInteger(cls) || cls < 0 || cls >= names.length)
+          return b.problem(`${where}: class ${cls} is not an index 0..${names.length - 1} of names`);
         let box: [number, number, number, number];
         if (f.length === 5) {
           const [, cx, cy, w, h] = f as [number, number, number, number, number];
           if (w < 0 || h < 0) return b.problem(`${where}: negative width or height`);
           box = [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height];
         } else if (f.length >= 7 && f.length % 2 === 1) {
-          const xs = f.filter((_, k) => k > 0 && k % 2 === 1), ys = f.filter((_, k) => k > 0 && k % 2 === 0);
+          const xs = f.filter((_, k) => k > 0 && k % 2 === 1),
+            ys = f.filter((_, k) => k > 0 && k % 2 === 0);
           box = [Math.min(...xs) * width, Math.min(...ys) * height, Math.max(...xs) * width, Math.max(...ys) * height];
         } else {
           return b.problem(`${where}: ${f.length} fields, expected 5 (class cx cy w h) or a polygon (class x1 y1 x2 y2 x3 y3 ...)`);
@@ -133,9 +138,21 @@ export async function readYoloDataset(yamlPath: string, split: YoloSplit, option
         boxes.push(box);
       });
     }
-    b.addImage(rel, width, height, boxes, boxes.map(() => false), existsSync(labelPath) ? labelPath : img);
+    b.addImage(
+      rel,
+      width,
+      height,
+      boxes,
+      boxes.map(() => false),
+      existsSync(labelPath) ? labelPath : img,
+    );
   }
-  return b.build('yolo', yamlPath, imagesDir, names.filter((_, i) => selected.has(i)));
+  return b.build(
+    'yolo',
+    yamlPath,
+    imagesDir,
+    names.filter((_, i) => selected.has(i)),
+  );
 }
 
 function locate(root: string, entry: string): string | undefined {
@@ -164,14 +181,16 @@ function listImagesRecursive(dir: string): string[] {
 
 function readListFile(path: string, root: string): string[] {
   const out: string[] = [];
-  readFileSync(path, 'utf8').split(/\r?\n/).forEach((raw, i) => {
-    const line = raw.trim();
-    if (line === '' || line.startsWith('#')) return;
-    const candidates = isAbsolute(line) ? [line] : [resolve(dirname(path), line), resolve(root, line)];
-    const p = candidates.find((c) => existsSync(c));
-    if (!p) throw new ExtdError(`${path}:${i + 1}: image '${line}' not found`);
-    out.push(p);
-  });
+  readFileSync(path, 'utf8')
+    .split(/\r?\n/)
+    .forEach((raw, i) => {
+      const line = raw.trim();
+      if (line === '' || line.startsWith('#')) return;
+      const candidates = isAbsolute(line) ? [line] : [resolve(dirname(path), line), resolve(root, line)];
+      const p = candidates.find((c) => existsSync(c));
+      if (!p) throw new ExtdError(`${path}:${i + 1}: image '${line}' not found`);
+      out.push(p);
+    });
   return out;
 }
 
@@ -180,7 +199,10 @@ export function labelFileOf(imagePath: string): string {
   const norm = imagePath.split(sep).join('/');
   const k = norm.lastIndexOf('/images/');
   const swapped = k >= 0 ? `${norm.slice(0, k)}/labels/${norm.slice(k + 8)}` : norm;
-  return swapped.replace(/\.[^./]+$/, '.txt').split('/').join(sep);
+  return swapped
+    .replace(/\.[^./]+$/, '.txt')
+    .split('/')
+    .join(sep);
 }
 
 /** Width and height of an image file from its header, EXIF orientation applied. */

@@ -50,7 +50,9 @@ export function readBaselineCurve(path: string): PrCurve {
   } else if (version === 0x0200) {
     pr = readHdf5Curve(bytes, path);
   } else {
-    throw new ExtdError(`${path}: byte 124: not a MATLAB v5 or v7.3 MAT-file (version field ${version === undefined ? 'unreadable' : `0x${version.toString(16)}`})`);
+    throw new ExtdError(
+      `${path}: byte 124: not a MATLAB v5 or v7.3 MAT-file (version field ${version === undefined ? 'unreadable' : `0x${version.toString(16)}`})`,
+    );
   }
   // Column-major N x 2 (v5) and HDF5's transposed 2 x N row-major (v7.3) have the same flat layout.
   const n = pr.rows;

@@ -51,7 +51,11 @@ export function apGroundTruth(d: FaceDataset): ApGroundTruth[] {
 export function widerGroundTruth(d: FaceDataset): GroundTruthImage[] {
   if (!d.widerKitDir && !d.wider) throw new ExtdError(`${d.source}: not a WIDER FACE dataset`);
   const gt = d.widerKitDir ? loadWiderGroundTruth(d.widerKitDir) : groundTruthFromAnnotations(d.wider!, d.source);
-  return restrictGroundTruth(gt, d.images.map((im) => im.file), d.source);
+  return restrictGroundTruth(
+    gt,
+    d.images.map((im) => im.file),
+    d.source,
+  );
 }
 
 /** Detections as xyxy pixel boxes and scores, by image key. */
@@ -66,7 +70,8 @@ export function scoreDataset(d: FaceDataset, detections: DetectionsByKey): Datas
       const n = v.scores.length;
       const boxes = new Float64Array(4 * n);
       for (let i = 0; i < n; i++) {
-        const x1 = v.boxes[4 * i]!, y1 = v.boxes[4 * i + 1]!;
+        const x1 = v.boxes[4 * i]!,
+          y1 = v.boxes[4 * i + 1]!;
         boxes.set([x1, y1, v.boxes[4 * i + 2]! - x1 + 1, v.boxes[4 * i + 3]! - y1 + 1], 4 * i);
       }
       preds.set(k, { boxes, scores: Float64Array.from(v.scores) });
@@ -74,7 +79,11 @@ export function scoreDataset(d: FaceDataset, detections: DetectionsByKey): Datas
     const r = evaluateWider(widerGroundTruth(d), preds);
     const metric = WIDER_SETTINGS.reduce((a, s) => a + r[s].ap, 0) / WIDER_SETTINGS.length;
     return {
-      protocol: 'wider', metric, metricName: 'mean of easy, medium and hard AP', wider: r, images: r.images,
+      protocol: 'wider',
+      metric,
+      metricName: 'mean of easy, medium and hard AP',
+      wider: r,
+      images: r.images,
       description: d.widerKitDir
         ? 'official WIDER FACE algorithm (IoU 0.5, 1000 thresholds, VOC all-point AP), ground truth of the evaluation kit restricted to the evaluated images'
         : 'official WIDER FACE algorithm (IoU 0.5, 1000 thresholds, VOC all-point AP) on an annotation file: every valid face in all three settings',
@@ -107,7 +116,8 @@ export async function evaluateDetector(detector: PassDetector, d: FaceDataset, o
 
 /** One line: `AP@0.5 0.8123 (171 images, 812 faces)` or `easy 0.9 medium 0.8 hard 0.5 (...)`. */
 export function formatScore(s: DatasetScore): string {
-  if (s.ap50) return `AP@0.5 ${s.ap50.ap.toFixed(4)} (${s.images} images, ${s.ap50.faces} faces${s.ap50.ignoredFaces ? `, ${s.ap50.ignoredFaces} ignored` : ''})`;
+  if (s.ap50)
+    return `AP@0.5 ${s.ap50.ap.toFixed(4)} (${s.images} images, ${s.ap50.faces} faces${s.ap50.ignoredFaces ? `, ${s.ap50.ignoredFaces} ignored` : ''})`;
   const w = s.wider!;
   return `${WIDER_SETTINGS.map((k) => `${k} ${w[k].ap.toFixed(4)}`).join(' ')} (${s.images} images, WIDER protocol)`;
 }

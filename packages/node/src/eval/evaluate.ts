@@ -29,7 +29,14 @@ import { loadGroundTruth, restrictGroundTruth } from './ground-truth.js';
 import { prCurvesPng, prCurvesSvg } from './plot.js';
 import { readPredictions } from './predictions-node.js';
 import {
-  defaultBaselinesDir, formatApTable, listImages, predictFolder, readImageList, resolveImagePath, scorePredictions, writeReport,
+  defaultBaselinesDir,
+  formatApTable,
+  listImages,
+  predictFolder,
+  readImageList,
+  resolveImagePath,
+  scorePredictions,
+  writeReport,
   type PredictionSettings,
 } from './run-node.js';
 
@@ -100,9 +107,10 @@ async function openDetector(o: EvaluateModelOptions): Promise<{ detector: NodeDe
   const modelName = o.model ?? DEFAULT_MODEL_NAME;
   const detector = await createDetector({ model: modelPath, variant: o.variant, threads: o.threads, precision: o.precision, calibration: o.calibration });
   // float32 keeps the settings older folders recorded; int8 adds its precision and the ranges' file.
-  const int8Settings: Record<string, string> = detector.precision === 'int8'
-    ? { precision: 'int8', calibration: sha256File(o.calibration ?? (isBundledModelName(modelName) ? bundledCalibrationPath(modelName) : null)) }
-    : {};
+  const int8Settings: Record<string, string> =
+    detector.precision === 'int8'
+      ? { precision: 'int8', calibration: sha256File(o.calibration ?? (isBundledModelName(modelName) ? bundledCalibrationPath(modelName) : null)) }
+      : {};
   const settings = { model: sha256File(modelPath), variant: detector.variant, protocol: o.protocol, scale: o.scale, ...int8Settings };
   const how = (o.scale === 1 ? o.protocol : `${o.protocol} at scale ${o.scale}`) + (detector.precision === 'int8' ? ', int8' : '');
   return { detector, modelName, settings, how };
@@ -162,18 +170,23 @@ async function evaluateWiderSet(o: EvaluateModelOptions): Promise<EvaluateModelR
   const { predicted, skipped } = await predict(o, detector, settings, imagesDir, images, predDir);
 
   const r = scorePredictions({ predDir, gtDir: o.gt, images, source, groundTruth });
-  const files = await writeReport(o.out, r, {
-    name: `${variant} (${how})`,
-    model: modelName,
-    variant,
-    protocol: o.protocol,
-    scale: o.scale,
-    precision,
-    imagesDir,
-    list: o.list ?? null,
-    gt: o.gt,
-    groundTruth: groundTruth.source === 'kit' ? 'WIDER FACE validation (evaluation kit)' : 'annotation file, every valid face in all settings',
-  }, o.baselines ?? defaultBaselinesDir(o.gt));
+  const files = await writeReport(
+    o.out,
+    r,
+    {
+      name: `${variant} (${how})`,
+      model: modelName,
+      variant,
+      protocol: o.protocol,
+      scale: o.scale,
+      precision,
+      imagesDir,
+      list: o.list ?? null,
+      gt: o.gt,
+      groundTruth: groundTruth.source === 'kit' ? 'WIDER FACE validation (evaluation kit)' : 'annotation file, every valid face in all settings',
+    },
+    o.baselines ?? defaultBaselinesDir(o.gt),
+  );
   return { modelName, variant, precision, how, images: r.images, predicted, skipped, report: [formatApTable(r)], files };
 }
 
@@ -237,7 +250,13 @@ async function evaluateAnnotatedSet(o: EvaluateModelOptions): Promise<EvaluateMo
   writeFileAtomic(join(o.out, 'pr.png'), await prCurvesPng([curve], { title }));
   writeFileAtomic(join(o.out, 'pr.svg'), prCurvesSvg([curve], { title }));
   return {
-    modelName, variant, precision, how, images: r.images, predicted, skipped,
+    modelName,
+    variant,
+    precision,
+    how,
+    images: r.images,
+    predicted,
+    skipped,
     report: [formatScore(score), `evaluation: ${score.description}`],
     files: [apPath, join(o.out, 'pr.png'), join(o.out, 'pr.svg')],
   };

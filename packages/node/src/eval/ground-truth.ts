@@ -38,7 +38,9 @@ export function loadGroundTruth(path: string): WiderGroundTruth {
   try {
     isFile = statSync(path).isFile();
   } catch (err) {
-    throw new ExtdError(`cannot read ground truth ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)} (expected the kit's eval_tools/ground_truth folder or a *_bbx_gt.txt file)`);
+    throw new ExtdError(
+      `cannot read ground truth ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)} (expected the kit's eval_tools/ground_truth folder or a *_bbx_gt.txt file)`,
+    );
   }
   if (!isFile) return loadWiderGroundTruth(path);
   const bytes = readFileSync(path);
@@ -155,7 +157,9 @@ function readMat(path: string): Map<string, MatValue> {
   try {
     bytes = readFileSync(path);
   } catch (err) {
-    throw new ExtdError(`cannot read WIDER ground truth ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)} (--gt must be the kit's eval_tools/ground_truth folder)`);
+    throw new ExtdError(
+      `cannot read WIDER ground truth ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)} (--gt must be the kit's eval_tools/ground_truth folder)`,
+    );
   }
   return parseMat5(bytes, path);
 }

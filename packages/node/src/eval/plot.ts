@@ -34,17 +34,42 @@ type Prim =
 
 // Distinct colours for up to ~24 baselines; ours is always red.
 const PALETTE = [
-  '#1f77b4', '#ff7f0e', '#2ca02c', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf', '#393b79',
-  '#637939', '#8c6d31', '#843c39', '#7b4173', '#3182bd', '#e6550d', '#31a354', '#756bb1', '#636363', '#6baed6',
-  '#fd8d3c', '#74c476', '#9e9ac8', '#969696',
+  '#1f77b4',
+  '#ff7f0e',
+  '#2ca02c',
+  '#9467bd',
+  '#8c564b',
+  '#e377c2',
+  '#7f7f7f',
+  '#bcbd22',
+  '#17becf',
+  '#393b79',
+  '#637939',
+  '#8c6d31',
+  '#843c39',
+  '#7b4173',
+  '#3182bd',
+  '#e6550d',
+  '#31a354',
+  '#756bb1',
+  '#636363',
+  '#6baed6',
+  '#fd8d3c',
+  '#74c476',
+  '#9e9ac8',
+  '#969696',
 ];
 const OURS = '#d62728';
 
 function layout(curves: readonly PlotCurve[], options: Partial<PlotOptions>): { prims: Prim[]; opts: PlotOptions } {
   const opts = { ...PLOT_DEFAULTS, ...options };
   const { width: W, height: H } = opts;
-  const left = 70, right = 20, top = opts.title ? 44 : 16, bottom = 56;
-  const pw = W - left - right, ph = H - top - bottom;
+  const left = 70,
+    right = 20,
+    top = opts.title ? 44 : 16,
+    bottom = 56;
+  const pw = W - left - right,
+    ph = H - top - bottom;
   const X = (r: number) => left + r * pw;
   const Y = (p: number) => top + (1 - p) * ph;
   const prims: Prim[] = [{ kind: 'rect', x: 0, y: 0, w: W, h: H, fill: '#ffffff' }];
@@ -73,7 +98,8 @@ function layout(curves: readonly PlotCurve[], options: Partial<PlotOptions>): { 
   for (const c of [...shown].reverse().sort((a, b) => Number(!!a.highlight) - Number(!!b.highlight))) {
     const pts: number[] = [];
     for (let i = 0; i < c.recall.length; i++) {
-      const r = c.recall[i]!, p = c.precision[i]!;
+      const r = c.recall[i]!,
+        p = c.precision[i]!;
       // Thresholds with no proposals have no defined precision: not part of the curve.
       if (!Number.isFinite(r) || !Number.isFinite(p) || (r === 0 && p === 0)) continue;
       pts.push(X(Math.min(1, Math.max(0, r))), Y(Math.min(1, Math.max(0, p))));
@@ -86,7 +112,8 @@ function layout(curves: readonly PlotCurve[], options: Partial<PlotOptions>): { 
   const size = Math.max(9, Math.min(13, rowH - 3));
   const boxW = Math.min(pw * 0.62, 44 + size * 0.62 * Math.max(...shown.map((c) => legendLabel(c).length), 10));
   const boxH = rowH * shown.length + 10;
-  const bx = X(0) + 10, by = Y(0) - boxH - 10;
+  const bx = X(0) + 10,
+    by = Y(0) - boxH - 10;
   prims.push({ kind: 'rect', x: bx, y: by, w: boxW, h: boxH, fill: 'rgba(255,255,255,0.9)', stroke: '#999' });
   shown.forEach((c, i) => {
     const y = by + 5 + rowH * (i + 0.5);

@@ -177,7 +177,10 @@ export interface ScoreOptions {
 export function scorePredictions(o: ScoreOptions): WiderResult {
   const gt = o.groundTruth ?? loadGroundTruth(o.gtDir);
   const subset = restrictGroundTruth(gt, o.images, o.source);
-  const preds = readPredictions(o.predDir, subset.map((g) => g.key));
+  const preds = readPredictions(
+    o.predDir,
+    subset.map((g) => g.key),
+  );
   return evaluateWider(subset, preds);
 }
 

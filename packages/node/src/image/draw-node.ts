@@ -12,10 +12,13 @@ export function facesSvg(width: number, height: number, faces: Face[]): string {
   const stroke = Math.max(2, Math.round(Math.min(width, height) / 300));
   const font = Math.max(10, Math.round(Math.min(width, height) / 60));
   const items = faces.map(({ box, score }) => {
-    const x = box.x.toFixed(1), y = box.y.toFixed(1);
+    const x = box.x.toFixed(1),
+      y = box.y.toFixed(1);
     const ty = Math.max(font, box.y - stroke).toFixed(1);
-    return `<rect x="${x}" y="${y}" width="${box.width.toFixed(1)}" height="${box.height.toFixed(1)}" fill="none" stroke="#00e676" stroke-width="${stroke}"/>` +
-      `<text x="${x}" y="${ty}" font-family="sans-serif" font-size="${font}" fill="#00e676" stroke="#000" stroke-width="0.6">${score.toFixed(2)}</text>`;
+    return (
+      `<rect x="${x}" y="${y}" width="${box.width.toFixed(1)}" height="${box.height.toFixed(1)}" fill="none" stroke="#00e676" stroke-width="${stroke}"/>` +
+      `<text x="${x}" y="${ty}" font-family="sans-serif" font-size="${font}" fill="#00e676" stroke="#000" stroke-width="0.6">${score.toFixed(2)}</text>`
+    );
   });
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${items.join('')}</svg>`;
 }

@@ -33,7 +33,10 @@ export class SvgContext {
   private readonly parts: string[] = [];
   private path: number[][] = [];
 
-  constructor(readonly width: number, readonly height: number) {}
+  constructor(
+    readonly width: number,
+    readonly height: number,
+  ) {}
 
   private opacity(): string {
     return this.globalAlpha < 1 ? ` opacity="${this.globalAlpha}"` : '';
@@ -44,7 +47,9 @@ export class SvgContext {
   }
 
   strokeRect(x: number, y: number, w: number, h: number): void {
-    this.parts.push(`<rect x="${n(x)}" y="${n(y)}" width="${n(w)}" height="${n(h)}" fill="none" stroke="${this.strokeStyle}" stroke-width="${this.lineWidth}"${this.opacity()}/>`);
+    this.parts.push(
+      `<rect x="${n(x)}" y="${n(y)}" width="${n(w)}" height="${n(h)}" fill="none" stroke="${this.strokeStyle}" stroke-width="${this.lineWidth}"${this.opacity()}/>`,
+    );
   }
 
   beginPath(): void {
@@ -63,7 +68,9 @@ export class SvgContext {
   stroke(): void {
     const pts = this.path.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y)).map(([x, y]) => `${n(x!)},${n(y!)}`);
     if (pts.length < 2) return;
-    this.parts.push(`<polyline points="${pts.join(' ')}" fill="none" stroke="${this.strokeStyle}" stroke-width="${this.lineWidth}" stroke-linejoin="${this.lineJoin}"${this.opacity()}/>`);
+    this.parts.push(
+      `<polyline points="${pts.join(' ')}" fill="none" stroke="${this.strokeStyle}" stroke-width="${this.lineWidth}" stroke-linejoin="${this.lineJoin}"${this.opacity()}/>`,
+    );
   }
 
   /** Text with its baseline at y; `rotate` turns it -90 degrees about (x, y) (a y-axis label). */
@@ -73,12 +80,20 @@ export class SvgContext {
     const family = m ? m[3]!.replace(/"/g, "'") : SVG_FONT;
     const anchor = this.textAlign === 'left' ? 'start' : this.textAlign === 'right' ? 'end' : 'middle';
     const rot = rotate ? ` transform="rotate(-90 ${n(x)} ${n(y)})"` : '';
-    this.parts.push(`<text x="${n(x)}" y="${n(y)}" font-size="${size}" font-family="${family}" fill="${this.fillStyle}" text-anchor="${anchor}"${m?.[1] ? ' font-weight="bold"' : ''}${rot}${this.opacity()}>${escapeXml(text)}</text>`);
+    this.parts.push(
+      `<text x="${n(x)}" y="${n(y)}" font-size="${size}" font-family="${family}" fill="${this.fillStyle}" text-anchor="${anchor}"${m?.[1] ? ' font-weight="bold"' : ''}${rot}${this.opacity()}>${escapeXml(text)}</text>`,
+    );
   }
 
   /** The drawing as an SVG document. */
   toSvg(): string {
-    return [`<svg xmlns="http://www.w3.org/2000/svg" width="${this.width}" height="${this.height}" viewBox="0 0 ${this.width} ${this.height}">`, ...this.parts, '</svg>'].join('\n') + '\n';
+    return (
+      [
+        `<svg xmlns="http://www.w3.org/2000/svg" width="${this.width}" height="${this.height}" viewBox="0 0 ${this.width} ${this.height}">`,
+        ...this.parts,
+        '</svg>',
+      ].join('\n') + '\n'
+    );
   }
 }
 

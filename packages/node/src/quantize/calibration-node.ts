@@ -28,7 +28,9 @@ export async function readCalibrationFile(path: string, model: LoadedModel): Pro
     text = await readFile(path, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new ExtdError(`calibration ${path}: ${code === 'ENOENT' ? 'file not found' : code === 'EISDIR' ? 'is a directory, expected a .json file' : (e as Error).message}`);
+    throw new ExtdError(
+      `calibration ${path}: ${code === 'ENOENT' ? 'file not found' : code === 'EISDIR' ? 'is a directory, expected a .json file' : (e as Error).message}`,
+    );
   }
   let value: unknown;
   try {

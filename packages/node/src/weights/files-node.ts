@@ -26,10 +26,6 @@ export async function readWeightsFile(path: string): Promise<WeightsContent> {
 }
 
 /** Write tensors (and string metadata) as a .safetensors file, atomically. */
-export function writeSafetensorsFile(
-  path: string,
-  tensors: Map<string, Tensor> | Record<string, Tensor>,
-  metadata?: Record<string, string>,
-): void {
+export function writeSafetensorsFile(path: string, tensors: Map<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>): void {
   writeFileAtomic(path, writeSafetensors(tensors, metadata));
 }

@@ -100,9 +100,11 @@ export async function plotTrainingLog(points: Point[], options: { smooth: number
   const lossH = Math.round(panels * (val.length > 0 ? 0.5 : 0.72));
   const lrTop = margin.top + lossH + 30;
   const lrH = Math.round(val.length > 0 ? panels * 0.16 : H - margin.bottom - lrTop);
-  const x0 = margin.left, x1 = W - margin.right;
+  const x0 = margin.left,
+    x1 = W - margin.right;
   const iters = [...points.map((p) => p.iter), ...val.map((v) => v.iter)];
-  const minIt = Math.min(...iters), maxIt = Math.max(maxOf(iters), minIt + 1);
+  const minIt = Math.min(...iters),
+    maxIt = Math.max(maxOf(iters), minIt + 1);
   const xOf = (it: number) => x0 + ((it - minIt) / (maxIt - minIt)) * (x1 - x0);
 
   const series = [
@@ -121,9 +123,19 @@ export async function plotTrainingLog(points: Point[], options: { smooth: number
   axes(g, x0, x1, margin.top, margin.top + lossH, minIt, maxIt, 0, yMax, (v) => v.toFixed(yMax < 10 ? 1 : 0));
   series.forEach((s, k) => {
     g.globalAlpha = 0.2;
-    line(g, points.map((p, i) => [xOf(p.iter), yOf(s.values[i]!)]), s.color, 1);
+    line(
+      g,
+      points.map((p, i) => [xOf(p.iter), yOf(s.values[i]!)]),
+      s.color,
+      1,
+    );
     g.globalAlpha = 1;
-    line(g, points.map((p, i) => [xOf(p.iter), yOf(smoothed[k]![i]!)]), s.color, 2);
+    line(
+      g,
+      points.map((p, i) => [xOf(p.iter), yOf(smoothed[k]![i]!)]),
+      s.color,
+      2,
+    );
     g.fillStyle = s.color;
     const last = smoothed[k]!.at(-1)!;
     g.fillText(`${s.name} ${last.toFixed(3)}`, x1 - 210, margin.top + 18 + 18 * k);
@@ -134,7 +146,12 @@ export async function plotTrainingLog(points: Point[], options: { smooth: number
   const lrs = points.map((p) => p.lr);
   const lrMax = maxOf(lrs) * 1.1 || 1;
   axes(g, x0, x1, lrTop, lrTop + lrH, minIt, maxIt, 0, lrMax, (v) => v.toExponential(1));
-  line(g, points.map((p) => [xOf(p.iter), lrTop + lrH - (p.lr / lrMax) * lrH]), '#2ca02c', 2);
+  line(
+    g,
+    points.map((p) => [xOf(p.iter), lrTop + lrH - (p.lr / lrMax) * lrH]),
+    '#2ca02c',
+    2,
+  );
   g.fillStyle = '#2ca02c';
   g.fillText('learning rate', x1 - 210, lrTop + 16);
   if (val.length > 0) {
@@ -143,16 +160,21 @@ export async function plotTrainingLog(points: Point[], options: { smooth: number
     const wider = val.some((v) => v.val_protocol === 'wider');
     const curves = wider
       ? [
-        { name: 'easy', color: '#1f77b4', values: val.map((v) => v.val_easy ?? NaN) },
-        { name: 'medium', color: '#ff7f0e', values: val.map((v) => v.val_medium ?? NaN) },
-        { name: 'hard', color: '#d62728', values: val.map((v) => v.val_hard ?? NaN) },
-      ]
+          { name: 'easy', color: '#1f77b4', values: val.map((v) => v.val_easy ?? NaN) },
+          { name: 'medium', color: '#ff7f0e', values: val.map((v) => v.val_medium ?? NaN) },
+          { name: 'hard', color: '#d62728', values: val.map((v) => v.val_hard ?? NaN) },
+        ]
       : [{ name: 'val AP@0.5', color: '#9467bd', values: val.map((v) => v.val_metric) }];
     const vMax = Math.min(1, maxOf(curves.flatMap((c) => c.values)) * 1.1) || 1;
     const yv = (v: number) => vTop + vH - (v / vMax) * vH;
     axes(g, x0, x1, vTop, vTop + vH, minIt, maxIt, 0, vMax, (v) => v.toFixed(2));
     curves.forEach((c, k) => {
-      line(g, val.map((v, i) => [xOf(v.iter), yv(c.values[i]!)]), c.color, 2);
+      line(
+        g,
+        val.map((v, i) => [xOf(v.iter), yv(c.values[i]!)]),
+        c.color,
+        2,
+      );
       g.fillStyle = c.color;
       for (let i = 0; i < val.length; i++) g.fillRect(xOf(val[i]!.iter) - 2, yv(c.values[i]!) - 2, 5, 5);
       g.fillText(`${c.name} ${c.values.at(-1)!.toFixed(3)}`, x1 - 210, vTop + 16 + 18 * k);
@@ -185,7 +207,18 @@ function line(g: Ctx, pts: number[][], color: string, width: number): void {
   g.stroke();
 }
 
-function axes(g: Ctx, x0: number, x1: number, top: number, bottom: number, xMin: number, xMax: number, yMin: number, yMax: number, fmt: (v: number) => string): void {
+function axes(
+  g: Ctx,
+  x0: number,
+  x1: number,
+  top: number,
+  bottom: number,
+  xMin: number,
+  xMax: number,
+  yMin: number,
+  yMax: number,
+  fmt: (v: number) => string,
+): void {
   g.strokeStyle = '#ccc';
   g.lineWidth = 1;
   g.fillStyle = '#333';
@@ -228,7 +261,13 @@ export const command: Command = {
     }
     if (isDir) path = join(path, 'log.jsonl');
     const { points, val } = readLogLines(path);
-    const smooth = numberFlag(values.smooth, '--smooth', Math.max(1, Math.round(points.length / 50)), (v) => Number.isInteger(v) && v >= 1, 'a positive integer');
+    const smooth = numberFlag(
+      values.smooth,
+      '--smooth',
+      Math.max(1, Math.round(points.length / 50)),
+      (v) => Number.isInteger(v) && v >= 1,
+      'a positive integer',
+    );
     const width = numberFlag(values.width, '--width', 1000, (v) => Number.isInteger(v) && v >= 300 && v <= 8000, 'an integer from 300 to 8000');
     const out = values.out ?? join(path, '..', 'loss.png');
     const vals = val.length > 0 ? `, ${val.length} validations` : '';

@@ -112,12 +112,7 @@ export interface AugmentedSample {
 }
 
 /** Full pipeline to network input: augmentImage + toNetworkInput + box normalisation. */
-export function augment(
-  image: RgbImage,
-  boxesXyxyPx: Float32Array,
-  rng: Rng,
-  options: Partial<AugmentOptions> = {},
-): AugmentedSample {
+export function augment(image: RgbImage, boxesXyxyPx: Float32Array, rng: Rng, options: Partial<AugmentOptions> = {}): AugmentedSample {
   const o = { ...AUGMENT_DEFAULTS, ...options };
   const r = augmentImage(image, boxesXyxyPx, rng, o);
   const boxes = r.boxes;
@@ -126,12 +121,7 @@ export function augment(
 }
 
 /** Steps 1-5: the augmented pixels and boxes in output pixels (drawable). */
-export function augmentImage(
-  image: RgbImage,
-  boxesXyxyPx: Float32Array,
-  rng: Rng,
-  options: Partial<AugmentOptions> = {},
-): AugmentedImage {
+export function augmentImage(image: RgbImage, boxesXyxyPx: Float32Array, rng: Rng, options: Partial<AugmentOptions> = {}): AugmentedImage {
   const o = { ...AUGMENT_DEFAULTS, ...options };
   validate(image, boxesXyxyPx, o);
   const S = o.size;
@@ -148,9 +138,10 @@ export function augmentImage(
   let out: Float32Array = new Float32Array(0);
   let retries = 0;
   for (let attempt = 0; attempt <= o.retries; attempt++) {
-    const p = boxes.length > 0 && rng.float() < o.anchorSamplingProb
-      ? planAnchorSampling(image.width, image.height, boxes, rng, S, o.anchorSizes)
-      : planSquareCrop(image.width, image.height, boxes, rng, o.cropMinScale, o.cropMaxScale, o.cropTries);
+    const p =
+      boxes.length > 0 && rng.float() < o.anchorSamplingProb
+        ? planAnchorSampling(image.width, image.height, boxes, rng, S, o.anchorSizes)
+        : planSquareCrop(image.width, image.height, boxes, rng, o.cropMinScale, o.cropMaxScale, o.cropTries);
     const kept = dropSmallBoxes(projectBoxes(boxes, p.region, S, S), o.minFaceSize);
     if (kept.length > 0 || boxes.length === 0) {
       plan = p;
@@ -190,7 +181,10 @@ export function planAnchorSampling(
   const n = boxes.length / 4;
   if (n === 0) throw new Error('planAnchorSampling needs at least one face');
   const f = rng.int(n);
-  const x1 = boxes[4 * f]!, y1 = boxes[4 * f + 1]!, x2 = boxes[4 * f + 2]!, y2 = boxes[4 * f + 3]!;
+  const x1 = boxes[4 * f]!,
+    y1 = boxes[4 * f + 1]!,
+    x2 = boxes[4 * f + 2]!,
+    y2 = boxes[4 * f + 3]!;
   const side = Math.sqrt(Math.max((x2 - x1) * (y2 - y1), 1e-6));
   let nearest = 0;
   for (let a = 1; a < anchorSizes.length; a++) {
@@ -253,7 +247,10 @@ export function projectBoxes(boxes: Float32Array, region: RegionXywh, outW: numb
   const ry2 = region.y + region.height;
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
-    const x1 = boxes[4 * i]!, y1 = boxes[4 * i + 1]!, x2 = boxes[4 * i + 2]!, y2 = boxes[4 * i + 3]!;
+    const x1 = boxes[4 * i]!,
+      y1 = boxes[4 * i + 1]!,
+      x2 = boxes[4 * i + 2]!,
+      y2 = boxes[4 * i + 3]!;
     const cx = (x1 + x2) / 2;
     const cy = (y1 + y2) / 2;
     if (!(cx > region.x && cx < rx2 && cy > region.y && cy < ry2)) continue;
@@ -309,17 +306,14 @@ function flipImageInPlace(img: RgbImage): void {
  * RGB HWC uint8 -> CHW float32 minus the mean, written into `out` at `offset`
  * (for assembling a batch in place) or a new array.
  */
-export function toNetworkInput(
-  img: RgbImage,
-  mean: readonly number[] = RGB_MEAN,
-  out?: Float32Array,
-  offset = 0,
-): Float32Array {
+export function toNetworkInput(img: RgbImage, mean: readonly number[] = RGB_MEAN, out?: Float32Array, offset = 0): Float32Array {
   const n = img.width * img.height;
   const dst = out ?? new Float32Array(3 * n);
   if (dst.length < offset + 3 * n) throw new Error(`toNetworkInput: output has ${dst.length} floats, needs ${offset + 3 * n}`);
   const d = img.data;
-  const m0 = mean[0]!, m1 = mean[1]!, m2 = mean[2]!;
+  const m0 = mean[0]!,
+    m1 = mean[1]!,
+    m2 = mean[2]!;
   for (let i = 0; i < n; i++) {
     dst[offset + i] = d[3 * i]! - m0;
     dst[offset + n + i] = d[3 * i + 1]! - m1;
@@ -332,8 +326,10 @@ export function toNetworkInput(
 function clipToImage(boxes: Float32Array, W: number, H: number): Float32Array {
   const out: number[] = [];
   for (let i = 0; i < boxes.length; i += 4) {
-    const x1 = Math.max(0, boxes[i]!), y1 = Math.max(0, boxes[i + 1]!);
-    const x2 = Math.min(W, boxes[i + 2]!), y2 = Math.min(H, boxes[i + 3]!);
+    const x1 = Math.max(0, boxes[i]!),
+      y1 = Math.max(0, boxes[i + 1]!);
+    const x2 = Math.min(W, boxes[i + 2]!),
+      y2 = Math.min(H, boxes[i + 3]!);
     if (x2 > x1 && y2 > y1) out.push(x1, y1, x2, y2);
   }
   return new Float32Array(out);

@@ -50,9 +50,7 @@ export function readWiderTrainingSet(annotationFile: string, imagesDir: string):
   if (samples.length === 0) throw new ExtdError(`${annotationFile}: no image with at least one face (w, h > 0)`);
   const missing = samples.filter((s) => !existsSync(s.path));
   if (missing.length > 0) {
-    throw new ExtdError(
-      `${missing.length} of ${samples.length} images listed in ${annotationFile} are missing from ${imagesDir}, first: ${missing[0]!.path}`,
-    );
+    throw new ExtdError(`${missing.length} of ${samples.length} images listed in ${annotationFile} are missing from ${imagesDir}, first: ${missing[0]!.path}`);
   }
   return samples;
 }
@@ -109,12 +107,7 @@ export interface PreparedSample {
 }
 
 /** Decode and augment one sample: the work unit of the pool (also run in-thread when workers = 0). */
-export async function prepareSample(
-  path: string,
-  boxes: Float32Array,
-  key: readonly number[],
-  options: Partial<AugmentOptions>,
-): Promise<PreparedSample> {
+export async function prepareSample(path: string, boxes: Float32Array, key: readonly number[], options: Partial<AugmentOptions>): Promise<PreparedSample> {
   const image = await loadImageRgb(path);
   const r = augment(image, boxes, Rng.fromKey(...key), options);
   return { input: r.input, boxes: r.boxes };
@@ -309,9 +302,7 @@ export class TrainLoader {
   }
 }
 
-export type WorkerReply =
-  | { id: number; ok: true; input: Float32Array; boxes: Float32Array }
-  | { id: number; ok: false; message: string; user: boolean };
+export type WorkerReply = { id: number; ok: true; input: Float32Array; boxes: Float32Array } | { id: number; ok: false; message: string; user: boolean };
 
 /**
  * How to start the worker script next to this module. From the compiled .js,

@@ -64,11 +64,7 @@ const f32 = Math.fround;
  *                the input width/height; n = 0 gives all-background targets.
  * @param priors  P x 4 priors `cx, cy, w, h` normalised 0..1 (makePriors()).
  */
-export function matchPriors(
-  truths: Float32Array,
-  priors: Float32Array,
-  options: Partial<MatchOptions> = {},
-): MatchResult {
+export function matchPriors(truths: Float32Array, priors: Float32Array, options: Partial<MatchOptions> = {}): MatchResult {
   const opt = { ...MATCH_DEFAULTS, ...options };
   if (truths.length % 4 !== 0) throw new Error(`matchPriors: truths has ${truths.length} values, expected n x 4`);
   if (priors.length % 4 !== 0) throw new Error(`matchPriors: priors has ${priors.length} values, expected P x 4`);
@@ -78,7 +74,10 @@ export function matchPriors(
   const locT = new Float32Array(P * 4);
   if (n === 0 || P === 0) return { confT, locT, numPositives: 0 };
   for (let t = 0; t < n; t++) {
-    const x1 = truths[4 * t]!, y1 = truths[4 * t + 1]!, x2 = truths[4 * t + 2]!, y2 = truths[4 * t + 3]!;
+    const x1 = truths[4 * t]!,
+      y1 = truths[4 * t + 1]!,
+      x2 = truths[4 * t + 2]!,
+      y2 = truths[4 * t + 3]!;
     if (!(x2 > x1 && y2 > y1)) {
       throw new Error(`matchPriors: face ${t} has an empty box [${x1}, ${y1}, ${x2}, ${y2}] (need x2 > x1 and y2 > y1)`);
     }
@@ -90,13 +89,22 @@ export function matchPriors(
   const bestPriorOverlap = new Float32Array(n).fill(-1);
   const bestPriorIdx = new Int32Array(n);
   for (let t = 0; t < n; t++) {
-    const tx1 = truths[4 * t]!, ty1 = truths[4 * t + 1]!, tx2 = truths[4 * t + 2]!, ty2 = truths[4 * t + 3]!;
+    const tx1 = truths[4 * t]!,
+      ty1 = truths[4 * t + 1]!,
+      tx2 = truths[4 * t + 2]!,
+      ty2 = truths[4 * t + 3]!;
     const areaT = f32(f32(tx2 - tx1) * f32(ty2 - ty1));
     let best = -1;
     let bestIdx = 0;
     for (let p = 0; p < P; p++) {
-      const cx = priors[4 * p]!, cy = priors[4 * p + 1]!, hw = f32(priors[4 * p + 2]! / 2), hh = f32(priors[4 * p + 3]! / 2);
-      const px1 = f32(cx - hw), py1 = f32(cy - hh), px2 = f32(cx + hw), py2 = f32(cy + hh);
+      const cx = priors[4 * p]!,
+        cy = priors[4 * p + 1]!,
+        hw = f32(priors[4 * p + 2]! / 2),
+        hh = f32(priors[4 * p + 3]! / 2);
+      const px1 = f32(cx - hw),
+        py1 = f32(cy - hh),
+        px2 = f32(cx + hw),
+        py2 = f32(cy + hh);
       const iw = f32(Math.min(tx2, px2) - Math.max(tx1, px1));
       const ih = f32(Math.min(ty2, py2) - Math.max(ty1, py1));
       let iou = 0;
@@ -160,8 +168,14 @@ export function matchPriors(
   for (let p = 0; p < P; p++) {
     if (confT[p] !== 1) continue;
     const t = bestTruthIdx[p]!;
-    const tx1 = truths[4 * t]!, ty1 = truths[4 * t + 1]!, tx2 = truths[4 * t + 2]!, ty2 = truths[4 * t + 3]!;
-    const pcx = priors[4 * p]!, pcy = priors[4 * p + 1]!, pw = priors[4 * p + 2]!, ph = priors[4 * p + 3]!;
+    const tx1 = truths[4 * t]!,
+      ty1 = truths[4 * t + 1]!,
+      tx2 = truths[4 * t + 2]!,
+      ty2 = truths[4 * t + 3]!;
+    const pcx = priors[4 * p]!,
+      pcy = priors[4 * p + 1]!,
+      pw = priors[4 * p + 2]!,
+      ph = priors[4 * p + 3]!;
     locT[4 * p] = f32(f32(f32(f32(tx1 + tx2) / 2) - pcx) / f32(v0 * pw));
     locT[4 * p + 1] = f32(f32(f32(f32(ty1 + ty2) / 2) - pcy) / f32(v0 * ph));
     locT[4 * p + 2] = f32(Math.log(f32(f32(tx2 - tx1) / pw)) / v1);
@@ -174,11 +188,7 @@ export function matchPriors(
  * Match a batch: image b's targets land in rows b*P .. (b+1)*P-1 of one
  * confT (B*P) and locT (B*P x 4), the layout the loss takes.
  */
-export function matchBatch(
-  truthsPerImage: readonly Float32Array[],
-  priors: Float32Array,
-  options: Partial<MatchOptions> = {},
-): MatchResult {
+export function matchBatch(truthsPerImage: readonly Float32Array[], priors: Float32Array, options: Partial<MatchOptions> = {}): MatchResult {
   const P = priors.length / 4;
   const B = truthsPerImage.length;
   const confT = new Uint8Array(B * P);

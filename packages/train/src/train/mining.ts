@@ -30,11 +30,7 @@ export const MINING_DEFAULTS: Readonly<MiningOptions> = Object.freeze({
  * with the positives' entries set to 0 so they never rank as negatives.
  * Length B*P (the number of rows of confData).
  */
-export function backgroundLoss(
-  confData: Float32Array,
-  confT: Uint8Array,
-  numClasses: number = MINING_DEFAULTS.numClasses,
-): Float32Array {
+export function backgroundLoss(confData: Float32Array, confT: Uint8Array, numClasses: number = MINING_DEFAULTS.numClasses): Float32Array {
   const rows = confT.length;
   if (confData.length !== rows * numClasses) {
     throw new Error(`backgroundLoss: confData has ${confData.length} values, expected ${rows} priors x ${numClasses} classes`);
@@ -57,12 +53,7 @@ export function backgroundLoss(
  * @param confT      B*P targets.
  * @param numPriors  P, to split the batch into images.
  */
-export function hardNegativeMask(
-  bgLoss: Float32Array,
-  confT: Uint8Array,
-  numPriors: number,
-  negPosRatio: number = MINING_DEFAULTS.negPosRatio,
-): Uint8Array {
+export function hardNegativeMask(bgLoss: Float32Array, confT: Uint8Array, numPriors: number, negPosRatio: number = MINING_DEFAULTS.negPosRatio): Uint8Array {
   if (bgLoss.length !== confT.length) {
     throw new Error(`hardNegativeMask: bgLoss has ${bgLoss.length} values, confT ${confT.length}`);
   }

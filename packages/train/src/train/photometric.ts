@@ -59,16 +59,11 @@ export type PhotometricStep =
  * steps applied. Every coin is drawn whether or not an earlier one fired, so
  * the number of draws depends only on which steps fire.
  */
-export function photometricDistort(
-  image: RgbImage,
-  rng: Rng,
-  options: Partial<PhotometricOptions> = {},
-): PhotometricStep[] {
+export function photometricDistort(image: RgbImage, rng: Rng, options: Partial<PhotometricOptions> = {}): PhotometricStep[] {
   const o = { ...PHOTOMETRIC_DEFAULTS, ...options };
   const steps: PhotometricStep[] = [];
-  const order: Array<PhotometricStep['op']> = rng.float() > 0.5
-    ? ['brightness', 'contrast', 'saturation', 'hue']
-    : ['brightness', 'saturation', 'hue', 'contrast'];
+  const order: Array<PhotometricStep['op']> =
+    rng.float() > 0.5 ? ['brightness', 'contrast', 'saturation', 'hue'] : ['brightness', 'saturation', 'hue', 'contrast'];
   for (const op of order) {
     if (!(rng.float() < o.prob)) continue;
     switch (op) {
@@ -167,7 +162,9 @@ export function shiftHue(image: RgbImage, delta: number): void {
   const cacheVal = new Int32Array(4096);
   for (let i = 0; i < n; i++) {
     const j = 3 * i;
-    const r = d[j]!, g = d[j + 1]!, b = d[j + 2]!;
+    const r = d[j]!,
+      g = d[j + 1]!,
+      b = d[j + 2]!;
     if (r === g && g === b) continue; // grey: no hue, the round trip returns the pixel unchanged
     const key = (r << 16) | (g << 8) | b;
     const slot = (Math.imul(key, 0x9e3779b1) >>> 20) & 4095;
@@ -232,12 +229,36 @@ export function hsv8ToRgb(h: number, s: number, v: number, out: Uint8Array, at: 
   const t = clampRound(v * (1 - fs * (1 - f)));
   let r: number, g: number, b: number;
   switch (i % 6) {
-    case 0: r = v; g = t; b = p; break;
-    case 1: r = q; g = v; b = p; break;
-    case 2: r = p; g = v; b = t; break;
-    case 3: r = p; g = q; b = v; break;
-    case 4: r = t; g = p; b = v; break;
-    default: r = v; g = p; b = q; break;
+    case 0:
+      r = v;
+      g = t;
+      b = p;
+      break;
+    case 1:
+      r = q;
+      g = v;
+      b = p;
+      break;
+    case 2:
+      r = p;
+      g = v;
+      b = t;
+      break;
+    case 3:
+      r = p;
+      g = q;
+      b = v;
+      break;
+    case 4:
+      r = t;
+      g = p;
+      b = v;
+      break;
+    default:
+      r = v;
+      g = p;
+      b = q;
+      break;
   }
   out[at] = r;
   out[at + 1] = g;

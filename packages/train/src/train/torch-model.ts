@@ -219,12 +219,7 @@ export class TorchModel {
  * the one He initialisation, seeded by our Rng so a seed gives the same
  * start on every machine). Names and shapes are checked (stateDictTensor).
  */
-export function createTorchModel(
-  torch: Torch,
-  graph: ModelGraph,
-  weights: Map<string, Tensor>,
-  options: Partial<TorchModelOptions> = {},
-): TorchModel {
+export function createTorchModel(torch: Torch, graph: ModelGraph, weights: Map<string, Tensor>, options: Partial<TorchModelOptions> = {}): TorchModel {
   const o = { ...TORCH_MODEL_DEFAULTS, ...options };
   const tensors = new Map<string, TorchTensor>();
   try {

@@ -139,11 +139,51 @@ export interface AllocatorStats {
  * benchmarks use.
  */
 export const NATIVE_FUNCTIONS = [
-  'fromTypedArray', 'zeros', 'ones', 'full', 'randn', 'rand', 'manualSeed', 'setNumThreads', 'profileStart',
-  'profileStop', 'getNumThreads', 'allocatorStats', 'resetAllocatorPeak', 'setGradEnabled', 'isGradEnabled',
-  'version', 'startScope', 'endScope', 'conv2d', 'batchNorm', 'prelu', 'batchNormPrelu', 'leakyRelu', 'relu',
-  'upsampleBilinear2d', 'add', 'sub', 'mul', 'div', 'sqrt', 'clamp', 'cat', 'stack', 'max', 'narrow', 'reshape',
-  'permute', 'indexSelect', 'smoothL1Loss', 'crossEntropy', 'sum', 'mean', 'toDtype', 'clone', 'detach',
+  'fromTypedArray',
+  'zeros',
+  'ones',
+  'full',
+  'randn',
+  'rand',
+  'manualSeed',
+  'setNumThreads',
+  'profileStart',
+  'profileStop',
+  'getNumThreads',
+  'allocatorStats',
+  'resetAllocatorPeak',
+  'setGradEnabled',
+  'isGradEnabled',
+  'version',
+  'startScope',
+  'endScope',
+  'conv2d',
+  'batchNorm',
+  'prelu',
+  'batchNormPrelu',
+  'leakyRelu',
+  'relu',
+  'upsampleBilinear2d',
+  'add',
+  'sub',
+  'mul',
+  'div',
+  'sqrt',
+  'clamp',
+  'cat',
+  'stack',
+  'max',
+  'narrow',
+  'reshape',
+  'permute',
+  'indexSelect',
+  'smoothL1Loss',
+  'crossEntropy',
+  'sum',
+  'mean',
+  'toDtype',
+  'clone',
+  'detach',
 ] as const;
 export const NATIVE_CLASSES = ['Tensor', 'SGD'] as const;
 /** A name the addon exports. */
@@ -561,7 +601,7 @@ export function gradCheckDirectional(
   options: { directions?: number; eps?: number | number[]; stopBelow?: number } = {},
 ): DirectionalCheck[] {
   const directions = options.directions ?? 3;
-  const steps = typeof options.eps === 'number' ? [options.eps] : options.eps ?? [1e-6];
+  const steps = typeof options.eps === 'number' ? [options.eps] : (options.eps ?? [1e-6]);
   const grads = torch.tidy(() => {
     for (const x of inputs) x.clearGrad();
     f(...inputs).backward();

@@ -308,17 +308,28 @@ async function scoreModel(model: LoadedModel, set: FaceDataset, threads: number)
 /** The training images of config.annotations (any supported format); problems and the summary line go to `say`. */
 async function readTrainingSet(c: TrainConfig, say: (line: string) => void): Promise<TrainSample[]> {
   const d = await readFaceDataset(c.annotations, {
-    images: c.images || undefined, category: parseCategory(c.category), split: 'train', list: c.list || undefined, onProblem: say,
+    images: c.images || undefined,
+    category: parseCategory(c.category),
+    split: 'train',
+    list: c.list || undefined,
+    onProblem: say,
   });
   say(`training set ${summaryLine(d)}`);
   const samples = trainingSamples(d);
-  if (samples.length === 0) throw new ExtdError(`${c.annotations}: no image with at least one face to train on (${d.stats.images} images, ${d.stats.faces} faces, ${d.stats.ignored} ignored)`);
+  if (samples.length === 0)
+    throw new ExtdError(
+      `${c.annotations}: no image with at least one face to train on (${d.stats.images} images, ${d.stats.faces} faces, ${d.stats.ignored} ignored)`,
+    );
   return samples;
 }
 
 async function readValidationSet(c: TrainConfig, say: (line: string) => void): Promise<FaceDataset> {
   const d = await readFaceDataset(c.val, {
-    images: c.valImages || undefined, category: parseCategory(c.category), split: 'val', list: c.valList || undefined, onProblem: say,
+    images: c.valImages || undefined,
+    category: parseCategory(c.category),
+    split: 'val',
+    list: c.valList || undefined,
+    onProblem: say,
   });
   say(`validation set ${summaryLine(d)}`);
   if (d.images.length === 0) throw new ExtdError(`${c.val}: no images to validate on`);
@@ -340,8 +351,14 @@ export const LOG_FILE = 'log.jsonl';
 
 function scheduleOf(c: TrainConfig): ScheduleOptions {
   return {
-    lr: c.lr, policy: c.policy, steps: c.steps, gamma: c.gamma, iterations: c.iterations,
-    warmup: c.warmup, warmupFactor: c.warmupFactor, minLr: c.minLr,
+    lr: c.lr,
+    policy: c.policy,
+    steps: c.steps,
+    gamma: c.gamma,
+    iterations: c.iterations,
+    warmup: c.warmup,
+    warmupFactor: c.warmupFactor,
+    minLr: c.minLr,
   };
 }
 
@@ -391,11 +408,15 @@ export function validateConfig(c: TrainConfig, given: Partial<TrainConfig> = c, 
   }
   if (!(c.init.headStd >= 0)) throw new ExtdError(`--head-std ${c.init.headStd}: expected a non-negative number`);
   if (c.bnFrozen && (c.bnFreeze > 0 || c.bnRenorm > 0)) {
-    throw new ExtdError(`BatchNorm frozen from the start (bn-frozen) contradicts ${c.bnFreeze > 0 ? `bn-freeze ${c.bnFreeze}` : `bn-renorm ${c.bnRenorm}`}: choose one`);
+    throw new ExtdError(
+      `BatchNorm frozen from the start (bn-frozen) contradicts ${c.bnFreeze > 0 ? `bn-freeze ${c.bnFreeze}` : `bn-renorm ${c.bnRenorm}`}: choose one`,
+    );
   }
   if (resume && given.init !== undefined) throw new ExtdError('--head-std only applies to a new run (it sets the initial weights)');
   if (given.init !== undefined && given.initFrom) {
-    throw new ExtdError(`--head-std ${c.init.headStd} with --init ${given.initFrom}: --init loads every weight from the file, so there is no head to initialise; drop one of them`);
+    throw new ExtdError(
+      `--head-std ${c.init.headStd} with --init ${given.initFrom}: --init loads every weight from the file, so there is no head to initialise; drop one of them`,
+    );
   }
   if (resume && given.initFrom) throw new ExtdError('--init only applies to a new run (it sets the starting weights); --resume continues from the run folder');
 }
@@ -445,7 +466,11 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
 
   // Every input (checkpoint, --init weights, data set) is read and checked before libtorch is loaded,
   // so a bad flag or file is reported the same way whether or not the addon is built.
-  const start = resumed ? resumed.model : config.initFrom ? await startingWeights(config.initFrom, config.variant) : initialWeights(graph, config.seed, config.init);
+  const start = resumed
+    ? resumed.model
+    : config.initFrom
+      ? await startingWeights(config.initFrom, config.variant)
+      : initialWeights(graph, config.seed, config.init);
   const say = (line: string) => run.progress?.write(`${run.progress.isTTY ? '\r\x1b[K' : ''}${line}\n`);
   const samples = run.samples ?? (await readTrainingSet(config, say));
   const valSet = config.val ? await readValidationSet(config, say) : null;
@@ -493,9 +518,13 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
     const loaded = modelFromTensors(model.stateDict(), {}, `${run.out} at iteration ${iteration}`, variant);
     const score = await scoreModel(loaded, valSet, run.threads);
     const record: ValRecord = {
-      iter: iteration, val_metric: score.metric, val_protocol: score.protocol, val_images: score.images,
+      iter: iteration,
+      val_metric: score.metric,
+      val_protocol: score.protocol,
+      val_images: score.images,
       ...(score.ap50 ? { val_ap: score.ap50.ap } : { val_easy: score.wider!.easy.ap, val_medium: score.wider!.medium.ap, val_hard: score.wider!.hard.ap }),
-      val_seconds: (performance.now() - t0) / 1000, time: new Date().toISOString(),
+      val_seconds: (performance.now() - t0) / 1000,
+      time: new Date().toISOString(),
     };
     appendFileSync(logPath, JSON.stringify(record) + '\n');
     run.onValidation?.(record);
@@ -584,8 +613,14 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
       iteration++;
       const seconds = (performance.now() - t0) / 1000;
       const record: LogRecord = {
-        iter: iteration, loss_l: lossL, loss_c: lossC, lr, grad_norm: gradNorm, positives,
-        img_s: B / seconds, time: new Date().toISOString(),
+        iter: iteration,
+        loss_l: lossL,
+        loss_c: lossC,
+        lr,
+        grad_norm: gradNorm,
+        positives,
+        img_s: B / seconds,
+        time: new Date().toISOString(),
       };
       appendFileSync(logPath, JSON.stringify(record) + '\n');
       run.onIteration?.(record);
@@ -615,10 +650,7 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
  * iterations (null: plain BN): linear from (1, 0) right after bnRenorm to
  * (bnRenormRMax, bnRenormDMax) bnRenormRamp iterations later.
  */
-export function renormLimits(
-  iteration: number,
-  c: Pick<TrainConfig, 'bnRenorm' | 'bnRenormRamp' | 'bnRenormRMax' | 'bnRenormDMax'>,
-): Renorm | null {
+export function renormLimits(iteration: number, c: Pick<TrainConfig, 'bnRenorm' | 'bnRenormRamp' | 'bnRenormRMax' | 'bnRenormDMax'>): Renorm | null {
   if (c.bnRenorm <= 0 || iteration < c.bnRenorm) return null;
   const f = c.bnRenormRamp === 0 ? 1 : Math.min(1, (iteration - c.bnRenorm + 1) / c.bnRenormRamp);
   return { rMax: 1 + f * (c.bnRenormRMax - 1), dMax: f * c.bnRenormDMax };

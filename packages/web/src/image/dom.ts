@@ -21,15 +21,7 @@ export interface RawPixels {
 }
 
 /** Everything `detect` accepts in the browser. */
-export type DomImageInput =
-  | HTMLImageElement
-  | HTMLCanvasElement
-  | HTMLVideoElement
-  | OffscreenCanvas
-  | ImageBitmap
-  | ImageData
-  | VideoFrame
-  | RawPixels;
+export type DomImageInput = HTMLImageElement | HTMLCanvasElement | HTMLVideoElement | OffscreenCanvas | ImageBitmap | ImageData | VideoFrame | RawPixels;
 
 type Ctx2D = CanvasRenderingContext2D | OffscreenCanvasRenderingContext2D;
 
@@ -43,7 +35,9 @@ function describeInput(input: unknown): string {
 function sourceSize(input: CanvasImageSource | VideoFrame): { width: number; height: number } {
   if (has('HTMLImageElement') && input instanceof HTMLImageElement) {
     if (!input.complete || input.naturalWidth === 0) {
-      throw new ExtdError(`image input '${input.currentSrc || input.src}' is not loaded (complete=${input.complete}, naturalWidth=${input.naturalWidth}); await img.decode() first`);
+      throw new ExtdError(
+        `image input '${input.currentSrc || input.src}' is not loaded (complete=${input.complete}, naturalWidth=${input.naturalWidth}); await img.decode() first`,
+      );
     }
     return { width: input.naturalWidth, height: input.naturalHeight };
   }
