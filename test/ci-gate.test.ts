@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { REQUIRED_SHARED, missingShared } from '../scripts/check-shared.js';
 import { SHARED, noShared } from '../test-support/shared.js';
 
@@ -19,6 +20,7 @@ function runTestFile(file: string, env: Record<string, string>) {
   const r = spawnSync(process.execPath, ['--conditions=extd-source', '--import', 'tsx', '--test', '--test-reporter=tap', file], {
     encoding: 'utf8',
     env: childEnv,
+    cwd: fileURLToPath(new URL('..', import.meta.url)),
     timeout: 120_000,
   });
   return { code: r.status, out: r.stdout + r.stderr };
@@ -28,10 +30,10 @@ const empty = mkdtempSync(join(tmpdir(), 'extd-no-shared-'));
 process.on('exit', () => rmSync(empty, { recursive: true, force: true }));
 
 test('without the reference data, a test file skips outside CI and fails in CI', () => {
-  const local = runTestFile('test/eval-mat5.test.ts', { EXTD_SHARED: empty });
+  const local = runTestFile('packages/core/test/eval-mat5.test.ts', { EXTD_SHARED: empty });
   assert.equal(local.code, 0, local.out);
   assert.match(local.out, /# skipped 1/);
-  const ci = runTestFile('test/eval-mat5.test.ts', { EXTD_SHARED: empty, CI: 'true' });
+  const ci = runTestFile('packages/core/test/eval-mat5.test.ts', { EXTD_SHARED: empty, CI: 'true' });
   assert.notEqual(ci.code, 0, 'CI run passed without the reference data');
   assert.match(ci.out, /CI=true: reference data not found at .*wider_hard_val\.mat \(set EXTD_SHARED\); in CI no test may skip/);
   assert.doesNotMatch(ci.out, /# skipped [1-9]/);
@@ -39,10 +41,10 @@ test('without the reference data, a test file skips outside CI and fails in CI',
 
 test('without the training addon, its tests skip outside CI and fail in CI', () => {
   const env = { EXTD_TORCH_ADDON: join(empty, 'extd_torch.node') };
-  const local = runTestFile('test/train-loss.test.ts', env);
+  const local = runTestFile('packages/train/test/train-loss.test.ts', env);
   assert.equal(local.code, 0, local.out);
   assert.match(local.out, /# skipped [1-9]/);
-  const ci = runTestFile('test/train-loss.test.ts', { ...env, CI: '1' });
+  const ci = runTestFile('packages/train/test/train-loss.test.ts', { ...env, CI: '1' });
   assert.notEqual(ci.code, 0, 'CI run passed without the addon');
   assert.match(ci.out, /CI=1: training needs libtorch: .*addon not built: no file at .*extd_torch\.node.*in CI no test may skip/);
 });

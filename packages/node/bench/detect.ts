@@ -36,6 +36,7 @@ import { resizeBilinear } from '@extd/core/image/resize';
 import { makePriors } from '@extd/core/anchors/priors';
 import { postprocess, POSTPROCESS_DEFAULTS } from '@extd/core/postprocess/detections';
 import type { Precision } from '@extd/core/detector';
+import { SHARED } from '../../../test-support/shared.js';
 
 const { values } = parseArgs({
   options: {
@@ -55,7 +56,7 @@ const sections = new Set(values.sections!.split(','));
 const threads = Number(values.threads);
 const models = values.models!.split(',').map((w) => `extd-${w}`);
 const precisions = values.precisions!.split(',') as Precision[];
-const shared = resolve(process.env.EXTD_SHARED ?? '../shared');
+const shared = SHARED;
 const photoPath = resolve(shared, 'wider/WIDER_val/images/2--Demonstration/2_Demonstration_Demonstrators_2_307.jpg');
 const photo = await loadImageRgb(photoPath);
 const frame = resizeBilinear(photo, 640, 480);
@@ -137,7 +138,7 @@ const distFresh = (() => {
     readdirSync(d, { withFileTypes: true }).reduce((m, e) => Math.max(m, e.isDirectory() ? newest(join(d, e.name)) : statSync(join(d, e.name)).mtimeMs), 0);
   return newest(join(root, 'src')) <= built;
 })();
-const cli = distFresh ? [join(root, 'bin/extd.js')] : ['--conditions=extd-source', '--import', 'tsx', join(root, 'test/cli-entry.ts')];
+const cli = distFresh ? [join(root, 'bin/extd.js')] : ['--conditions=extd-source', '--import', 'tsx', join(root, '../../test-support/cli-entry.ts')];
 if (sections.has('3')) {
   const gnuTime = existsSync('/usr/bin/time') ? '/usr/bin/time' : null;
   const firstRuns = Number(values['first-call-runs']);

@@ -7,6 +7,7 @@
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { readWiderTrainingSet, TrainLoader } from '../src/train/loader.js';
+import { SHARED } from '../../../test-support/shared.js';
 
 const { values } = parseArgs({
   options: {
@@ -14,7 +15,7 @@ const { values } = parseArgs({
     workers: { type: 'string', default: '1,2' },
     batches: { type: 'string', default: '8' },
     batch: { type: 'string', default: '16' },
-    shared: { type: 'string', default: process.env.EXTD_SHARED ?? '../shared' },
+    shared: { type: 'string', default: SHARED },
   },
 });
 const shared = resolve(values.shared!);

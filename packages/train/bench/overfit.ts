@@ -57,12 +57,13 @@ import { readLatest } from '../src/train/checkpoint.js';
 import { train, TRAIN_DEFAULTS, type TrainConfig } from '../src/train/trainer.js';
 import { writeFileAtomic } from 'extd/utils/atomic';
 import { relaunchWithTcmalloc } from '../src/train/allocator.js';
+import { SHARED } from '../../../test-support/shared.js';
 
 // Train with tcmalloc preloaded, as `extd train` does (src/train/allocator.ts).
 const relaunched = relaunchWithTcmalloc(process.argv[1]!, process.argv.slice(2));
 if (relaunched) process.exit(await relaunched);
 
-const SHARED = process.env.EXTD_SHARED ?? '../shared';
+
 const ANNOTATIONS = join(SHARED, 'wider/wider_face_split/wider_face_train_bbx_gt.txt');
 const IMAGES = join(SHARED, 'wider/WIDER_train/images');
 const SIZE = 320;

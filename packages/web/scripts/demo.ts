@@ -13,7 +13,7 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
 }
 
 const server = await startDemoServer({ port, skipBuild: args.includes('--no-build') });
-console.log(`\nEXTD demo: ${server.url}\n(models from ${process.env.EXTD_SHARED ?? '../shared'}/reference/weights; Ctrl-C to stop)`);
+console.log(`\nEXTD demo: ${server.url}\n(Ctrl-C to stop)`);
 const stop = () => server.close().then(() => process.exit(0));
 process.on('SIGINT', stop);
 process.on('SIGTERM', stop);
