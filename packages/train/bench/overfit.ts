@@ -63,7 +63,6 @@ import { SHARED } from '../../../test-support/shared.js';
 const relaunched = relaunchWithTcmalloc(process.argv[1]!, process.argv.slice(2));
 if (relaunched) process.exit(await relaunched);
 
-
 const ANNOTATIONS = join(SHARED, 'wider/wider_face_split/wider_face_train_bbx_gt.txt');
 const IMAGES = join(SHARED, 'wider/WIDER_train/images');
 const SIZE = 320;
