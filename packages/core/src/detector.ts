@@ -1,6 +1,6 @@
 import { makePriors } from './anchors/priors.js';
 import type { RgbImage } from './image/types.js';
-import { RGB_MEAN } from './image/types.js';
+import { toNetworkInput } from './image/types.js';
 import { resizeBilinear } from './image/resize.js';
 import { AUTO_MAX_AREA, autoScale } from './image/shrink.js';
 import { POSTPROCESS_DEFAULTS, postprocess, selectDetections, type Detections, type PostprocessOptions } from './postprocess/detections.js';
@@ -198,16 +198,7 @@ export class Detector<I = RgbImage> {
    * calls would hand one call's run another call's pixels.
    */
   private preprocess(image: RgbImage): { dtype: 'float32'; shape: number[]; data: Float32Array } {
-    const { width: w, height: h, data } = image;
-    const plane = w * h;
-    const buf = new Float32Array(plane * 3);
-    const [mr, mg, mb] = RGB_MEAN;
-    for (let i = 0, p = 0; p < plane; p++, i += 3) {
-      buf[p] = data[i]! - mr;
-      buf[plane + p] = data[i + 1]! - mg;
-      buf[2 * plane + p] = data[i + 2]! - mb;
-    }
-    return { dtype: 'float32', shape: [1, 3, h, w], data: buf };
+    return { dtype: 'float32', shape: [1, 3, image.height, image.width], data: toNetworkInput(image) };
   }
 
   private priors(h: number, w: number): Float32Array {

@@ -9,7 +9,7 @@ import { variantName } from '../model/variant.js';
 import type { CreateSession } from '../runtime/backend.js';
 import { exportOnnx, quantizedValues, type ActivationRange } from '../runtime/onnx-export.js';
 import type { RgbImage } from '../image/types.js';
-import { RGB_MEAN } from '../image/types.js';
+import { toNetworkInput } from '../image/types.js';
 import type { LoadedModel } from '../weights/checkpoint.js';
 import { ExtdError } from '../utils/errors.js';
 
@@ -163,16 +163,7 @@ export function valueElementCounts(graph: ModelGraph, height: number, width: num
 
 /** RGB HxWx3 uint8 -> 1x3xHxW float32 minus the training mean (as the detector feeds the network). */
 export function toInputTensor(image: RgbImage): { dtype: 'float32'; shape: number[]; data: Float32Array } {
-  const { width: w, height: h, data } = image;
-  const plane = w * h;
-  const buf = new Float32Array(plane * 3);
-  const [mr, mg, mb] = RGB_MEAN;
-  for (let i = 0, p = 0; p < plane; p++, i += 3) {
-    buf[p] = data[i]! - mr;
-    buf[plane + p] = data[i + 1]! - mg;
-    buf[2 * plane + p] = data[i + 2]! - mb;
-  }
-  return { dtype: 'float32', shape: [1, 3, h, w], data: buf };
+  return { dtype: 'float32', shape: [1, 3, image.height, image.width], data: toNetworkInput(image) };
 }
 
 /**

@@ -34,7 +34,9 @@
  * No node: imports.
  */
 import { ANCHOR_SIZES } from '@extd/core/anchors/priors';
-import { RGB_MEAN, type RgbImage } from '@extd/core/image/types';
+import { RGB_MEAN, type RgbImage, toNetworkInput } from '@extd/core/image/types';
+
+export { toNetworkInput };
 import type { Rng } from '@extd/core/utils/rng';
 import { INTERPOLATIONS, resampleRegion, type Interpolation, type RegionXywh } from '@extd/core/image/interp';
 import { PHOTOMETRIC_DEFAULTS, photometricDistort, type PhotometricOptions, type PhotometricStep } from './photometric.js';
@@ -300,26 +302,6 @@ function flipImageInPlace(img: RgbImage): void {
       r -= 3;
     }
   }
-}
-
-/**
- * RGB HWC uint8 -> CHW float32 minus the mean, written into `out` at `offset`
- * (for assembling a batch in place) or a new array.
- */
-export function toNetworkInput(img: RgbImage, mean: readonly number[] = RGB_MEAN, out?: Float32Array, offset = 0): Float32Array {
-  const n = img.width * img.height;
-  const dst = out ?? new Float32Array(3 * n);
-  if (dst.length < offset + 3 * n) throw new Error(`toNetworkInput: output has ${dst.length} floats, needs ${offset + 3 * n}`);
-  const d = img.data;
-  const m0 = mean[0]!,
-    m1 = mean[1]!,
-    m2 = mean[2]!;
-  for (let i = 0; i < n; i++) {
-    dst[offset + i] = d[3 * i]! - m0;
-    dst[offset + n + i] = d[3 * i + 1]! - m1;
-    dst[offset + 2 * n + i] = d[3 * i + 2]! - m2;
-  }
-  return dst;
 }
 
 /** Clip boxes (xyxy px) to the image and drop the ones left empty. */
