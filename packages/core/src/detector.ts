@@ -23,10 +23,22 @@ import { variantName } from './model/variant.js';
  * same for y and height.
  */
 export interface Face {
-  box: { x: number; y: number; width: number; height: number };
+  /** The face's box in input-image pixels (xywh: top-left corner, then size). */
+  box: {
+    /** Left edge, pixels from the image's left. */
+    x: number;
+    /** Top edge, pixels from the image's top. */
+    y: number;
+    /** Box width in pixels. */
+    width: number;
+    /** Box height in pixels. */
+    height: number;
+  };
+  /** Face probability, 0..1 (`detect` returns only those above DetectOptions.scoreThreshold). */
   score: number;
 }
 
+/** Options of `Detector.detect`; defaults in DETECT_DEFAULTS. */
 export interface DetectOptions {
   /** Report faces whose score is above this (0..1). */
   scoreThreshold: number;
@@ -47,6 +59,7 @@ export interface DetectOptions {
   scale: number | 'auto';
 }
 
+/** Defaults of DetectOptions: score > 0.5, NMS IoU 0.3, at most 750 faces, scale 'auto'. */
 export const DETECT_DEFAULTS: DetectOptions = { scoreThreshold: 0.5, nmsThreshold: 0.3, maxFaces: 750, scale: 'auto' };
 
 /** One network pass with the evaluation post-processing (score > 0.05, best 5000 into NMS 0.3, top 750 by default). */
@@ -55,11 +68,16 @@ export interface PassOptions extends PostprocessOptions {
   scale: number;
 }
 
+/** Defaults of PassOptions: scale 1 and POSTPROCESS_DEFAULTS (score > 0.05, 5000 candidates, NMS 0.3, top 750). */
 export const PASS_DEFAULTS: PassOptions = { scale: 1, ...POSTPROCESS_DEFAULTS };
 
 // The 'auto' scale rule lives in image/shrink.ts (shared with the evaluation protocols).
 export { AUTO_MAX_AREA, autoScale };
 
+/**
+ * Turns a runtime's image input (`I`: a path, bytes, a DOM element...) into
+ * 8-bit RGB pixels; each package supplies its own. Rejects for inputs it cannot read.
+ */
 export type ImageDecoder<I> = (input: I) => Promise<RgbImage>;
 
 /** Arithmetic of the network: float32, or static int8 (uint8 activations, int8 weights) from calibrated ranges. */
@@ -81,6 +99,7 @@ export class Detector<I = RgbImage> {
   private readonly running = new Set<Promise<unknown>>();
 
   constructor(
+    /** The model (graph, weights, variant) the session was exported from. */
     readonly model: LoadedModel,
     private readonly session: InferenceSession,
     private readonly decode: ImageDecoder<I>,
@@ -130,7 +149,12 @@ export class Detector<I = RgbImage> {
    * Raw network outputs for an image at its own size: loc (P x 4) and conf
    * logits (P x 2), priors in src/anchors/priors.ts order.
    */
-  async forward(image: RgbImage): Promise<{ loc: Float32Array; conf: Float32Array }> {
+  async forward(image: RgbImage): Promise<{
+    /** Box regression, flat P x 4 (dx, dy, dw, dh), decoded against the priors with VARIANCES. */
+    loc: Float32Array;
+    /** Class logits, flat P x 2 (background, face). */
+    conf: Float32Array;
+  }> {
     return this.track(() => this.run(image));
   }
 

@@ -27,8 +27,19 @@ import { checkCalibration, type Calibration } from '@extd/core/quantize/calibrat
 import { bundledCalibrationPath, readCalibrationFile } from './quantize/calibration-node.js';
 
 /** What `detect` accepts in Node: a file path, an encoded image (JPEG/PNG/WebP...), or raw RGB/RGBA pixels. */
-export type NodeImageInput = string | Uint8Array | { data: Uint8Array | Uint8ClampedArray; width: number; height: number };
+export type NodeImageInput =
+  | string
+  | Uint8Array
+  | {
+      /** Pixels, rows top to bottom: width * height * 3 (RGB) or * 4 (RGBA, alpha dropped) bytes. */
+      data: Uint8Array | Uint8ClampedArray;
+      /** Width in pixels. */
+      width: number;
+      /** Height in pixels. */
+      height: number;
+    };
 
+/** Options of createDetector; defaults in CREATE_DETECTOR_DEFAULTS (model: `extd-32`). */
 export interface CreateDetectorOptions {
   /**
    * A bundled model name (`extd-32`, `extd-48`, `extd-64`, `extd-32-scratch`),
@@ -38,7 +49,7 @@ export interface CreateDetectorOptions {
   model?: ModelSource;
   /** Variant name, needed only for ReLU/LeakyReLU checkpoints without metadata (e.g. `extd-fpn-32-relu`). */
   variant?: string;
-  /** CPU threads for onnxruntime. */
+  /** CPU threads for onnxruntime (a positive integer). Default 2. */
   threads: number;
   /**
    * The network's arithmetic: 'float32', or 'int8' (static QDQ int8: int8
@@ -56,10 +67,18 @@ export interface CreateDetectorOptions {
   calibration?: string | Calibration;
 }
 
+/** Defaults of CreateDetectorOptions: 2 threads, float32; `model` unset means the bundled `extd-32`. */
 export const CREATE_DETECTOR_DEFAULTS: CreateDetectorOptions = { threads: 2, precision: 'float32' };
 
+/** A Detector whose `detect` takes a NodeImageInput (path, encoded bytes or raw pixels). */
 export type NodeDetector = Detector<NodeImageInput>;
 
+/**
+ * Decode a NodeImageInput to RGB: paths and encoded bytes through sharp
+ * (loadImageRgb), raw pixels copied (RGBA loses its alpha).
+ * @throws ExtdError for a missing or undecodable file and for raw pixels whose length does not match width x height.
+ * @throws TypeError for any other kind of value.
+ */
 export async function decodeNodeInput(input: NodeImageInput): Promise<RgbImage> {
   if (typeof input === 'string' || (input instanceof Uint8Array && !('width' in input))) return loadImageRgb(input as string | Uint8Array);
   if (input && typeof input === 'object' && 'data' in input) return rawToRgb(input);
@@ -68,6 +87,13 @@ export async function decodeNodeInput(input: NodeImageInput): Promise<RgbImage> 
   );
 }
 
+/**
+ * Create a detector on onnxruntime-node (CPU): loads the model (default the
+ * bundled `extd-32`), exports it to ONNX (float32 or int8) and opens a session.
+ * Call `dispose()` when done.
+ * @throws ExtdError for an unknown model name, an unreadable or mismatched checkpoint, a bad `threads` or
+ * `precision`, and (int8) a missing or mismatched calibration.
+ */
 export async function createDetector(options: Partial<CreateDetectorOptions> = {}): Promise<NodeDetector> {
   const opts = { ...CREATE_DETECTOR_DEFAULTS, ...options };
   // An option given as undefined (e.g. an absent CLI flag) means its default.

@@ -21,5 +21,5 @@ export {
   type ValRecord,
   type BestRecord,
 } from './train/trainer.js';
-export { loadTorch, torchAvailable, torchUnavailableReason, type Torch, type TorchTensor } from './train/torch.js';
+export { torchAvailable, torchUnavailableReason } from './train/torch.js';
 export { readTrainingLog, readValidationLog, plotTrainingLog, type ValPoint } from './cli/plot-log.js';

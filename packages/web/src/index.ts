@@ -38,6 +38,7 @@ import { readWeightsBytes } from '@extd/core/weights/format';
  */
 export type BrowserModelSource = string | URL | ArrayBuffer | Uint8Array | LoadedModel;
 
+/** Options of the browser createDetector; defaults in BROWSER_DETECTOR_DEFAULTS. */
 export interface BrowserDetectorOptions {
   /** The checkpoint: a bundled model name, URL, bytes or loaded model. Default: `extd-32`. */
   model: BrowserModelSource;
@@ -49,7 +50,15 @@ export interface BrowserDetectorOptions {
    */
   threads: number;
   /** Same-origin folder (e.g. '/ort/') serving onnxruntime-web's ort-wasm-simd-threaded*.{mjs,wasm}; undefined: next to onnxruntime's script. */
-  wasmPaths: string | { mjs: string; wasm: string } | undefined;
+  wasmPaths:
+    | string
+    | {
+        /** URL of onnxruntime-web's glue module (ort-wasm-simd-threaded*.mjs). */
+        mjs: string;
+        /** URL of its wasm binary (ort-wasm-simd-threaded*.wasm). */
+        wasm: string;
+      }
+    | undefined;
   /** Preferred providers in order; 'webgpu' is skipped where navigator.gpu is missing, 'wasm' is always the fallback. */
   executionProviders: WebExecutionProvider[];
   /** Run onnxruntime in a worker so the page stays responsive during inference. */
@@ -64,6 +73,7 @@ export interface BrowserDetectorOptions {
   calibration: string | URL | Calibration | undefined;
 }
 
+/** Defaults of BrowserDetectorOptions: model `extd-32`, 2 threads, the 'wasm' provider, no proxy, float32. */
 export const BROWSER_DETECTOR_DEFAULTS: BrowserDetectorOptions = {
   model: DEFAULT_MODEL_NAME,
   variant: undefined,
@@ -81,7 +91,10 @@ export interface BrowserDetector extends Detector<DomImageInput> {
   readonly runtime: OrtWebInfo | undefined;
 }
 
-/** Fetch a checkpoint from a URL (same-origin or CORS-enabled) and check it against the model definition. */
+/**
+ * Fetch a checkpoint from a URL (same-origin or CORS-enabled) and check it against the model definition.
+ * @throws ExtdError for a failed fetch, an HTTP status other than 200, or a bad checkpoint.
+ */
 export async function loadModelFromUrl(url: string | URL, variant?: string): Promise<LoadedModel> {
   const href = String(url);
   let response: Response;
@@ -94,7 +107,10 @@ export async function loadModelFromUrl(url: string | URL, variant?: string): Pro
   return loadModelFromBytes(new Uint8Array(await response.arrayBuffer()), href, variant);
 }
 
-/** Parse a .safetensors or PyTorch .pth checkpoint held in memory. */
+/**
+ * Parse a .safetensors or PyTorch .pth checkpoint held in memory.
+ * @throws ExtdError for an unrecognised or malformed file, or tensors that do not fit the model definition.
+ */
 export function loadModelFromBytes(bytes: Uint8Array | ArrayBuffer, source = 'model bytes', variant?: string): LoadedModel {
   const u8 = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
   const { tensors, metadata } = readWeightsBytes(u8, source);
@@ -114,7 +130,11 @@ export async function loadBrowserModel(model: BrowserModelSource, variant?: stri
   throw new ExtdError(`model: unsupported value ${Object.prototype.toString.call(model)}, expected a URL string, an ArrayBuffer/Uint8Array or a loaded model`);
 }
 
-/** Create a detector whose detect() takes DOM images, video frames, ImageData or raw pixels. */
+/**
+ * Create a detector whose detect() takes DOM images, video frames, ImageData or raw pixels.
+ * @throws ExtdError for an unknown model name, a failed fetch, a bad checkpoint, a bad `threads`,
+ * `precision` or execution provider, and (int8) a missing or mismatched calibration.
+ */
 export async function createDetector(options: Partial<BrowserDetectorOptions> = {}): Promise<BrowserDetector> {
   const opts: BrowserDetectorOptions = { ...BROWSER_DETECTOR_DEFAULTS, ...options };
   if (opts.model === undefined) opts.model = DEFAULT_MODEL_NAME;

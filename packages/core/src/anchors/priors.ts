@@ -7,7 +7,9 @@
  * input / stride, which would be wrong for sizes that are not multiples of 128.
  */
 export const STRIDES = [4, 8, 16, 32, 64, 128] as const;
+/** Side of the square anchor of each detection level, in input pixels (finest level first). */
 export const ANCHOR_SIZES = [16, 32, 64, 128, 256, 512] as const;
+/** Number of detection levels (6). */
 export const NUM_LEVELS = STRIDES.length;
 
 /** Feature-map size [height, width] of every detection level for an input of h x w pixels. */

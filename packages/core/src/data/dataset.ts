@@ -20,7 +20,9 @@ import { ExtdError } from '../utils/errors.js';
 import { Rng } from '../utils/rng.js';
 import type { WiderImageAnnotation } from './wider-annotations.js';
 
+/** The annotation formats the readers understand (names as `--format` takes them). */
 export const ANNOTATION_FORMATS = ['wider-text', 'wider-mat', 'coco', 'voc', 'yolo'] as const;
+/** One of ANNOTATION_FORMATS: WIDER text or .mat, COCO JSON, Pascal VOC XML, YOLO. */
 export type AnnotationFormat = (typeof ANNOTATION_FORMATS)[number];
 
 /** Human name of a format, for messages and reports. */
@@ -32,14 +34,16 @@ export const FORMAT_NAMES: Record<AnnotationFormat, string> = {
   yolo: 'YOLO dataset',
 };
 
+/** One annotated image of a FaceDataset, with its face boxes (xyxy pixels) and ignore flags. */
 export interface DatasetImage {
   /**
    * The image file relative to the dataset's `imagesDir`, '/'-separated.
    * Without its extension it is the image's key (prediction file names).
    */
   file: string;
-  /** Width and height in pixels as the annotation states them; 0 when it does not. */
+  /** Width in pixels as the annotation states it; 0 when it does not. */
   width: number;
+  /** Height in pixels as the annotation states it; 0 when it does not. */
   height: number;
   /** n x 4 face boxes, xyxy, pixels (see the module comment for the convention). */
   boxes: Float64Array;
@@ -52,8 +56,9 @@ export interface DatasetImage {
   ignore: Uint8Array;
   /** Where the entry was read from, for messages (`file`, `file:line`). */
   origin: string;
-  /** Boxes of this image clipped to it, and dropped as empty (counted in stats). */
+  /** Boxes of this image clipped to it (counted in stats). */
   clipped: number;
+  /** Boxes of this image dropped as empty, after clipping (counted in stats). */
   dropped: number;
 }
 
@@ -72,15 +77,19 @@ export interface DatasetStats {
   otherClasses: number;
 }
 
+/** An annotated face dataset as every reader returns it (see the module comment for the box convention). */
 export interface FaceDataset {
+  /** The format it was read from. */
   format: AnnotationFormat;
   /** The annotation file or folder as given. */
   source: string;
   /** The folder `DatasetImage.file` is relative to ('' until a reader that needs --images gets it). */
   imagesDir: string;
+  /** The annotated images, in the reader's order. */
   images: DatasetImage[];
   /** The class names taken as faces ([] for WIDER, whose every box is a face). */
   classes: string[];
+  /** Counts of images, faces, ignored, clipped and dropped boxes. */
   stats: DatasetStats;
   /** Entry-level problems, one line each ('file:line: ...' or 'file: object 3: ...'). */
   problems: string[];
@@ -252,8 +261,18 @@ export function checkUniqueKeys(d: FaceDataset): void {
  * so the result does not depend on the reader's order) with Rng.fromSeed(seed)
  * and put round(fraction * n) of them in `val`, the rest in `train`; each
  * list is returned sorted.
+ * @throws ExtdError when `fraction` is not strictly between 0 and 1.
  */
-export function splitImages(d: FaceDataset, fraction: number, seed: number): { train: string[]; val: string[] } {
+export function splitImages(
+  d: FaceDataset,
+  fraction: number,
+  seed: number,
+): {
+  /** The other images' files (DatasetImage.file), sorted. */
+  train: string[];
+  /** round(fraction * n) image files, sorted. */
+  val: string[];
+} {
   if (!(fraction > 0 && fraction < 1)) throw new ExtdError(`split fraction ${fraction}: expected a number between 0 and 1`);
   const files = d.images.map((im) => im.file).sort();
   Rng.fromSeed(seed).shuffle(files);

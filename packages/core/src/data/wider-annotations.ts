@@ -41,6 +41,7 @@ export interface WiderFace {
   pose: number;
 }
 
+/** One image of a WIDER FACE `*_bbx_gt.txt` file: its path and its faces. */
 export interface WiderImageAnnotation {
   /** Relative image path as in the file, `EVENT/NAME.jpg`. */
   path: string;

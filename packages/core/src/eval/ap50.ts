@@ -40,21 +40,26 @@ export interface ApOptions {
   iouThreshold: number;
 }
 
+/** Default options of evaluateAp50: IoU threshold 0.5. */
 export const AP_DEFAULTS: Readonly<ApOptions> = Object.freeze({ iouThreshold: 0.5 });
 
+/** What evaluateAp50 returns: AP, the precision/recall curve and the counts behind it. */
 export interface ApResult {
   /** All-point interpolated average precision, 0..1 (0 when there is no face to find). */
   ap: number;
-  /** After each counted detection (ranked), precision and recall. */
+  /** Precision (0..1) after each counted detection, in rank order. */
   precision: Float64Array;
+  /** Recall (0..1) after each counted detection, in rank order. */
   recall: Float64Array;
   /** Faces to find (not ignored). */
   faces: number;
   /** Faces marked ignore. */
   ignoredFaces: number;
-  /** Detections counted (ignored ones excluded), true positives among them. */
+  /** Detections counted (ignored ones excluded). */
   detections: number;
+  /** True positives among the counted detections. */
   truePositives: number;
+  /** Images evaluated (those of the ground truth). */
   images: number;
   /** Images that had a detections entry (possibly empty). */
   imagesWithPredictions: number;

@@ -23,7 +23,9 @@
  */
 import { argsortDescending } from '../postprocess/boxes.js';
 
+/** The WIDER FACE evaluation settings (difficulty subsets), in the official order. */
 export const WIDER_SETTINGS = ['easy', 'medium', 'hard'] as const;
+/** One of WIDER_SETTINGS: 'easy', 'medium' or 'hard'. */
 export type WiderSetting = (typeof WIDER_SETTINGS)[number];
 
 /** Ground truth of one image. */
@@ -71,6 +73,7 @@ export interface SettingResult {
   faces: number;
 }
 
+/** What evaluateWider returns: per setting AP with its precision/recall curves, plus image counts. */
 export type WiderResult = Record<WiderSetting, SettingResult> & {
   /** Images evaluated (the ground-truth set). */
   images: number;

@@ -28,7 +28,9 @@ import { ExtdError } from '../utils/errors.js';
 import { argsortDescending } from '../postprocess/boxes.js';
 import { selectDetections, type Detections } from '../postprocess/detections.js';
 
+/** The evaluation protocols (see the module comment): 'single' pass or the 'paper' multi-scale + flip test. */
 export const PROTOCOLS = ['single', 'paper'] as const;
+/** One of PROTOCOLS. */
 export type ProtocolName = (typeof PROTOCOLS)[number];
 
 /** What a protocol needs from a detector (src/detector.ts `Detector` satisfies it). */
@@ -41,6 +43,7 @@ export interface PassDetector {
   detectPass(image: RgbImage, options: { scale: number; scoreThreshold: number; nmsThreshold: number; maxFaces: number }): Promise<Detections>;
 }
 
+/** Options of runProtocol; defaults (the released evaluation settings) in PROTOCOL_DEFAULTS. */
 export interface ProtocolOptions {
   /** Per pass: keep detections whose score is above this. */
   scoreThreshold: number;

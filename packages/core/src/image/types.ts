@@ -3,8 +3,11 @@
  * (HxWx3, row-major), no alpha. `data.length === width * height * 3`.
  */
 export interface RgbImage {
+  /** Pixels, R, G, B bytes per pixel, rows top to bottom: width * height * 3 values. */
   data: Uint8Array;
+  /** Width in pixels. */
   width: number;
+  /** Height in pixels. */
   height: number;
 }
 

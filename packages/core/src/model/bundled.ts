@@ -18,7 +18,14 @@ export interface BundledModel {
   calibration: string | null;
 }
 
-export const BUNDLED_MODELS = {
+/** The name of a bundled model, as users pass it to `model` / `--model`. */
+export type BundledModelName = 'extd-32' | 'extd-48' | 'extd-64' | 'extd-32-scratch';
+
+/**
+ * The bundled models by name: the released EXTD-32/48/64 weights (with int8
+ * calibration ranges) and a from-scratch EXTD-32 (without).
+ */
+export const BUNDLED_MODELS: Readonly<Record<BundledModelName, BundledModel>> = {
   'extd-32': {
     name: 'extd-32',
     file: 'extd-32.safetensors',
@@ -47,15 +54,15 @@ export const BUNDLED_MODELS = {
     variant: 'extd-fpn-32-prelu',
     description: 'EXTD-32 trained from scratch by extd train on a 2-core CPU (weak; see README Training)',
   },
-} as const satisfies Record<string, BundledModel>;
-
-export type BundledModelName = keyof typeof BUNDLED_MODELS;
+};
 
 /** The model used when none is given: the best one we ship (the released EXTD-32). */
 export const DEFAULT_MODEL_NAME: BundledModelName = 'extd-32';
 
+/** The bundled models' names, in BUNDLED_MODELS' order (the default, extd-32, first). */
 export const BUNDLED_MODEL_NAMES = Object.keys(BUNDLED_MODELS) as BundledModelName[];
 
+/** True when `value` is the name of a bundled model (a key of BUNDLED_MODELS). */
 export function isBundledModelName(value: string): value is BundledModelName {
   return Object.hasOwn(BUNDLED_MODELS, value);
 }

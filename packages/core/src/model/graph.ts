@@ -72,14 +72,19 @@ export interface ParamSpec {
   learnable: boolean;
 }
 
+/** The network of one variant as a dataflow graph over named NCHW float32 values (see the module comment). */
 export interface ModelGraph {
+  /** The variant this graph was built for. */
   variant: Variant;
   /** Name of the input value: 1 x 3 x H x W, mean-subtracted RGB. */
   input: string;
+  /** The operations in execution order (every input is produced before it is used). */
   nodes: GraphNode[];
+  /** Every tensor the graph reads, once each, with its checkpoint name and shape (conv weights [out, in / groups, k, k]). */
   params: ParamSpec[];
   /** Per detection level, finest (stride 4) first: the box-regression map (4 channels) and the classifier map (2 channels). */
   loc: string[];
+  /** Per detection level, finest first: the classifier map, 2 channels (background, face) logits; level 1 after the max-out. */
   conf: string[];
   /** Named intermediate maps for parity tests: f1..f6 (backbone) and g1..g6 (maps fed to the heads). */
   features: Record<string, string>;
@@ -108,6 +113,7 @@ function projectionActivated(width: number): boolean {
   return width === 32;
 }
 
+/** Build the graph of `variant`: its nodes, its parameters (the released checkpoints' names) and its outputs. */
 export function buildGraph(variant: Variant): ModelGraph {
   const { width } = variant;
   const nodes: GraphNode[] = [];

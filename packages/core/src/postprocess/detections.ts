@@ -10,10 +10,13 @@ import { argsortDescending } from './boxes.js';
  * name is the public one already exported by every package.
  */
 export interface Detections {
+  /** Flat N x 4 boxes, xyxy (x1, y1, x2, y2) in pixels. */
   boxes: Float32Array;
+  /** N face probabilities (0..1), highest first; `scores[i]` belongs to `boxes[4i..4i+3]`. */
   scores: Float32Array;
 }
 
+/** Options of `postprocess` (and, through PassOptions, of `Detector.detectPass`); defaults in POSTPROCESS_DEFAULTS. */
 export interface PostprocessOptions {
   /** Keep priors whose face probability is strictly above this. */
   scoreThreshold: number;

@@ -13,12 +13,16 @@ import { toNetworkInput } from '../image/types.js';
 import type { LoadedModel } from '../weights/checkpoint.js';
 import { ExtdError } from '../utils/errors.js';
 
+/** The `format` field of every calibration file (`extd quantize`'s output). */
 export const CALIBRATION_FORMAT = 'extd-int8-calibration';
+/** The calibration file version this code writes and reads. */
 export const CALIBRATION_VERSION = 1;
 
 /** What a calibration file holds (JSON). */
 export interface Calibration {
+  /** Always CALIBRATION_FORMAT. */
   format: typeof CALIBRATION_FORMAT;
+  /** Always CALIBRATION_VERSION (1). */
   version: typeof CALIBRATION_VERSION;
   /** Canonical variant name, e.g. `extd-fpn-32-prelu`. */
   variant: string;
@@ -32,6 +36,7 @@ export interface Calibration {
   ranges: Record<string, [number, number]>;
 }
 
+/** Options of calibrate (and `extd quantize`); defaults in CALIBRATE_DEFAULTS. */
 export interface CalibrateOptions {
   /** Upper percentile of each value's elements per image (the lower one is 100 - this). 100 = min/max. */
   percentile: number;

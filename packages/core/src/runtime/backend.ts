@@ -12,12 +12,18 @@ export interface InferenceSession {
    * feature maps the model was exported with.
    */
   run(input: Float32Tensor): Promise<Record<string, Float32Tensor>>;
+  /** Free the engine's session and its memory; the session is not used afterwards. */
   release(): Promise<void>;
 }
 
+/** Options a CreateSession factory receives. */
 export interface SessionOptions {
   /** Intra-op threads (Node: CPU threads; web: wasm threads, honoured only when the page is cross-origin isolated). */
   threads: number;
 }
 
+/**
+ * A runtime's session factory: builds an InferenceSession from the bytes of an
+ * ONNX model (exportOnnx's output). Each runtime package passes its own to createDetectorWith.
+ */
 export type CreateSession = (onnxModel: Uint8Array, options: SessionOptions) => Promise<InferenceSession>;

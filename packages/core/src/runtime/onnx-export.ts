@@ -6,6 +6,7 @@ import { encodeModel, floatTensor, int32Tensor, int64Tensor, int8Tensor, uint8Te
 /** A graph value's calibrated range [min, max] (float32 units of the value). */
 export type ActivationRange = readonly [number, number];
 
+/** The int8 part of OnnxExportOptions: calibrated activation ranges (a checked Calibration's `ranges`). */
 export interface Int8ExportOptions {
   /**
    * Per-tensor range of every value `quantizedValues(graph)` lists. Ranges
@@ -14,6 +15,7 @@ export interface Int8ExportOptions {
   ranges: Readonly<Record<string, ActivationRange>>;
 }
 
+/** Options of exportOnnx; defaults in ONNX_EXPORT_DEFAULTS. */
 export interface OnnxExportOptions {
   /** Also output the intermediate maps f1..f6 and g1..g6 (for parity tests). */
   features: boolean;
@@ -23,6 +25,7 @@ export interface OnnxExportOptions {
   int8: Int8ExportOptions | null;
 }
 
+/** Defaults of OnnxExportOptions: float32, outputs `loc` and `conf` only. */
 export const ONNX_EXPORT_DEFAULTS: OnnxExportOptions = { features: false, extraOutputs: [], int8: null };
 
 /**

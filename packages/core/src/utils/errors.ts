@@ -9,6 +9,7 @@
  * stack trace.
  */
 export class ExtdError extends Error {
+  /** Always 'ExtdError'. */
   override name = 'ExtdError';
 }
 

@@ -18,10 +18,13 @@ export interface TypedArrayOf {
   bool: Uint8Array;
 }
 
+/** A tensor: element type, row-major shape and a flat typed array of numel(shape) elements (int64: BigInt64Array, bool: Uint8Array). */
 export interface Tensor<D extends DType = DType> {
+  /** Element type. */
   dtype: D;
   /** Row-major (C order) dimensions; [] for a scalar. */
   shape: number[];
+  /** The elements in row-major order; the array type follows `dtype`. */
   data: TypedArrayOf[D];
 }
 

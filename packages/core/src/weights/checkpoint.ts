@@ -5,9 +5,13 @@ import { formatShape, shapeEquals, type Float32Tensor, type Tensor } from '../ut
 
 /** A checkpoint matched against the model definition: every tensor the graph needs, by name, with its shape checked. */
 export interface LoadedModel {
+  /** The variant the checkpoint holds (from its metadata, its tensors or the caller). */
   variant: Variant;
+  /** The variant's graph (buildGraph). */
   graph: ModelGraph;
+  /** Every parameter of `graph`, by checkpoint name, as float32 (float64 files converted), shapes checked (conv weights [out, in / groups, k, k]). */
   weights: Map<string, Float32Tensor>;
+  /** The file's string metadata (safetensors `__metadata__`; {} when it has none). */
   metadata: Record<string, string>;
   /** Where it came from (a path, a URL, or a description), for messages. */
   source: string;
@@ -108,6 +112,7 @@ export function stateDictTensor<T extends { readonly shape: readonly number[] }>
  * Wrapper prefixes (`module.`, `_orig_mod.`) are removed first. Missing
  * tensors, unexpected tensors, shape mismatches and non-finite values are
  * errors naming the tensor; BN's `num_batches_tracked` counters are ignored.
+ * @throws ExtdError for an unknown or unrecognisable variant and for any of those errors.
  */
 export function modelFromTensors(
   tensorsIn: Map<string, Tensor>,

@@ -11,12 +11,16 @@ import { readPth } from './pth.js';
 import { readSafetensors } from './safetensors.js';
 import { looksLikeZip } from './zip.js';
 
+/** A weights file's format: safetensors, or PyTorch's .pth (zip archive or legacy pickle). */
 export type WeightsFormat = 'safetensors' | 'pth';
 
+/** What readWeightsBytes returns: the file's tensors by name, its metadata and its format. */
 export interface WeightsContent {
+  /** The tensors by name, as stored (no prefix stripping or shape checks: see modelFromTensors). */
   tensors: Map<string, Tensor>;
   /** safetensors `__metadata__`; {} for .pth files, which have none. */
   metadata: Record<string, string>;
+  /** The format detected from the content. */
   format: WeightsFormat;
 }
 
@@ -36,7 +40,10 @@ export function detectWeightsFormat(bytes: Uint8Array): WeightsFormat | undefine
   return undefined;
 }
 
-/** Parse weights of either format; `source` names the input in errors (usually the file path). */
+/**
+ * Parse weights of either format; `source` names the input in errors (usually the file path).
+ * @throws ExtdError for an empty file, an unrecognised format or a malformed file.
+ */
 export function readWeightsBytes(bytes: Uint8Array, source: string): WeightsContent {
   const format = detectWeightsFormat(bytes);
   if (format === 'safetensors') return { ...readSafetensors(bytes, source), format };

@@ -17,6 +17,7 @@ import { ExtdError } from '../utils/errors.js';
 import { formatShape, numel, type DType, type Tensor } from '../utils/tensor.js';
 import { ITEM_SIZE, bfloat16BytesToFloat32, bytesOfTypedArray, float16BytesToFloat32, typedArrayFromBytes } from './bytes.js';
 
+/** What readSafetensors returns. */
 export interface SafetensorsContent {
   /** Tensors in the order their data appears in the file. */
   tensors: Map<string, Tensor>;
@@ -51,6 +52,11 @@ const MAX_HEADER_BYTES = 100_000_000;
 
 const METADATA_KEY = '__metadata__';
 
+/**
+ * Parse the bytes of a .safetensors file; F16 and BF16 tensors are widened to
+ * float32. `source` names the input in error messages.
+ * @throws ExtdError for a malformed header, an unsupported dtype, or tensors that do not tile the data section exactly.
+ */
 export function readSafetensors(bytes: Uint8Array, source = 'safetensors'): SafetensorsContent {
   const err = (msg: string): never => {
     throw new ExtdError(`${source}: ${msg}`);

@@ -39,6 +39,7 @@ import { parseWiderMat } from '@extd/core/data/wider-mat';
 import { parseVocXml, type VocAnnotation } from '@extd/core/data/voc';
 import { looksLikeYoloYaml, readImageSize, readYoloDataset, type YoloSplit } from './yolo.js';
 
+/** Options of readFaceDataset; defaults in DATASET_DEFAULTS (category ['face'], split 'train', checkImages true). */
 export interface DatasetOptions extends ReadOptions {
   /** Images folder (--images); required for WIDER formats, optional for COCO and VOC, refused for YOLO. */
   images: string | undefined;
@@ -61,8 +62,19 @@ export const DATASET_DEFAULTS: Readonly<DatasetOptions> = Object.freeze({
   onProblem: undefined,
 });
 
-/** The recognised format of `path` and the file to read (for folders: the file or folder that holds the annotations). */
-export function detectAnnotationFormat(path: string): { format: AnnotationFormat; path: string; kit?: boolean } {
+/**
+ * The recognised format of `path` and the file to read (for folders: the file or folder that holds the annotations).
+ * Recognition is by content (and, for folders, by the files in them), not by extension.
+ * @throws ExtdError when `path` does not exist or its format is not recognised.
+ */
+export function detectAnnotationFormat(path: string): {
+  /** The format recognised. */
+  format: AnnotationFormat;
+  /** The file (or, for VOC, the folder of .xml files) to read. */
+  path: string;
+  /** WIDER .mat only: true for the evaluation kit's wider_face_val.mat with its easy/medium/hard files beside it. */
+  kit?: boolean;
+} {
   let st: Stats;
   try {
     st = statSync(path);
@@ -109,6 +121,8 @@ export function detectAnnotationFormat(path: string): { format: AnnotationFormat
  * comment). Entry-level problems are passed to `onProblem` one line each (when
  * there are several) and then thrown as one ExtdError; nothing is returned
  * from a set with problems. With `list`, only the listed images are kept.
+ * @throws ExtdError for an unrecognised format, entry-level problems, duplicate image names,
+ * a missing --images folder (WIDER) and, with `checkImages`, missing image files.
  */
 export async function readFaceDataset(path: string, options: Partial<DatasetOptions> = {}): Promise<FaceDataset> {
   const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));

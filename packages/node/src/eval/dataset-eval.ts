@@ -17,7 +17,9 @@ import { runProtocol, type PassDetector, type ProtocolName, type ProtocolOptions
 /** How a set is scored. */
 export type ScoreProtocol = 'wider' | 'ap50';
 
+/** A model's score on an annotated set, as scoreDataset and evaluateDetector return it. */
 export interface DatasetScore {
+  /** 'wider' (official WIDER FACE easy/medium/hard AP) for WIDER formats, 'ap50' (VOC AP at IoU 0.5) for the others. */
   protocol: ScoreProtocol;
   /**
    * The one number to rank models by: AP for 'ap50'; the mean of the easy,
@@ -28,8 +30,11 @@ export interface DatasetScore {
   metricName: string;
   /** The protocol in words (for ap.json and logs). */
   description: string;
+  /** The full AP@0.5 result; set when `protocol` is 'ap50'. */
   ap50?: ApResult;
+  /** The full WIDER result per setting; set when `protocol` is 'wider'. */
   wider?: WiderResult;
+  /** Images evaluated. */
   images: number;
 }
 
@@ -61,7 +66,10 @@ export function widerGroundTruth(d: FaceDataset): GroundTruthImage[] {
 /** Detections as xyxy pixel boxes and scores, by image key. */
 export type DetectionsByKey = Map<string, { boxes: ArrayLike<number>; scores: ArrayLike<number> }>;
 
-/** Score detections (xyxy) of the dataset's images with the dataset's protocol. */
+/**
+ * Score detections (xyxy pixels, by image key) of the dataset's images with the dataset's protocol.
+ * @throws ExtdError (WIDER sets) when the ground truth cannot be read or lacks one of the dataset's images.
+ */
 export function scoreDataset(d: FaceDataset, detections: DetectionsByKey): DatasetScore {
   if (scoreProtocolOf(d) === 'wider') {
     // The official evaluator takes x y w h with w = x2 - x1 + 1 (the official prediction files' convention).

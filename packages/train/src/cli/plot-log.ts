@@ -29,12 +29,17 @@ interface Point {
 
 /** A validation line of log.jsonl (extd train --val). */
 export interface ValPoint {
+  /** Completed iterations when the weights were scored. */
   iter: number;
   /** AP@0.5, or the mean of the WIDER APs. */
   val_metric: number;
+  /** 'ap50' or 'wider'. */
   val_protocol: string;
+  /** wider: the easy setting's AP. */
   val_easy?: number;
+  /** wider: the medium setting's AP. */
   val_medium?: number;
+  /** wider: the hard setting's AP. */
   val_hard?: number;
 }
 

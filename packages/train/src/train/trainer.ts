@@ -64,17 +64,27 @@ export interface TrainConfig {
   variant: string;
   /** Square training input side. */
   size: number;
+  /** Images per iteration (default 16). */
   batch: number;
   /** Base learning rate, schedule and warm-up (see schedule.ts). */
   lr: number;
+  /** 'step': multiply the lr by gamma at each of `steps`; 'cosine': half-cosine from lr to minLr after the warm-up. */
   policy: ScheduleOptions['policy'];
+  /** Iterations at which the step policy multiplies the lr by gamma (default 120000, 180000). */
   steps: number[];
+  /** Step policy's lr factor (default 0.1). */
   gamma: number;
+  /** Total iterations of the run (default 240000; the end of the cosine). */
   iterations: number;
+  /** Linear warm-up iterations (0: none, the default). */
   warmup: number;
+  /** The warm-up starts at warmupFactor x lr (default 0.01). */
   warmupFactor: number;
+  /** Final lr of the cosine policy (default 0). */
   minLr: number;
+  /** SGD momentum (default 0.9). */
   momentum: number;
+  /** SGD weight decay, L2 (default 5e-4). */
   weightDecay: number;
   /** Hard negatives per positive. */
   negPosRatio: number;
@@ -132,6 +142,7 @@ export interface TrainConfig {
    * at a high learning rate.
    */
   clipGradNorm: number;
+  /** How new weights are initialised (Kaiming fan mode, PReLU slope, heads' std); ignored with initFrom or when resuming. */
   init: InitOptions;
   /**
    * Start from the weights (and BN statistics) of this checkpoint, of the
@@ -147,6 +158,7 @@ export interface TrainConfig {
   checkpointEvery: number;
   /** Keep the newest N checkpoints plus every multiple of keepEvery (0: keep all). */
   keepLast: number;
+  /** With keepLast > 0, also keep every checkpoint whose iteration is a multiple of this (0: none kept that way). */
   keepEvery: number;
 }
 
@@ -218,6 +230,7 @@ export interface RunOptions {
   onValidation?: (record: ValRecord) => void;
 }
 
+/** Defaults of RunOptions: a new run, 2 libtorch threads, 1 loader worker, to the end, progress on stderr. */
 export const RUN_DEFAULTS: Readonly<Omit<RunOptions, 'out'>> = Object.freeze({
   resume: false,
   threads: 2,
@@ -230,12 +243,15 @@ export const RUN_DEFAULTS: Readonly<Omit<RunOptions, 'out'>> = Object.freeze({
 export interface LogRecord {
   /** Completed iterations after this step. */
   iter: number;
+  /** Localisation loss: smooth L1 on the positives' box offsets, divided by the positives. */
   loss_l: number;
+  /** Classification loss: softmax cross-entropy over positives and mined hard negatives, divided by the positives. */
   loss_c: number;
   /** lr used by this step. */
   lr: number;
   /** Global L2 norm of the gradient before any clipping. */
   grad_norm: number;
+  /** Priors matched to a face in this batch (the losses' divisor). */
   positives: number;
   /** Training throughput of this step (images / wall second, loader wait included). */
   img_s: number;
@@ -252,16 +268,21 @@ export interface ValRecord {
   iter: number;
   /** AP at IoU 0.5 (ap50), or the mean of easy / medium / hard AP (wider). */
   val_metric: number;
+  /** How the set was scored: 'ap50' (VOC AP at IoU 0.5) or 'wider' (the official WIDER FACE protocol). */
   val_protocol: 'ap50' | 'wider';
+  /** Images scored. */
   val_images: number;
   /** ap50: the AP. */
   val_ap?: number;
-  /** wider: the three settings. */
+  /** wider: the easy setting's AP. */
   val_easy?: number;
+  /** wider: the medium setting's AP. */
   val_medium?: number;
+  /** wider: the hard setting's AP. */
   val_hard?: number;
   /** Wall seconds the validation took. */
   val_seconds: number;
+  /** Wall-clock ISO time. */
   time: string;
 }
 
@@ -269,13 +290,19 @@ export interface ValRecord {
 export interface BestRecord {
   /** Iteration of best.safetensors (-1: none yet). */
   iteration: number;
+  /** Its validation score (DatasetScore.metric; -Infinity: none yet). */
   metric: number;
+  /** What `metric` is, in words (e.g. 'AP at IoU 0.5'). */
   metricName: string;
+  /** The validation set (TrainConfig.val) it was scored on. */
   val: string;
+  /** The scoring protocol in words (DatasetScore.description). */
   protocol: string;
 }
 
+/** File name, in the run folder, of the best validated model. */
 export const BEST_MODEL_FILE = 'best.safetensors';
+/** File name, in the run folder, of the BestRecord (JSON). */
 export const BEST_FILE = 'best.json';
 
 function noBest(): BestRecord {
@@ -336,6 +363,7 @@ async function readValidationSet(c: TrainConfig, say: (line: string) => void): P
   return d;
 }
 
+/** How a train() call ended. */
 export interface TrainResult {
   /** Completed iterations. */
   iteration: number;
@@ -347,6 +375,7 @@ export interface TrainResult {
   reason: 'done' | 'stopAfter' | 'interrupted';
 }
 
+/** File name, in the run folder, of the training log: one JSON line per iteration (LogRecord) and per validation (ValRecord). */
 export const LOG_FILE = 'log.jsonl';
 
 function scheduleOf(c: TrainConfig): ScheduleOptions {
@@ -449,6 +478,8 @@ function truncateLog(path: string, iteration: number): void {
  * Train (or continue training) as configured. Resolves when config.iterations
  * are complete, after `stopAfter` iterations, or after SIGINT/SIGTERM (the
  * current iteration finishes and a checkpoint is written first).
+ * @throws ExtdError for an invalid config (naming the `extd train` flag), unreadable annotations or
+ * checkpoints, a missing libtorch addon, and a diverging loss (non-finite).
  */
 export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOptions> & { out: string }): Promise<TrainResult> {
   const run: RunOptions = { ...RUN_DEFAULTS, ...runIn };

@@ -15,8 +15,11 @@ import { RGB_MEAN, type RgbImage } from '@extd/core/image/types';
 
 /** Raw pixels, RGB (3 bytes/pixel) or RGBA (4 bytes/pixel, alpha ignored). */
 export interface RawPixels {
+  /** Pixels, rows top to bottom: width * height * 3 (RGB) or * 4 (RGBA) bytes. */
   data: Uint8Array | Uint8ClampedArray;
+  /** Width in pixels. */
   width: number;
+  /** Height in pixels. */
   height: number;
 }
 

@@ -32,6 +32,7 @@ import type { Float32Tensor } from '@extd/core/utils/tensor';
 import { ExtdError } from '@extd/core/utils/errors';
 import type { CreateSession, InferenceSession, SessionOptions } from '@extd/core/runtime/backend';
 
+/** An onnxruntime-web execution provider: 'wasm' (CPU, SIMD) or 'webgpu'. */
 export type WebExecutionProvider = 'wasm' | 'webgpu';
 
 export interface OrtWebOptions {
@@ -51,15 +52,18 @@ export interface OrtWebOptions {
   proxy: boolean;
 }
 
+/** Defaults of the session options: onnxruntime's own wasm lookup, the 'wasm' provider only, no proxy worker. */
 export const ORT_WEB_DEFAULTS: OrtWebOptions = { wasmPaths: undefined, executionProviders: ['wasm'], proxy: false };
 
 /** What the page ended up with, for display and benchmarks. */
 export interface OrtWebInfo {
   /** 'wasm' or 'webgpu': the build of onnxruntime-web that was loaded. */
   build: 'wasm' | 'webgpu';
+  /** The requested providers this build can use, in order ('webgpu' dropped on the wasm build). */
   executionProviders: WebExecutionProvider[];
   /** wasm threads the instance was initialised with (1 unless the page is cross-origin isolated). */
   threads: number;
+  /** Whether the page is cross-origin isolated (COOP/COEP), which wasm threads need. */
   crossOriginIsolated: boolean;
 }
 
