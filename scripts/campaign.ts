@@ -7,6 +7,7 @@
  *   node --conditions=extd-source --import tsx scripts/campaign.ts resume   --out DIR [--data DIR] [--threads N] [--workers N] [--dry-run]
  *   node --conditions=extd-source --import tsx scripts/campaign.ts snapshot --run DIR
  *   node --conditions=extd-source --import tsx scripts/campaign.ts eval     --run DIR [--iteration N] [--threads N]
+ *   node --conditions=extd-source --import tsx scripts/campaign.ts plot
  *   (each takes --campaign FOLDER, default campaign/extd32)
  *
  * The folder holds (a few MB at most):
@@ -56,6 +57,7 @@ import { parseArgs } from 'node:util';
 import { readLatest, checkpointNames, LATEST_FILE } from '@extd/train/train/checkpoint';
 import type { LogRecord } from '@extd/train/train/trainer';
 import { writeFileAtomic } from 'extd/utils/atomic';
+import { plotTrainingLog, readTrainingLog, type ValPoint } from '@extd/train/cli/plot-log';
 import { ExtdError } from '@extd/core/utils/errors';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -330,10 +332,49 @@ const USAGE = `usage: node --conditions=extd-source --import tsx scripts/campaig
   resume   --out DIR [--data DIR] [--threads N] [--workers N] [--dry-run]   continue it from the committed state
   snapshot --run DIR                                                       copy the run's latest checkpoint into the folder
   eval     --run DIR [--iteration N] [--threads N]                         score a checkpoint on campaign/val200.txt
+  plot                                                                     draw the folder's loss and AP curves (curve.png)
 
 each takes --campaign FOLDER (default ${CAMPAIGN_DEFAULTS.campaign}); see the header of scripts/campaign.ts`;
 
 const quote = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
+
+/** The folder's figure: the thinned losses and lr, and the val200 AP points of ap.jsonl. */
+export const CURVE_FILE = 'curve.png';
+
+/**
+ * Draw the campaign's curves (extd plot-log's figure: losses, learning rate
+ * and the easy / medium / hard AP of ap.jsonl against iterations) into
+ * DIR/curve.png; snapshot and eval redraw it. Returns the file written.
+ */
+export async function plotCampaign(dir: string): Promise<string> {
+  const points = readTrainingLog(join(dir, 'log.jsonl'));
+  const apPath = join(dir, AP_FILE);
+  const ap: ApRecord[] = existsSync(apPath)
+    ? readFileSync(apPath, 'utf8')
+        .split('\n')
+        .filter((l) => l.trim())
+        .map((l) => JSON.parse(l) as ApRecord)
+    : [];
+  const val: ValPoint[] = ap.map((r) => ({
+    iter: r.iteration,
+    val_metric: (r.easy + r.medium + r.hard) / 3,
+    val_protocol: 'wider',
+    val_easy: r.easy,
+    val_medium: r.medium,
+    val_hard: r.hard,
+  }));
+  const c = readCampaign(dir);
+  const hours = c.progress ? `, ${c.progress.cpuHours.toFixed(1)} CPU-hours` : '';
+  const png = await plotTrainingLog(points, {
+    smooth: 3,
+    width: 1000,
+    val,
+    title: `EXTD-32 campaign (${dir.split('/').slice(-2).join('/')}): ${points.at(-1)?.iter ?? 0} iterations${hours}; AP on ${VAL_SUBSET_FILE}`,
+  });
+  const out = join(dir, CURVE_FILE);
+  writeFileAtomic(out, png);
+  return out;
+}
 
 async function cli(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
@@ -372,6 +413,11 @@ async function cli(argv: string[]): Promise<number> {
     console.error(
       `campaign ${dir}: iteration ${r.iteration}, ${r.trainHours.toFixed(2)} training hours, ${r.cpuHours.toFixed(2)} CPU-hours, ${r.logRecords} log records; commit the folder`,
     );
+    console.error(`campaign ${dir}: curves drawn to ${await plotCampaign(dir)}`);
+    return 0;
+  }
+  if (sub === 'plot') {
+    console.error(`campaign ${dir}: curves drawn to ${await plotCampaign(dir)}`);
     return 0;
   }
   if (sub === 'eval') {
@@ -417,6 +463,7 @@ async function cli(argv: string[]): Promise<number> {
     console.error(
       `campaign ${dir}: iteration ${iteration} AP ${rec.easy} / ${rec.medium} / ${rec.hard} (easy / medium / hard, ${ap.images} images of ${VAL_SUBSET_FILE}, single protocol) added to ${AP_FILE}`,
     );
+    console.error(`campaign ${dir}: curves drawn to ${await plotCampaign(dir)}`);
     return 0;
   }
   if (sub !== 'start' && sub !== 'resume') {

@@ -1,11 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   AP_FILE,
   CAMPAIGN_FILE,
+  CURVE_FILE,
+  plotCampaign,
   readCampaign,
   readLog,
   recordAp,
@@ -20,6 +23,9 @@ import {
 import { noShared, sharedPath } from '../test-support/shared.js';
 import { readLatest } from '@extd/train/train/checkpoint';
 import { ExtdError } from '@extd/core/utils/errors';
+
+/** The committed campaign folder. */
+const CAMPAIGN_DIR = fileURLToPath(new URL('../campaign/extd32', import.meta.url));
 
 const rec = (iter: number, lossC = iter, imgS = 2): LogLine => ({
   iter,
@@ -202,6 +208,22 @@ test('recordAp keeps one record per iteration, in iteration order', () => {
         [500, 0.3],
       ],
     );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('plotCampaign draws the committed folder (losses, lr, the ap.jsonl points) into curve.png', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'extd-campaign-plot-'));
+  try {
+    for (const f of ['campaign.json', 'log.jsonl', 'ap.jsonl']) copyFileSync(join(CAMPAIGN_DIR, f), join(dir, f));
+    const out = await plotCampaign(dir);
+    assert.equal(out, join(dir, CURVE_FILE));
+    const png = readFileSync(out);
+    assert.deepEqual([...png.subarray(1, 4)], [0x50, 0x4e, 0x47]); // "PNG"
+    assert.ok(png.length > 10_000, `${png.length} bytes`);
+    writeFileSync(join(dir, 'ap.jsonl'), '{"iteration": 5, "easy"\n');
+    await assert.rejects(plotCampaign(dir), SyntaxError);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
