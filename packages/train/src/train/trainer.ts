@@ -713,7 +713,8 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
       };
       appendFileSync(logPath, JSON.stringify(record) + '\n');
       run.onIteration?.(record);
-      progress?.tick(1, `${record.img_s.toFixed(2)} img/s loss_l ${lossL.toFixed(3)} loss_c ${lossC.toFixed(3)} lr ${lr.toExponential(2)}`);
+      const kdText = lossKdC === undefined ? '' : ` kd_c ${lossKdC.toFixed(3)} kd_l ${lossKdL!.toFixed(3)}`;
+      progress?.tick(1, `${record.img_s.toFixed(2)} img/s loss_l ${lossL.toFixed(3)} loss_c ${lossC.toFixed(3)}${kdText} lr ${lr.toExponential(2)}`);
       if (iteration % config.checkpointEvery === 0) save();
       if (iteration % valEvery === 0) {
         await validate();
