@@ -85,6 +85,16 @@ options:
                          updates them (default with --init: one step in training mode on a small
                          batch replaces a trained model's statistics and ruins it)
   --bn-train             with --init, train BatchNorm in training mode as from scratch
+  --teacher MODEL        distil from this model: a bundled name (extd-32, extd-48, extd-64,
+                         extd-32-scratch) or a .safetensors/.pth file of any variant, run on every
+                         batch as at inference; its per-prior face probabilities and boxes are soft
+                         targets beside the labels (logged as loss_kd_c and loss_kd_l; recorded
+                         in config.json and every model file's metadata). Default: none (the
+                         paper's recipe). Costs a teacher forward pass per iteration
+  --teacher-weight X     weight of the class term, KL(teacher || student) over the labels' mined
+                         priors and the teacher's detections (default 1)
+  --teacher-box-weight X weight of the box term, smooth-L1 to the teacher's boxes where its face
+                         probability exceeds 0.5 (default 1)
   --seed N               seed of the data stream and the initial weights (default 0)
   --checkpoint-every N   iterations between checkpoints (default 1000)
   --keep-last N          delete older checkpoints, keeping the newest N (default 0: keep all)
@@ -131,6 +141,9 @@ export const command: Command = {
         init: { type: 'string' },
         'bn-frozen': { type: 'boolean' },
         'bn-train': { type: 'boolean' },
+        teacher: { type: 'string' },
+        'teacher-weight': { type: 'string' },
+        'teacher-box-weight': { type: 'string' },
         'bn-renorm': { type: 'string' },
         'bn-renorm-ramp': { type: 'string' },
         'bn-renorm-rmax': { type: 'string' },
@@ -203,6 +216,9 @@ export const command: Command = {
     if (v['bn-frozen']) config.bnFrozen = true;
     else if (v['bn-train']) config.bnFrozen = false;
     else if (v.init !== undefined && config.bnFreeze === undefined && config.bnRenorm === undefined) config.bnFrozen = true;
+    set('teacher', v.teacher);
+    set('teacherWeight', num('teacher-weight'));
+    set('teacherBoxWeight', num('teacher-box-weight'));
     set('seed', num('seed'));
     set('checkpointEvery', num('checkpoint-every'));
     set('keepLast', num('keep-last'));

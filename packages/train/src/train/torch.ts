@@ -293,7 +293,7 @@ export interface TorchNative {
 
   // losses (reduction defaults to 'sum', the SSD/S3FD convention)
   smoothL1Loss(input: TorchTensor, target: TorchTensor, reduction?: Reduction, beta?: number): TorchTensor;
-  /** input [N, C] logits, target [N] int64 class indices. */
+  /** input [N, C] logits; target [N] int64 class indices, or [N, C] float class probabilities (soft targets, same dtype as input). */
   crossEntropy(input: TorchTensor, target: TorchTensor, reduction?: Reduction): TorchTensor;
 
   // conversion

@@ -15,7 +15,7 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makePriors } from '@extd/core/anchors/priors';
-import { loadModel } from 'extd/load-model';
+import { loadModel, resolveModelPath } from 'extd/load-model';
 import { buildGraph } from '@extd/core/model/graph';
 import { parseVariant, variantName } from '@extd/core/model/variant';
 import { writeFileAtomic } from 'extd/utils/atomic';
@@ -30,7 +30,7 @@ import { parseCategory, summaryLine, type FaceDataset } from '@extd/core/data/da
 import { readFaceDataset, trainingSamples } from 'extd/data/read-dataset';
 import { evaluateDetector, formatScore, type DatasetScore } from 'extd/eval/dataset-eval';
 import { modelFromTensors, type LoadedModel } from '@extd/core/weights/checkpoint';
-import { multiboxLoss } from './loss.js';
+import { distillLoss, multiboxLoss } from './loss.js';
 import { matchBatch } from './match.js';
 import { learningRate, SCHEDULE_DEFAULTS, validateSchedule, type ScheduleOptions } from './schedule.js';
 import { createTorchModel, type Renorm } from './torch-model.js';
@@ -150,6 +150,20 @@ export interface TrainConfig {
    * '' (default): initialise as `init` says. Ignored when resuming.
    */
   initFrom: string;
+  /**
+   * Knowledge distillation: a released model run on every batch (BN with its
+   * running statistics, no gradient) whose per-prior class probabilities and
+   * boxes are soft targets beside the labels (see distillLoss in loss.ts). A
+   * bundled model name (extd-32, extd-48, extd-64, extd-32-scratch) or a
+   * .safetensors/.pth file, of any variant (all share the S3FD priors).
+   * '' (default, the paper's recipe): no teacher. Recorded in config.json and
+   * in every model file's metadata (`teacher`).
+   */
+  teacher: string;
+  /** Weight of the distillation class term, KL(teacher || student) (loss_kd_c; default 1). */
+  teacherWeight: number;
+  /** Weight of the distillation box term, smooth-L1 to the teacher's boxes where it sees a face (loss_kd_l; default 1). */
+  teacherBoxWeight: number;
   /** Augmentation overrides (defaults: the S3FD pipeline of augment.ts; size comes from `size`). */
   augment: Partial<AugmentOptions>;
   /** Seed of the data stream and the initial weights. */
@@ -201,6 +215,9 @@ export const TRAIN_DEFAULTS: Readonly<TrainConfig> = Object.freeze({
   clipGradNorm: 0,
   init: INIT_DEFAULTS,
   initFrom: '',
+  teacher: '',
+  teacherWeight: 1,
+  teacherBoxWeight: 1,
   augment: {},
   seed: 0,
   checkpointEvery: 1000,
@@ -247,6 +264,10 @@ export interface LogRecord {
   loss_l: number;
   /** Classification loss: softmax cross-entropy over positives and mined hard negatives, divided by the positives. */
   loss_c: number;
+  /** With a teacher: the distillation class term, KL(teacher || student) over the class term's priors and the teacher's detections, divided by the positives (unweighted). */
+  loss_kd_c?: number;
+  /** With a teacher: the distillation box term, smooth L1 to the teacher's boxes where its face probability exceeds 0.5, divided by the positives (unweighted). */
+  loss_kd_l?: number;
   /** lr used by this step. */
   lr: number;
   /** Global L2 norm of the gradient before any clipping. */
@@ -416,6 +437,8 @@ const NUMBER_CHECKS: ReadonlyArray<readonly [keyof TrainConfig, string, (x: numb
   ['checkpointEvery', '--checkpoint-every', isInt(1), 'a positive integer'],
   ['keepLast', '--keep-last', isInt(0), 'a non-negative integer'],
   ['keepEvery', '--keep-every', isInt(0), 'a non-negative integer'],
+  ['teacherWeight', '--teacher-weight', (x) => x >= 0, 'a non-negative number'],
+  ['teacherBoxWeight', '--teacher-box-weight', (x) => x >= 0, 'a non-negative number'],
 ];
 
 /**
@@ -446,6 +469,12 @@ export function validateConfig(c: TrainConfig, given: Partial<TrainConfig> = c, 
     throw new ExtdError(
       `--head-std ${c.init.headStd} with --init ${given.initFrom}: --init loads every weight from the file, so there is no head to initialise; drop one of them`,
     );
+  }
+  if (typeof c.teacher !== 'string') throw new ExtdError(`--teacher ${String(c.teacher)}: expected a bundled model name or a model file`);
+  if (c.teacher) {
+    // Throws for an unknown name (listing the bundled ones); a path must exist.
+    const path = resolveModelPath(c.teacher, '--teacher');
+    if (!existsSync(path)) throw new ExtdError(`--teacher '${c.teacher}': no such file (and not a bundled model name)`);
   }
   if (resume && given.initFrom) throw new ExtdError('--init only applies to a new run (it sets the starting weights); --resume continues from the run folder');
 }
@@ -505,11 +534,18 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
   const say = (line: string) => run.progress?.write(`${run.progress.isTTY ? '\r\x1b[K' : ''}${line}\n`);
   const samples = run.samples ?? (await readTrainingSet(config, say));
   const valSet = config.val ? await readValidationSet(config, say) : null;
+  const teacherLoaded = config.teacher ? await loadModel(resolveModelPath(config.teacher, '--teacher')) : null;
+  if (teacherLoaded) say(`teacher ${config.teacher} (${variantName(teacherLoaded.variant)})`);
   const torch: Torch = loadTorch();
   torch.setNumThreads(run.threads);
   const model = createTorchModel(torch, graph, start, {
     bnMomentum: config.bnMomentum,
   });
+  const teacher = teacherLoaded ? createTorchModel(torch, buildGraph(teacherLoaded.variant), teacherLoaded.weights) : null;
+  /** Metadata of every model file written: whether (and how) the weights were distilled. */
+  const modelMetadata: Record<string, string> = config.teacher
+    ? { teacher: config.teacher, teacher_weight: String(config.teacherWeight), teacher_box_weight: String(config.teacherBoxWeight) }
+    : {};
   const params = model.parameters();
   const sgd = torch.sgd(params, { lr: config.lr, momentum: config.momentum, weightDecay: config.weightDecay });
   let iteration = 0;
@@ -561,7 +597,11 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
     run.onValidation?.(record);
     let note = '';
     if (best.iteration < 0 || score.metric > best.metric) {
-      writeModelFile(join(run.out, BEST_MODEL_FILE), graph, model.stateDict(), iteration, { val_metric: String(score.metric), val_set: config.val });
+      writeModelFile(join(run.out, BEST_MODEL_FILE), graph, model.stateDict(), iteration, {
+        ...modelMetadata,
+        val_metric: String(score.metric),
+        val_set: config.val,
+      });
       Object.assign(best, { iteration, metric: score.metric, metricName: score.metricName, val: config.val, protocol: score.description });
       writeFileAtomic(join(run.out, BEST_FILE), JSON.stringify(best, null, 1) + '\n');
       note = ' (new best, saved best.safetensors)';
@@ -579,11 +619,18 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
       b.dispose();
       return t;
     });
-    const saved = saveCheckpoint<TrainConfig>(run.out, graph, model.stateDict(), momentum, {
-      iteration,
-      loaderPosition: loader.position,
-      config,
-    });
+    const saved = saveCheckpoint<TrainConfig>(
+      run.out,
+      graph,
+      model.stateDict(),
+      momentum,
+      {
+        iteration,
+        loaderPosition: loader.position,
+        config,
+      },
+      modelMetadata,
+    );
     lastCheckpoint = saved.modelPath;
     if (config.keepLast > 0) pruneCheckpoints(run.out, config.keepLast, config.keepEvery);
   };
@@ -623,19 +670,29 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
       const lr = learningRate(iteration, schedule);
       sgd.lr = lr;
       const B = batch.boxes.length;
-      const { lossL, lossC, positives, gradNorm } = torch.tidy(() => {
+      const { lossL, lossC, lossKdC, lossKdL, positives, gradNorm } = torch.tidy(() => {
         const x = torch.fromFloat32Array(batch.input, [B, 3, config.size, config.size]);
         // BN in training mode for the first bnFreeze iterations, then with its (frozen) running statistics; bnFrozen: frozen throughout.
         const bnTraining = !config.bnFrozen && !(config.bnFreeze > 0 && iteration >= config.bnFreeze);
         const out = model.forward(x, { training: bnTraining, renorm: renormLimits(iteration, config) });
         const l = multiboxLoss(torch, out.loc, out.conf, targets.confT, targets.locT, { negPosRatio: config.negPosRatio });
-        const values = { lossL: l.lossL.item(), lossC: l.lossC.item(), positives: l.numPositives };
-        if (!Number.isFinite(values.lossL) || !Number.isFinite(values.lossC)) {
+        let total = torch.add(l.lossL, l.lossC);
+        let kd: { lossKdC: number; lossKdL: number } | null = null;
+        if (teacher) {
+          // The teacher as at inference: BN with its running statistics, no autograd graph.
+          const t = torch.noGrad(() => teacher.forward(x, { training: false }));
+          const d = distillLoss(torch, out.loc, out.conf, t.loc, t.conf, l.selected, l.numPositives);
+          kd = { lossKdC: d.lossKdC.item(), lossKdL: d.lossKdL.item() };
+          total = torch.add(total, torch.add(torch.mul(d.lossKdC, config.teacherWeight), torch.mul(d.lossKdL, config.teacherBoxWeight)));
+        }
+        const values = { lossL: l.lossL.item(), lossC: l.lossC.item(), lossKdC: kd?.lossKdC, lossKdL: kd?.lossKdL, positives: l.numPositives };
+        if (![values.lossL, values.lossC, values.lossKdC ?? 0, values.lossKdL ?? 0].every(Number.isFinite)) {
+          const kdText = kd ? `, loss_kd_c ${kd.lossKdC}, loss_kd_l ${kd.lossKdL}` : '';
           throw new ExtdError(
-            `training diverged at iteration ${iteration + 1}: loss_l ${values.lossL}, loss_c ${values.lossC} (lr ${lr}); lower --lr or add --warmup`,
+            `training diverged at iteration ${iteration + 1}: loss_l ${values.lossL}, loss_c ${values.lossC}${kdText} (lr ${lr}); lower --lr or add --warmup`,
           );
         }
-        if (l.numPositives > 0) torch.add(l.lossL, l.lossC).backward();
+        if (l.numPositives > 0) total.backward();
         const gradNorm = clipGradients(torch, params, config.clipGradNorm);
         sgd.step();
         sgd.zeroGrad();
@@ -647,6 +704,7 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
         iter: iteration,
         loss_l: lossL,
         loss_c: lossC,
+        ...(lossKdC === undefined ? {} : { loss_kd_c: lossKdC, loss_kd_l: lossKdL }),
         lr,
         grad_norm: gradNorm,
         positives,
@@ -655,7 +713,8 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
       };
       appendFileSync(logPath, JSON.stringify(record) + '\n');
       run.onIteration?.(record);
-      progress?.tick(1, `${record.img_s.toFixed(2)} img/s loss_l ${lossL.toFixed(3)} loss_c ${lossC.toFixed(3)} lr ${lr.toExponential(2)}`);
+      const kdText = lossKdC === undefined ? '' : ` kd_c ${lossKdC.toFixed(3)} kd_l ${lossKdL!.toFixed(3)}`;
+      progress?.tick(1, `${record.img_s.toFixed(2)} img/s loss_l ${lossL.toFixed(3)} loss_c ${lossC.toFixed(3)}${kdText} lr ${lr.toExponential(2)}`);
       if (iteration % config.checkpointEvery === 0) save();
       if (iteration % valEvery === 0) {
         await validate();
@@ -671,6 +730,7 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
     process.off('SIGTERM', onSignal);
     await loader.close();
     model.dispose();
+    teacher?.dispose();
   }
   const resumedFrom = resumed ? join(run.out, resumed.pointer.model) : null;
   return { iteration, checkpoint: lastCheckpoint ?? resumedFrom, resumedFrom, reason };
