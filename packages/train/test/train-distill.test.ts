@@ -1,15 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import sharp from 'sharp';
-import { Rng } from '@extd/core/utils/rng';
 import { resolveModelPath } from 'extd/load-model';
 import { readWeightsFile } from 'extd/weights/files-node';
 import { runCli } from '../../../test-support/cli-run.js';
 import { requiredInCi } from '../../../test-support/shared.js';
-import type { TrainSample } from '../src/train/loader.js';
+import { syntheticDataset } from './synthetic-dataset.js';
 import { distillLoss, multiboxLoss } from '../src/train/loss.js';
 import { loadTorch, torchUnavailableReason } from '../src/train/torch.js';
 import { TRAIN_DEFAULTS, train, validateConfig, type LogRecord, type TrainConfig } from '../src/train/trainer.js';
@@ -17,36 +15,6 @@ import { TRAIN_DEFAULTS, train, validateConfig, type LogRecord, type TrainConfig
 const skip = requiredInCi(torchUnavailableReason() ?? false);
 const root = mkdtempSync(join(tmpdir(), 'extd-train-distill-'));
 process.on('exit', () => rmSync(root, { recursive: true, force: true }));
-
-/** Four small noisy images with bright "faces" at known boxes (PNG) and their WIDER annotation file. */
-async function syntheticDataset(): Promise<{ samples: TrainSample[]; annotations: string; images: string }> {
-  const images = join(root, 'images');
-  mkdirSync(join(images, '0--Test'), { recursive: true });
-  const rng = Rng.fromSeed(1);
-  const samples: TrainSample[] = [];
-  const lines: string[] = [];
-  for (let k = 0; k < 4; k++) {
-    const W = 96,
-      H = 80;
-    const px = new Uint8Array(W * H * 3).map(() => 60 + rng.int(60));
-    const faces = [
-      [8 + 4 * k, 10, 30, 34],
-      [52, 30 + 3 * k, 24, 26],
-    ];
-    for (const [x, y, w, h] of faces) {
-      for (let j = y!; j < y! + h!; j++) for (let i = x!; i < x! + w!; i++) px.set([230, 190, 160], 3 * (j * W + i));
-    }
-    const rel = `0--Test/img_${k}.png`;
-    await sharp(px, { raw: { width: W, height: H, channels: 3 } })
-      .png()
-      .toFile(join(images, rel));
-    samples.push({ path: join(images, rel), boxes: Float32Array.from(faces.flatMap(([x, y, w, h]) => [x!, y!, x! + w!, y! + h!])) });
-    lines.push(rel, String(faces.length), ...faces.map((f) => `${f.join(' ')} 0 0 0 0 0 0`));
-  }
-  const annotations = join(root, 'gt.txt');
-  writeFileSync(annotations, lines.join('\n') + '\n');
-  return { samples, annotations, images };
-}
 
 test('distillLoss: KL and box term by hand on 3 priors; zero with zero gradient when the student is the teacher', { skip }, () => {
   const torch = loadTorch();
@@ -100,7 +68,7 @@ test('validateConfig: a bad teacher or a negative weight is refused, naming the 
   assert.throws(() => validateConfig(c({ teacher: 'extd-64', teacherBoxWeight: -0.5 })), /--teacher-box-weight -0.5/);
 });
 
-const data = skip ? undefined : await syntheticDataset();
+const data = skip ? undefined : await syntheticDataset(root);
 
 test('training with a teacher: finite kd losses that fall, the teacher recorded in config.json and the model files', { skip }, async () => {
   // Fine-tuning extd-32 on the synthetic set for 4 iterations gives a teacher; a second run from extd-32 on the

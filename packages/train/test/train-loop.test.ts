@@ -4,51 +4,19 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import { loadCheckpoint, readLatest } from '../src/train/checkpoint.js';
-import type { TrainSample } from '../src/train/loader.js';
+import { syntheticDataset } from './synthetic-dataset.js';
 import { torchUnavailableReason } from '../src/train/torch.js';
 import { renormLimits, train, type TrainConfig } from '../src/train/trainer.js';
 import { readWeightsFile } from 'extd/weights/files-node';
 import { modelFromTensors } from '@extd/core/weights/checkpoint';
-import { Rng } from '@extd/core/utils/rng';
 import { requiredInCi } from '../../../test-support/shared.js';
 
 const skip = requiredInCi(torchUnavailableReason() ?? false);
 const root = mkdtempSync(join(tmpdir(), 'extd-train-loop-'));
 process.on('exit', () => rmSync(root, { recursive: true, force: true }));
 
-/** Four small noisy images with bright "faces" at known boxes, written as PNG, plus a WIDER annotation file. */
-async function syntheticDataset(): Promise<{ samples: TrainSample[]; annotations: string; images: string }> {
-  const images = join(root, 'images');
-  mkdirSync(join(images, '0--Test'), { recursive: true });
-  const rng = Rng.fromSeed(1);
-  const samples: TrainSample[] = [];
-  const lines: string[] = [];
-  for (let k = 0; k < 4; k++) {
-    const W = 96,
-      H = 80;
-    const px = new Uint8Array(W * H * 3).map(() => 60 + rng.int(60));
-    const faces = [
-      [8 + 4 * k, 10, 30, 34],
-      [52, 30 + 3 * k, 24, 26],
-    ];
-    for (const [x, y, w, h] of faces) {
-      for (let j = y!; j < y! + h!; j++) for (let i = x!; i < x! + w!; i++) px.set([230, 190, 160], 3 * (j * W + i));
-    }
-    const rel = `0--Test/img_${k}.png`;
-    await sharp(px, { raw: { width: W, height: H, channels: 3 } })
-      .png()
-      .toFile(join(images, rel));
-    samples.push({ path: join(images, rel), boxes: Float32Array.from(faces.flatMap(([x, y, w, h]) => [x!, y!, x! + w!, y! + h!])) });
-    lines.push(rel, String(faces.length), ...faces.map((f) => `${f.join(' ')} 0 0 0 0 0 0`));
-  }
-  const annotations = join(root, 'gt.txt');
-  writeFileSync(annotations, lines.join('\n') + '\n');
-  return { samples, annotations, images };
-}
-
-const data = skip ? undefined : await syntheticDataset();
+const data = skip ? undefined : await syntheticDataset(root);
 const tiny: Partial<TrainConfig> = { size: 64, batch: 2, lr: 0.01, iterations: 6, checkpointEvery: 2, seed: 5 };
 const quiet = { threads: 1, workers: 0, progress: null };
 
@@ -131,7 +99,7 @@ function cli(args: string[], env: Record<string, string> = {}) {
 
 test('extd train without the addon: one line saying how to install libtorch, exit 1', async () => {
   // Valid flags and data (they are checked first), so the missing addon is the only fault.
-  const d = data ?? (await syntheticDataset());
+  const d = data ?? (await syntheticDataset(root));
   const r = cli(['train', '--annotations', d.annotations, '--images', d.images, '--out', join(root, 'none')], { EXTD_TORCH_ADDON: join(root, 'missing.node') });
   assert.equal(r.code, 1);
   // The data set's summary line (the data are read and checked before libtorch), then the one error line.
