@@ -95,6 +95,9 @@ options:
                          priors and the teacher's detections (default 1)
   --teacher-box-weight X weight of the box term, smooth-L1 to the teacher's boxes where its face
                          probability exceeds 0.5 (default 1)
+  --ema D                keep an exponential moving average of the weights (decay D in [0, 1),
+                         e.g. 0.999): validation scores it, checkpoints also write it as
+                         ckpt-N.ema.safetensors (default 0: off, the paper's recipe)
   --seed N               seed of the data stream and the initial weights (default 0)
   --checkpoint-every N   iterations between checkpoints (default 1000)
   --keep-last N          delete older checkpoints, keeping the newest N (default 0: keep all)
@@ -144,6 +147,7 @@ export const command: Command = {
         teacher: { type: 'string' },
         'teacher-weight': { type: 'string' },
         'teacher-box-weight': { type: 'string' },
+        ema: { type: 'string' },
         'bn-renorm': { type: 'string' },
         'bn-renorm-ramp': { type: 'string' },
         'bn-renorm-rmax': { type: 'string' },
@@ -219,6 +223,7 @@ export const command: Command = {
     set('teacher', v.teacher);
     set('teacherWeight', num('teacher-weight'));
     set('teacherBoxWeight', num('teacher-box-weight'));
+    set('ema', num('ema'));
     set('seed', num('seed'));
     set('checkpointEvery', num('checkpoint-every'));
     set('keepLast', num('keep-last'));
@@ -239,7 +244,10 @@ export const command: Command = {
 
     const result = await train(config, { out: v.out, resume, threads, workers });
     const how = result.reason === 'done' ? 'finished' : 'stopped';
-    console.error(`extd train: ${how} at iteration ${result.iteration}; latest checkpoint ${result.checkpoint ?? '(none)'}`);
+    console.error(
+      `extd train: ${how} at iteration ${result.iteration}; latest checkpoint ${result.checkpoint ?? '(none)'}` +
+        (result.emaCheckpoint ? `, its moving average ${result.emaCheckpoint}` : ''),
+    );
     return result.reason === 'interrupted' ? 130 : 0;
   },
 };

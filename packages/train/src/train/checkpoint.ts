@@ -10,8 +10,12 @@
  *     the SGD momentum buffers as tensors `momentum.<parameter name>`, and in
  *     the metadata (`state`, JSON) the iteration, the loader position, the
  *     training configuration and the format version.
- *  3. `latest.json`: names the pair above. Written last, so it only ever
- *     points at two complete files; a run killed mid-save resumes from the
+ *     With an exponential moving average of the weights (`extd train
+ *     --ema`), its tensors too, as `ema.<tensor name>`.
+ *  3. With --ema only: `ckpt-<iter>.ema.safetensors`, the averaged weights
+ *     as a model file like 1. (what to evaluate or ship).
+ *  4. `latest.json`: names the model and state files. Written last, so it only ever
+ *     points at complete files; a run killed mid-save resumes from the
  *     previous checkpoint and at worst leaves a `.tmp-*` file behind.
  *
  * Node only.
@@ -28,6 +32,7 @@ import { readWeightsFile, writeSafetensorsFile } from 'extd/weights/files-node';
 export const LATEST_FILE = 'latest.json';
 const STATE_VERSION = 1;
 const MOMENTUM_PREFIX = 'momentum.';
+const EMA_PREFIX = 'ema.';
 
 /** The JSON part of a training state (in the state file's metadata). */
 export interface TrainState<C = unknown> {
@@ -49,16 +54,19 @@ export interface LatestPointer {
 export interface SavedCheckpoint {
   modelPath: string;
   statePath: string;
+  /** The averaged weights' model file (--ema), else null. */
+  emaPath: string | null;
 }
 
-export function checkpointNames(iteration: number): { model: string; state: string } {
-  return { model: `ckpt-${iteration}.safetensors`, state: `ckpt-${iteration}.state.safetensors` };
+export function checkpointNames(iteration: number): { model: string; state: string; ema: string } {
+  return { model: `ckpt-${iteration}.safetensors`, state: `ckpt-${iteration}.state.safetensors`, ema: `ckpt-${iteration}.ema.safetensors` };
 }
 
 /**
  * Save a checkpoint (see the module comment for the files and their order).
  * @param model    every tensor of the graph, float32 (TorchModel.stateDict()).
  * @param momentum per learnable parameter, in graph order, its momentum buffer (null before its first step).
+ * @param ema      the moving average of every tensor of `model` (same names), or null without --ema.
  */
 export function saveCheckpoint<C>(
   dir: string,
@@ -67,6 +75,7 @@ export function saveCheckpoint<C>(
   momentum: (Float32Tensor | null)[],
   state: Omit<TrainState<C>, 'version'>,
   extraMetadata: Record<string, string> = {},
+  ema: Map<string, Float32Tensor> | null = null,
 ): SavedCheckpoint {
   const names = checkpointNames(state.iteration);
   const modelPath = join(dir, names.model);
@@ -81,13 +90,16 @@ export function saveCheckpoint<C>(
     const m = momentum[i];
     if (m) stateTensors.set(MOMENTUM_PREFIX + p.name, m);
   });
+  if (ema) for (const [name, t] of ema) stateTensors.set(EMA_PREFIX + name, t);
   const full: TrainState<C> = { version: STATE_VERSION, ...state };
   const statePath = join(dir, names.state);
   writeSafetensorsFile(statePath, stateTensors, { state: JSON.stringify(full) });
+  const emaPath = ema ? join(dir, names.ema) : null;
+  if (ema) writeModelFile(emaPath!, graph, ema, state.iteration, { ...extraMetadata, weights: 'ema' });
 
   const pointer: LatestPointer = { iteration: state.iteration, model: names.model, state: names.state };
   writeFileAtomic(join(dir, LATEST_FILE), JSON.stringify(pointer, null, 1) + '\n');
-  return { modelPath, statePath };
+  return { modelPath, statePath, emaPath };
 }
 
 /**
@@ -135,6 +147,8 @@ export interface LoadedTrainingCheckpoint<C> {
   model: Map<string, Tensor>;
   /** Momentum buffers by parameter name (absent: the parameter had not been stepped). */
   momentum: Map<string, Tensor>;
+  /** The moving average of the weights by tensor name (empty: the run had no --ema). */
+  ema: Map<string, Tensor>;
   state: TrainState<C>;
 }
 
@@ -156,12 +170,16 @@ export async function loadCheckpoint<C>(dir: string): Promise<LoadedTrainingChec
   checkFinite(modelFile.tensors, join(dir, pointer.model));
   checkFinite(stateFile.tensors, join(dir, pointer.state));
   const momentum = new Map<string, Tensor>();
-  for (const [name, t] of stateFile.tensors) if (name.startsWith(MOMENTUM_PREFIX)) momentum.set(name.slice(MOMENTUM_PREFIX.length), t);
-  return { pointer, model: modelFile.tensors, momentum, state };
+  const ema = new Map<string, Tensor>();
+  for (const [name, t] of stateFile.tensors) {
+    if (name.startsWith(MOMENTUM_PREFIX)) momentum.set(name.slice(MOMENTUM_PREFIX.length), t);
+    else if (name.startsWith(EMA_PREFIX)) ema.set(name.slice(EMA_PREFIX.length), t);
+  }
+  return { pointer, model: modelFile.tensors, momentum, ema, state };
 }
 
 /**
- * Delete checkpoint pairs other than the newest `keep` ones and those whose
+ * Delete checkpoints (model, state and EMA files) other than the newest `keep` ones and those whose
  * iteration is a multiple of `keepEvery` (0: none kept that way); latest.json's
  * pair is never deleted. Returns the deleted iterations.
  */
@@ -178,6 +196,7 @@ export function pruneCheckpoints(dir: string, keep: number, keepEvery: number): 
     const n = checkpointNames(it);
     rmSync(join(dir, n.model), { force: true });
     rmSync(join(dir, n.state), { force: true });
+    rmSync(join(dir, n.ema), { force: true });
     deleted.push(it);
   });
   return deleted;

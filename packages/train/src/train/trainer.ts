@@ -22,7 +22,7 @@ import { writeFileAtomic } from 'extd/utils/atomic';
 import { ExtdError } from '@extd/core/utils/errors';
 import { Progress } from 'extd/utils/progress';
 import type { Float32Tensor } from '@extd/core/utils/tensor';
-import { loadCheckpoint, pruneCheckpoints, saveCheckpoint, writeModelFile } from './checkpoint.js';
+import { checkpointNames, loadCheckpoint, pruneCheckpoints, saveCheckpoint, writeModelFile } from './checkpoint.js';
 import type { AugmentOptions } from './augment.js';
 import { initialWeights, INIT_DEFAULTS, type InitOptions } from './init.js';
 import { TrainLoader, type TrainSample } from './loader.js';
@@ -164,6 +164,17 @@ export interface TrainConfig {
   teacherWeight: number;
   /** Weight of the distillation box term, smooth-L1 to the teacher's boxes where it sees a face (loss_kd_l; default 1). */
   teacherBoxWeight: number;
+  /**
+   * Exponential moving average of the weights, for evaluation: after every
+   * step, ema = d * ema + (1 - d) * weights for every tensor of the model
+   * (BN running statistics included), with d = min(ema, (1 + t) / (10 + t))
+   * at step t so that a young average follows the weights. When on,
+   * validation scores the averaged weights (best.safetensors holds them), and
+   * every checkpoint also writes them as ckpt-N.ema.safetensors; the state
+   * file carries them for --resume. 0 (default, the paper's recipe): off.
+   * Typical: 0.999 (an average over about the last 1,000 steps).
+   */
+  ema: number;
   /** Augmentation overrides (defaults: the S3FD pipeline of augment.ts; size comes from `size`). */
   augment: Partial<AugmentOptions>;
   /** Seed of the data stream and the initial weights. */
@@ -218,6 +229,7 @@ export const TRAIN_DEFAULTS: Readonly<TrainConfig> = Object.freeze({
   teacher: '',
   teacherWeight: 1,
   teacherBoxWeight: 1,
+  ema: 0,
   augment: {},
   seed: 0,
   checkpointEvery: 1000,
@@ -301,6 +313,8 @@ export interface ValRecord {
   val_medium?: number;
   /** wider: the hard setting's AP. */
   val_hard?: number;
+  /** 'ema' when the moving average of the weights was scored (--ema); absent: the weights themselves. */
+  val_weights?: 'ema';
   /** Wall seconds the validation took. */
   val_seconds: number;
   /** Wall-clock ISO time. */
@@ -392,6 +406,8 @@ export interface TrainResult {
   checkpoint: string | null;
   /** The checkpoint (model file) this run resumed from, or null for a new run. */
   resumedFrom: string | null;
+  /** With --ema: the averaged weights of the latest checkpoint written (ckpt-N.ema.safetensors), else null. */
+  emaCheckpoint: string | null;
   /** Why the loop ended. */
   reason: 'done' | 'stopAfter' | 'interrupted';
 }
@@ -439,6 +455,7 @@ const NUMBER_CHECKS: ReadonlyArray<readonly [keyof TrainConfig, string, (x: numb
   ['keepEvery', '--keep-every', isInt(0), 'a non-negative integer'],
   ['teacherWeight', '--teacher-weight', (x) => x >= 0, 'a non-negative number'],
   ['teacherBoxWeight', '--teacher-box-weight', (x) => x >= 0, 'a non-negative number'],
+  ['ema', '--ema', (x) => x >= 0 && x < 1, 'a number in [0, 1) (0: off)'],
 ];
 
 /**
@@ -559,6 +576,31 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
     for (const b of bufs) b?.dispose();
   }
 
+  /** The moving average of the weights (--ema): float32 copies by tensor name, or null without it. */
+  let ema: Map<string, Float32Tensor> | null = null;
+  if (config.ema > 0) {
+    const stored = resumed && resumed.ema.size > 0 ? resumed.ema : null;
+    if (resumed && !stored) say(`--ema: ${run.out}'s checkpoint has no moving average yet; it starts from the current weights`);
+    ema = new Map();
+    for (const [name, t] of model.stateDict()) {
+      const r = stored?.get(name);
+      if (stored && (!r || r.dtype !== 'float32' || r.data.length !== t.data.length)) {
+        throw new ExtdError(`${run.out}: the checkpoint's moving average has no float32 '${name}' of ${t.data.length} values`);
+      }
+      ema.set(name, { dtype: 'float32', shape: [...t.shape], data: Float32Array.from((r?.data as Float32Array | undefined) ?? t.data) });
+    }
+  }
+  /** One EMA step after optimiser step `step` (1-based): d = min(ema, (1 + step) / (10 + step)). */
+  const updateEma = (step: number) => {
+    if (!ema) return;
+    const d = Math.min(config.ema, (1 + step) / (10 + step));
+    for (const [name, t] of model.stateDict()) {
+      const e = ema.get(name)!.data;
+      const w = t.data;
+      for (let i = 0; i < w.length; i++) e[i] = d * e[i]! + (1 - d) * w[i]!;
+    }
+  };
+
   const used = config.limitImages > 0 ? samples.slice(0, config.limitImages) : samples;
   const loaderPosition = resumed ? resumed.state.loaderPosition : 0;
   const loader = new TrainLoader(used, {
@@ -582,7 +624,9 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
   const validate = async (): Promise<void> => {
     if (!valSet) return;
     const t0 = performance.now();
-    const loaded = modelFromTensors(model.stateDict(), {}, `${run.out} at iteration ${iteration}`, variant);
+    // With --ema the average is what is evaluated (and kept as the best model).
+    const weights = ema ?? model.stateDict();
+    const loaded = modelFromTensors(weights, {}, `${run.out} at iteration ${iteration}${ema ? ' (EMA)' : ''}`, variant);
     const score = await scoreModel(loaded, valSet, run.threads);
     const record: ValRecord = {
       iter: iteration,
@@ -590,6 +634,7 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
       val_protocol: score.protocol,
       val_images: score.images,
       ...(score.ap50 ? { val_ap: score.ap50.ap } : { val_easy: score.wider!.easy.ap, val_medium: score.wider!.medium.ap, val_hard: score.wider!.hard.ap }),
+      ...(ema ? { val_weights: 'ema' as const } : {}),
       val_seconds: (performance.now() - t0) / 1000,
       time: new Date().toISOString(),
     };
@@ -597,8 +642,9 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
     run.onValidation?.(record);
     let note = '';
     if (best.iteration < 0 || score.metric > best.metric) {
-      writeModelFile(join(run.out, BEST_MODEL_FILE), graph, model.stateDict(), iteration, {
+      writeModelFile(join(run.out, BEST_MODEL_FILE), graph, weights, iteration, {
         ...modelMetadata,
+        ...(ema ? { weights: 'ema' } : {}),
         val_metric: String(score.metric),
         val_set: config.val,
       });
@@ -612,6 +658,7 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
   const priors = makePriors(config.size, config.size);
   const schedule = scheduleOf(config);
   let lastCheckpoint: string | null = null;
+  let lastEmaCheckpoint: string | null = null;
   const save = () => {
     const momentum = sgd.getMomentumBuffers().map((b) => {
       if (!b) return null;
@@ -630,8 +677,10 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
         config,
       },
       modelMetadata,
+      ema,
     );
     lastCheckpoint = saved.modelPath;
+    lastEmaCheckpoint = saved.emaPath;
     if (config.keepLast > 0) pruneCheckpoints(run.out, config.keepLast, config.keepEvery);
   };
 
@@ -699,6 +748,7 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
         return { ...values, gradNorm };
       });
       iteration++;
+      updateEma(iteration);
       const seconds = (performance.now() - t0) / 1000;
       const record: LogRecord = {
         iter: iteration,
@@ -733,7 +783,8 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
     teacher?.dispose();
   }
   const resumedFrom = resumed ? join(run.out, resumed.pointer.model) : null;
-  return { iteration, checkpoint: lastCheckpoint ?? resumedFrom, resumedFrom, reason };
+  const resumedEma = resumed && resumed.ema.size > 0 ? join(run.out, checkpointNames(resumed.pointer.iteration).ema) : null;
+  return { iteration, checkpoint: lastCheckpoint ?? resumedFrom, resumedFrom, emaCheckpoint: lastEmaCheckpoint ?? resumedEma, reason };
 }
 
 /**
