@@ -73,6 +73,11 @@ export class SvgContext {
     );
   }
 
+  /** A filled disc of radius r centred on (x, y), with the current fillStyle (a scatter plot's point). */
+  fillCircle(x: number, y: number, r: number): void {
+    this.parts.push(`<circle cx="${n(x)}" cy="${n(y)}" r="${n(r)}" fill="${this.fillStyle}"${this.opacity()}/>`);
+  }
+
   /** Text with its baseline at y; `rotate` turns it -90 degrees about (x, y) (a y-axis label). */
   fillText(text: string, x: number, y: number, rotate = false): void {
     const m = /^(bold\s+)?(\d+(?:\.\d+)?)px\s+(.+)$/.exec(this.font);
