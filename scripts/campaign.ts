@@ -4,9 +4,9 @@
  * continues it from there.
  *
  *   node --conditions=extd-source --import tsx scripts/campaign.ts start    --out DIR [--data DIR] [--threads N] [--workers N] [--dry-run]
- *   node --conditions=extd-source --import tsx scripts/campaign.ts resume   --out DIR [--data DIR] [--threads N] [--workers N] [--dry-run]
+ *   node --conditions=extd-source --import tsx scripts/campaign.ts resume   --out DIR [--data DIR] [--threads N] [--workers N] [--dry-run] [-- TRAIN FLAGS]
  *   node --conditions=extd-source --import tsx scripts/campaign.ts snapshot --run DIR
- *   node --conditions=extd-source --import tsx scripts/campaign.ts eval     --run DIR [--iteration N] [--threads N]
+ *   node --conditions=extd-source --import tsx scripts/campaign.ts eval     --run DIR [--iteration N] [--threads N] [--weights ema|model]
  *   node --conditions=extd-source --import tsx scripts/campaign.ts plot
  *   (each takes --campaign FOLDER, default campaign/extd32)
  *
@@ -17,7 +17,8 @@
  *   training hours, CPU-hours);
  * - `latest.json`, `ckpt-N.safetensors`, `ckpt-N.state.safetensors`: the
  *   latest checkpoint with its optimiser state: the folder is itself a run
- *   folder `extd train --resume` accepts;
+ *   folder `extd train --resume` accepts; with `--ema` in the recipe also
+ *   `ckpt-N.ema.safetensors` (the moving average of the weights);
  * - `config.json`: the run's training configuration;
  * - `log.jsonl`: the training log thinned to one record per
  *   CAMPAIGN_DEFAULTS.thinEvery iterations (means of the losses, the
@@ -26,7 +27,10 @@
  *
  * `start` begins the campaign's run in DIR with the recipe; `resume` copies
  * the committed state into DIR (unless DIR already holds the same run at or
- * past it) and continues it with `extd train --resume`. Both run in the
+ * past it) and continues it with `extd train --resume`. `extd train` flags
+ * after `--` change the recipe from that iteration on (e.g. `-- --ema 0.999`);
+ * they are recorded in campaign.json's `recipeChanges`, and the run's stored
+ * configuration keeps them for later resumes. Both run in the
  * foreground (start them with `setsid nohup ... &` to outlive a shell) and
  * append themselves to campaign.json. `snapshot` copies a run's latest
  * checkpoint into the folder, thins the new part of its log and adds up the
@@ -34,7 +38,9 @@
  * checkpoint it names, so a snapshot interrupted at any point leaves a
  * folder that resumes (a repeated snapshot repairs it).
  *
- * `eval` scores a checkpoint of the run (default: its latest) on the fixed
+ * `eval` scores a checkpoint of the run (default: its latest; its moving
+ * average `ckpt-N.ema.safetensors` when there is one, unless `--weights
+ * model`) on the fixed
  * 200-image validation subset `campaign/val200.txt` (single protocol, the
  * evaluation kit's ground truth restricted to those images) with `extd eval`
  * into DIR/eval-val200/ckpt-N, and records its easy / medium / hard AP in the
@@ -103,6 +109,8 @@ export interface Campaign {
   data: { dir: string; madeBy: string; images: number; faces: number };
   /** `extd train` flags of the run, except --out, --annotations, --images, --threads, --workers. */
   recipe: string[];
+  /** Flags added by a resume (`resume ... -- FLAGS`), from that iteration on. */
+  recipeChanges?: { fromIteration: number; flags: string[]; time: string }[];
   segments: Segment[];
   /** At the last snapshot (null before the first). */
   progress: { iteration: number; snapshotTime: string; trainHours: number; cpuHours: number } | null;
@@ -227,6 +235,8 @@ export function snapshot(dir: string, run: string, every: number = CAMPAIGN_DEFA
   const names = checkpointNames(latest.iteration);
   writeFileAtomic(join(dir, names.model), readFileSync(join(run, latest.model)));
   writeFileAtomic(join(dir, names.state), readFileSync(join(run, latest.state)));
+  const ema = existsSync(join(run, names.ema));
+  if (ema) writeFileAtomic(join(dir, names.ema), readFileSync(join(run, names.ema)));
   writeFileAtomic(join(dir, CONFIG), readFileSync(join(run, CONFIG)));
   writeFileAtomic(join(dir, LOG), log.map((r) => JSON.stringify(r)).join('\n') + '\n');
   writeFileAtomic(join(dir, LATEST_FILE), JSON.stringify({ iteration: latest.iteration, model: names.model, state: names.state }, null, 1) + '\n');
@@ -234,7 +244,7 @@ export function snapshot(dir: string, run: string, every: number = CAMPAIGN_DEFA
   const cpuHours = (c.progress?.cpuHours ?? 0) + cpuSeconds / 3600;
   c.progress = { iteration: latest.iteration, snapshotTime: new Date().toISOString(), trainHours: round(trainHours), cpuHours: round(cpuHours) };
   writeCampaign(dir, c);
-  for (const f of listCheckpointFiles(dir)) if (f !== names.model && f !== names.state) rmSync(join(dir, f));
+  for (const f of listCheckpointFiles(dir)) if (f !== names.model && f !== names.state && !(ema && f === names.ema)) rmSync(join(dir, f));
   return { iteration: latest.iteration, trainHours: c.progress.trainHours, cpuHours: c.progress.cpuHours, logRecords: log.length };
 }
 
@@ -243,7 +253,7 @@ function round(x: number): number {
 }
 
 function listCheckpointFiles(dir: string): string[] {
-  return readdirSync(dir).filter((f) => /^ckpt-\d+(\.state)?\.safetensors$/.test(f));
+  return readdirSync(dir).filter((f) => /^ckpt-\d+(\.state|\.ema)?\.safetensors$/.test(f));
 }
 
 /**
@@ -265,7 +275,7 @@ export function seedRun(dir: string, out: string): number {
     return existing.iteration;
   }
   mkdirSync(out, { recursive: true });
-  for (const f of [committed.model, committed.state, CONFIG, LOG]) {
+  for (const f of [committed.model, committed.state, checkpointNames(committed.iteration).ema, CONFIG, LOG]) {
     if (existsSync(join(dir, f))) writeFileAtomic(join(out, f), readFileSync(join(dir, f)));
   }
   writeFileAtomic(join(out, LATEST_FILE), readFileSync(join(dir, LATEST_FILE)));
@@ -292,9 +302,11 @@ export interface ApRecord {
   set: string;
   protocol: string;
   time: string;
+  /** 'ema': the moving average of the weights (ckpt-N.ema.safetensors) was scored; absent: the weights themselves. */
+  weights?: 'ema';
 }
 
-/** Add (or replace, same iteration) a record of ap.jsonl, kept in iteration order; atomic. */
+/** Add (or replace, same iteration and weights) a record of ap.jsonl, kept in iteration order; atomic. */
 export function recordAp(dir: string, r: ApRecord): ApRecord[] {
   const path = join(dir, AP_FILE);
   const lines = existsSync(path)
@@ -302,7 +314,7 @@ export function recordAp(dir: string, r: ApRecord): ApRecord[] {
         .split('\n')
         .filter((l) => l.trim())
     : [];
-  const records = lines.map((l) => JSON.parse(l) as ApRecord).filter((x) => x.iteration !== r.iteration);
+  const records = lines.map((l) => JSON.parse(l) as ApRecord).filter((x) => x.iteration !== r.iteration || x.weights !== r.weights);
   records.push(r);
   records.sort((a, b) => a.iteration - b.iteration);
   writeFileAtomic(path, records.map((x) => JSON.stringify(x)).join('\n') + '\n');
@@ -329,9 +341,11 @@ async function runTrain(trainArgs: string[]): Promise<number> {
 const USAGE = `usage: node --conditions=extd-source --import tsx scripts/campaign.ts <command> [options]
 
   start    --out DIR [--data DIR] [--threads N] [--workers N] [--dry-run]   begin the campaign's run in DIR
-  resume   --out DIR [--data DIR] [--threads N] [--workers N] [--dry-run]   continue it from the committed state
+  resume   --out DIR [--data DIR] [--threads N] [--workers N] [--dry-run] [-- TRAIN FLAGS]   continue it from the committed state
+                                                                           (flags after -- change the recipe from here on)
   snapshot --run DIR                                                       copy the run's latest checkpoint into the folder
-  eval     --run DIR [--iteration N] [--threads N]                         score a checkpoint on campaign/val200.txt
+  eval     --run DIR [--iteration N] [--threads N] [--weights ema|model]   score a checkpoint on campaign/val200.txt
+                                                                           (default: its moving average when there is one)
   plot                                                                     draw the folder's loss and AP curves (curve.png)
 
 each takes --campaign FOLDER (default ${CAMPAIGN_DEFAULTS.campaign}); see the header of scripts/campaign.ts`;
@@ -355,7 +369,11 @@ export async function plotCampaign(dir: string): Promise<string> {
         .filter((l) => l.trim())
         .map((l) => JSON.parse(l) as ApRecord)
     : [];
-  const val: ValPoint[] = ap.map((r) => ({
+  // Where an iteration was scored both ways, the moving average (what --ema runs validate and ship) is drawn.
+  const emaAt = new Set(ap.filter((r) => r.weights === 'ema').map((r) => r.iteration));
+  const drawn = ap.filter((r) => r.weights === 'ema' || !emaAt.has(r.iteration));
+  const firstEma = drawn.find((r) => r.weights === 'ema')?.iteration;
+  const val: ValPoint[] = drawn.map((r) => ({
     iter: r.iteration,
     val_metric: (r.easy + r.medium + r.hard) / 3,
     val_protocol: 'wider',
@@ -369,7 +387,7 @@ export async function plotCampaign(dir: string): Promise<string> {
     smooth: 3,
     width: 1000,
     val,
-    title: `EXTD-32 campaign (${dir.split('/').slice(-2).join('/')}): ${points.at(-1)?.iter ?? 0} iterations${hours}; AP on ${VAL_SUBSET_FILE}`,
+    title: `EXTD-32 campaign (${dir.split('/').slice(-2).join('/')}): ${points.at(-1)?.iter ?? 0} iterations${hours}; AP on ${VAL_SUBSET_FILE}${firstEma !== undefined ? ` (EMA weights from ${firstEma})` : ''}`,
   });
   const out = join(dir, CURVE_FILE);
   writeFileAtomic(out, png);
@@ -386,9 +404,20 @@ async function cli(argv: string[]): Promise<number> {
     console.log(USAGE);
     return sub === undefined ? 2 : 0;
   }
+  // `resume ... -- FLAGS`: extd train flags that change the recipe from this iteration on.
+  const dashes = rest.indexOf('--');
+  const recipeChange = dashes >= 0 ? rest.slice(dashes + 1) : [];
+  const own = dashes >= 0 ? rest.slice(0, dashes) : rest;
+  if (recipeChange.length > 0 && sub !== 'resume') throw new ExtdError(`extd train flags after -- apply to resume only`);
+  if (recipeChange.length > 0 && !recipeChange[0]!.startsWith('--')) throw new ExtdError(`after --: expected extd train flags, got '${recipeChange[0]}'`);
+  for (const f of recipeChange) {
+    if (['--out', '--resume', '--annotations', '--images', '--threads', '--workers', '--init', '--variant'].includes(f)) {
+      throw new ExtdError(`after --: ${f} is not a recipe change (the campaign sets it)`);
+    }
+  }
   const parse = () =>
     parseArgs({
-      args: rest,
+      args: own,
       options: {
         campaign: { type: 'string' },
         out: { type: 'string' },
@@ -397,6 +426,7 @@ async function cli(argv: string[]): Promise<number> {
         threads: { type: 'string' },
         workers: { type: 'string' },
         iteration: { type: 'string' },
+        weights: { type: 'string' },
         'dry-run': { type: 'boolean' },
       },
     }).values;
@@ -425,10 +455,13 @@ async function cli(argv: string[]): Promise<number> {
     const run = resolve(v.run);
     const iteration = v.iteration !== undefined ? Number(v.iteration) : readLatest(run)?.iteration;
     if (iteration === undefined || !Number.isInteger(iteration)) throw new ExtdError(`${run}: no checkpoint to evaluate (no latest.json and no --iteration N)`);
-    const model = join(run, checkpointNames(iteration).model);
+    if (v.weights !== undefined && v.weights !== 'ema' && v.weights !== 'model') throw new ExtdError(`--weights ${v.weights}: expected ema or model`);
+    const names = checkpointNames(iteration);
+    const useEma = v.weights === 'ema' || (v.weights === undefined && existsSync(join(run, names.ema)));
+    const model = join(run, useEma ? names.ema : names.model);
     if (!existsSync(model)) throw new ExtdError(`${model}: not found (kept checkpoints: ls ${run})`);
     const shared = resolve(process.env.EXTD_SHARED ?? join(REPO, '../shared'));
-    const out = join(run, 'eval-val200', `ckpt-${iteration}`);
+    const out = join(run, 'eval-val200', `ckpt-${iteration}${useEma ? '.ema' : ''}`);
     const { main } = await import('extd/cli/main');
     const code = await main([
       'eval',
@@ -458,10 +491,11 @@ async function cli(argv: string[]): Promise<number> {
       set: VAL_SUBSET_FILE,
       protocol: 'single',
       time: new Date().toISOString(),
+      ...(useEma ? { weights: 'ema' as const } : {}),
     };
     recordAp(dir, rec);
     console.error(
-      `campaign ${dir}: iteration ${iteration} AP ${rec.easy} / ${rec.medium} / ${rec.hard} (easy / medium / hard, ${ap.images} images of ${VAL_SUBSET_FILE}, single protocol) added to ${AP_FILE}`,
+      `campaign ${dir}: iteration ${iteration}${useEma ? ' (EMA weights)' : ''} AP ${rec.easy} / ${rec.medium} / ${rec.hard} (easy / medium / hard, ${ap.images} images of ${VAL_SUBSET_FILE}, single protocol) added to ${AP_FILE}`,
     );
     console.error(`campaign ${dir}: curves drawn to ${await plotCampaign(dir)}`);
     return 0;
@@ -485,13 +519,14 @@ async function cli(argv: string[]): Promise<number> {
     args = [...recipe, ...dataFlags(c, v.data), '--out', out];
   } else {
     from = v['dry-run'] ? (readLatest(out)?.iteration ?? readLatest(dir)?.iteration ?? 0) : seedRun(dir, out);
-    args = ['--resume', '--out', out, ...dataFlags(c, v.data)];
+    args = ['--resume', '--out', out, ...dataFlags(c, v.data), ...recipeChange];
   }
   args.push('--threads', threads, '--workers', workers);
   const command = `node --conditions=extd-source --import tsx scripts/campaign.ts ${[sub, ...rest].map(quote).join(' ')}  # = extd train ${args.map(quote).join(' ')}`;
   console.error(command);
   if (v['dry-run']) return 0;
   c.segments.push({ fromIteration: from, started: new Date().toISOString(), host: hostname(), threads: Number(threads), workers: Number(workers), command });
+  if (recipeChange.length > 0) c.recipeChanges = [...(c.recipeChanges ?? []), { fromIteration: from, flags: recipeChange, time: new Date().toISOString() }];
   writeCampaign(dir, c);
   return runTrain(args);
 }

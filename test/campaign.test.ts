@@ -171,6 +171,36 @@ test('snapshot copies the latest checkpoint, thins the log up to it, adds up hou
   }
 });
 
+test('snapshot and seedRun carry the moving average (ckpt-N.ema.safetensors) with its checkpoint', () => {
+  const root = mkdtempSync(join(tmpdir(), 'extd-campaign-ema-'));
+  try {
+    const camp = join(root, 'campaign'),
+      run = join(root, 'run');
+    fakeCampaign(camp);
+    fakeRun(run, [5, 10], 10);
+    snapshot(camp, run, 4);
+    // The run turns on --ema: from now on its checkpoints have an average.
+    fakeRun(run, [15, 20], 20);
+    writeFileSync(join(run, 'ckpt-20.ema.safetensors'), 'ema 20');
+    snapshot(camp, run, 4);
+    const committed = () =>
+      readdirSync(camp)
+        .filter((f) => f.startsWith('ckpt-'))
+        .sort();
+    assert.deepEqual(committed(), ['ckpt-20.ema.safetensors', 'ckpt-20.safetensors', 'ckpt-20.state.safetensors']);
+    const fresh = join(root, 'fresh');
+    assert.equal(seedRun(camp, fresh), 20);
+    assert.equal(readFileSync(join(fresh, 'ckpt-20.ema.safetensors'), 'utf8'), 'ema 20');
+    // The next snapshot replaces the old average with the new one.
+    fakeRun(run, [25], 25);
+    writeFileSync(join(run, 'ckpt-25.ema.safetensors'), 'ema 25');
+    snapshot(camp, run, 4);
+    assert.deepEqual(committed(), ['ckpt-25.ema.safetensors', 'ckpt-25.safetensors', 'ckpt-25.state.safetensors']);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test('valSubset: evenly spread over the sorted list; too few images is an error', () => {
   const names = Array.from({ length: 10 }, (_, i) => `e/${String(9 - i).padStart(2, '0')}.jpg`);
   assert.deepEqual(valSubset(names, 4), ['e/00.jpg', 'e/02.jpg', 'e/05.jpg', 'e/07.jpg']);
@@ -190,22 +220,25 @@ test('campaign/val200.txt is valSubset of the 646 shared validation images', { s
   assert.deepEqual(committed, valSubset(all));
 });
 
-test('recordAp keeps one record per iteration, in iteration order', () => {
+test('recordAp keeps one record per iteration and weights, in iteration order', () => {
   const dir = mkdtempSync(join(tmpdir(), 'extd-ap-'));
   try {
     const r = (iteration: number, easy: number) => ({ iteration, easy, medium: 0, hard: 0, images: 200, set: 's', protocol: 'single', time: 't' });
     recordAp(dir, r(500, 0.1));
     recordAp(dir, r(250, 0.2));
     recordAp(dir, r(500, 0.3));
+    // The moving average of the same iteration is a separate record.
+    recordAp(dir, { ...r(500, 0.4), weights: 'ema' });
     const lines = readFileSync(join(dir, AP_FILE), 'utf8')
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l));
     assert.deepEqual(
-      lines.map((l) => [l.iteration, l.easy]),
+      lines.map((l) => [l.iteration, l.easy, l.weights]),
       [
-        [250, 0.2],
-        [500, 0.3],
+        [250, 0.2, undefined],
+        [500, 0.3, undefined],
+        [500, 0.4, 'ema'],
       ],
     );
   } finally {
