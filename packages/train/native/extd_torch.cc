@@ -804,11 +804,7 @@ Napi::Value endScope(const Args& a) {
 
 // ---------------------------------------------------------------- operations
 
-Napi::Value conv2d(const Args& a) {
-  return wrap(a.env, at::conv2d(a.tensor(0, "input"), a.tensor(1, "weight"), a.optTensor(2, "bias"),
-                                a.ints(3, "stride", {1, 1}, 2), a.ints(4, "padding", {0, 0}, 2),
-                                a.ints(6, "dilation", {1, 1}, 2), a.integer(5, "groups", 1)));
-}
+// conv2d: below, after the depthwise 3x3 kernels it routes to.
 
 Napi::Value batchNorm(const Args& a) {
   return wrap(a.env, at::batch_norm(a.tensor(0, "input"), a.optTensor(1, "weight"), a.optTensor(2, "bias"),
@@ -1219,6 +1215,361 @@ Napi::Value batchNormPrelu(const Args& a) {
     return wrap(a.env, ScalarPrelu::apply(y, slope));
   }
   return wrap(a.env, at::prelu(y, slope));
+}
+
+// ---------------------------------------------------------------- depthwise 3x3 convolution
+
+// Depthwise 3x3 convolution (groups == in channels == out channels, padding
+// 1, dilation 1, stride 1 or 2), float32 on CPU, forward and backward: EXTD's
+// inverted-residual blocks and FPN upsampling branch. libtorch 1.13 sends
+// these to oneDNN (mkldnn_convolution), slow on NCHW float32 maps: at 1 thread
+// a 4x128x160x160 map took 39 ms forward and 67 ms backward there
+// (bench/conv-configs.ts), about 3 GMAC/s; the 42 depthwise convolutions were
+// about a quarter of an EXTD-32 step (320x320, batch 4). (The step's
+// _slow_conv2d calls, at 1 thread, are its 78 1x1 convolutions, not these.)
+//
+// Here every output row is one loop of nine multiply-adds over contiguous
+// rows, vectorised along the row (`#pragma omp simd`, target_clones as
+// above): stride 1 reads the input rows in place (a zero row above and below,
+// the two border columns computed apart); stride 2 first copies each
+// (image, channel) plane, zero-bordered, split into its even and odd columns.
+// Gradients: the input's is, for stride 1, the same correlation of the output
+// gradient with the kernel flipped, for stride 2 gathered per input row and
+// column parity; the weight's (and bias's) are per-channel dot products,
+// accumulated per row in float lanes and across rows in double.
+// Planes run in parallel (at::parallel_for): forward over (image, channel),
+// backward over channels (each owns its weight gradient, no reduction
+// across threads).
+
+// p ((H + 2) x (W + 2)): plane x (H x W) with a zero border.
+inline void dwPad(const float* x, int64_t H, int64_t W, float* p) {
+  const int64_t PW = W + 2;
+  std::fill(p, p + PW, 0.f);
+  for (int64_t y = 0; y < H; y++) {
+    float* row = p + (y + 1) * PW;
+    row[0] = 0.f;
+    std::memcpy(row + 1, x + y * W, size_t(W) * sizeof(float));
+    row[W + 1] = 0.f;
+  }
+  std::fill(p + (H + 1) * PW, p + (H + 2) * PW, 0.f);
+}
+
+// The zero-bordered plane P of x, split by column parity for stride 2 with Wo
+// output columns: e ((H + 2) x (Wo + 1)) holds P's even columns, o ((H + 2) x
+// Wo) its odd ones, so that output column j reads e[j], o[j], e[j + 1].
+inline void dwPadSplit(const float* x, int64_t H, int64_t W, int64_t Wo, float* e, float* o) {
+  const int64_t EW = Wo + 1, OW = Wo;
+  std::fill(e, e + EW, 0.f);
+  std::fill(o, o + OW, 0.f);
+  for (int64_t y = 0; y < H; y++) {
+    const float* xr = x + y * W;
+    float* er = e + (y + 1) * EW;
+    float* orow = o + (y + 1) * OW;
+    er[0] = 0.f;  // P column 0: the left border
+    for (int64_t j = 1; j < EW; j++) er[j] = 2 * j <= W ? xr[2 * j - 1] : 0.f;  // P column 2j = x column 2j - 1
+    for (int64_t j = 0; j < OW; j++) orow[j] = xr[2 * j];                       // P column 2j + 1 = x column 2j
+  }
+  std::fill(e + (H + 1) * EW, e + (H + 2) * EW, 0.f);
+  std::fill(o + (H + 1) * OW, o + (H + 2) * OW, 0.f);
+}
+
+// Stride 2: out (Ho x Wo) from the split padded plane (dwPadSplit).
+EXTD_TARGET_CLONES void dwRowsS2(const float* e, const float* o, int64_t Ho, int64_t Wo, const float* w, float bias,
+                                 float* out) {
+  const int64_t EW = Wo + 1, OW = Wo;
+  const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7], w8 = w[8];
+  for (int64_t y = 0; y < Ho; y++) {
+    const float *e0 = e + 2 * y * EW, *e1 = e0 + EW, *e2 = e1 + EW;
+    const float *o0 = o + 2 * y * OW, *o1 = o0 + OW, *o2 = o1 + OW;
+    float* r = out + y * Wo;
+#pragma omp simd
+    for (int64_t x = 0; x < Wo; x++) {
+      r[x] = bias + w0 * e0[x] + w1 * o0[x] + w2 * e0[x + 1] + w3 * e1[x] + w4 * o1[x] + w5 * e1[x + 1] + w6 * e2[x] +
+             w7 * o2[x] + w8 * e2[x + 1];
+    }
+  }
+}
+
+// Tap sum of output column x (0 <= x < W) of a stride-1 row: the scalar path for the two border columns.
+inline float dwEdgeS1(const float* r0, const float* r1, const float* r2, int64_t W, const float* w, int64_t x) {
+  float s = 0.f;
+  for (int kx = 0; kx < 3; kx++) {
+    const int64_t c = x + kx - 1;
+    if (c < 0 || c >= W) continue;
+    s += w[kx] * r0[c] + w[3 + kx] * r1[c] + w[6 + kx] * r2[c];
+  }
+  return s;
+}
+
+// Stride 1: out (H x W) = bias + the zero-padded correlation of plane x (H x W)
+// with w (3x3); zeros: W zeros (the rows above and below the plane).
+EXTD_TARGET_CLONES void dwPlaneS1(const float* x, int64_t H, int64_t W, const float* w, float bias, const float* zeros,
+                                  float* out) {
+  const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7], w8 = w[8];
+  for (int64_t y = 0; y < H; y++) {
+    const float* r0 = y > 0 ? x + (y - 1) * W : zeros;
+    const float* r1 = x + y * W;
+    const float* r2 = y + 1 < H ? x + (y + 1) * W : zeros;
+    float* o = out + y * W;
+    o[0] = bias + dwEdgeS1(r0, r1, r2, W, w, 0);
+#pragma omp simd
+    for (int64_t i = 1; i < W - 1; i++) {
+      o[i] = bias + w0 * r0[i - 1] + w1 * r0[i] + w2 * r0[i + 1] + w3 * r1[i - 1] + w4 * r1[i] + w5 * r1[i + 1] +
+             w6 * r2[i - 1] + w7 * r2[i] + w8 * r2[i + 1];
+    }
+    if (W > 1) o[W - 1] = bias + dwEdgeS1(r0, r1, r2, W, w, W - 1);
+  }
+}
+
+// acc[3 ky + kx] += <g, tap (ky, kx) of the zero-padded plane x>, acc[9] += sum(g); g and x are H x W.
+EXTD_TARGET_CLONES void dwWeightSumsS1(const float* x, const float* g, int64_t H, int64_t W, const float* zeros,
+                                       double* acc) {
+  for (int64_t y = 0; y < H; y++) {
+    const float* r0 = y > 0 ? x + (y - 1) * W : zeros;
+    const float* r1 = x + y * W;
+    const float* r2 = y + 1 < H ? x + (y + 1) * W : zeros;
+    const float* gr = g + y * W;
+    float a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0, a8 = 0, s = 0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3, a4, a5, a6, a7, a8, s)
+    for (int64_t i = 1; i < W - 1; i++) {
+      const float gv = gr[i];
+      a0 += gv * r0[i - 1], a1 += gv * r0[i], a2 += gv * r0[i + 1];
+      a3 += gv * r1[i - 1], a4 += gv * r1[i], a5 += gv * r1[i + 1];
+      a6 += gv * r2[i - 1], a7 += gv * r2[i], a8 += gv * r2[i + 1];
+      s += gv;
+    }
+    // The border columns (one when W == 1), taps outside the plane skipped.
+    const float* rows[3] = {r0, r1, r2};
+    float t[9] = {a0, a1, a2, a3, a4, a5, a6, a7, a8};
+    for (int64_t e = 0; e < (W > 1 ? 2 : 1); e++) {
+      const int64_t i = e == 0 ? 0 : W - 1;
+      const float gv = gr[i];
+      s += gv;
+      for (int ky = 0; ky < 3; ky++) {
+        for (int kx = 0; kx < 3; kx++) {
+          const int64_t c = i + kx - 1;
+          if (c >= 0 && c < W) t[3 * ky + kx] += gv * rows[ky][c];
+        }
+      }
+    }
+    for (int k = 0; k < 9; k++) acc[k] += t[k];
+    acc[9] += s;
+  }
+}
+
+// Stride 2: acc[3 ky + kx] += <g, tap (ky, kx)> of the split padded plane (dwPadSplit), acc[9] += sum(g); g is Ho x Wo.
+EXTD_TARGET_CLONES void dwWeightSumsS2(const float* e, const float* o, const float* g, int64_t Ho, int64_t Wo,
+                                       double* acc) {
+  const int64_t EW = Wo + 1, OW = Wo;
+  for (int64_t y = 0; y < Ho; y++) {
+    const float *e0 = e + 2 * y * EW, *e1 = e0 + EW, *e2 = e1 + EW;
+    const float *o0 = o + 2 * y * OW, *o1 = o0 + OW, *o2 = o1 + OW;
+    const float* gr = g + y * Wo;
+    float a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0, a8 = 0, s = 0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3, a4, a5, a6, a7, a8, s)
+    for (int64_t x = 0; x < Wo; x++) {
+      const float gv = gr[x];
+      a0 += gv * e0[x], a1 += gv * o0[x], a2 += gv * e0[x + 1];
+      a3 += gv * e1[x], a4 += gv * o1[x], a5 += gv * e1[x + 1];
+      a6 += gv * e2[x], a7 += gv * o2[x], a8 += gv * e2[x + 1];
+      s += gv;
+    }
+    acc[0] += a0, acc[1] += a1, acc[2] += a2, acc[3] += a3, acc[4] += a4;
+    acc[5] += a5, acc[6] += a6, acc[7] += a7, acc[8] += a8, acc[9] += s;
+  }
+}
+
+// Stride 2, input gradient gx (H x W) from the padded output gradient gp
+// ((Ho + 2) x (Wo + 2), gp[r][c] = g[r - 1][c - 1]). Input row iy receives
+// kernel row 1 from output row iy / 2 when even, rows 0 and 2 from output rows
+// (iy + 1) / 2 and (iy - 1) / 2 when odd; columns likewise, so each row is
+// computed as its even (ev) and odd (od) columns, then interleaved.
+EXTD_TARGET_CLONES void dwInputGradS2(const float* gp, int64_t Wo, int64_t H, int64_t W, const float* w, float* gx,
+                                      float* ev, float* od) {
+  const int64_t GW = Wo + 2;
+  const int64_t nE = (W + 1) / 2, nO = W / 2;
+  for (int64_t iy = 0; iy < H; iy++) {
+    if (iy % 2 == 0) {
+      const float* g1 = gp + (iy / 2 + 1) * GW;  // kernel row 1
+      const float k0 = w[3], k1 = w[4], k2 = w[5];
+#pragma omp simd
+      for (int64_t j = 0; j < nE; j++) ev[j] = k1 * g1[j + 1];
+#pragma omp simd
+      for (int64_t j = 0; j < nO; j++) od[j] = k0 * g1[j + 2] + k2 * g1[j + 1];
+    } else {
+      const int64_t m = (iy - 1) / 2;
+      const float* ga = gp + (m + 2) * GW;  // kernel row 0
+      const float* gb = gp + (m + 1) * GW;  // kernel row 2
+#pragma omp simd
+      for (int64_t j = 0; j < nE; j++) ev[j] = w[1] * ga[j + 1] + w[7] * gb[j + 1];
+#pragma omp simd
+      for (int64_t j = 0; j < nO; j++) od[j] = w[0] * ga[j + 2] + w[2] * ga[j + 1] + w[6] * gb[j + 2] + w[8] * gb[j + 1];
+    }
+    float* r = gx + iy * W;
+#pragma omp simd
+    for (int64_t j = 0; j < nO; j++) {
+      r[2 * j] = ev[j];
+      r[2 * j + 1] = od[j];
+    }
+    if (W % 2) r[W - 1] = ev[nE - 1];
+  }
+}
+
+inline int64_t dwOutSize(int64_t n, int64_t stride) { return (n - 1) / stride + 1; }
+
+// x: contiguous N x C x H x W; w: contiguous C x 1 x 3 x 3; bias: [C] or undefined.
+at::Tensor dwForward(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, int64_t stride) {
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t Ho = dwOutSize(H, stride), Wo = dwOutSize(W, stride);
+  at::Tensor y = at::empty({N, C, Ho, Wo}, x.options());
+  at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
+  const float* xp = x.data_ptr<float>();
+  const float* wp = w.data_ptr<float>();
+  const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
+  float* yp = y.data_ptr<float>();
+  const int64_t bufSize = stride == 1 ? W : (H + 2) * (2 * Wo + 1);  // stride 1: a zero row
+  at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> buf(static_cast<size_t>(bufSize));
+    for (int64_t nc = begin; nc < end; nc++) {
+      const int64_t c = nc % C;
+      const float* xc = xp + nc * H * W;
+      float* yc = yp + nc * Ho * Wo;
+      const float bc = bp ? bp[c] : 0.f;
+      if (stride == 1) {
+        dwPlaneS1(xc, H, W, wp + 9 * c, bc, buf.data(), yc);
+      } else {
+        float* e = buf.data();
+        float* o = e + (H + 2) * (Wo + 1);
+        dwPadSplit(xc, H, W, Wo, e, o);
+        dwRowsS2(e, o, Ho, Wo, wp + 9 * c, bc, yc);
+      }
+    }
+  });
+  return y;
+}
+
+// Gradients of dwForward w.r.t. input, weight and bias (each only when asked for).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> dwBackward(const at::Tensor& x, const at::Tensor& w, const at::Tensor& gy,
+                                                          int64_t stride, bool wantInput, bool wantWeight, bool wantBias) {
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t Ho = gy.size(2), Wo = gy.size(3);
+  at::Tensor gx = wantInput ? at::empty_like(x) : at::Tensor();
+  at::Tensor gw = wantWeight ? at::empty_like(w) : at::Tensor();
+  at::Tensor gb = wantBias ? at::empty({C}, x.options()) : at::Tensor();
+  const float* xp = x.data_ptr<float>();
+  const float* wp = w.data_ptr<float>();
+  const float* gyp = gy.data_ptr<float>();
+  float* gxp = wantInput ? gx.data_ptr<float>() : nullptr;
+  float* gwp = wantWeight ? gw.data_ptr<float>() : nullptr;
+  float* gbp = wantBias ? gb.data_ptr<float>() : nullptr;
+  const bool sums = wantWeight || wantBias;
+  // Stride 1: a zero row; stride 2: the split padded input plane, and the padded output gradient plane
+  // with two rows for dwInputGradS2.
+  const int64_t xBuf = stride == 1 ? W : (H + 2) * (2 * Wo + 1);
+  const int64_t gBuf = stride == 1 ? 0 : (Ho + 2) * (Wo + 2) + 2 * (W + 1);
+  at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> xb(static_cast<size_t>(xBuf)), gb2(static_cast<size_t>(gBuf));
+    for (int64_t c = begin; c < end; c++) {
+      const float* wc = wp + 9 * c;
+      // The kernel flipped in both axes: stride 1's input gradient is the correlation with it.
+      const float flipped[9] = {wc[8], wc[7], wc[6], wc[5], wc[4], wc[3], wc[2], wc[1], wc[0]};
+      double acc[10] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+      for (int64_t n = 0; n < N; n++) {
+        const int64_t nc = n * C + c;
+        const float* g = gyp + nc * Ho * Wo;
+        if (wantInput) {
+          if (stride == 1) {
+            dwPlaneS1(g, H, W, flipped, 0.f, xb.data(), gxp + nc * H * W);
+          } else {
+            float* gp = gb2.data();
+            dwPad(g, Ho, Wo, gp);
+            float* ev = gp + (Ho + 2) * (Wo + 2);
+            dwInputGradS2(gp, Wo, H, W, wc, gxp + nc * H * W, ev, ev + W + 1);
+          }
+        }
+        if (sums) {
+          const float* xc = xp + nc * H * W;
+          if (stride == 1) {
+            dwWeightSumsS1(xc, g, H, W, xb.data(), acc);
+          } else {
+            float* e = xb.data();
+            float* o = e + (H + 2) * (Wo + 1);
+            dwPadSplit(xc, H, W, Wo, e, o);
+            dwWeightSumsS2(e, o, g, Ho, Wo, acc);
+          }
+        }
+      }
+      if (wantWeight) {
+        for (int k = 0; k < 9; k++) gwp[9 * c + k] = float(acc[k]);
+      }
+      if (wantBias) gbp[c] = float(acc[9]);
+    }
+  });
+  return {gx, gw, gb};
+}
+
+struct Depthwise3x3 : public torch::autograd::Function<Depthwise3x3> {
+  // bias: absent or undefined without one (an optional, which autograd
+  // treats as not an input: an undefined at::Tensor would count as one).
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
+                            const c10::optional<at::Tensor>& bias, int64_t stride) {
+    at::Tensor x = input.contiguous();
+    at::Tensor w = weight.contiguous();
+    at::Tensor b = bias && bias->defined() ? *bias : at::Tensor();
+    ctx->save_for_backward({x, w});
+    ctx->saved_data["stride"] = stride;
+    ctx->saved_data["bias"] = b.defined();
+    return dwForward(x, w, b, stride);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const int64_t stride = ctx->saved_data["stride"].toInt();
+    const bool hasBias = ctx->saved_data["bias"].toBool();
+    at::Tensor gy = grads[0].contiguous();
+    auto g = dwBackward(saved[0], saved[1], gy, stride, ctx->needs_input_grad(0), ctx->needs_input_grad(1),
+                        hasBias && ctx->needs_input_grad(2));
+    return {std::get<0>(g), std::get<1>(g), std::get<2>(g), at::Tensor()};
+  }
+};
+
+// True when conv2d's arguments are a depthwise 3x3 convolution Depthwise3x3 computes.
+bool isDepthwise3x3(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                    const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
+                    const std::vector<int64_t>& dilation, int64_t groups) {
+  if (input.dim() != 4 || weight.dim() != 4) return false;
+  const int64_t C = input.size(1);
+  if (groups != C || C < 1 || weight.size(0) != C || weight.size(1) != 1 || weight.size(2) != 3 || weight.size(3) != 3) {
+    return false;
+  }
+  if (stride.size() != 2 || stride[0] != stride[1] || (stride[0] != 1 && stride[0] != 2)) return false;
+  if (padding != std::vector<int64_t>{1, 1} || dilation != std::vector<int64_t>{1, 1}) return false;
+  if (input.size(0) < 1 || input.size(2) < 1 || input.size(3) < 1) return false;
+  if (input.scalar_type() != at::kFloat || weight.scalar_type() != at::kFloat || !input.device().is_cpu() ||
+      !weight.device().is_cpu() || input.layout() != at::kStrided || weight.layout() != at::kStrided) {
+    return false;
+  }
+  if (bias && bias->defined()) {
+    if (bias->scalar_type() != at::kFloat || !bias->device().is_cpu() || bias->dim() != 1 || bias->size(0) != C) return false;
+  }
+  return true;
+}
+
+// conv2d(input, weight, bias, stride, padding, groups, dilation): libtorch's,
+// except depthwise 3x3 convolutions (isDepthwise3x3), which run Depthwise3x3.
+Napi::Value conv2d(const Args& a) {
+  at::Tensor input = a.tensor(0, "input");
+  at::Tensor weight = a.tensor(1, "weight");
+  c10::optional<at::Tensor> bias = a.optTensor(2, "bias");
+  std::vector<int64_t> stride = a.ints(3, "stride", {1, 1}, 2);
+  std::vector<int64_t> padding = a.ints(4, "padding", {0, 0}, 2);
+  std::vector<int64_t> dilation = a.ints(6, "dilation", {1, 1}, 2);
+  int64_t groups = a.integer(5, "groups", 1);
+  if (isDepthwise3x3(input, weight, bias, stride, padding, dilation, groups)) {
+    return wrap(a.env, Depthwise3x3::apply(input, weight, bias, stride[0]));
+  }
+  return wrap(a.env, at::conv2d(input, weight, bias, stride, padding, dilation, groups));
 }
 
 Napi::Value leakyRelu(const Args& a) {

@@ -101,6 +101,116 @@ test('gradient check: conv2d grouped, strided, padded, with and without bias', {
   checkOp('conv2d 1x1', (x, w) => torch.conv2d(x, w, null), [param([1, 3, 4, 4]), param([5, 3, 1, 1])]);
 });
 
+/** max |a - b| over max |b| (at least 1e-30): the error of a relative to the reference b. */
+function relMaxError(a: TorchTensor, b: TorchTensor): number {
+  const x = a.toFloat64Array();
+  const y = b.toFloat64Array();
+  assert.equal(x.length, y.length);
+  let err = 0;
+  let scale = 1e-30;
+  for (let i = 0; i < x.length; i++) {
+    err = Math.max(err, Math.abs(x[i]! - y[i]!));
+    scale = Math.max(scale, Math.abs(y[i]!));
+  }
+  return err / scale;
+}
+
+test("conv2d: depthwise 3x3 (the addon's own kernel) equals libtorch's convolution, values and gradients", { skip }, () => {
+  // float32 depthwise 3x3, padding 1, stride 1 or 2 runs the addon's kernel;
+  // the same convolution in float64 runs libtorch's. Both see the same numbers
+  // (the float32 ones, widened), so they differ by float32 rounding only.
+  torch.manualSeed(14);
+  // [batch, channels, height, width, stride, bias]
+  const cases: [number, number, number, number, 1 | 2, boolean][] = [
+    [1, 1, 1, 1, 1, true],
+    [1, 3, 1, 1, 2, false],
+    [3, 4, 2, 3, 1, true],
+    [3, 4, 2, 3, 2, false],
+    [1, 2, 1, 7, 2, true],
+    [1, 2, 7, 1, 1, false],
+    [1, 5, 7, 9, 2, true],
+    [3, 2, 8, 6, 2, true],
+    [1, 6, 13, 11, 1, false],
+    [3, 3, 17, 16, 1, true],
+    [2, 8, 33, 35, 2, true],
+    [3, 16, 40, 40, 1, true],
+  ];
+  for (const [n, c, h, w, stride, withBias] of cases) {
+    const name = `${n}x${c}x${h}x${w} stride ${stride}${withBias ? ' bias' : ''}`;
+    torch.tidy(() => {
+      const leaf = (shape: number[]) => {
+        const f32 = torch.randn(shape);
+        const f64 = torch.toDtype(f32, 'float64');
+        f32.requiresGrad = true;
+        f64.requiresGrad = true;
+        return [f32, f64] as const;
+      };
+      const [x, x64] = leaf([n, c, h, w]);
+      const [k, k64] = leaf([c, 1, 3, 3]);
+      const [b, b64] = withBias ? leaf([c]) : [null, null];
+      const y = torch.conv2d(x, k, b, stride, 1, c);
+      const y64 = torch.conv2d(x64, k64, b64, stride, 1, c);
+      assert.deepEqual(y.shape, y64.shape, name);
+      assert.equal(y.dtype, 'float32');
+      const r64 = torch.randn(y64.shape, 'float64');
+      torch.sum(torch.mul(y, torch.toDtype(r64, 'float32'))).backward();
+      torch.sum(torch.mul(y64, r64)).backward();
+      const checks: [string, TorchTensor, TorchTensor][] = [
+        ['output', y, y64],
+        ['input gradient', x.grad!, x64.grad!],
+        ['weight gradient', k.grad!, k64.grad!],
+      ];
+      if (b) checks.push(['bias gradient', b.grad!, b64!.grad!]);
+      for (const [what, got, want] of checks) {
+        const err = relMaxError(got, want);
+        assert.ok(err <= 1e-5, `${name}: ${what} differs from libtorch's by ${err.toExponential(2)} (relative to its largest value)`);
+      }
+    });
+  }
+});
+
+test("conv2d: only depthwise 3x3 float32 convolutions with padding 1 take the addon's kernel", { skip }, async () => {
+  const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'extd-profile-'));
+  // Whether conv(input, weight) ran the addon's kernel: its backward node is in the profile.
+  const ownKernel = (conv: (x: TorchTensor, w: TorchTensor) => TorchTensor, x: TorchTensor, w: TorchTensor): boolean =>
+    torch.tidy(() => {
+      const trace = join(dir, 'trace.json');
+      x.requiresGrad = true;
+      torch.profileStart(trace);
+      torch.sum(conv(x, w)).backward();
+      torch.profileStop();
+      const names = (JSON.parse(readFileSync(trace, 'utf8')) as { name: string }[]).map((e) => e.name);
+      const own = names.some((s) => s.includes('Depthwise3x3'));
+      assert.equal(own, !names.includes('aten::convolution'), `both or neither path ran: ${[...new Set(names)].join(', ')}`);
+      return own;
+    });
+  try {
+    const x = () => torch.randn([2, 4, 6, 5]);
+    const dw = torch.randn([4, 1, 3, 3]);
+    assert.ok(
+      ownKernel((a, w) => torch.conv2d(a, w, null, 1, 1, 4), x(), dw),
+      'stride 1',
+    );
+    assert.ok(
+      ownKernel((a, w) => torch.conv2d(a, w, torch.zeros([4]), 2, 1, 4), x(), dw),
+      'stride 2 with bias',
+    );
+    assert.ok(!ownKernel((a, w) => torch.conv2d(a, w, null, 1, 1, 4), torch.randn([2, 4, 6, 5], 'float64'), torch.randn([4, 1, 3, 3], 'float64')), 'float64');
+    assert.ok(!ownKernel((a, w) => torch.conv2d(a, w, null, 1, 0, 4), x(), dw), 'padding 0');
+    assert.ok(!ownKernel((a, w) => torch.conv2d(a, w, null, [1, 2], 1, 4), x(), dw), 'stride [1, 2]');
+    assert.ok(!ownKernel((a, w) => torch.conv2d(a, w, null, 1, 1, 4, 2), x(), dw), 'dilation 2');
+    assert.ok(!ownKernel((a, w) => torch.conv2d(a, w, null, 3, 1, 4), x(), dw), 'stride 3');
+    assert.ok(!ownKernel((a, w) => torch.conv2d(a, w, null, 1, 1, 4), x(), torch.randn([8, 1, 3, 3])), 'channel multiplier 2');
+    assert.ok(!ownKernel((a, w) => torch.conv2d(a, w, null, 1, 1, 2), x(), torch.randn([4, 2, 3, 3])), 'groups 2');
+    assert.ok(!ownKernel((a, w) => torch.conv2d(a, w, null, 1, 0), x(), torch.randn([4, 4, 1, 1])), '1x1');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('gradient check: batch norm in training mode, and its running statistics', { skip }, () => {
   torch.manualSeed(2);
   const mean = torch.zeros([4], 'float64');
