@@ -11,7 +11,7 @@
  * @packageDocumentation
  * @module extd
  */
-import { Detector, createDetectorWith, rawToRgb } from '@extd/core/detector';
+import { type Detector, createDetectorWith, rawToRgb } from '@extd/core/detector';
 import { loadImageRgb } from './image/node.js';
 import type { RgbImage } from '@extd/core/image/types';
 import { loadModel, type ModelSource } from './load-model.js';
@@ -20,7 +20,7 @@ import { ExtdError } from '@extd/core/utils/errors';
 import type { LoadedModel } from '@extd/core/weights/checkpoint';
 import { createOrtNodeSession } from './runtime/ort-node.js';
 import type { Precision } from '@extd/core/detector';
-import { BUNDLED_MODEL_NAMES, isBundledModelName } from '@extd/core/model/bundled';
+import { BUNDLED_MODEL_NAMES, defaultPrecisionOf, isBundledModelName, type BundledModelName } from '@extd/core/model/bundled';
 import { bundledModelPath } from './load-model.js';
 import { resolve } from 'node:path';
 import { checkCalibration, type Calibration } from '@extd/core/quantize/calibration';
@@ -56,9 +56,13 @@ export interface CreateDetectorOptions {
    * weights per output channel, uint8 activations from calibrated ranges;
    * onnxruntime runs it as QLinearConv). int8 needs `calibration`, except for
    * the bundled `extd-32` / `extd-48` / `extd-64`, whose ranges ship in
-   * `models/`. See README, Speed, for its speed and AP.
+   * `models/`. Default: the bundled model's `defaultPrecision` ('int8' for
+   * `extd-48`, whose int8 AP on the 646 WIDER val images is within 0.005 of
+   * float32's on every setting; 'float32' for the others, whose int8 loses
+   * more), 'float32' for any other model. `detector.precision` says which
+   * one runs. See README, Speed.
    */
-  precision: Precision;
+  precision?: Precision;
   /**
    * int8 only: a calibration file written by `extd quantize` (path), or its
    * parsed content; checked against the model (variant and weights). Default:
@@ -67,8 +71,12 @@ export interface CreateDetectorOptions {
   calibration?: string | Calibration;
 }
 
-/** Defaults of CreateDetectorOptions: 2 threads, float32; `model` unset means the bundled `extd-32`. */
-export const CREATE_DETECTOR_DEFAULTS: CreateDetectorOptions = { threads: 2, precision: 'float32' };
+/**
+ * Defaults of CreateDetectorOptions: 2 threads; `model` unset means the
+ * bundled `extd-32`; `precision` unset means the model's default
+ * (defaultPrecisionOf: int8 for extd-48, else float32).
+ */
+export const CREATE_DETECTOR_DEFAULTS: CreateDetectorOptions = { threads: 2 };
 
 /** A Detector whose `detect` takes a NodeImageInput (path, encoded bytes or raw pixels). */
 export type NodeDetector = Detector<NodeImageInput>;
@@ -96,8 +104,8 @@ export async function decodeNodeInput(input: NodeImageInput): Promise<RgbImage> 
  */
 export async function createDetector(options: Partial<CreateDetectorOptions> = {}): Promise<NodeDetector> {
   const opts = { ...CREATE_DETECTOR_DEFAULTS, ...options };
-  // An option given as undefined (e.g. an absent CLI flag) means its default.
-  opts.precision = options.precision ?? CREATE_DETECTOR_DEFAULTS.precision;
+  // An option given as undefined (e.g. an absent CLI flag) means its default: the model's own.
+  opts.precision = options.precision ?? defaultPrecisionOf(bundledNameOf(opts.model));
   const model = await loadModel(opts.model, opts.variant);
   if (opts.precision !== 'float32' && opts.precision !== 'int8')
     throw new ExtdError(`precision must be 'float32' or 'int8', got ${JSON.stringify(opts.precision)}`);
@@ -106,19 +114,23 @@ export async function createDetector(options: Partial<CreateDetectorOptions> = {
   return createDetectorWith(model, createOrtNodeSession, decodeNodeInput, opts.threads, { ranges: calibration.ranges });
 }
 
+/**
+ * The bundled model a model source names: by name, by the path of its file
+ * (the CLI resolves names to paths), or the default model when unset; null
+ * for anything else.
+ */
+function bundledNameOf(source: ModelSource | undefined): BundledModelName | null {
+  if (source === undefined) return DEFAULT_MODEL_NAME;
+  if (typeof source !== 'string') return null;
+  if (isBundledModelName(source)) return source;
+  return BUNDLED_MODEL_NAMES.find((n) => resolve(bundledModelPath(n)) === resolve(source)) ?? null;
+}
+
 /** The checked calibration for an int8 detector: given (path or object), or the bundled model's own. */
 async function resolveCalibration(given: string | Calibration | undefined, source: ModelSource | undefined, model: LoadedModel): Promise<Calibration> {
   if (typeof given === 'string') return readCalibrationFile(given, model);
   if (given !== undefined) return checkCalibration(given, model, 'object');
-  // A bundled model, by name or by the path of its file (the CLI resolves names to paths).
-  const name =
-    source === undefined
-      ? DEFAULT_MODEL_NAME
-      : typeof source === 'string'
-        ? isBundledModelName(source)
-          ? source
-          : BUNDLED_MODEL_NAMES.find((n) => resolve(bundledModelPath(n)) === resolve(source))
-        : undefined;
+  const name = bundledNameOf(source);
   const path = name ? bundledCalibrationPath(name) : null;
   if (!path) {
     throw new ExtdError(
@@ -144,7 +156,14 @@ export type { Detections } from '@extd/core/postprocess/detections';
 export { loadImageRgb } from './image/node.js';
 export type { RgbImage } from '@extd/core/image/types';
 export { loadModel, resolveModelPath, bundledModelPath, BUNDLED_MODEL_PATH, type ModelSource } from './load-model.js';
-export { BUNDLED_MODELS, BUNDLED_MODEL_NAMES, DEFAULT_MODEL_NAME, type BundledModel, type BundledModelName } from '@extd/core/model/bundled';
+export {
+  BUNDLED_MODELS,
+  BUNDLED_MODEL_NAMES,
+  DEFAULT_MODEL_NAME,
+  defaultPrecisionOf,
+  type BundledModel,
+  type BundledModelName,
+} from '@extd/core/model/bundled';
 export { modelFromTensors, type LoadedModel } from '@extd/core/weights/checkpoint';
 export { readWeightsFile, writeSafetensorsFile } from './weights/files-node.js';
 export { buildGraph, countParams } from '@extd/core/model/graph';

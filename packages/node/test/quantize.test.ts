@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { createDetector, loadModel } from '../src/index.js';
+import { BUNDLED_MODEL_NAMES, bundledModelPath, createDetector, defaultPrecisionOf, loadModel } from '../src/index.js';
 import { checkCalibration, modelFingerprint, percentileRange, type Calibration } from '@extd/core/quantize/calibration';
 import { bundledCalibrationPath, readCalibrationFile } from '../src/quantize/calibration-node.js';
 import { exportOnnx, quantizedValues, quantizeWeightsPerChannel, uint8Params } from '@extd/core/runtime/onnx-export';
@@ -97,6 +97,43 @@ test('calibration files are checked: format, version, variant, weights, every ra
   await expectExtdError(() => createDetector({ model: 'extd-32-scratch', precision: 'int8' }), /precision 'int8' needs calibration ranges for extd-32-scratch/);
   await expectExtdError(() => createDetector({ model: 'extd-64', precision: 'int8', calibration: c }), /made for variant extd-fpn-32-prelu/);
   await expectExtdError(() => createDetector({ precision: 'int16' as never }), /precision must be 'float32' or 'int8'/);
+});
+
+test('default precision: int8 for extd-48 (by name or file path), float32 for extd-32, extd-64, extd-32-scratch and other checkpoints; an explicit precision wins', async () => {
+  const made: { precision: string; dispose(): Promise<void> }[] = [];
+  const precisionOf = async (options: Parameters<typeof createDetector>[0]) => {
+    const d = await createDetector({ threads: 1, ...options });
+    made.push(d);
+    return d.precision;
+  };
+  try {
+    assert.equal(await precisionOf({}), 'float32'); // the default model, extd-32
+    assert.equal(await precisionOf({ model: 'extd-32' }), 'float32');
+    assert.equal(await precisionOf({ model: 'extd-32-scratch' }), 'float32');
+    assert.equal(await precisionOf({ model: 'extd-48' }), 'int8');
+    assert.equal(await precisionOf({ model: 'extd-64' }), 'float32');
+    assert.equal(await precisionOf({ model: bundledModelPath('extd-48') }), 'int8');
+    assert.equal(await precisionOf({ model: 'extd-48', precision: undefined }), 'int8');
+    assert.equal(await precisionOf({ model: 'extd-48', precision: 'float32' }), 'float32');
+    assert.equal(await precisionOf({ model: 'extd-64', precision: 'int8' }), 'int8');
+    // A copy of a bundled file elsewhere is just a checkpoint: float32 (its calibration is not known to belong).
+    const copy = join(tmp, 'copy-of-extd-48.safetensors');
+    writeFileSync(copy, readFileSync(bundledModelPath('extd-48')));
+    assert.equal(await precisionOf({ model: copy }), 'float32');
+  } finally {
+    for (const d of made) await d.dispose();
+  }
+  assert.deepEqual(
+    BUNDLED_MODEL_NAMES.map((n) => [n, defaultPrecisionOf(n)]),
+    [
+      ['extd-32', 'float32'],
+      ['extd-48', 'int8'],
+      ['extd-64', 'float32'],
+      ['extd-32-scratch', 'float32'],
+    ],
+  );
+  assert.equal(defaultPrecisionOf(undefined), 'float32');
+  assert.equal(defaultPrecisionOf(null), 'float32');
 });
 
 test('the shipped calibration files fit their models and come from WIDER training images', async () => {

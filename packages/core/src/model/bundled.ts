@@ -16,6 +16,14 @@ export interface BundledModel {
   description: string;
   /** int8 calibration ranges under `models/` (extd quantize's output for this file), or null when none is shipped. */
   calibration: string | null;
+  /**
+   * The arithmetic a detector of this model uses when no `precision` is
+   * given: 'int8' where the int8 graph's AP on the 646 WIDER val images is
+   * within 0.005 of float32's on every setting (easy, medium, hard; single
+   * protocol; measured with `npm run bench:tradeoff`, see models/README.md),
+   * else 'float32'.
+   */
+  defaultPrecision: 'float32' | 'int8';
 }
 
 /** The name of a bundled model, as users pass it to `model` / `--model`. */
@@ -28,6 +36,7 @@ export type BundledModelName = 'extd-32' | 'extd-48' | 'extd-64' | 'extd-32-scra
 export const BUNDLED_MODELS: Readonly<Record<BundledModelName, BundledModel>> = {
   'extd-32': {
     name: 'extd-32',
+    defaultPrecision: 'float32',
     file: 'extd-32.safetensors',
     calibration: 'extd-32.int8.json',
     variant: 'extd-fpn-32-prelu',
@@ -35,6 +44,7 @@ export const BUNDLED_MODELS: Readonly<Record<BundledModelName, BundledModel>> = 
   },
   'extd-48': {
     name: 'extd-48',
+    defaultPrecision: 'int8',
     file: 'extd-48.safetensors',
     calibration: 'extd-48.int8.json',
     variant: 'extd-fpn-48-prelu',
@@ -42,6 +52,7 @@ export const BUNDLED_MODELS: Readonly<Record<BundledModelName, BundledModel>> = 
   },
   'extd-64': {
     name: 'extd-64',
+    defaultPrecision: 'float32',
     file: 'extd-64.safetensors',
     calibration: 'extd-64.int8.json',
     variant: 'extd-fpn-64-prelu',
@@ -49,6 +60,7 @@ export const BUNDLED_MODELS: Readonly<Record<BundledModelName, BundledModel>> = 
   },
   'extd-32-scratch': {
     name: 'extd-32-scratch',
+    defaultPrecision: 'float32',
     file: 'extd-32-scratch.safetensors',
     calibration: null,
     variant: 'extd-fpn-32-prelu',
@@ -61,6 +73,16 @@ export const DEFAULT_MODEL_NAME: BundledModelName = 'extd-32';
 
 /** The bundled models' names, in BUNDLED_MODELS' order (the default, extd-32, first). */
 export const BUNDLED_MODEL_NAMES = Object.keys(BUNDLED_MODELS) as BundledModelName[];
+
+/**
+ * The precision a detector uses when none is given: the bundled model's
+ * `defaultPrecision` (`name` undefined: the default model's), 'float32' for
+ * any other model (`name` null).
+ */
+export function defaultPrecisionOf(name: BundledModelName | null | undefined): 'float32' | 'int8' {
+  if (name === null) return 'float32';
+  return BUNDLED_MODELS[name ?? DEFAULT_MODEL_NAME].defaultPrecision;
+}
 
 /** True when `value` is the name of a bundled model (a key of BUNDLED_MODELS). */
 export function isBundledModelName(value: string): value is BundledModelName {

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
-import { CREATE_DETECTOR_DEFAULTS, createDetector, loadImageRgb } from '../index.js';
+import { createDetector, loadImageRgb } from '../index.js';
 import { resolveModelPath } from '../load-model.js';
 import { DETECT_DEFAULTS, type Face } from '@extd/core/detector';
 import { drawFacesToFile, drawFormat } from '../image/draw-node.js';
@@ -28,8 +28,8 @@ options:
   --max-faces N         at most N faces per image (default ${DETECT_DEFAULTS.maxFaces})
   --scale auto|X        resize factor before the network (default auto: shrink images over 1700x1200 px of area)
   --threads N           CPU threads (default 2)
-  --precision P         float32 or int8 (default ${CREATE_DETECTOR_DEFAULTS.precision}); int8 runs the network on
-                        8-bit integers with calibrated ranges (bundled extd-32/48/64: shipped)
+  --precision P         float32 or int8 (default: int8 for extd-48, float32 otherwise); int8 runs the network
+                        on 8-bit integers with calibrated ranges (bundled extd-32/48/64: shipped)
   --calibration FILE    int8 ranges from extd quantize, for a model other than the bundled ones
   --json                print JSON: [{ image, width, height, faces: [{ box: { x, y, width, height }, score }] }]
   --draw PATH           write the image with boxes drawn (.png/.jpg/.webp); with several images or a

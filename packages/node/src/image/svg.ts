@@ -90,11 +90,12 @@ export class SvgContext {
     );
   }
 
-  /** The drawing as an SVG document. */
-  toSvg(): string {
+  /** The drawing as an SVG document; `title` (optional) becomes its <title>, the text alternative screen readers and linters look for. */
+  toSvg(title?: string): string {
     return (
       [
         `<svg xmlns="http://www.w3.org/2000/svg" width="${this.width}" height="${this.height}" viewBox="0 0 ${this.width} ${this.height}">`,
+        ...(title ? [`<title>${escapeXml(title)}</title>`] : []),
         ...this.parts,
         '</svg>',
       ].join('\n') + '\n'
