@@ -151,5 +151,5 @@ export function tradeoffSvg(points: readonly TradeoffPoint[], options: Partial<T
     ctx.fillStyle = '#000';
     ctx.fillText(`${s[0]!.model} ${s[0]!.precision} (scales ${s.map((p) => p.scale).join(', ')})`, x + 38, y);
   });
-  return ctx.toSvg();
+  return ctx.toSvg(o.title || 'AP against detect() time per model, precision and scale');
 }

@@ -31,6 +31,7 @@ test('tradeoffSvg: one point per configuration and panel, faster to the left, hi
   assert.match(svg, /extd-32 float32 \(scales 0\.5, 1\)/);
   assert.match(svg, /extd-64 int8 \(scales 1\)/);
   assert.match(svg, />x0\.5</);
+  assert.match(svg, /<title>test<\/title>/);
 });
 
 test('tradeoffSvg: empty input and non-positive times are errors; the SVG renders to PNG', async () => {
