@@ -6,7 +6,8 @@
  * Not a test: it prints numbers.
  *
  *   npm run bench:tradeoff [-- --models 32,48,64 --precisions float32,int8 --scales 0.5,0.75,1
- *                            --images 646 --runs 9 --threads 2 --out bench-results/tradeoff --figure FILE.png]
+ *                            --images 646 --runs 9 --threads 2 --out DIR --figure FILE.png]
+ *   (DIR default: bench-results/tradeoff under packages/node, where npm runs the script)
  *
  * The AP part runs `extd eval`'s pipeline once per configuration into
  * OUT/<model>-<precision>-x<scale>/ (resumable: predictions already there are
