@@ -27,7 +27,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
@@ -37,6 +37,7 @@ import { makePriors } from '@extd/core/anchors/priors';
 import { postprocess, POSTPROCESS_DEFAULTS } from '@extd/core/postprocess/detections';
 import type { Precision } from '@extd/core/detector';
 import { SHARED } from '../../../test-support/shared.js';
+import { BENCH_PHOTO, loadAverage as load, median, spreadEvenly, widerImageList } from './common.js';
 
 const { values } = parseArgs({
   options: {
@@ -57,18 +58,13 @@ const threads = Number(values.threads);
 const models = values.models!.split(',').map((w) => `extd-${w}`);
 const precisions = values.precisions!.split(',') as Precision[];
 const shared = SHARED;
-const photoPath = resolve(shared, 'wider/WIDER_val/images/2--Demonstration/2_Demonstration_Demonstrators_2_307.jpg');
+const photoPath = resolve(shared, 'wider/WIDER_val/images', BENCH_PHOTO);
 const photo = await loadImageRgb(photoPath);
 const frame = resizeBilinear(photo, 640, 480);
 const root = resolve(import.meta.dirname, '..');
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const min = (xs: number[]) => Math.min(...xs);
 const ms = (x: number) => x.toFixed(1).padStart(7);
-const load = () =>
-  loadavg()
-    .map((x) => x.toFixed(2))
-    .join(' ');
 async function time(f: () => Promise<unknown>): Promise<number> {
   const t0 = performance.now();
   await f();
@@ -90,11 +86,11 @@ if (sections.has('1') || sections.has('2')) {
     for (const d of detectors) for (let i = 0; i < 3; i++) await d.detect(frame);
     const t: number[][] = detectors.map(() => []);
     for (let i = 0; i < runs; i++) for (let k = 0; k < detectors.length; k++) t[k]!.push(await time(() => detectors[k]!.detect(frame)));
-    const ratios = t[0]!.map((x, i) => x / t[1]![i]!);
+    const [a, b] = t;
     console.log(
       name.padEnd(10) +
         t.map((x) => `${ms(median(x))} (${ms(min(x)).trim()})`.padStart(18)).join('') +
-        (t.length === 2 ? `   ${median(ratios).toFixed(2)}x` : ''),
+        (a && b ? `   ${median(a.map((x, i) => x / b[i]!)).toFixed(2)}x` : ''),
     );
 
     // Post-processing at the evaluation threshold, on this model's real outputs.
@@ -193,10 +189,9 @@ if (sections.has('3')) {
 // 4: AP.
 if (values.ap) {
   const imagesDir = resolve(shared, 'wider/WIDER_val/images');
-  const all: string[] = [];
-  for (const ev of readdirSync(imagesDir).sort()) for (const f of readdirSync(join(imagesDir, ev)).sort()) all.push(`${ev}/${f}`);
+  const all = widerImageList(imagesDir);
   const n = values['ap-images'] ? Math.min(all.length, Number(values['ap-images'])) : all.length;
-  const list = n === all.length ? all : Array.from({ length: n }, (_, i) => all[Math.floor(((i + 0.5) * all.length) / n)]!);
+  const list = spreadEvenly(all, n);
   const outRoot = join(root, 'bench-results', 'ap');
   mkdirSync(outRoot, { recursive: true });
   const listFile = join(outRoot, `val-${n}.txt`);

@@ -18,8 +18,8 @@
  * printed with the numbers. Results: OUT/tradeoff.json (atomic) and the
  * figure (PNG, and SVG beside it). Uses ../shared (EXTD_SHARED).
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { resizeBilinear } from '@extd/core/image/resize';
@@ -29,6 +29,7 @@ import { evaluateModel } from '../src/eval/evaluate.js';
 import { svgToPng } from '../src/image/svg.js';
 import { writeFileAtomic } from '../src/utils/atomic.js';
 import { SHARED } from '../../../test-support/shared.js';
+import { BENCH_PHOTO, loadAverage as load, median, spreadEvenly, widerImageList } from './common.js';
 import { tradeoffSvg, type TradeoffPoint } from './tradeoff-figure.js';
 
 const { values } = parseArgs({
@@ -62,26 +63,20 @@ const imagesDir = resolve(SHARED, 'wider/WIDER_val/images');
 const gt = resolve(SHARED, 'wider/eval_tools/ground_truth');
 if (!existsSync(imagesDir) || !existsSync(gt)) fail(`WIDER val images or ground truth not found under ${SHARED} (set EXTD_SHARED)`);
 
-const load = () =>
-  loadavg()
-    .map((x) => x.toFixed(2))
-    .join(' ');
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const fmt = (x: number) => x.toFixed(4);
 console.log(`node ${process.version}, ${cpus()[0]?.model} x ${cpus().length}, ${threads} threads, load average ${load()} at start`);
 
 // The image list: all val images, or --images N spread evenly over them.
-const all: string[] = [];
-for (const ev of readdirSync(imagesDir).sort()) for (const f of readdirSync(join(imagesDir, ev)).sort()) if (/\.jpe?g$/i.test(f)) all.push(`${ev}/${f}`);
+const all = widerImageList(imagesDir);
 const n = values.images ? Number(values.images) : all.length;
 if (!(Number.isInteger(n) && n >= 1 && n <= all.length)) fail(`--images ${values.images}: expected an integer in 1..${all.length}`);
-const list = n === all.length ? all : Array.from({ length: n }, (_, i) => all[Math.floor(((i + 0.5) * all.length) / n)]!);
+const list = spreadEvenly(all, n);
 mkdirSync(out, { recursive: true });
 const listFile = join(out, `val-${n}.txt`);
 writeFileAtomic(listFile, list.join('\n') + '\n');
 
 // 1. Time: a real WIDER val photo resized to 640x480, detect() with default options at each scale.
-const photo = await loadImageRgb(join(imagesDir, '2--Demonstration/2_Demonstration_Demonstrators_2_307.jpg'));
+const photo = await loadImageRgb(join(imagesDir, BENCH_PHOTO));
 const frame = resizeBilinear(photo, 640, 480);
 const ms = new Map<string, number>();
 const key = (m: string, p: string, s: number) => `${m}-${p}-x${s}`;
