@@ -94,8 +94,11 @@ export function saveCheckpoint<C>(
   const full: TrainState<C> = { version: STATE_VERSION, ...state };
   const statePath = join(dir, names.state);
   writeSafetensorsFile(statePath, stateTensors, { state: JSON.stringify(full) });
-  const emaPath = ema ? join(dir, names.ema) : null;
-  if (ema) writeModelFile(emaPath!, graph, ema, state.iteration, { ...extraMetadata, weights: 'ema' });
+  let emaPath: string | null = null;
+  if (ema) {
+    emaPath = join(dir, names.ema);
+    writeModelFile(emaPath, graph, ema, state.iteration, { ...extraMetadata, weights: 'ema' });
+  }
 
   const pointer: LatestPointer = { iteration: state.iteration, model: names.model, state: names.state };
   writeFileAtomic(join(dir, LATEST_FILE), JSON.stringify(pointer, null, 1) + '\n');

@@ -22,7 +22,7 @@ import { writeFileAtomic } from 'extd/utils/atomic';
 import { ExtdError } from '@extd/core/utils/errors';
 import { Progress } from 'extd/utils/progress';
 import type { Float32Tensor } from '@extd/core/utils/tensor';
-import { checkpointNames, loadCheckpoint, pruneCheckpoints, saveCheckpoint, writeModelFile } from './checkpoint.js';
+import { checkpointNames, loadCheckpoint, pruneCheckpoints, saveCheckpoint, writeModelFile, type SavedCheckpoint } from './checkpoint.js';
 import type { AugmentOptions } from './augment.js';
 import { initialWeights, INIT_DEFAULTS, type InitOptions } from './init.js';
 import { TrainLoader, type TrainSample } from './loader.js';
@@ -657,8 +657,8 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
 
   const priors = makePriors(config.size, config.size);
   const schedule = scheduleOf(config);
-  let lastCheckpoint: string | null = null;
-  let lastEmaCheckpoint: string | null = null;
+  // Assigned by save(), a closure: the cast keeps TypeScript from narrowing it to null for good.
+  let lastSaved = null as SavedCheckpoint | null;
   const save = () => {
     const momentum = sgd.getMomentumBuffers().map((b) => {
       if (!b) return null;
@@ -666,7 +666,7 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
       b.dispose();
       return t;
     });
-    const saved = saveCheckpoint<TrainConfig>(
+    lastSaved = saveCheckpoint<TrainConfig>(
       run.out,
       graph,
       model.stateDict(),
@@ -679,8 +679,6 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
       modelMetadata,
       ema,
     );
-    lastCheckpoint = saved.modelPath;
-    lastEmaCheckpoint = saved.emaPath;
     if (config.keepLast > 0) pruneCheckpoints(run.out, config.keepLast, config.keepEvery);
   };
 
@@ -773,7 +771,7 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
     }
     if (valSet && reason !== 'interrupted' && lastValidated !== iteration && iteration > startedAt) await validate();
     // Always end on a checkpoint, unless this process did nothing on top of the one it resumed.
-    const savedNow = lastCheckpoint !== null && iteration % config.checkpointEvery === 0;
+    const savedNow = lastSaved !== null && iteration % config.checkpointEvery === 0;
     if (!savedNow && (iteration > startedAt || !resumed)) save();
   } finally {
     process.off('SIGINT', onSignal);
@@ -784,7 +782,7 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
   }
   const resumedFrom = resumed ? join(run.out, resumed.pointer.model) : null;
   const resumedEma = resumed && resumed.ema.size > 0 ? join(run.out, checkpointNames(resumed.pointer.iteration).ema) : null;
-  return { iteration, checkpoint: lastCheckpoint ?? resumedFrom, resumedFrom, emaCheckpoint: lastEmaCheckpoint ?? resumedEma, reason };
+  return { iteration, checkpoint: lastSaved?.modelPath ?? resumedFrom, resumedFrom, emaCheckpoint: lastSaved ? lastSaved.emaPath : resumedEma, reason };
 }
 
 /**
