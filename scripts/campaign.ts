@@ -8,6 +8,7 @@
  *   node --conditions=extd-source --import tsx scripts/campaign.ts snapshot --run DIR
  *   node --conditions=extd-source --import tsx scripts/campaign.ts eval     --run DIR [--iteration N] [--threads N] [--weights ema|model]
  *   node --conditions=extd-source --import tsx scripts/campaign.ts plot
+ *   node --conditions=extd-source --import tsx scripts/campaign.ts bundle   --run DIR [--threads N] [--weights ema|model] [--list FILE] [--to FILE]
  *   (each takes --campaign FOLDER, default campaign/extd32)
  *
  * The folder holds (a few MB at most):
@@ -49,6 +50,16 @@
  * sorted by EVENT/NAME.jpg, the one at index floor(i * 646 / 200) for i = 0..199
  * (`valSubset`); 200 images at 1 thread took 6 minutes on the shared
  * 2-core machine beside the training run.
+ *
+ * `bundle` makes the folder's snapshot the bundled model `extd-32-scratch`:
+ * it scores the snapshot's checkpoint (its moving average unless `--weights
+ * model`) on all 646 images of `$EXTD_SHARED/wider/WIDER_val` with `extd eval`
+ * (single protocol, into DIR/eval-val646/ckpt-N), and writes its tensors to
+ * `packages/core/models/extd-32-scratch.safetensors` with metadata saying what
+ * made it: the recipe and its changes, the data, the iterations, the
+ * CPU-hours, whether a teacher was used, and that AP (`bundleMetadata`); the
+ * campaign's `bundled` field records the same. `--list` scores a subset
+ * instead (the metadata says how many images), `--to` writes elsewhere.
  *
  * CPU-hours are the summed wall time of the training steps (from the log's
  * img_s) times the libtorch threads of the segment that ran them: on the
@@ -114,6 +125,54 @@ export interface Campaign {
   segments: Segment[];
   /** At the last snapshot (null before the first). */
   progress: { iteration: number; snapshotTime: string; trainHours: number; cpuHours: number } | null;
+  /** The snapshot last made the bundled extd-32-scratch (`bundle`). */
+  bundled?: { iteration: number; weights: 'ema' | 'model'; cpuHours: number; ap: BundledAp; file: string; time: string };
+}
+
+/** AP of a bundled checkpoint on WIDER val (single protocol). */
+export interface BundledAp {
+  easy: number;
+  medium: number;
+  hard: number;
+  images: number;
+}
+
+/** Where `bundle` writes the model, relative to the repository root. */
+export const SCRATCH_MODEL_FILE = 'packages/core/models/extd-32-scratch.safetensors';
+
+/** The teacher named by the recipe or its later changes (the last --teacher given), or null for labels only. */
+export function teacherOf(c: Campaign): string | null {
+  let teacher: string | null = null;
+  for (const flags of [c.recipe, ...(c.recipeChanges ?? []).map((r) => r.flags)]) {
+    const i = flags.lastIndexOf('--teacher');
+    if (i >= 0) teacher = flags[i + 1] || null;
+  }
+  return teacher;
+}
+
+/**
+ * The metadata of the bundled model made from the campaign's snapshot: the
+ * checkpoint's own (`base`: format, variant, width, ...) plus what made it
+ * and how it scores. All values are strings (safetensors metadata).
+ */
+export function bundleMetadata(c: Campaign, weights: 'ema' | 'model', ap: BundledAp, base: Record<string, string>): Record<string, string> {
+  if (!c.progress) throw new ExtdError(`campaign ${c.name}: no snapshot to bundle`);
+  const teacher = teacherOf(c);
+  const changes = (c.recipeChanges ?? []).map((r) => `from iteration ${r.fromIteration}: ${r.flags.join(' ')}`).join('; ');
+  const what = weights === 'ema' ? 'the moving average of the weights (--ema)' : 'the weights';
+  return {
+    ...base,
+    iteration: String(c.progress.iteration),
+    weights,
+    training:
+      `extd train, the ${c.name} campaign (campaign/${c.name}, scripts/campaign.ts): ${c.description} ` +
+      `Recipe: ${c.recipe.join(' ')}${changes ? `; changes: ${changes}` : ''}. ` +
+      `${c.progress.iteration} iterations, ${c.progress.cpuHours.toFixed(2)} CPU-hours; ${what} at iteration ${c.progress.iteration}.`,
+    data: `${c.data.images} WIDER FACE training images, ${c.data.faces} faces (${c.data.madeBy})`,
+    cpuHours: c.progress.cpuHours.toFixed(2),
+    teacher: teacher ?? 'none (labels only)',
+    ap: `${ap.easy.toFixed(3)} / ${ap.medium.toFixed(3)} / ${ap.hard.toFixed(3)} (easy / medium / hard; WIDER val, ${ap.images} images, single protocol)`,
+  };
 }
 
 /** One line of an extd train log.jsonl; in a thinned log `n` says how many iterations the record averages. */
@@ -347,6 +406,9 @@ const USAGE = `usage: node --conditions=extd-source --import tsx scripts/campaig
   eval     --run DIR [--iteration N] [--threads N] [--weights ema|model]   score a checkpoint on campaign/val200.txt
                                                                            (default: its moving average when there is one)
   plot                                                                     draw the folder's loss and AP curves (curve.png)
+  bundle   --run DIR [--threads N] [--weights ema|model] [--list FILE] [--to FILE]
+                                                                           score the snapshot on the 646 val images and
+                                                                           bundle it as ${SCRATCH_MODEL_FILE}
 
 each takes --campaign FOLDER (default ${CAMPAIGN_DEFAULTS.campaign}); see the header of scripts/campaign.ts`;
 
@@ -427,6 +489,8 @@ async function cli(argv: string[]): Promise<number> {
         workers: { type: 'string' },
         iteration: { type: 'string' },
         weights: { type: 'string' },
+        list: { type: 'string' },
+        to: { type: 'string' },
         'dry-run': { type: 'boolean' },
       },
     }).values;
@@ -500,8 +564,45 @@ async function cli(argv: string[]): Promise<number> {
     console.error(`campaign ${dir}: curves drawn to ${await plotCampaign(dir)}`);
     return 0;
   }
+  if (sub === 'bundle') {
+    if (!v.run) throw new ExtdError("bundle needs --run DIR (a folder for the evaluation output, e.g. the campaign's run folder)");
+    if (v.weights !== undefined && v.weights !== 'ema' && v.weights !== 'model') throw new ExtdError(`--weights ${v.weights}: expected ema or model`);
+    const c = readCampaign(dir);
+    const latest = readLatest(dir);
+    if (!c.progress || !latest) throw new ExtdError(`${dir}: no snapshot to bundle (run snapshot first)`);
+    const names = checkpointNames(latest.iteration);
+    const weights: 'ema' | 'model' = v.weights === 'model' || (v.weights === undefined && !existsSync(join(dir, names.ema))) ? 'model' : 'ema';
+    const model = join(dir, weights === 'ema' ? names.ema : names.model);
+    if (!existsSync(model)) throw new ExtdError(`${model}: not found (this snapshot has no moving average; use --weights model)`);
+    const shared = resolve(process.env.EXTD_SHARED ?? join(REPO, '../shared'));
+    const out = join(resolve(v.run), 'eval-val646', `ckpt-${latest.iteration}${weights === 'ema' ? '.ema' : ''}`);
+    const { main } = await import('extd/cli/main');
+    const evalArgs = ['eval', '--model', model, '--images', join(shared, 'wider/WIDER_val/images'), '--gt', join(shared, 'wider/eval_tools/ground_truth')];
+    if (v.list) evalArgs.push('--list', resolve(v.list));
+    const code = await main([...evalArgs, '--protocol', 'single', '--out', out, '--threads', v.threads ?? '2']);
+    if (code !== 0) return code;
+    const a = readJson<BundledAp>(join(out, 'ap.json'));
+    const ap: BundledAp = { easy: round(a.easy), medium: round(a.medium), hard: round(a.hard), images: a.images };
+    const { readWeightsFile, writeSafetensorsFile } = await import('extd/weights/files-node');
+    const content = await readWeightsFile(model);
+    const to = resolve(v.to ?? join(REPO, SCRATCH_MODEL_FILE));
+    writeSafetensorsFile(to, content.tensors, bundleMetadata(c, weights, ap, content.metadata));
+    c.bundled = {
+      iteration: latest.iteration,
+      weights,
+      cpuHours: c.progress.cpuHours,
+      ap,
+      file: v.to ? to : SCRATCH_MODEL_FILE,
+      time: new Date().toISOString(),
+    };
+    writeCampaign(dir, c);
+    console.error(
+      `campaign ${dir}: iteration ${latest.iteration} (${weights === 'ema' ? 'moving average' : 'weights'}, ${c.progress.cpuHours.toFixed(2)} CPU-hours) AP ${ap.easy} / ${ap.medium} / ${ap.hard} (easy / medium / hard, ${ap.images} WIDER val images, single protocol); written to ${to}`,
+    );
+    return 0;
+  }
   if (sub !== 'start' && sub !== 'resume') {
-    throw new ExtdError(`unknown subcommand '${sub ?? ''}': expected start, resume, snapshot or eval (see the header of scripts/campaign.ts)`);
+    throw new ExtdError(`unknown subcommand '${sub ?? ''}': expected start, resume, snapshot, eval, plot or bundle (see the header of scripts/campaign.ts)`);
   }
   if (!v.out) throw new ExtdError(`${sub} needs --out DIR (the run folder, outside the repository's committed files, e.g. runs/extd32-campaign)`);
   const out = resolve(v.out);

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { readWeightsFile } from 'extd/weights/files-node';
 import { join } from 'node:path';
 import {
   AP_FILE,
@@ -14,6 +16,7 @@ import {
   recordAp,
   seedRun,
   snapshot,
+  teacherOf,
   thinLog,
   valSubset,
   VAL_SUBSET_FILE,
@@ -257,6 +260,62 @@ test('plotCampaign draws the committed folder (losses, lr, the ap.jsonl points) 
     assert.ok(png.length > 10_000, `${png.length} bytes`);
     writeFileSync(join(dir, 'ap.jsonl'), '{"iteration": 5, "easy"\n');
     await assert.rejects(plotCampaign(dir), SyntaxError);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('teacherOf: the last --teacher of the recipe and its changes; none is null', () => {
+  const c = { recipe: ['--lr', '0.003'], recipeChanges: [] } as unknown as Campaign;
+  assert.equal(teacherOf(c), null);
+  c.recipeChanges = [{ fromIteration: 5, flags: ['--teacher', 'extd-64'], time: '' }];
+  assert.equal(teacherOf(c), 'extd-64');
+  c.recipeChanges.push({ fromIteration: 9, flags: ['--teacher', ''], time: '' });
+  assert.equal(teacherOf(c), null);
+});
+
+test('bundle: scores the snapshot (its moving average) and writes its tensors with what made it and its AP as metadata', {
+  skip: noShared('wider/WIDER_val/images'),
+}, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'extd-campaign-bundle-'));
+  try {
+    const campaign = join(dir, 'extd32');
+    mkdirSync(campaign);
+    for (const f of readdirSync(CAMPAIGN_DIR)) copyFileSync(join(CAMPAIGN_DIR, f), join(campaign, f));
+    const iteration = readLatest(campaign)!.iteration;
+    const val = readdirSync(sharedPath('wider/WIDER_val/images')).sort()[0]!;
+    const images = readdirSync(sharedPath(`wider/WIDER_val/images/${val}`))
+      .sort()
+      .slice(0, 2);
+    writeFileSync(join(dir, 'val2.txt'), images.map((n) => `${val}/${n}`).join('\n') + '\n');
+    const to = join(dir, 'scratch.safetensors');
+    const script = fileURLToPath(new URL('../scripts/campaign.ts', import.meta.url));
+    const args = ['bundle', '--campaign', campaign, '--run', join(dir, 'run'), '--list', join(dir, 'val2.txt'), '--to', to, '--threads', '1'];
+    const r = spawnSync(process.execPath, ['--conditions=extd-source', '--import', 'tsx', script, ...args], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const ap = JSON.parse(readFileSync(join(dir, 'run', 'eval-val646', `ckpt-${iteration}.ema`, 'ap.json'), 'utf8'));
+    const written = await readWeightsFile(to);
+    const ema = await readWeightsFile(join(campaign, `ckpt-${iteration}.ema.safetensors`));
+    assert.deepEqual([...written.tensors.keys()].sort(), [...ema.tensors.keys()].sort());
+    for (const [name, t] of ema.tensors) assert.deepEqual(written.tensors.get(name)!.data, t.data, name);
+    const m = written.metadata;
+    assert.equal(m.iteration, String(iteration));
+    assert.equal(m.weights, 'ema');
+    assert.equal(m.variant, 'extd-fpn-32-prelu');
+    assert.equal(m.teacher, 'none (labels only)');
+    assert.equal(m.cpuHours, readCampaign(campaign).progress!.cpuHours.toFixed(2));
+    assert.equal(m.ap, `${ap.easy.toFixed(3)} / ${ap.medium.toFixed(3)} / ${ap.hard.toFixed(3)} (easy / medium / hard; WIDER val, 2 images, single protocol)`);
+    assert.match(m.training!, /^extd train, the extd32 campaign .*Recipe: --variant extd-fpn-32-prelu .*changes: from iteration 2032: --ema 0\.999/);
+    assert.match(m.data!, /^3048 WIDER FACE training images/);
+    const c = readCampaign(campaign);
+    assert.equal(c.bundled!.iteration, iteration);
+    assert.equal(c.bundled!.ap.images, 2);
+    // The model loads by path like any checkpoint.
+    const { loadModel } = await import('extd/load-model');
+    assert.equal((await loadModel(to)).metadata.weights, 'ema');
+    const bad = spawnSync(process.execPath, ['--conditions=extd-source', '--import', 'tsx', script, 'bundle', '--campaign', campaign], { encoding: 'utf8' });
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /^campaign: bundle needs --run DIR/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,0 +1,389 @@
+/**
+ * The recipe ablation of the EXTD-32 campaign (issue 16): branches of one
+ * training state, each trained with one recipe for the same wall-clock budget
+ * on the same machine, then scored on the campaign's 200-image validation
+ * subset (single protocol).
+ *
+ *   node --conditions=extd-source --import tsx scripts/ablation.ts run   --from RUN --out DIR [--minutes M] [--parallel P] [--rows a,b,...] [--data DIR] [--val-list FILE]
+ *   node --conditions=extd-source --import tsx scripts/ablation.ts table --out DIR
+ *
+ * `run` copies RUN's latest checkpoint (model, optimiser state, moving
+ * average, config, log) into DIR/ROW for every row of ABLATION_ROWS (or the
+ * --rows named), continues each with `extd train --resume` plus the row's
+ * flags at 1 libtorch thread and 1 loader worker, stops it with Ctrl-C's
+ * signal after M minutes (it finishes its iteration and saves), and scores
+ * the checkpoint it ends on with `extd eval` on `campaign/val200.txt`: the
+ * moving average of the weights, and for rows marked so the raw weights too.
+ * P rows run at once (default 2: the development machine has 2 cores, so
+ * every row shares the machine with one other row). DIR/ROW/row.json records
+ * the iterations, wall and CPU seconds (the training process's user + system
+ * time, all its threads) and the AP; DIR/table.md is the table. Every file is
+ * written atomically and a rerun skips the rows (and evaluations) already
+ * done, so an interrupted ablation resumes.
+ *
+ * Why branches of the campaign and not runs from scratch: on 2 CPU cores a
+ * from-scratch run of 15 or 45 minutes ends near AP 0 whatever the recipe, so
+ * such a table says nothing; branching the campaign's state compares what
+ * each recipe does next with the same budget, and the best branch can carry
+ * the campaign on. It does not say how the recipes compare from scratch.
+ *
+ * Every row also keeps a moving average of the weights with decay
+ * ABLATION_DEFAULTS.ema (a horizon of about 100 iterations, well inside one
+ * row's budget, so the average reflects the row's own recipe and not the
+ * shared past), and the AP columns score it, which takes the
+ * checkpoint-to-checkpoint noise of the raw weights out of the comparison.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { checkpointNames, readLatest } from '@extd/train/train/checkpoint';
+import { ExtdError } from '@extd/core/utils/errors';
+import { writeFileAtomic } from 'extd/utils/atomic';
+import { CAMPAIGN_DEFAULTS, readCampaign, seedRun, VAL_SUBSET_FILE } from './campaign.js';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const SELF = fileURLToPath(import.meta.url);
+
+export const ABLATION_DEFAULTS = Object.freeze({
+  /** Wall-clock minutes of training per row. */
+  minutes: 15,
+  /** Rows trained at once. */
+  parallel: 2,
+  /** libtorch threads and loader workers of each row. */
+  threads: 1,
+  workers: 1,
+  /** Moving-average decay every row keeps (horizon about 1 / (1 - ema) iterations). */
+  ema: 0.99,
+  /** Threads of each evaluation. */
+  evalThreads: 1,
+});
+
+/** One recipe of the ablation. */
+export interface AblationRow {
+  /** Folder name and table key. */
+  name: string;
+  /** What it changes, for the table. */
+  what: string;
+  /** `extd train` flags added to `--resume` (they override the stored config). */
+  flags: readonly string[];
+  /** Also score the raw weights (not only their moving average). */
+  raw?: boolean;
+}
+
+/**
+ * The rows. The campaign's recipe at the branch point (320x320 crops, batch
+ * 4, lr 0.003 with cosine decay to iteration 40,000, BN frozen, gradient
+ * clipping at 20) is the reference; every other row changes one thing.
+ */
+export const ABLATION_ROWS: readonly AblationRow[] = Object.freeze([
+  { name: 'campaign', what: "the campaign's recipe, unchanged", flags: [], raw: true },
+  {
+    name: 'paper',
+    what: "the paper's recipe: lr 0.001 (step policy), BatchNorm in training mode (momentum 0.1), no clipping",
+    flags: ['--lr', '0.001', '--lr-policy', 'step', '--bn-freeze', '0', '--bn-momentum', '0.1', '--clip-grad', '0'],
+    raw: true,
+  },
+  { name: 'lr-0.01', what: 'higher learning rate: base lr 0.01 (cosine)', flags: ['--lr', '0.01'] },
+  {
+    name: 'bn-renorm',
+    what: 'BatchNorm as batch renormalisation (r <= 3, d <= 5, running-statistics momentum 0.01) instead of frozen',
+    flags: ['--bn-freeze', '0', '--bn-renorm', '1', '--bn-renorm-ramp', '0', '--bn-momentum', '0.01'],
+  },
+  { name: 'size-640-b1', what: '640x640 crops, batch 1 (the same pixels per iteration)', flags: ['--size', '640', '--batch', '1'] },
+  { name: 'batch-8', what: 'batch 8 (320x320)', flags: ['--batch', '8'] },
+  { name: 'teacher-64', what: 'distillation from the released EXTD-64 (--teacher extd-64)', flags: ['--teacher', 'extd-64'] },
+]);
+
+/** Easy / medium / hard AP of one scored model. */
+export interface Ap {
+  easy: number;
+  medium: number;
+  hard: number;
+}
+
+/** DIR/ROW/row.json. */
+export interface RowResult {
+  name: string;
+  what: string;
+  flags: string[];
+  fromIteration: number;
+  toIteration?: number;
+  /** Images the row trained on (iterations times batch). */
+  images?: number;
+  wallSeconds?: number;
+  cpuSeconds?: number;
+  ema?: Ap;
+  raw?: Ap;
+}
+
+function readJson<T>(path: string): T {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as T;
+  } catch (err) {
+    throw new ExtdError(`${path}: ${(err as Error).message.split('\n')[0]}`);
+  }
+}
+
+function writeJson(path: string, value: unknown): void {
+  writeFileAtomic(path, JSON.stringify(value, null, 1) + '\n');
+}
+
+/** User + system CPU seconds of process `pid` (all its threads) from /proc; null where /proc is missing. */
+function cpuSecondsOf(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3.
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return null;
+  }
+}
+
+/** Run this script's hidden `__cli` subcommand (extd's CLI) in a child process, output to `log`. */
+function runChild(args: string[], log: string, budgetSeconds?: number): Promise<{ code: number; cpuSeconds: number | null; wallSeconds: number }> {
+  return new Promise((done, fail) => {
+    const fd = openSync(log, 'a');
+    const t0 = performance.now();
+    const child = spawn(process.execPath, [...process.execArgv, SELF, '__cli', ...args], {
+      stdio: ['ignore', fd, fd],
+      env: { ...process.env, EXTD_TCMALLOC: 'off' },
+    });
+    // CPU time as last read before the stop signal (or before the exit, for a child that ends on its own).
+    let cpu: number | null = null;
+    let stopped = false;
+    const read = () => {
+      const c = cpuSecondsOf(child.pid!);
+      if (c !== null && !stopped) cpu = c;
+    };
+    const poll = setInterval(read, 5000);
+    const timer =
+      budgetSeconds === undefined
+        ? undefined
+        : setTimeout(() => {
+            read();
+            stopped = true;
+            child.kill('SIGINT');
+          }, budgetSeconds * 1000);
+    child.on('error', fail);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      clearInterval(poll);
+      closeSync(fd);
+      done({ code: code ?? 1, cpuSeconds: cpu, wallSeconds: (performance.now() - t0) / 1000 });
+    });
+  });
+}
+
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+async function scoreOnVal200(model: string, out: string, log: string, valList: string): Promise<Ap> {
+  const apPath = join(out, 'ap.json');
+  if (!existsSync(apPath)) {
+    const shared = resolve(process.env.EXTD_SHARED ?? join(REPO, '../shared'));
+    const { code } = await runChild(
+      [
+        'eval',
+        '--model',
+        model,
+        '--images',
+        join(shared, 'wider/WIDER_val/images'),
+        '--gt',
+        join(shared, 'wider/eval_tools/ground_truth'),
+        '--list',
+        valList,
+        '--protocol',
+        'single',
+        '--out',
+        out,
+        '--threads',
+        String(ABLATION_DEFAULTS.evalThreads),
+      ],
+      log,
+    );
+    if (code !== 0) throw new ExtdError(`extd eval of ${model} failed (exit ${code}); see ${log}`);
+  }
+  const ap = readJson<Ap>(apPath);
+  return { easy: round3(ap.easy), medium: round3(ap.medium), hard: round3(ap.hard) };
+}
+
+/** Train (unless done) and score one row; returns its record. */
+async function runRow(row: AblationRow, from: string, out: string, dataArgs: string[], minutes: number, valList: string): Promise<RowResult> {
+  const dir = join(out, row.name);
+  const resultPath = join(dir, 'row.json');
+  const log = join(dir, 'run.log');
+  let r: RowResult;
+  if (existsSync(resultPath) && readJson<RowResult>(resultPath).toIteration !== undefined) {
+    r = readJson<RowResult>(resultPath);
+  } else {
+    const fromIteration = seedRun(from, dir);
+    if (readLatest(dir)!.iteration !== fromIteration || fromIteration !== readLatest(from)!.iteration) {
+      throw new ExtdError(`${dir}: holds a run past the branch point; remove it to run the row again`);
+    }
+    const flags = [...row.flags, '--ema', String(ABLATION_DEFAULTS.ema)];
+    r = { name: row.name, what: row.what, flags, fromIteration };
+    writeJson(resultPath, r);
+    const args = [
+      'train',
+      '--resume',
+      '--out',
+      dir,
+      ...dataArgs,
+      '--threads',
+      String(ABLATION_DEFAULTS.threads),
+      '--workers',
+      String(ABLATION_DEFAULTS.workers),
+    ];
+    const { code, cpuSeconds, wallSeconds } = await runChild([...args, ...flags], log, minutes * 60);
+    const latest = readLatest(dir);
+    // 130: extd train's exit after the stop signal (it finished its iteration and saved); 0: it reached --iterations first.
+    if ((code !== 0 && code !== 130) || !latest || latest.iteration <= fromIteration) {
+      throw new ExtdError(`row ${row.name}: training failed (exit ${code}); see ${log}`);
+    }
+    const config = readJson<{ batch: number }>(join(dir, 'config.json'));
+    r = {
+      ...r,
+      toIteration: latest.iteration,
+      images: (latest.iteration - fromIteration) * config.batch,
+      wallSeconds: Math.round(wallSeconds),
+      cpuSeconds: cpuSeconds === null ? undefined : Math.round(cpuSeconds),
+    };
+    writeJson(resultPath, r);
+  }
+  const names = checkpointNames(r.toIteration!);
+  if (!r.ema) {
+    r.ema = await scoreOnVal200(join(dir, names.ema), join(dir, 'eval-ema'), log, valList);
+    writeJson(resultPath, r);
+  }
+  if (row.raw && !r.raw) {
+    r.raw = await scoreOnVal200(join(dir, names.model), join(dir, 'eval-raw'), log, valList);
+    writeJson(resultPath, r);
+  }
+  return r;
+}
+
+/** The markdown table of the rows' results (rows not yet done are left out). */
+export function renderTable(results: readonly RowResult[], minutes: number, parallel: number): string {
+  const f = (ap: Ap | undefined) => (ap ? `${ap.easy.toFixed(3)} / ${ap.medium.toFixed(3)} / ${ap.hard.toFixed(3)}` : '');
+  const lines = [
+    `| row | change | iterations | images | CPU s | AP EMA (easy / medium / hard) | AP raw weights |`,
+    `| --- | --- | --- | --- | --- | --- | --- |`,
+  ];
+  for (const r of results) {
+    if (r.toIteration === undefined) continue;
+    lines.push(`| ${r.name} | ${r.what} | ${r.fromIteration}-${r.toIteration} | ${r.images} | ${r.cpuSeconds ?? ''} | ${f(r.ema)} | ${f(r.raw)} |`);
+  }
+  return `${lines.join('\n')}\n\nEach row: ${minutes} minutes of wall time, 1 libtorch thread, 1 loader worker, ${parallel} row${parallel === 1 ? '' : 's'} at a time; AP on ${VAL_SUBSET_FILE} (200 WIDER val images, single protocol).\n`;
+}
+
+function readResults(out: string): RowResult[] {
+  return ABLATION_ROWS.map((row) => join(out, row.name, 'row.json'))
+    .filter((p) => existsSync(p))
+    .map((p) => readJson<RowResult>(p));
+}
+
+const USAGE = `usage: node --conditions=extd-source --import tsx scripts/ablation.ts <command> [options]
+
+  run   --from RUN --out DIR [--minutes M] [--parallel P] [--rows a,b,...] [--data DIR] [--val-list FILE]
+        branch RUN's latest checkpoint into DIR/ROW, train each row for M minutes (default ${ABLATION_DEFAULTS.minutes}),
+        P at once (default ${ABLATION_DEFAULTS.parallel}), score each on ${VAL_SUBSET_FILE} (or --val-list); resumes where it stopped
+  table --out DIR [--minutes M] [--parallel P]   print (and write DIR/table.md) the table of the rows done
+
+rows: ${ABLATION_ROWS.map((r) => r.name).join(', ')}`;
+
+async function cli(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === '__cli') {
+    const { main } = await import('extd/cli/main');
+    return main(rest);
+  }
+  if (sub === undefined || sub === '--help' || sub === '-h' || rest.includes('--help')) {
+    console.log(USAGE);
+    return sub === undefined ? 2 : 0;
+  }
+  const options = {
+    from: { type: 'string' },
+    out: { type: 'string' },
+    minutes: { type: 'string' },
+    parallel: { type: 'string' },
+    rows: { type: 'string' },
+    data: { type: 'string' },
+    campaign: { type: 'string' },
+    'val-list': { type: 'string' },
+  } as const;
+  let v: ReturnType<typeof parseArgs<{ args: string[]; options: typeof options }>>['values'];
+  try {
+    v = parseArgs({
+      args: rest,
+      options,
+    }).values;
+  } catch (err) {
+    throw new ExtdError(`${(err as Error).message.split('\n')[0]} (see --help)`);
+  }
+  if (!v.out) throw new ExtdError(`${sub} needs --out DIR (the ablation folder)`);
+  const out = resolve(v.out);
+  const minutes = Number(v.minutes ?? ABLATION_DEFAULTS.minutes);
+  if (!(minutes > 0)) throw new ExtdError(`--minutes ${v.minutes}: expected a positive number`);
+  const parallel = Number(v.parallel ?? ABLATION_DEFAULTS.parallel);
+  if (!Number.isInteger(parallel) || parallel < 1) throw new ExtdError(`--parallel ${v.parallel}: expected a positive integer`);
+  if (sub === 'table') {
+    const table = renderTable(readResults(out), minutes, parallel);
+    writeFileAtomic(join(out, 'table.md'), table);
+    console.log(table);
+    return 0;
+  }
+  if (sub !== 'run') throw new ExtdError(`unknown subcommand '${sub}': expected run or table`);
+  if (!v.from) throw new ExtdError('run needs --from RUN (the training run folder whose latest checkpoint the rows branch from)');
+  const from = resolve(v.from);
+  if (!readLatest(from)) throw new ExtdError(`--from ${from}: no latest.json (not a training run folder with a checkpoint)`);
+  const wanted = v.rows?.split(',') ?? ABLATION_ROWS.map((r) => r.name);
+  for (const w of wanted) {
+    if (!ABLATION_ROWS.some((r) => r.name === w)) throw new ExtdError(`--rows: no row '${w}'; rows: ${ABLATION_ROWS.map((r) => r.name).join(', ')}`);
+  }
+  const rows = ABLATION_ROWS.filter((r) => wanted.includes(r.name));
+  const campaign = readCampaign(resolve(REPO, v.campaign ?? CAMPAIGN_DEFAULTS.campaign));
+  const data = resolve(v.data ?? campaign.data.dir);
+  const dataArgs = ['--annotations', join(data, CAMPAIGN_DEFAULTS.annotationFile), '--images', join(data, CAMPAIGN_DEFAULTS.imagesDir)];
+  if (!existsSync(dataArgs[1]!)) throw new ExtdError(`${dataArgs[1]}: not found; name the campaign's data folder with --data`);
+  const valList = resolve(v['val-list'] ?? join(REPO, VAL_SUBSET_FILE));
+  if (!existsSync(valList)) throw new ExtdError(`--val-list ${valList}: not found`);
+  mkdirSync(out, { recursive: true });
+  const t0 = Date.now();
+  let next = 0;
+  let finished = 0;
+  const worker = async () => {
+    while (next < rows.length) {
+      const row = rows[next++]!;
+      console.error(`ablation: row ${row.name} (${row.what}) started`);
+      const r = await runRow(row, from, out, dataArgs, minutes, valList);
+      finished++;
+      const per = (Date.now() - t0) / 1000 / finished;
+      const eta = Math.round((per * (rows.length - finished)) / 60);
+      console.error(
+        `ablation: row ${r.name} done (${finished}/${rows.length}): iterations ${r.fromIteration}-${r.toIteration}, EMA AP ${r.ema!.easy} / ${r.ema!.medium} / ${r.ema!.hard}${r.raw ? `, raw ${r.raw.easy} / ${r.raw.medium} / ${r.raw.hard}` : ''}; ETA ${eta} min`,
+      );
+      writeFileAtomic(join(out, 'table.md'), renderTable(readResults(out), minutes, parallel));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(parallel, rows.length) }, worker));
+  console.log(renderTable(readResults(out), minutes, parallel));
+  return 0;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === SELF) {
+  cli(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err) => {
+      if (err instanceof ExtdError) {
+        console.error(`ablation: ${err.message}`);
+        process.exitCode = 2;
+      } else throw err;
+    },
+  );
+}
