@@ -41,7 +41,7 @@ import { parseArgs } from 'node:util';
 import { checkpointNames, readLatest } from '@extd/train/train/checkpoint';
 import { ExtdError } from '@extd/core/utils/errors';
 import { writeFileAtomic } from 'extd/utils/atomic';
-import { CAMPAIGN_DEFAULTS, readCampaign, seedRun, VAL_SUBSET_FILE } from './campaign.js';
+import { CAMPAIGN_DEFAULTS, readCampaign, runAsScript, seedRun, VAL_SUBSET_FILE, valEvalArgs } from './campaign.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const SELF = fileURLToPath(import.meta.url);
@@ -184,27 +184,7 @@ function round3(x: number): number {
 async function scoreOnVal200(model: string, out: string, log: string, valList: string): Promise<Ap> {
   const apPath = join(out, 'ap.json');
   if (!existsSync(apPath)) {
-    const shared = resolve(process.env.EXTD_SHARED ?? join(REPO, '../shared'));
-    const { code } = await runChild(
-      [
-        'eval',
-        '--model',
-        model,
-        '--images',
-        join(shared, 'wider/WIDER_val/images'),
-        '--gt',
-        join(shared, 'wider/eval_tools/ground_truth'),
-        '--list',
-        valList,
-        '--protocol',
-        'single',
-        '--out',
-        out,
-        '--threads',
-        String(ABLATION_DEFAULTS.evalThreads),
-      ],
-      log,
-    );
+    const { code } = await runChild(valEvalArgs(model, out, valList, String(ABLATION_DEFAULTS.evalThreads)), log);
     if (code !== 0) throw new ExtdError(`extd eval of ${model} failed (exit ${code}); see ${log}`);
   }
   const ap = readJson<Ap>(apPath);
@@ -374,16 +354,4 @@ async function cli(argv: string[]): Promise<number> {
   return 0;
 }
 
-if (process.argv[1] && resolve(process.argv[1]) === SELF) {
-  cli(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (err) => {
-      if (err instanceof ExtdError) {
-        console.error(`ablation: ${err.message}`);
-        process.exitCode = 2;
-      } else throw err;
-    },
-  );
-}
+runAsScript(import.meta.url, 'ablation', cli);

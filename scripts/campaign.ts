@@ -397,6 +397,37 @@ async function runTrain(trainArgs: string[]): Promise<number> {
   return main(['train', ...trainArgs]);
 }
 
+/**
+ * `extd eval` arguments scoring `model` on the shared WIDER val images (all
+ * of them, or those of `list`), single protocol, into `out`.
+ */
+export function valEvalArgs(model: string, out: string, list: string | undefined, threads: string): string[] {
+  const shared = resolve(process.env.EXTD_SHARED ?? join(REPO, '../shared'));
+  const args = ['eval', '--model', model, '--images', join(shared, 'wider/WIDER_val/images'), '--gt', join(shared, 'wider/eval_tools/ground_truth')];
+  if (list !== undefined) args.push('--list', list);
+  return [...args, '--protocol', 'single', '--out', out, '--threads', threads];
+}
+
+/**
+ * When the module at `url` is the script node was started with, run `cli`
+ * on its arguments: its return value is the exit code; an ExtdError is one
+ * line `NAME: message` and exit 2.
+ */
+export function runAsScript(url: string, name: string, cli: (argv: string[]) => Promise<number>): void {
+  if (!process.argv[1] || resolve(process.argv[1]) !== fileURLToPath(url)) return;
+  cli(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err) => {
+      if (err instanceof ExtdError) {
+        console.error(`${name}: ${err.message}`);
+        process.exitCode = 2;
+      } else throw err;
+    },
+  );
+}
+
 const USAGE = `usage: node --conditions=extd-source --import tsx scripts/campaign.ts <command> [options]
 
   start    --out DIR [--data DIR] [--threads N] [--workers N] [--dry-run]   begin the campaign's run in DIR
@@ -524,26 +555,9 @@ async function cli(argv: string[]): Promise<number> {
     const useEma = v.weights === 'ema' || (v.weights === undefined && existsSync(join(run, names.ema)));
     const model = join(run, useEma ? names.ema : names.model);
     if (!existsSync(model)) throw new ExtdError(`${model}: not found (kept checkpoints: ls ${run})`);
-    const shared = resolve(process.env.EXTD_SHARED ?? join(REPO, '../shared'));
     const out = join(run, 'eval-val200', `ckpt-${iteration}${useEma ? '.ema' : ''}`);
     const { main } = await import('extd/cli/main');
-    const code = await main([
-      'eval',
-      '--model',
-      model,
-      '--images',
-      join(shared, 'wider/WIDER_val/images'),
-      '--gt',
-      join(shared, 'wider/eval_tools/ground_truth'),
-      '--list',
-      join(REPO, VAL_SUBSET_FILE),
-      '--protocol',
-      'single',
-      '--out',
-      out,
-      '--threads',
-      v.threads ?? '1',
-    ]);
+    const code = await main(valEvalArgs(model, out, join(REPO, VAL_SUBSET_FILE), v.threads ?? '1'));
     if (code !== 0) return code;
     const ap = readJson<{ easy: number; medium: number; hard: number; images: number }>(join(out, 'ap.json'));
     const rec: ApRecord = {
@@ -574,12 +588,9 @@ async function cli(argv: string[]): Promise<number> {
     const weights: 'ema' | 'model' = v.weights === 'model' || (v.weights === undefined && !existsSync(join(dir, names.ema))) ? 'model' : 'ema';
     const model = join(dir, weights === 'ema' ? names.ema : names.model);
     if (!existsSync(model)) throw new ExtdError(`${model}: not found (this snapshot has no moving average; use --weights model)`);
-    const shared = resolve(process.env.EXTD_SHARED ?? join(REPO, '../shared'));
     const out = join(resolve(v.run), 'eval-val646', `ckpt-${latest.iteration}${weights === 'ema' ? '.ema' : ''}`);
     const { main } = await import('extd/cli/main');
-    const evalArgs = ['eval', '--model', model, '--images', join(shared, 'wider/WIDER_val/images'), '--gt', join(shared, 'wider/eval_tools/ground_truth')];
-    if (v.list) evalArgs.push('--list', resolve(v.list));
-    const code = await main([...evalArgs, '--protocol', 'single', '--out', out, '--threads', v.threads ?? '2']);
+    const code = await main(valEvalArgs(model, out, v.list === undefined ? undefined : resolve(v.list), v.threads ?? '2'));
     if (code !== 0) return code;
     const a = readJson<BundledAp>(join(out, 'ap.json'));
     const ap: BundledAp = { easy: round(a.easy), medium: round(a.medium), hard: round(a.hard), images: a.images };
@@ -632,16 +643,4 @@ async function cli(argv: string[]): Promise<number> {
   return runTrain(args);
 }
 
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  cli(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (err) => {
-      if (err instanceof ExtdError) {
-        console.error(`campaign: ${err.message}`);
-        process.exitCode = 2;
-      } else throw err;
-    },
-  );
-}
+runAsScript(import.meta.url, 'campaign', cli);

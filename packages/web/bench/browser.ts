@@ -1,12 +1,12 @@
 /**
  * `npm run bench:browser`: median detect() time per 640x480 frame in headless
  * Chromium (onnxruntime-web, wasm SIMD) for EXTD-32 and EXTD-64 on 1 and 2
- * threads, through the demo page and the same harness as the end-to-end test.
+ * threads, in float32 and (with `--precisions float32,int8`) int8, through the demo page and the same harness as the end-to-end test.
  * The frame is a real WIDER photo drawn at 640x480 onto the demo's canvas;
  * each timing covers the full detect(): canvas read-back, preprocessing,
  * inference, decoding and NMS. Not a test: it prints numbers.
  *
- *   npm run bench:browser -- --runs 20 --warmup 3
+ *   npm run bench:browser -- --runs 20 --warmup 3 [--precisions float32,int8] [--models 32,64] [--threads 1,2] [--no-node]
  */
 import { rmSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -25,6 +25,20 @@ const flag = (name: string, fallback: number) => {
 };
 const RUNS = flag('--runs', 15);
 const WARMUP = flag('--warmup', 3);
+const list = (name: string, fallback: string) => {
+  const i = args.indexOf(name);
+  return (i >= 0 ? args[i + 1]! : fallback).split(',');
+};
+const PRECISIONS = list('--precisions', 'float32');
+for (const p of PRECISIONS) {
+  if (p !== 'float32' && p !== 'int8') {
+    console.error(`--precisions: '${p}' is not a precision (float32, int8)`);
+    process.exit(2);
+  }
+}
+const MODELS = list('--models', '32,64').map((w) => `extd-${w}`);
+const THREADS = list('--threads', '1,2').map(Number);
+const NODE = !args.includes('--no-node');
 const IMAGE = '/__shared/wider/WIDER_val/images/35--Basketball/35_Basketball_playingbasketball_35_582.jpg';
 
 const missing = noChromium();
@@ -47,31 +61,35 @@ try {
       .map((x) => x.toFixed(1))
       .join(' ')} on ${cpus().length} cores`,
   );
-  console.log('model     threads  median ms   min ms   max ms   frames/s');
-  for (const model of ['extd-32', 'extd-64']) {
-    for (const threads of [1, 2]) {
-      // onnxruntime-web fixes its thread count when its wasm starts: one fresh page per setting.
-      const page = await harness.openDemo({ threads: String(threads), model });
-      const runtime = await page.evaluate(() => window.extdDemo.runtime());
-      if (runtime?.threads !== threads)
-        throw new Error(`page runs ${runtime?.threads} threads, wanted ${threads} (cross-origin isolated: ${runtime?.crossOriginIsolated})`);
-      const times = await page.evaluate(([url, w, r]) => window.extdDemo.bench(url as string, 640, 480, w as number, r as number), [IMAGE, WARMUP, RUNS]);
-      await page.close();
-      const m = median(times);
-      console.log(
-        `${model.padEnd(9)} ${String(threads).padStart(7)}  ${m.toFixed(1).padStart(9)}  ${Math.min(...times)
-          .toFixed(1)
-          .padStart(7)}  ${Math.max(...times)
-          .toFixed(1)
-          .padStart(7)}  ${(1000 / m).toFixed(1).padStart(9)}`,
-      );
+  console.log('model     threads  precision  median ms   min ms   max ms   frames/s');
+  for (const model of MODELS) {
+    for (const threads of THREADS) {
+      for (const precision of PRECISIONS) {
+        // onnxruntime-web fixes its thread count when its wasm starts: one fresh page per setting.
+        const page = await harness.openDemo({ threads: String(threads), model, precision });
+        const runtime = await page.evaluate(() => window.extdDemo.runtime());
+        if (runtime?.threads !== threads)
+          throw new Error(`page runs ${runtime?.threads} threads, wanted ${threads} (cross-origin isolated: ${runtime?.crossOriginIsolated})`);
+        const ran = await page.evaluate(() => window.extdDemo.precision());
+        if (ran !== precision) throw new Error(`page runs ${ran}, wanted ${precision}`);
+        const times = await page.evaluate(([url, w, r]) => window.extdDemo.bench(url as string, 640, 480, w as number, r as number), [IMAGE, WARMUP, RUNS]);
+        await page.close();
+        const m = median(times);
+        console.log(
+          `${model.padEnd(9)} ${String(threads).padStart(7)}  ${precision.padEnd(9)}  ${m.toFixed(1).padStart(9)}  ${Math.min(...times)
+            .toFixed(1)
+            .padStart(7)}  ${Math.max(...times)
+            .toFixed(1)
+            .padStart(7)}  ${(1000 / m).toFixed(1).padStart(9)}`,
+        );
+      }
     }
   }
   // The same frame on onnxruntime-node in this process, for scale: on a shared machine the load
   // changes from minute to minute, and the ratio says more than either number alone.
   const frame = resizeBilinear(await loadImageRgb(resolve(sharedRoot(), IMAGE.replace('/__shared/', ''))), 640, 480);
-  for (const model of ['extd-32', 'extd-64']) {
-    for (const threads of [1, 2]) {
+  for (const model of NODE ? MODELS : []) {
+    for (const threads of THREADS) {
       const width = model.slice(5);
       const m = await loadModel(resolve(sharedRoot(), 'reference', 'weights', `extd-fpn-${width}-prelu.safetensors`));
       const detector = await createDetectorWith(m, createOrtNodeSession, async (x: typeof frame) => x, threads);
@@ -84,7 +102,7 @@ try {
       await detector.dispose();
       const med = median(times);
       console.log(
-        `${model.padEnd(9)} ${String(threads).padStart(7)}  ${med.toFixed(1).padStart(9)}  ${Math.min(...times)
+        `${model.padEnd(9)} ${String(threads).padStart(7)}  ${'float32'.padEnd(9)}  ${med.toFixed(1).padStart(9)}  ${Math.min(...times)
           .toFixed(1)
           .padStart(7)}  ${Math.max(...times)
           .toFixed(1)

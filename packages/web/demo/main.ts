@@ -35,6 +35,8 @@ const viewCtx = view.getContext('2d', { willReadFrequently: true })!;
 const params = new URLSearchParams(location.search);
 const THREADS = Number(params.get('threads') ?? 2);
 const EXECUTION_PROVIDERS = params.get('ep') === 'webgpu' ? (['webgpu', 'wasm'] as const) : (['wasm'] as const);
+// ?precision=int8 runs the int8 graph (the bundled models ship their calibration ranges); default float32.
+const PRECISION = params.get('precision') === 'int8' ? ('int8' as const) : ('float32' as const);
 
 // The package's bundled models, loaded by name (the browser entry resolves a name to its own file).
 const models: DemoModel[] = Object.values(BUNDLED_MODELS).map((m) => ({ id: m.name, label: m.description }));
@@ -72,7 +74,13 @@ function describeRuntime(): void {
 async function setModel(source: string | ArrayBuffer, label: string): Promise<string> {
   return exclusive(async () => {
     statusLine.textContent = `loading ${label}...`;
-    const next = await createDetector({ model: source, threads: THREADS, wasmPaths: '/ort/', executionProviders: [...EXECUTION_PROVIDERS] });
+    const next = await createDetector({
+      model: source,
+      threads: THREADS,
+      wasmPaths: '/ort/',
+      executionProviders: [...EXECUTION_PROVIDERS],
+      ...(PRECISION === 'int8' ? { precision: PRECISION } : {}),
+    });
     const old = detector;
     detector = next;
     modelLabel = `${label} = ${next.variant}`;
@@ -204,6 +212,7 @@ const api = {
   ready: undefined as unknown as Promise<void>,
   models: () => models,
   runtime: () => detector?.runtime,
+  precision: () => detector?.precision,
   useModel: async (id: string) => {
     const m = models.find((x) => x.id === id);
     if (!m) throw new Error(`no model '${id}' (have ${models.map((x) => x.id).join(', ')})`);
