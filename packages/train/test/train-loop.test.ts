@@ -63,6 +63,38 @@ test('resume continues exactly: 6 iterations straight == 3 + resume + 3', { skip
   assert.equal(loaded.variant.width, 32);
 });
 
+test('Ctrl-C (SIGINT) stops training after the current iteration with a checkpoint, also while a loader worker keeps batches coming', { skip }, async () => {
+  // 640x640 batch 1 with a worker: the next batch arrives during every step (the case where the
+  // signal used to wait until training ended).
+  const out = join(root, 'sigint');
+  const absorb = () => {}; // keeps the test process alive should the signal arrive after train() removed its handler
+  process.on('SIGINT', absorb);
+  try {
+    let sent = false;
+    const r = await train(
+      { size: 640, batch: 1, lr: 0.001, iterations: 40, checkpointEvery: 1000, seed: 5 },
+      {
+        out,
+        samples: data!.samples,
+        threads: 1,
+        workers: 1,
+        progress: null,
+        onIteration: (rec) => {
+          if (rec.iter === 2 && !sent) {
+            sent = true;
+            process.kill(process.pid, 'SIGINT');
+          }
+        },
+      },
+    );
+    assert.equal(r.reason, 'interrupted');
+    assert.ok(r.iteration >= 2 && r.iteration <= 4, `stopped at iteration ${r.iteration}, not soon after the signal at 2`);
+    assert.equal(readLatest(out)!.iteration, r.iteration, 'the checkpoint of the iteration it stopped at');
+  } finally {
+    process.off('SIGINT', absorb);
+  }
+});
+
 test('checkpoints are atomic: a failed save leaves latest.json on the previous complete pair, and resume works', { skip }, async () => {
   const out = join(root, 'atomic');
   await train({ ...tiny, iterations: 2, checkpointEvery: 2 }, { out, samples: data!.samples, ...quiet });

@@ -703,6 +703,11 @@ export async function train(configIn: Partial<TrainConfig>, runIn: Partial<RunOp
       lastValidated = iteration;
     }
     while (iteration < config.iterations) {
+      // One turn of the event loop per iteration. Without it, a loader worker whose next batch
+      // arrives while a step runs keeps Node inside one message-port callback (each message's
+      // promise continuation is the next step): timers and signals never run, so Ctrl-C was
+      // ignored (seen at 640x640, batch 1).
+      await new Promise<void>((resolve) => setImmediate(resolve));
       if (interrupted) {
         reason = 'interrupted';
         break;
