@@ -140,14 +140,33 @@ export interface BundledAp {
 /** Where `bundle` writes the model, relative to the repository root. */
 export const SCRATCH_MODEL_FILE = 'packages/core/models/extd-32-scratch.safetensors';
 
-/** The teacher named by the recipe or its later changes (the last --teacher given), or null for labels only. */
-export function teacherOf(c: Campaign): string | null {
-  let teacher: string | null = null;
-  for (const flags of [c.recipe, ...(c.recipeChanges ?? []).map((r) => r.flags)]) {
+/**
+ * The teachers the campaign trained with before iteration `upTo`, as periods
+ * in order: the recipe's `--teacher` (or none) from iteration 0, then each
+ * recipe change that sets `--teacher` (an empty name: none from there on).
+ */
+export function teacherPeriods(c: Campaign, upTo = Number.POSITIVE_INFINITY): { from: number; teacher: string | null }[] {
+  const at = (flags: readonly string[]) => {
     const i = flags.lastIndexOf('--teacher');
-    if (i >= 0) teacher = flags[i + 1] || null;
+    return i < 0 ? undefined : flags[i + 1] || null;
+  };
+  const periods = [{ from: 0, teacher: at(c.recipe) ?? null }];
+  for (const r of c.recipeChanges ?? []) {
+    const t = at(r.flags);
+    if (t !== undefined && r.fromIteration < upTo) periods.push({ from: r.fromIteration, teacher: t });
   }
-  return teacher;
+  return periods;
+}
+
+/** The teacher in use at iteration `upTo` (default: the latest), or null for labels only. */
+export function teacherOf(c: Campaign, upTo = Number.POSITIVE_INFINITY): string | null {
+  return teacherPeriods(c, upTo).at(-1)!.teacher;
+}
+
+/** One line for a model's metadata: which teacher, from when ('none (labels only)' when never). */
+export function describeTeachers(periods: readonly { from: number; teacher: string | null }[]): string {
+  if (periods.every((p) => p.teacher === null)) return 'none (labels only)';
+  return periods.map((p) => `${p.teacher ?? 'none (labels only)'} from iteration ${p.from}`).join(', then ');
 }
 
 /**
@@ -157,7 +176,6 @@ export function teacherOf(c: Campaign): string | null {
  */
 export function bundleMetadata(c: Campaign, weights: 'ema' | 'model', ap: BundledAp, base: Record<string, string>): Record<string, string> {
   if (!c.progress) throw new ExtdError(`campaign ${c.name}: no snapshot to bundle`);
-  const teacher = teacherOf(c);
   const changes = (c.recipeChanges ?? []).map((r) => `from iteration ${r.fromIteration}: ${r.flags.join(' ')}`).join('; ');
   const what = weights === 'ema' ? 'the moving average of the weights (--ema)' : 'the weights';
   return {
@@ -170,7 +188,7 @@ export function bundleMetadata(c: Campaign, weights: 'ema' | 'model', ap: Bundle
       `${c.progress.iteration} iterations, ${c.progress.cpuHours.toFixed(2)} CPU-hours; ${what} at iteration ${c.progress.iteration}.`,
     data: `${c.data.images} WIDER FACE training images, ${c.data.faces} faces (${c.data.madeBy})`,
     cpuHours: c.progress.cpuHours.toFixed(2),
-    teacher: teacher ?? 'none (labels only)',
+    teacher: describeTeachers(teacherPeriods(c, c.progress.iteration)),
     ap: `${ap.easy.toFixed(3)} / ${ap.medium.toFixed(3)} / ${ap.hard.toFixed(3)} (easy / medium / hard; WIDER val, ${ap.images} images, single protocol)`,
   };
 }

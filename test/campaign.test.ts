@@ -17,6 +17,8 @@ import {
   seedRun,
   snapshot,
   teacherOf,
+  teacherPeriods,
+  describeTeachers,
   thinLog,
   valSubset,
   VAL_SUBSET_FILE,
@@ -272,6 +274,9 @@ test('teacherOf: the last --teacher of the recipe and its changes; none is null'
   assert.equal(teacherOf(c), 'extd-64');
   c.recipeChanges.push({ fromIteration: 9, flags: ['--teacher', ''], time: '' });
   assert.equal(teacherOf(c), null);
+  assert.equal(teacherOf(c, 9), 'extd-64', 'at iteration 9 the change of iteration 9 has not happened yet');
+  assert.equal(describeTeachers(teacherPeriods(c, 9)), 'none (labels only) from iteration 0, then extd-64 from iteration 5');
+  assert.equal(describeTeachers(teacherPeriods(c, 5)), 'none (labels only)');
 });
 
 test('bundle: scores the snapshot (its moving average) and writes its tensors with what made it and its AP as metadata', {
@@ -302,7 +307,9 @@ test('bundle: scores the snapshot (its moving average) and writes its tensors wi
     assert.equal(m.iteration, String(iteration));
     assert.equal(m.weights, 'ema');
     assert.equal(m.variant, 'extd-fpn-32-prelu');
-    assert.equal(m.teacher, 'none (labels only)');
+    // The committed campaign's own teacher (it changes as the campaign goes on).
+    const c0 = readCampaign(campaign);
+    assert.equal(m.teacher, describeTeachers(teacherPeriods(c0, c0.progress!.iteration)));
     assert.equal(m.cpuHours, readCampaign(campaign).progress!.cpuHours.toFixed(2));
     assert.equal(m.ap, `${ap.easy.toFixed(3)} / ${ap.medium.toFixed(3)} / ${ap.hard.toFixed(3)} (easy / medium / hard; WIDER val, 2 images, single protocol)`);
     assert.match(m.training!, /^extd train, the extd32 campaign .*Recipe: --variant extd-fpn-32-prelu .*changes: from iteration 2032: --ema 0\.999/);
