@@ -18,8 +18,11 @@
  * every row shares the machine with one other row). DIR/ROW/row.json records
  * the iterations, wall and CPU seconds (the training process's user + system
  * time, all its threads) and the AP; DIR/table.md is the table. Every file is
- * written atomically and a rerun skips the rows (and evaluations) already
- * done, so an interrupted ablation resumes.
+ * written atomically; a rerun skips the rows (and evaluations) already
+ * done and starts a row that had not finished again from the branch point.
+ * After a row fails no new row starts. The budget lives in this process:
+ * stop it with Ctrl-C (the signal reaches the whole process group, so each
+ * row saves and stops), not with a kill that leaves its rows training.
  *
  * Why branches of the campaign and not runs from scratch: on 2 CPU cores a
  * from-scratch run of 15 or 45 minutes ends near AP 0 whatever the recipe, so
@@ -34,8 +37,8 @@
  * checkpoint-to-checkpoint noise of the raw weights out of the comparison.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { checkpointNames, readLatest } from '@extd/train/train/checkpoint';
@@ -109,6 +112,9 @@ export interface RowResult {
   what: string;
   flags: string[];
   fromIteration: number;
+  /** The wall-clock budget and the validation list the row ran with. */
+  minutes?: number;
+  valList?: string;
   toIteration?: number;
   /** Images the row trained on (iterations times batch). */
   images?: number;
@@ -130,7 +136,13 @@ function writeJson(path: string, value: unknown): void {
   writeFileAtomic(path, JSON.stringify(value, null, 1) + '\n');
 }
 
-/** User + system CPU seconds of process `pid` (all its threads) from /proc; null where /proc is missing. */
+/**
+ * User + system CPU seconds of process `pid` (all its threads, the loader
+ * worker's included) from /proc, counted in Linux's USER_HZ of 100 ticks per
+ * second; null where /proc is missing. The ablation reads it every 5 s and at
+ * the stop signal, so it covers start-up (tsx, libtorch, a teacher's load)
+ * but not the last iteration and save after the signal.
+ */
 function cpuSecondsOf(pid: number): number | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -143,7 +155,11 @@ function cpuSecondsOf(pid: number): number | null {
 }
 
 /** Run this script's hidden `__cli` subcommand (extd's CLI) in a child process, output to `log`. */
-function runChild(args: string[], log: string, budgetSeconds?: number): Promise<{ code: number; cpuSeconds: number | null; wallSeconds: number }> {
+function runChild(
+  args: string[],
+  log: string,
+  budgetSeconds?: number,
+): Promise<{ code: number; signal: NodeJS.Signals | null; cpuSeconds: number | null; wallSeconds: number }> {
   return new Promise((done, fail) => {
     const fd = openSync(log, 'a');
     const t0 = performance.now();
@@ -168,11 +184,11 @@ function runChild(args: string[], log: string, budgetSeconds?: number): Promise<
             child.kill('SIGINT');
           }, budgetSeconds * 1000);
     child.on('error', fail);
-    child.on('exit', (code) => {
+    child.on('exit', (code, signal) => {
       clearTimeout(timer);
       clearInterval(poll);
       closeSync(fd);
-      done({ code: code ?? 1, cpuSeconds: cpu, wallSeconds: (performance.now() - t0) / 1000 });
+      done({ code: code ?? 1, signal, cpuSeconds: cpu, wallSeconds: (performance.now() - t0) / 1000 });
     });
   });
 }
@@ -200,12 +216,11 @@ async function runRow(row: AblationRow, from: string, out: string, dataArgs: str
   if (existsSync(resultPath) && readJson<RowResult>(resultPath).toIteration !== undefined) {
     r = readJson<RowResult>(resultPath);
   } else {
+    // A row interrupted before it finished (no toIteration) starts again from the branch point.
+    if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
     const fromIteration = seedRun(from, dir);
-    if (readLatest(dir)!.iteration !== fromIteration || fromIteration !== readLatest(from)!.iteration) {
-      throw new ExtdError(`${dir}: holds a run past the branch point; remove it to run the row again`);
-    }
     const flags = [...row.flags, '--ema', String(ABLATION_DEFAULTS.ema)];
-    r = { name: row.name, what: row.what, flags, fromIteration };
+    r = { name: row.name, what: row.what, flags, fromIteration, minutes, valList };
     writeJson(resultPath, r);
     const args = [
       'train',
@@ -218,11 +233,13 @@ async function runRow(row: AblationRow, from: string, out: string, dataArgs: str
       '--workers',
       String(ABLATION_DEFAULTS.workers),
     ];
-    const { code, cpuSeconds, wallSeconds } = await runChild([...args, ...flags], log, minutes * 60);
+    const { code, signal, cpuSeconds, wallSeconds } = await runChild([...args, ...flags], log, minutes * 60);
     const latest = readLatest(dir);
     // 130: extd train's exit after the stop signal (it finished its iteration and saved); 0: it reached --iterations first.
     if ((code !== 0 && code !== 130) || !latest || latest.iteration <= fromIteration) {
-      throw new ExtdError(`row ${row.name}: training failed (exit ${code}); see ${log}`);
+      const how = signal ? `killed by ${signal}` : `exit ${code}`;
+      const why = latest && latest.iteration <= fromIteration ? ', no iteration past the branch point within the budget' : '';
+      throw new ExtdError(`row ${row.name}: training failed (${how}${why}); see ${log}`);
     }
     const config = readJson<{ batch: number }>(join(dir, 'config.json'));
     r = {
@@ -248,6 +265,9 @@ async function runRow(row: AblationRow, from: string, out: string, dataArgs: str
 
 /** The markdown table of the rows' results (rows not yet done are left out). */
 export function renderTable(results: readonly RowResult[], minutes: number, parallel: number): string {
+  // The budget and validation list the rows recorded (rows written before they were recorded: the arguments).
+  const budgets = [...new Set(results.map((r) => r.minutes ?? minutes))];
+  const lists = [...new Set(results.map((r) => (r.valList ? relative(REPO, r.valList) : VAL_SUBSET_FILE)))];
   const f = (ap: Ap | undefined) => (ap ? `${ap.easy.toFixed(3)} / ${ap.medium.toFixed(3)} / ${ap.hard.toFixed(3)}` : '');
   const lines = [
     `| row | change | iterations | images | CPU s | AP EMA (easy / medium / hard) | AP raw weights |`,
@@ -257,7 +277,7 @@ export function renderTable(results: readonly RowResult[], minutes: number, para
     if (r.toIteration === undefined) continue;
     lines.push(`| ${r.name} | ${r.what} | ${r.fromIteration}-${r.toIteration} | ${r.images} | ${r.cpuSeconds ?? ''} | ${f(r.ema)} | ${f(r.raw)} |`);
   }
-  return `${lines.join('\n')}\n\nEach row: ${minutes} minutes of wall time, 1 libtorch thread, 1 loader worker, ${parallel} row${parallel === 1 ? '' : 's'} at a time; AP on ${VAL_SUBSET_FILE} (200 WIDER val images, single protocol).\n`;
+  return `${lines.join('\n')}\n\nEach row: ${budgets.join(' or ')} minutes of wall time, 1 libtorch thread, 1 loader worker, ${parallel} row${parallel === 1 ? '' : 's'} at a time; AP on ${lists.join(' or ')} (WIDER val images, single protocol).\n`;
 }
 
 function readResults(out: string): RowResult[] {
@@ -335,11 +355,15 @@ async function cli(argv: string[]): Promise<number> {
   const t0 = Date.now();
   let next = 0;
   let finished = 0;
+  let failed = false;
   const worker = async () => {
-    while (next < rows.length) {
+    while (next < rows.length && !failed) {
       const row = rows[next++]!;
       console.error(`ablation: row ${row.name} (${row.what}) started`);
-      const r = await runRow(row, from, out, dataArgs, minutes, valList);
+      const r = await runRow(row, from, out, dataArgs, minutes, valList).catch((err: unknown) => {
+        failed = true; // no new rows after a failure; the rows already running finish their budget
+        throw err;
+      });
       finished++;
       const per = (Date.now() - t0) / 1000 / finished;
       const eta = Math.round((per * (rows.length - finished)) / 60);

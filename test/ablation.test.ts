@@ -64,6 +64,7 @@ test('bad input: one line naming it, exit 2', async () => {
   const a = await ablation(['run', '--from', join(root, 'nothing'), '--out', join(root, 'abl')]);
   assert.equal(a.code, 2);
   assert.match(a.stderr, /^ablation: --from .*nothing: no latest\.json/);
+  for (const r of [a]) assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
   const b = await ablation([
     'run',
     '--from',

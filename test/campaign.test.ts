@@ -308,8 +308,8 @@ test('bundle: scores the snapshot (its moving average) and writes its tensors wi
     assert.equal(m.weights, 'ema');
     assert.equal(m.variant, 'extd-fpn-32-prelu');
     // The committed campaign's own teacher (it changes as the campaign goes on).
-    const c0 = readCampaign(campaign);
-    assert.equal(m.teacher, describeTeachers(teacherPeriods(c0, c0.progress!.iteration)));
+    // The committed campaign: labels only, then the released EXTD-64 as teacher from iteration 3565 on.
+    assert.equal(m.teacher, 'none (labels only) from iteration 0, then extd-64 from iteration 3565');
     assert.equal(m.cpuHours, readCampaign(campaign).progress!.cpuHours.toFixed(2));
     assert.equal(m.ap, `${ap.easy.toFixed(3)} / ${ap.medium.toFixed(3)} / ${ap.hard.toFixed(3)} (easy / medium / hard; WIDER val, 2 images, single protocol)`);
     assert.match(m.training!, /^extd train, the extd32 campaign .*Recipe: --variant extd-fpn-32-prelu .*changes: from iteration 2032: --ema 0\.999/);

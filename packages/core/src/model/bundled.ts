@@ -64,7 +64,7 @@ export const BUNDLED_MODELS: Readonly<Record<BundledModelName, BundledModel>> = 
     file: 'extd-32-scratch.safetensors',
     calibration: null,
     variant: 'extd-fpn-32-prelu',
-    description: 'EXTD-32 trained from scratch by extd train on a 2-core CPU (weak; see README Training)',
+    description: 'EXTD-32 trained by extd train on a 2-core CPU (from He initialisation, later distilled from EXTD-64; weak; see README Training)',
   },
 };
 
