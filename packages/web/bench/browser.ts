@@ -19,25 +19,34 @@ import { loadModel } from 'extd/load-model';
 import { createOrtNodeSession } from 'extd/runtime/ort-node';
 
 const args = process.argv.slice(2);
-const flag = (name: string, fallback: number) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : fallback;
+/** Exit 2 with one line naming the flag and the problem. */
+const bad = (message: string): never => {
+  console.error(`bench:browser: ${message}`);
+  process.exit(2);
 };
-const RUNS = flag('--runs', 15);
-const WARMUP = flag('--warmup', 3);
-const list = (name: string, fallback: string) => {
+const value = (name: string): string | undefined => {
   const i = args.indexOf(name);
-  return (i >= 0 ? args[i + 1]! : fallback).split(',');
+  if (i < 0) return undefined;
+  const v = args[i + 1];
+  if (v === undefined || v.startsWith('--')) bad(`${name} needs a value`);
+  return v;
 };
-const PRECISIONS = list('--precisions', 'float32');
-for (const p of PRECISIONS) {
-  if (p !== 'float32' && p !== 'int8') {
-    console.error(`--precisions: '${p}' is not a precision (float32, int8)`);
-    process.exit(2);
-  }
-}
-const MODELS = list('--models', '32,64').map((w) => `extd-${w}`);
-const THREADS = list('--threads', '1,2').map(Number);
+const count = (name: string, fallback: number, min: number) => {
+  const raw = value(name);
+  const n = raw === undefined ? fallback : Number(raw);
+  if (!Number.isInteger(n) || n < min) bad(`${name} ${raw}: expected an integer >= ${min}`);
+  return n;
+};
+const list = (name: string, fallback: string, allowed: readonly string[]) => {
+  const items = (value(name) ?? fallback).split(',');
+  for (const x of items) if (!allowed.includes(x)) bad(`${name}: '${x}' is not one of ${allowed.join(', ')}`);
+  return items;
+};
+const RUNS = count('--runs', 15, 1);
+const WARMUP = count('--warmup', 3, 0);
+const PRECISIONS = list('--precisions', 'float32', ['float32', 'int8']);
+const MODELS = list('--models', '32,64', ['32', '48', '64']).map((w) => `extd-${w}`);
+const THREADS = list('--threads', '1,2', ['1', '2', '3', '4', '8']).map(Number);
 const NODE = !args.includes('--no-node');
 const IMAGE = '/__shared/wider/WIDER_val/images/35--Basketball/35_Basketball_playingbasketball_35_582.jpg';
 
