@@ -239,17 +239,18 @@ test('extd eval killed mid-run: no half-written prediction file, the rerun skips
     const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
     const script = `const { main } = await import(${JSON.stringify(main)}); process.exitCode = await main(${JSON.stringify(args)});`;
     const predDir = join(out, 'pred');
-    // First run: kill it as soon as the first prediction file appears.
+    // Prediction files only: not temporaries of interrupted writes, not the settings record.
+    const predictionFiles = () => allFiles(predDir).filter((f) => f.includes('/') && !f.split('/').pop()!.startsWith('.tmp-'));
+    // First run: kill it as soon as the first prediction file appears (waiting for a prediction file,
+    // not any .txt: on a loaded machine the settings record could come well before the first one).
     const child = spawn(process.execPath, ['--conditions=extd-source', '--import', 'tsx', '--input-type=module', '-e', script], { stdio: 'ignore' });
     const exited = new Promise<void>((res) => child.on('exit', () => res()));
-    while (allFiles(predDir).filter((f) => f.endsWith('.txt')).length === 0) {
+    while (predictionFiles().filter((f) => f.endsWith('.txt')).length === 0) {
       if (child.exitCode !== null) break;
       await new Promise((r) => setTimeout(r, 20));
     }
     child.kill('SIGKILL');
     await exited;
-    // Prediction files only: not temporaries of interrupted writes, not the settings record.
-    const predictionFiles = () => allFiles(predDir).filter((f) => f.includes('/') && !f.split('/').pop()!.startsWith('.tmp-'));
     const afterKill = predictionFiles();
     assert.ok(afterKill.length >= 1 && afterKill.length < SMALL.length, `files after kill: ${afterKill.join(', ')}`);
     for (const f of afterKill) parsePredictionFile(readFileSync(join(predDir, f), 'utf8'), f);
