@@ -44,7 +44,7 @@ import { parseArgs } from 'node:util';
 import { checkpointNames, readLatest } from '@extd/train/train/checkpoint';
 import { ExtdError } from '@extd/core/utils/errors';
 import { writeFileAtomic } from 'extd/utils/atomic';
-import { CAMPAIGN_DEFAULTS, readCampaign, runAsScript, seedRun, VAL_SUBSET_FILE, valEvalArgs } from './campaign.js';
+import { CAMPAIGN_DEFAULTS, readCampaign, readJson, round, runAsScript, seedRun, VAL_SUBSET_FILE, valEvalArgs } from './campaign.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const SELF = fileURLToPath(import.meta.url);
@@ -124,14 +124,6 @@ export interface RowResult {
   raw?: Ap;
 }
 
-function readJson<T>(path: string): T {
-  try {
-    return JSON.parse(readFileSync(path, 'utf8')) as T;
-  } catch (err) {
-    throw new ExtdError(`${path}: ${(err as Error).message.split('\n')[0]}`);
-  }
-}
-
 function writeJson(path: string, value: unknown): void {
   writeFileAtomic(path, JSON.stringify(value, null, 1) + '\n');
 }
@@ -193,10 +185,6 @@ function runChild(
   });
 }
 
-function round3(x: number): number {
-  return Math.round(x * 1000) / 1000;
-}
-
 async function scoreOnVal200(model: string, out: string, log: string, valList: string): Promise<Ap> {
   const apPath = join(out, 'ap.json');
   if (!existsSync(apPath)) {
@@ -204,7 +192,7 @@ async function scoreOnVal200(model: string, out: string, log: string, valList: s
     if (code !== 0) throw new ExtdError(`extd eval of ${model} failed (exit ${code}); see ${log}`);
   }
   const ap = readJson<Ap>(apPath);
-  return { easy: round3(ap.easy), medium: round3(ap.medium), hard: round3(ap.hard) };
+  return { easy: round(ap.easy), medium: round(ap.medium), hard: round(ap.hard) };
 }
 
 /** Train (unless done) and score one row; returns its record. */
@@ -212,9 +200,10 @@ async function runRow(row: AblationRow, from: string, out: string, dataArgs: str
   const dir = join(out, row.name);
   const resultPath = join(dir, 'row.json');
   const log = join(dir, 'run.log');
+  const recorded = existsSync(resultPath) ? readJson<RowResult>(resultPath) : null;
   let r: RowResult;
-  if (existsSync(resultPath) && readJson<RowResult>(resultPath).toIteration !== undefined) {
-    r = readJson<RowResult>(resultPath);
+  if (recorded?.toIteration !== undefined) {
+    r = recorded;
   } else {
     // A row interrupted before it finished (no toIteration) starts again from the branch point.
     if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });

@@ -196,7 +196,8 @@ export function bundleMetadata(c: Campaign, weights: 'ema' | 'model', ap: Bundle
 /** One line of an extd train log.jsonl; in a thinned log `n` says how many iterations the record averages. */
 export type LogLine = LogRecord & { n?: number };
 
-function readJson<T>(path: string): T {
+/** Parse a JSON file; an unreadable or invalid one is an ExtdError naming it. */
+export function readJson<T>(path: string): T {
   if (!existsSync(path)) throw new ExtdError(`${path}: not found`);
   try {
     return JSON.parse(readFileSync(path, 'utf8')) as T;
@@ -325,7 +326,8 @@ export function snapshot(dir: string, run: string, every: number = CAMPAIGN_DEFA
   return { iteration: latest.iteration, trainHours: c.progress.trainHours, cpuHours: c.progress.cpuHours, logRecords: log.length };
 }
 
-function round(x: number): number {
+/** x rounded to 3 decimals (AP and hours as recorded). */
+export function round(x: number): number {
   return Math.round(x * 1000) / 1000;
 }
 
