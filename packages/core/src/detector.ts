@@ -5,7 +5,8 @@ import { resizeBilinear } from './image/resize.js';
 import { AUTO_MAX_AREA, autoScale } from './image/shrink.js';
 import { POSTPROCESS_DEFAULTS, postprocess, selectDetections, type Detections, type PostprocessOptions } from './postprocess/detections.js';
 import { exportOnnx, type Int8ExportOptions } from './runtime/onnx-export.js';
-import type { CreateSession, InferenceSession } from './runtime/backend.js';
+import { chainSessions, type CreateFront, type CreateSession, type InferenceSession } from './runtime/backend.js';
+import { frontStage } from './model/front.js';
 import type { LoadedModel } from './weights/checkpoint.js';
 import { ExtdError } from './utils/errors.js';
 import { variantName } from './model/variant.js';
@@ -105,6 +106,11 @@ export class Detector<I = RgbImage> {
     private readonly decode: ImageDecoder<I>,
     /** The network's arithmetic (see createDetectorWith). */
     readonly precision: Precision = 'float32',
+    /**
+     * What runs the network: 'onnxruntime', or e.g. 'extd-kernels+onnxruntime'
+     * (the front stage on extd's native kernels, the rest on onnxruntime).
+     */
+    readonly engine: string = 'onnxruntime',
   ) {}
 
   /** Canonical variant name, e.g. `extd-fpn-64-prelu`. */
@@ -240,7 +246,9 @@ export class Detector<I = RgbImage> {
 /**
  * Build a detector from a loaded model with the given session factory.
  * `int8`: activation ranges for the int8 graph (a checked calibration's
- * ranges); omitted: float32.
+ * ranges); omitted: float32. `createFront`: a runtime's native kernels for
+ * the front stage (model/front.ts), used for float32 when it returns a
+ * runner; the session then runs the rest of the graph.
  */
 export async function createDetectorWith<I>(
   model: LoadedModel,
@@ -248,8 +256,23 @@ export async function createDetectorWith<I>(
   decode: ImageDecoder<I>,
   threads: number,
   int8?: Int8ExportOptions,
+  createFront?: CreateFront,
 ): Promise<Detector<I>> {
   if (!Number.isInteger(threads) || threads < 1) throw new ExtdError(`threads must be a positive integer, got ${threads}`);
+  const stage = !int8 && createFront ? frontStage(model.graph) : null;
+  const front = stage ? createFront!(stage, model.weights, { threads }) : null;
+  if (stage && front) {
+    try {
+      const rest = await createSession(exportOnnx(model.graph, model.weights, { from: { value: stage.output, channels: stage.channels } }), {
+        threads,
+        spin: false,
+      });
+      return new Detector(model, chainSessions(front, rest), decode, 'float32', `${front.name}+onnxruntime`);
+    } catch (e) {
+      await front.release();
+      throw e;
+    }
+  }
   const session = await createSession(exportOnnx(model.graph, model.weights, { int8: int8 ?? null }), { threads });
   return new Detector(model, session, decode, int8 ? 'int8' : 'float32');
 }

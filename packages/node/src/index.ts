@@ -19,6 +19,7 @@ import { DEFAULT_MODEL_NAME } from '@extd/core/model/bundled';
 import { ExtdError } from '@extd/core/utils/errors';
 import type { LoadedModel } from '@extd/core/weights/checkpoint';
 import { createOrtNodeSession } from './runtime/ort-node.js';
+import { createNativeFront } from './runtime/native-front.js';
 import type { Precision } from '@extd/core/detector';
 import { BUNDLED_MODEL_NAMES, defaultPrecisionOf, isBundledModelName, type BundledModelName } from '@extd/core/model/bundled';
 import { bundledModelPath } from './load-model.js';
@@ -69,14 +70,27 @@ export interface CreateDetectorOptions {
    * the bundled model's own file.
    */
   calibration?: string | Calibration;
+  /**
+   * What runs a float32 network. 'auto': extd's own fused kernels for the
+   * first stage (the stem and the blocks at 1/2 resolution, about 70% of the
+   * arithmetic) where the package's native addon was built at install
+   * (a C++ compiler is needed), onnxruntime for the rest; onnxruntime alone
+   * where it was not. 'onnxruntime': onnxruntime alone. int8 always runs on
+   * onnxruntime. Default 'auto'; `detector.engine` says what runs.
+   */
+  engine: Engine;
 }
 
+/** Values of CreateDetectorOptions.engine. */
+export type Engine = 'auto' | 'onnxruntime';
+const ENGINES: readonly Engine[] = ['auto', 'onnxruntime'];
+
 /**
- * Defaults of CreateDetectorOptions: 2 threads; `model` unset means the
+ * Defaults of CreateDetectorOptions: 2 threads, engine 'auto'; `model` unset means the
  * bundled `extd-32`; `precision` unset means the model's default
  * (defaultPrecisionOf: int8 for extd-48, else float32).
  */
-export const CREATE_DETECTOR_DEFAULTS: CreateDetectorOptions = { threads: 2 };
+export const CREATE_DETECTOR_DEFAULTS: CreateDetectorOptions = { threads: 2, engine: 'auto' };
 
 /** A Detector whose `detect` takes a NodeImageInput (path, encoded bytes or raw pixels). */
 export type NodeDetector = Detector<NodeImageInput>;
@@ -99,8 +113,8 @@ export async function decodeNodeInput(input: NodeImageInput): Promise<RgbImage> 
  * Create a detector on onnxruntime-node (CPU): loads the model (default the
  * bundled `extd-32`), exports it to ONNX (float32 or int8) and opens a session.
  * Call `dispose()` when done.
- * @throws ExtdError for an unknown model name, an unreadable or mismatched checkpoint, a bad `threads` or
- * `precision`, and (int8) a missing or mismatched calibration.
+ * @throws ExtdError for an unknown model name, an unreadable or mismatched checkpoint, a bad `threads`,
+ * `precision` or `engine`, and (int8) a missing or mismatched calibration.
  */
 export async function createDetector(options: Partial<CreateDetectorOptions> = {}): Promise<NodeDetector> {
   const opts = { ...CREATE_DETECTOR_DEFAULTS, ...options };
@@ -109,7 +123,12 @@ export async function createDetector(options: Partial<CreateDetectorOptions> = {
   const model = await loadModel(opts.model, opts.variant);
   if (opts.precision !== 'float32' && opts.precision !== 'int8')
     throw new ExtdError(`precision must be 'float32' or 'int8', got ${JSON.stringify(opts.precision)}`);
-  if (opts.precision === 'float32') return createDetectorWith(model, createOrtNodeSession, decodeNodeInput, opts.threads);
+  if (!ENGINES.includes(opts.engine))
+    throw new ExtdError(`engine must be one of ${ENGINES.map((e) => `'${e}'`).join(', ')}, got ${JSON.stringify(opts.engine)}`);
+  if (opts.precision === 'float32') {
+    const front = opts.engine === 'auto' ? createNativeFront : undefined;
+    return createDetectorWith(model, createOrtNodeSession, decodeNodeInput, opts.threads, undefined, front);
+  }
   const calibration = await resolveCalibration(opts.calibration, opts.model, model);
   return createDetectorWith(model, createOrtNodeSession, decodeNodeInput, opts.threads, { ranges: calibration.ranges });
 }

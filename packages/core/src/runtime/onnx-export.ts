@@ -23,10 +23,17 @@ export interface OnnxExportOptions {
   extraOutputs: readonly string[];
   /** Emit a static QDQ int8 graph with these activation ranges; null: float32. */
   int8: Int8ExportOptions | null;
+  /**
+   * Start the graph at this value instead of the image: the value becomes
+   * the model's input (N x C x h x w, C its channels) and the nodes up to
+   * the one producing it are left out. Used after the native front stage
+   * (model/front.ts). null: the whole network. float32 only.
+   */
+  from: { value: string; channels: number } | null;
 }
 
 /** Defaults of OnnxExportOptions: float32, outputs `loc` and `conf` only. */
-export const ONNX_EXPORT_DEFAULTS: OnnxExportOptions = { features: false, extraOutputs: [], int8: null };
+export const ONNX_EXPORT_DEFAULTS: OnnxExportOptions = { features: false, extraOutputs: [], int8: null, from: null };
 
 /**
  * The graph values that get their own uint8 quantisation in the int8 graph,
@@ -82,10 +89,13 @@ export const OPSET = 17;
  * (the ReLU becomes the uint8 range), DQ -> LeakyRelu -> Q into
  * QLinearLeakyRelu (a table lookup) and DQ -> Add -> Q into QLinearAdd. The
  * heads' outputs are dequantized and flattened in float32.
- * @throws Error when a weight is missing or (int8) a range is missing or not finite.
+ * @throws Error when a weight is missing, (int8) a range is missing or not finite, or `from` names no
+ * value the rest of the graph can start from.
  */
 export function exportOnnx(graph: ModelGraph, weights: Map<string, Tensor>, options: Partial<OnnxExportOptions> = {}): Uint8Array {
   const opts = { ...ONNX_EXPORT_DEFAULTS, ...options };
+  const graphNodes = opts.from ? nodesAfter(graph, opts.from.value) : graph.nodes;
+  if (opts.from && opts.int8) throw new Error('onnx export: `from` is for the float32 graph');
   const nodes: OnnxNode[] = [];
   const inits: OnnxTensor[] = [];
   const w = (name: string): Float32Array => {
@@ -200,13 +210,13 @@ export function exportOnnx(graph: ModelGraph, weights: Map<string, Tensor>, opti
     quantize(n.output);
   };
 
-  quantize(graph.input);
+  if (!opts.from) quantize(graph.input);
   const starts2 = constant('const.2', [2]);
   const ends4 = constant('const.4', [4]);
   const zero = constant('const.0', [0]);
   const one = constant('const.1', [1]);
   const three = constant('const.3', [3]);
-  for (const n of graph.nodes) {
+  for (const n of graphNodes) {
     switch (n.op) {
       case 'conv':
         emitConv(n);
@@ -274,11 +284,27 @@ export function exportOnnx(graph: ModelGraph, weights: Map<string, Tensor>, opti
   return encodeModel({
     nodes,
     initializers: inits,
-    inputs: [{ name: graph.input, dims: ['N', 3, 'H', 'W'] }],
+    inputs: [opts.from ? { name: opts.from.value, dims: ['N', opts.from.channels, 'h', 'w'] } : { name: graph.input, dims: ['N', 3, 'H', 'W'] }],
     outputs,
     opset: OPSET,
     producer: 'extd',
   });
+}
+
+/**
+ * The nodes after the one that produces `value`, checked to read nothing
+ * from before it but `value` itself.
+ */
+function nodesAfter(graph: ModelGraph, value: string): ModelGraph['nodes'] {
+  const at = graph.nodes.findIndex((n) => n.output === value);
+  if (at < 0) throw new Error(`onnx export: no node produces '${value}'`);
+  const rest = graph.nodes.slice(at + 1);
+  const available = new Set([value, ...rest.map((n) => n.output)]);
+  for (const n of rest) {
+    const reads = n.op === 'add' ? [n.a, n.b] : n.op === 'upsample' ? [n.input, n.like] : [n.input];
+    for (const r of reads) if (!available.has(r)) throw new Error(`onnx export: the graph after '${value}' still reads '${r}'`);
+  }
+  return rest;
 }
 
 /** The value whose range a quantized value uses (an upsampled map uses its input's). */
@@ -309,8 +335,10 @@ export function quantizeWeightsPerChannel(weight: Float32Array, outChannels: num
  * conv(x) followed by BN(y) = gamma * (y - mean) / sqrt(var + eps) + beta
  * equals a conv with weights scaled per output channel and a new bias.
  * Computed in float64 so folding adds no error beyond the final rounding.
+ * `w` returns a checkpoint tensor by name. Returns [weight (same layout as
+ * the conv's), bias [out]].
  */
-function foldConvBn(n: ConvUnit, w: (name: string) => Float32Array): [Float32Array, Float32Array] {
+export function foldConvBn(n: ConvUnit, w: (name: string) => Float32Array): [Float32Array, Float32Array] {
   const weight = w(`${n.conv}.weight`);
   const bias = n.bias ? w(`${n.conv}.bias`) : new Float32Array(n.outChannels);
   if (!n.bn) return [weight, bias];

@@ -61,3 +61,12 @@ export function precisionFlags(precision: string | undefined, calibration: strin
   if (calibration !== undefined && precision !== 'int8') throw new ExtdError('--calibration applies to --precision int8 only');
   return { precision, calibration };
 }
+
+/**
+ * --engine auto|onnxruntime (createDetector's `engine`; default auto).
+ * @throws ExtdError for any other value.
+ */
+export function engineFlag(engine: string | undefined): 'auto' | 'onnxruntime' | undefined {
+  if (engine !== undefined && engine !== 'auto' && engine !== 'onnxruntime') throw new ExtdError(`--engine ${engine}: expected auto or onnxruntime`);
+  return engine;
+}

@@ -6,7 +6,7 @@ import { DETECT_DEFAULTS, type Face } from '@extd/core/detector';
 import { drawFacesToFile, drawFormat } from '../image/draw-node.js';
 import { ExtdError } from '@extd/core/utils/errors';
 import { Progress } from '../utils/progress.js';
-import { UsageError, numberFlag, parseCli, precisionFlags, threadsFlag } from './args.js';
+import { UsageError, engineFlag, numberFlag, parseCli, precisionFlags, threadsFlag } from './args.js';
 import type { Command } from './command.js';
 import { MODEL_FLAG_CHOICES } from '@extd/core/model/bundled';
 import { IMAGE_EXTENSIONS, expandImagePaths } from './files.js';
@@ -31,6 +31,8 @@ options:
   --precision P         float32 or int8 (default: int8 for extd-48, float32 otherwise); int8 runs the network
                         on 8-bit integers with calibrated ranges (bundled extd-32/48/64: shipped)
   --calibration FILE    int8 ranges from extd quantize, for a model other than the bundled ones
+  --engine E            auto (default: float32 runs its first stage on extd's native kernels where they
+                        were built at install, the rest on onnxruntime) or onnxruntime (onnxruntime only)
   --json                print JSON: [{ image, width, height, faces: [{ box: { x, y, width, height }, score }] }]
   --draw PATH           write the image with boxes drawn (.png/.jpg/.webp); with several images or a
                         folder, PATH is a folder (created) that gets NAME.png per image`;
@@ -49,6 +51,7 @@ export const command: Command = {
       threads: { type: 'string' },
       precision: { type: 'string' },
       calibration: { type: 'string' },
+      engine: { type: 'string' },
       json: { type: 'boolean' },
       draw: { type: 'string' },
     });
@@ -65,13 +68,14 @@ export const command: Command = {
     };
     const model = resolveModelPath(values.model);
     const threads = threadsFlag(values.threads);
+    const engine = engineFlag(values.engine);
     const images = expandImagePaths(positionals);
     if (images.length === 0) throw new ExtdError(`no images found in ${positionals.join(', ')}`);
     const drawDir = values.draw === undefined ? undefined : drawTarget(values.draw, images.length, positionals);
     if (drawDir) mkdirSync(drawDir, { recursive: true });
 
     const { precision, calibration } = precisionFlags(values.precision, values.calibration);
-    const detector = await createDetector({ model, variant: values.variant, threads, precision, calibration });
+    const detector = await createDetector({ model, variant: values.variant, threads, precision, calibration, ...(engine ? { engine } : {}) });
     const progress = images.length > 1 ? new Progress({ label: 'detect', total: images.length }) : undefined;
     const results: Array<{ image: string; width: number; height: number; faces: Face[] }> = [];
     let failures = 0;

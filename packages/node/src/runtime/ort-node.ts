@@ -16,6 +16,9 @@ export const createOrtNodeSession: CreateSession = async (onnxModel: Uint8Array,
     enableMemPattern: false,
     // Quiet: onnxruntime's warnings (e.g. about unused initializers) are not actionable for users.
     logSeverityLevel: 3,
+    // After a run onnxruntime's pool threads spin waiting for more work; beside the native front stage's
+    // threads (which run between two calls of this session) the spinning took their cores: off there.
+    ...(options.spin === false ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
   });
   return {
     async run(input: Float32Tensor) {

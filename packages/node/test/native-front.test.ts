@@ -1,0 +1,135 @@
+/**
+ * extd's native kernels for the front stage (native/front.h): the stage's
+ * output against onnxruntime's value of the same graph node, for the three
+ * released models at sizes that exercise every edge (odd sizes, widths that
+ * are not a multiple of 16, 1-pixel images); detect() on 'auto' (kernels +
+ * onnxruntime) against onnxruntime alone; concurrent runs; option errors.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { frontStage } from '@extd/core/model/front';
+import { exportOnnx } from '@extd/core/runtime/onnx-export';
+import { toNetworkInput } from '@extd/core/image/types';
+import type { RgbImage } from '@extd/core/image/types';
+import { createNativeFront, nativeKernels, nativeKernelsError } from '../src/runtime/native-front.js';
+import { createOrtNodeSession } from '../src/runtime/ort-node.js';
+import { createDetector, loadModel, type BundledModelName } from '../src/index.js';
+import { requiredInCi, noShared } from '../../../test-support/shared.js';
+import { GOLDEN_TAGS, goldenPixels } from '../../../test-support/golden.js';
+import { isExtdError } from '../../../test-support/expect-error.js';
+import { runCli } from '../../../test-support/cli-run.js';
+
+const skip = requiredInCi(nativeKernels() ? false : `native kernels unavailable: ${nativeKernelsError()}`);
+const MODELS: BundledModelName[] = ['extd-32', 'extd-48', 'extd-64'];
+
+/** A deterministic noisy image with smooth structure (values span the network's input range). */
+function synthetic(width: number, height: number, seed = 1): RgbImage {
+  const data = new Uint8Array(width * height * 3);
+  let s = seed;
+  for (let i = 0; i < data.length; i++) {
+    s = (s * 1103515245 + 12345) >>> 0;
+    const p = Math.floor(i / 3);
+    data[i] = (((p % width) * 7 + Math.floor(p / width) * 3 + (s >>> 24) / 4) & 255) >>> 0;
+  }
+  return { data, width, height };
+}
+
+function maxAbs(a: Float32Array, b: Float32Array): { diff: number; scale: number } {
+  assert.equal(a.length, b.length);
+  let diff = 0,
+    scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+    scale = Math.max(scale, Math.abs(b[i]!));
+  }
+  return { diff, scale };
+}
+
+test('the front stage matches onnxruntime on the same graph value (3 models, 6 sizes)', { skip }, async () => {
+  for (const name of MODELS) {
+    const model = await loadModel(name);
+    const stage = frontStage(model.graph)!;
+    const front = createNativeFront(stage, model.weights, { threads: 2 })!;
+    assert.ok(front, 'runner');
+    const ort = await createOrtNodeSession(exportOnnx(model.graph, model.weights, { extraOutputs: [stage.output] }), { threads: 2 });
+    // 1x1, a 2-row sliver, odd sizes, widths off a multiple of 16 and 32 after halving, and a 640x480 frame.
+    for (const [w, h] of [
+      [1, 1],
+      [5, 2],
+      [53, 37],
+      [66, 31],
+      [97, 64],
+      [640, 480],
+    ] as const) {
+      const input = { dtype: 'float32' as const, shape: [1, 3, h, w], data: toNetworkInput(synthetic(w, h)) };
+      const ref = (await ort.run(input))[stage.output]!;
+      const out = await front.run(input);
+      assert.deepEqual(out.shape, ref.shape, `${name} ${w}x${h}: shape`);
+      const { diff, scale } = maxAbs(out.data, ref.data);
+      assert.ok(scale > 0.1, `${name} ${w}x${h}: a non-trivial map`);
+      assert.ok(diff <= 1e-4 * Math.max(1, scale), `${name} ${w}x${h}: max |native - onnxruntime| ${diff} (max |value| ${scale})`);
+      front.recycle(out);
+    }
+    await ort.release();
+    await front.release();
+  }
+});
+
+test("detect() on engine 'auto' (kernels + onnxruntime) finds what onnxruntime alone finds, golden images", {
+  skip: skip || noShared('reference', 'golden'),
+}, async () => {
+  for (const name of MODELS) {
+    const fast = await createDetector({ model: name, precision: 'float32' });
+    const ort = await createDetector({ model: name, precision: 'float32', engine: 'onnxruntime' });
+    assert.equal(fast.engine, 'extd-kernels+onnxruntime');
+    assert.equal(ort.engine, 'onnxruntime');
+    for (const tag of GOLDEN_TAGS) {
+      const image = goldenPixels(tag);
+      const [a, b] = [await fast.detectPass(image, { scoreThreshold: 0.05 }), await ort.detectPass(image, { scoreThreshold: 0.05 })];
+      assert.equal(a.scores.length, b.scores.length, `${name} ${tag}: detections above 0.05`);
+      assert.ok(a.scores.length > 0);
+      // Matched as sets: detections with equal scores may come out in either order.
+      for (let i = 0; i < a.scores.length; i++) {
+        const box = Array.from(a.boxes.subarray(4 * i, 4 * i + 4));
+        let found = false;
+        for (let j = 0; j < b.scores.length && !found; j++) {
+          const other = Array.from(b.boxes.subarray(4 * j, 4 * j + 4));
+          found = Math.abs(a.scores[i]! - b.scores[j]!) <= 1e-4 && box.every((v, k) => Math.abs(v - other[k]!) <= 1e-2);
+        }
+        assert.ok(found, `${name} ${tag}: detection ${i} (score ${a.scores[i]}, box ${box.join(', ')}) not found on onnxruntime alone`);
+      }
+    }
+    await fast.dispose();
+    await ort.dispose();
+  }
+});
+
+test('raw outputs agree at tiny and odd sizes; calls in flight each get their own result', { skip }, async () => {
+  const fast = await createDetector({ model: 'extd-32' });
+  const ort = await createDetector({ model: 'extd-32', engine: 'onnxruntime' });
+  const images = [synthetic(1, 1), synthetic(3, 2), synthetic(33, 17, 5), synthetic(160, 120, 7), synthetic(161, 121, 9)];
+  const expected = await Promise.all(images.map((im) => ort.forward(im)));
+  // All in flight at once on the kernels (their scratch memory is shared and serialised; output buffers are pooled).
+  const got = await Promise.all(images.map((im) => fast.forward(im)));
+  for (let k = 0; k < images.length; k++) {
+    const { width, height } = images[k]!;
+    for (const key of ['loc', 'conf'] as const) {
+      const { diff, scale } = maxAbs(got[k]![key], expected[k]![key]);
+      assert.ok(diff <= 1e-3 * Math.max(1, scale), `${width}x${height} ${key}: max diff ${diff}`);
+    }
+  }
+  await fast.dispose();
+  await ort.dispose();
+});
+
+test('engine option: int8 runs on onnxruntime; an unknown engine names the choices', { skip }, async () => {
+  const q = await createDetector({ model: 'extd-48' });
+  assert.equal(q.precision, 'int8');
+  assert.equal(q.engine, 'onnxruntime');
+  await q.dispose();
+  // @ts-expect-error: not an engine
+  await assert.rejects(createDetector({ engine: 'gpu' }), isExtdError(/engine must be one of 'auto', 'onnxruntime', got "gpu"/));
+  const r = runCli(['detect', 'x.jpg', '--engine', 'gpu']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr.trim(), /^extd detect: --engine gpu: expected auto or onnxruntime$/);
+});
