@@ -5,8 +5,8 @@ import { resizeBilinear } from './image/resize.js';
 import { AUTO_MAX_AREA, autoScale } from './image/shrink.js';
 import { POSTPROCESS_DEFAULTS, postprocess, selectDetections, type Detections, type PostprocessOptions } from './postprocess/detections.js';
 import { exportOnnx, type Int8ExportOptions } from './runtime/onnx-export.js';
-import { chainSessions, type CreateFront, type CreateSession, type InferenceSession } from './runtime/backend.js';
-import { frontStage } from './model/front.js';
+import { chainSessions, type CreateBackbone, type CreateSession, type InferenceSession } from './runtime/backend.js';
+import { backboneStage } from './model/backbone.js';
 import type { LoadedModel } from './weights/checkpoint.js';
 import { ExtdError } from './utils/errors.js';
 import { variantName } from './model/variant.js';
@@ -108,7 +108,7 @@ export class Detector<I = RgbImage> {
     readonly precision: Precision = 'float32',
     /**
      * What runs the network: 'onnxruntime', or e.g. 'extd-kernels+onnxruntime'
-     * (the front stage on extd's native kernels, the rest on onnxruntime).
+     * (the backbone on extd's native kernels, the FPN and heads on onnxruntime).
      */
     readonly engine: string = 'onnxruntime',
   ) {}
@@ -246,9 +246,9 @@ export class Detector<I = RgbImage> {
 /**
  * Build a detector from a loaded model with the given session factory.
  * `int8`: activation ranges for the int8 graph (a checked calibration's
- * ranges); omitted: float32. `createFront`: a runtime's native kernels for
- * the front stage (model/front.ts), used for float32 when it returns a
- * runner; the session then runs the rest of the graph.
+ * ranges); omitted: float32. `createBackbone`: a runtime's native kernels
+ * for the backbone (model/backbone.ts), used for float32 when it returns a
+ * runner; the session then runs the rest of the graph (FPN and heads).
  */
 export async function createDetectorWith<I>(
   model: LoadedModel,
@@ -256,20 +256,18 @@ export async function createDetectorWith<I>(
   decode: ImageDecoder<I>,
   threads: number,
   int8?: Int8ExportOptions,
-  createFront?: CreateFront,
+  createBackbone?: CreateBackbone,
 ): Promise<Detector<I>> {
   if (!Number.isInteger(threads) || threads < 1) throw new ExtdError(`threads must be a positive integer, got ${threads}`);
-  const stage = !int8 && createFront ? frontStage(model.graph) : null;
-  const front = stage ? createFront!(stage, model.weights, { threads }) : null;
-  if (stage && front) {
+  const stage = !int8 && createBackbone ? backboneStage(model.graph) : null;
+  const backbone = stage ? createBackbone!(stage, model.weights, { threads }) : null;
+  if (stage && backbone) {
     try {
-      const rest = await createSession(exportOnnx(model.graph, model.weights, { from: { value: stage.output, channels: stage.channels } }), {
-        threads,
-        spin: false,
-      });
-      return new Detector(model, chainSessions(front, rest), decode, 'float32', `${front.name}+onnxruntime`);
+      // spin off: onnxruntime's idle threads would spin on the cores the kernels run on next.
+      const rest = await createSession(exportOnnx(model.graph, model.weights, { from: stage.outputs }), { threads, spin: false });
+      return new Detector(model, chainSessions(backbone, rest), decode, 'float32', `${backbone.name}+onnxruntime`);
     } catch (e) {
-      await front.release();
+      await backbone.release();
       throw e;
     }
   }

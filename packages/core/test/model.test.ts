@@ -62,40 +62,51 @@ test('variant names: canonical, short and invalid forms', () => {
   }
 });
 
-test('frontStage: the stem and the stride-1 blocks at 1/2 resolution, for every variant', async () => {
-  const { frontStage } = await import('../src/model/front.js');
+test('backboneStage: the stem and every inverted-residual block, handing f1..f6 to the rest, for every variant', async () => {
+  const { backboneStage } = await import('../src/model/backbone.js');
   for (const v of allVariants()) {
     const g = buildGraph(v);
-    const st = frontStage(g);
+    const st = backboneStage(g);
     assert.ok(st, variantName(v));
-    // Block 1 (expansion 1) and F's stride-1 blocks: 5 of 6 for width 32, 3 of 4 for 48 and 64.
-    assert.equal(st.blocks.length, v.width === 32 ? 6 : 4, variantName(v));
+    // Block 1 (expansion 1) and F's blocks six times: 6 per application for width 32, 4 for 48 and 64.
+    const perF = v.width === 32 ? 6 : 4;
+    assert.equal(st.blocks.length, 1 + 6 * perF, variantName(v));
     assert.equal(st.stem.conv, 'base.0.0');
     assert.equal(st.blocks[0]!.expand, undefined);
-    assert.ok(st.blocks.slice(1).every((b) => b.expand && b.residual && b.dw.stride === 1));
-    // Block 1 maps the stem's 64 channels to the width: a residual only where they are equal.
-    assert.equal(st.blocks[0]!.residual, v.width === 64);
-    assert.equal(st.channels, v.width);
-    // The stage ends right before F's stride-2 block; nothing after it reads an earlier value.
-    const at = g.nodes.findIndex((n) => n.output === st.output);
-    const next = g.nodes[at + 2];
-    assert.ok(next?.op === 'conv' && next.kernel === 3 && next.stride === 2, variantName(v));
+    assert.ok(st.blocks.slice(1).every((b) => b.expand));
+    // Stride 2 exactly in F's last block of each application, and no residual there.
+    const strided = st.blocks.flatMap((b, i) => (b.dw.stride === 2 ? [i] : []));
+    assert.deepEqual(
+      strided,
+      [1, 2, 3, 4, 5, 6].map((k) => k * perF),
+    );
+    assert.ok(st.blocks.every((b, i) => b.residual === (i === 0 ? v.width === 64 : b.dw.stride === 1)));
+    // The rest of the graph (FPN, heads) reads f1..f6, the outputs of those strided blocks.
+    assert.deepEqual(
+      st.outputs.map((o) => o.value),
+      [1, 2, 3, 4, 5, 6].map((l) => g.features[`f${l}`]),
+    );
+    assert.deepEqual(
+      st.outputs.map((o) => o.block),
+      strided,
+    );
+    assert.ok(st.outputs.every((o) => o.channels === v.width));
   }
 });
 
-test('frontStage: null for a graph that does not start with a stride-2 stem', async () => {
-  const { frontStage } = await import('../src/model/front.js');
+test('backboneStage: null for a graph that does not start with a stride-2 stem', async () => {
+  const { backboneStage } = await import('../src/model/backbone.js');
   const g = buildGraph(parseVariant('extd-32'));
-  assert.equal(frontStage({ ...g, nodes: g.nodes.slice(1) }), null);
-  assert.equal(frontStage({ ...g, nodes: g.nodes.slice(0, 1) }), null);
+  assert.equal(backboneStage({ ...g, nodes: g.nodes.slice(1) }), null);
+  assert.equal(backboneStage({ ...g, nodes: g.nodes.slice(0, 1) }), null);
 });
 
 test('exportOnnx from: refuses a value no node produces, int8, and a cut that later nodes read across', async () => {
   const { exportOnnx } = await import('../src/runtime/onnx-export.js');
   const g = buildGraph(parseVariant('extd-32'));
   const weights = new Map();
-  assert.throws(() => exportOnnx(g, weights, { from: { value: 'nope', channels: 32 } }), /no node produces 'nope'/);
-  assert.throws(() => exportOnnx(g, weights, { from: { value: g.nodes[0]!.output, channels: 64 }, int8: { ranges: {} } }), /float32 graph/);
-  // f1 is read again by the FPN after f2..f6: cutting at f2 leaves that read behind.
-  assert.throws(() => exportOnnx(g, weights, { from: { value: g.features.f2!, channels: 32 } }), /still reads/);
+  assert.throws(() => exportOnnx(g, weights, { from: [{ value: 'nope', channels: 32 }] }), /no node produces 'nope'/);
+  assert.throws(() => exportOnnx(g, weights, { from: [{ value: g.nodes[0]!.output, channels: 64 }], int8: { ranges: {} } }), /float32 graph/);
+  // f1 is read again by the FPN after f2..f6: starting at f2 alone leaves that read behind.
+  assert.throws(() => exportOnnx(g, weights, { from: [{ value: g.features.f2!, channels: 32 }] }), /still reads/);
 });

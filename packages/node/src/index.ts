@@ -19,7 +19,7 @@ import { DEFAULT_MODEL_NAME } from '@extd/core/model/bundled';
 import { ExtdError } from '@extd/core/utils/errors';
 import type { LoadedModel } from '@extd/core/weights/checkpoint';
 import { createOrtNodeSession } from './runtime/ort-node.js';
-import { createNativeFront } from './runtime/native-front.js';
+import { createNativeBackbone } from './runtime/native-backbone.js';
 import type { Precision } from '@extd/core/detector';
 import { BUNDLED_MODEL_NAMES, defaultPrecisionOf, isBundledModelName, type BundledModelName } from '@extd/core/model/bundled';
 import { bundledModelPath } from './load-model.js';
@@ -72,10 +72,10 @@ export interface CreateDetectorOptions {
   calibration?: string | Calibration;
   /**
    * What runs a float32 network. 'auto': extd's own fused kernels for the
-   * first stage (the stem and the blocks at 1/2 resolution, about 70% of the
+   * backbone (the stem and every inverted-residual block, about 95% of the
    * arithmetic) where the package's native addon was built at install
-   * (a C++ compiler is needed), onnxruntime for the rest; onnxruntime alone
-   * where it was not. 'onnxruntime': onnxruntime alone. int8 always runs on
+   * (a C++ compiler is needed), onnxruntime for the FPN and the heads;
+   * onnxruntime alone where it was not. 'onnxruntime': onnxruntime alone. int8 always runs on
    * onnxruntime. Default 'auto'; `detector.engine` says what runs.
    */
   engine: Engine;
@@ -126,8 +126,8 @@ export async function createDetector(options: Partial<CreateDetectorOptions> = {
   if (!ENGINES.includes(opts.engine))
     throw new ExtdError(`engine must be one of ${ENGINES.map((e) => `'${e}'`).join(', ')}, got ${JSON.stringify(opts.engine)}`);
   if (opts.precision === 'float32') {
-    const front = opts.engine === 'auto' ? createNativeFront : undefined;
-    return createDetectorWith(model, createOrtNodeSession, decodeNodeInput, opts.threads, undefined, front);
+    const backbone = opts.engine === 'auto' ? createNativeBackbone : undefined;
+    return createDetectorWith(model, createOrtNodeSession, decodeNodeInput, opts.threads, undefined, backbone);
   }
   const calibration = await resolveCalibration(opts.calibration, opts.model, model);
   return createDetectorWith(model, createOrtNodeSession, decodeNodeInput, opts.threads, { ranges: calibration.ranges });

@@ -24,12 +24,12 @@ export interface OnnxExportOptions {
   /** Emit a static QDQ int8 graph with these activation ranges; null: float32. */
   int8: Int8ExportOptions | null;
   /**
-   * Start the graph at this value instead of the image: the value becomes
-   * the model's input (N x C x h x w, C its channels) and the nodes up to
-   * the one producing it are left out. Used after the native front stage
-   * (model/front.ts). null: the whole network. float32 only.
+   * Start the graph at these values instead of the image: they become the
+   * model's inputs (each N x C x h x w, C its channels, in this order) and
+   * the nodes up to the last one producing them are left out. Used after the
+   * native backbone (model/backbone.ts). null: the whole network. float32 only.
    */
-  from: { value: string; channels: number } | null;
+  from: ReadonlyArray<{ value: string; channels: number }> | null;
 }
 
 /** Defaults of OnnxExportOptions: float32, outputs `loc` and `conf` only. */
@@ -94,7 +94,12 @@ export const OPSET = 17;
  */
 export function exportOnnx(graph: ModelGraph, weights: Map<string, Tensor>, options: Partial<OnnxExportOptions> = {}): Uint8Array {
   const opts = { ...ONNX_EXPORT_DEFAULTS, ...options };
-  const graphNodes = opts.from ? nodesAfter(graph, opts.from.value) : graph.nodes;
+  const graphNodes = opts.from
+    ? nodesAfter(
+        graph,
+        opts.from.map((f) => f.value),
+      )
+    : graph.nodes;
   if (opts.from && opts.int8) throw new Error('onnx export: `from` is for the float32 graph');
   const nodes: OnnxNode[] = [];
   const inits: OnnxTensor[] = [];
@@ -284,7 +289,9 @@ export function exportOnnx(graph: ModelGraph, weights: Map<string, Tensor>, opti
   return encodeModel({
     nodes,
     initializers: inits,
-    inputs: [opts.from ? { name: opts.from.value, dims: ['N', opts.from.channels, 'h', 'w'] } : { name: graph.input, dims: ['N', 3, 'H', 'W'] }],
+    inputs: opts.from
+      ? opts.from.map((f) => ({ name: f.value, dims: ['N', f.channels, `${f.value}_h`, `${f.value}_w`] }))
+      : [{ name: graph.input, dims: ['N', 3, 'H', 'W'] }],
     outputs,
     opset: OPSET,
     producer: 'extd',
@@ -292,17 +299,21 @@ export function exportOnnx(graph: ModelGraph, weights: Map<string, Tensor>, opti
 }
 
 /**
- * The nodes after the one that produces `value`, checked to read nothing
- * from before it but `value` itself.
+ * The nodes after the last one that produces one of `values`, checked to
+ * read nothing from before it but those values.
  */
-function nodesAfter(graph: ModelGraph, value: string): ModelGraph['nodes'] {
-  const at = graph.nodes.findIndex((n) => n.output === value);
-  if (at < 0) throw new Error(`onnx export: no node produces '${value}'`);
+function nodesAfter(graph: ModelGraph, values: readonly string[]): ModelGraph['nodes'] {
+  let at = -1;
+  for (const v of values) {
+    const i = graph.nodes.findIndex((n) => n.output === v);
+    if (i < 0) throw new Error(`onnx export: no node produces '${v}'`);
+    at = Math.max(at, i);
+  }
   const rest = graph.nodes.slice(at + 1);
-  const available = new Set([value, ...rest.map((n) => n.output)]);
+  const available = new Set([...values, ...rest.map((n) => n.output)]);
   for (const n of rest) {
     const reads = n.op === 'add' ? [n.a, n.b] : n.op === 'upsample' ? [n.input, n.like] : [n.input];
-    for (const r of reads) if (!available.has(r)) throw new Error(`onnx export: the graph after '${value}' still reads '${r}'`);
+    for (const r of reads) if (!available.has(r)) throw new Error(`onnx export: the graph after '${values.join("', '")}' still reads '${r}'`);
   }
   return rest;
 }

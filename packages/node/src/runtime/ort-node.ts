@@ -21,8 +21,10 @@ export const createOrtNodeSession: CreateSession = async (onnxModel: Uint8Array,
     ...(options.spin === false ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
   });
   return {
-    async run(input: Float32Tensor) {
-      const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', input.data, input.shape) };
+    async run(input: Float32Tensor | Record<string, Float32Tensor>) {
+      const named: Record<string, Float32Tensor> = isTensor(input) ? { [session.inputNames[0]!]: input } : input;
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const [name, t] of Object.entries(named)) feeds[name] = new ort.Tensor('float32', t.data, t.shape);
       const out = await session.run(feeds);
       const result: Record<string, Float32Tensor> = {};
       for (const [name, t] of Object.entries(out)) {
@@ -33,3 +35,7 @@ export const createOrtNodeSession: CreateSession = async (onnxModel: Uint8Array,
     release: () => session.release(),
   };
 };
+
+function isTensor(x: Float32Tensor | Record<string, Float32Tensor>): x is Float32Tensor {
+  return (x as Float32Tensor).data instanceof Float32Array && Array.isArray((x as Float32Tensor).shape);
+}

@@ -3,14 +3,14 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ConvUnit } from '@extd/core/model/graph';
-import type { FrontStage } from '@extd/core/model/front';
-import type { CreateFront, FrontRunner, SessionOptions } from '@extd/core/runtime/backend';
+import type { BackboneStage } from '@extd/core/model/backbone';
+import type { BackboneRunner, CreateBackbone, SessionOptions } from '@extd/core/runtime/backend';
 import { foldConvBn } from '@extd/core/runtime/onnx-export';
 import type { Float32Tensor, Tensor } from '@extd/core/utils/tensor';
 
 /**
  * extd's native kernels (native/extd_kernels.cc, front.h) for the model's
- * front stage, behind the CreateFront interface. The addon is optional: it
+ * backbone, behind the CreateBackbone interface. The addon is optional: it
  * is built at install time (scripts/build-kernels.mjs) where a C++ compiler
  * exists; without it createNativeFront returns null and the detector runs
  * the whole graph on onnxruntime.
@@ -28,13 +28,19 @@ interface ConvSpec {
   slope?: number;
 }
 
-interface NativeFront {
-  readonly outChannels: number;
-  run(input: Float32Array, height: number, width: number, output: Float32Array, threads: number, done: (err: Error | null) => void): void;
+interface NativeBackbone {
+  /** [C, h, w] of tap `tap`'s output for an input of height x width. */
+  outputShape(tap: number, height: number, width: number): [number, number, number];
+  run(input: Float32Array, height: number, width: number, outputs: Float32Array[], threads: number, done: (err: Error | null) => void): void;
 }
 
 interface Addon {
-  Front: new (spec: { stem: ConvSpec; blocks: Array<{ expand?: ConvSpec; dw: ConvSpec; project: ConvSpec; residual: boolean }> }) => NativeFront;
+  Backbone: new (spec: {
+    stem: ConvSpec;
+    blocks: Array<{ expand?: ConvSpec; dw: ConvSpec; project: ConvSpec; residual: boolean }>;
+    /** Indices of the blocks whose outputs run() writes. */
+    taps: number[];
+  }) => NativeBackbone;
 }
 
 const ADDON_PATH = join(resolve(dirname(fileURLToPath(import.meta.url)), '..', '..'), 'native', 'build', 'Release', 'extd_kernels.node');
@@ -79,40 +85,58 @@ function convSpec(n: ConvUnit, weights: Map<string, Tensor>): ConvSpec {
 }
 
 /**
- * CreateFront on the native kernels: null when the addon is not built.
- * Output buffers are pooled (a fresh
- * 10 MB buffer per call would pay the first touch of every page).
+ * CreateBackbone on the native kernels: null when the addon is not built or
+ * does not take this stage (channel counts that are not multiples of 16).
+ * Output buffers are pooled: a fresh buffer per call would pay the first
+ * touch of every page (about 6 us per 4 KB page on the development VM).
  */
-export const createNativeFront: CreateFront = (stage: FrontStage, weights: Map<string, Tensor>, options: SessionOptions): FrontRunner | null => {
+export const createNativeBackbone: CreateBackbone = (stage: BackboneStage, weights: Map<string, Tensor>, options: SessionOptions): BackboneRunner | null => {
   const kernels = nativeKernels();
   if (!kernels) return null;
-  const front = new kernels.Front({
-    stem: convSpec(stage.stem, weights),
-    blocks: stage.blocks.map((b) => ({
-      ...(b.expand ? { expand: convSpec(b.expand, weights) } : {}),
-      dw: convSpec(b.dw, weights),
-      project: convSpec(b.project, weights),
-      residual: b.residual,
-    })),
-  });
-  const pool: Float32Array[] = [];
+  let native: NativeBackbone;
+  try {
+    native = new kernels.Backbone({
+      stem: convSpec(stage.stem, weights),
+      blocks: stage.blocks.map((b) => ({
+        ...(b.expand ? { expand: convSpec(b.expand, weights) } : {}),
+        dw: convSpec(b.dw, weights),
+        project: convSpec(b.project, weights),
+        residual: b.residual,
+      })),
+      taps: stage.outputs.map((o) => o.block),
+    });
+  } catch {
+    return null;
+  }
+  // Sets of output buffers, by input size; a few kept (calls in flight each need a set).
+  const pool: Array<{ key: string; outputs: Record<string, Float32Tensor> }> = [];
+  const keyOf = new WeakMap<object, string>();
   const threads = options.threads;
   return {
     name: 'extd-kernels',
-    run(input: Float32Tensor): Promise<Float32Tensor> {
+    run(input: Float32Tensor): Promise<Record<string, Float32Tensor>> {
       const [n, c, h, w] = input.shape as [number, number, number, number];
-      if (n !== 1 || c !== 3) return Promise.reject(new Error(`native front: input must be 1 x 3 x H x W, got ${input.shape.join(' x ')}`));
-      const shape = [1, front.outChannels, Math.ceil(h / 2), Math.ceil(w / 2)];
-      const size = shape[1]! * shape[2]! * shape[3]!;
-      const i = pool.findIndex((b) => b.length === size);
-      const out = i >= 0 ? pool.splice(i, 1)[0]! : new Float32Array(size);
+      if (n !== 1 || c !== 3) return Promise.reject(new Error(`native backbone: input must be 1 x 3 x H x W, got ${input.shape.join(' x ')}`));
+      const key = `${h}x${w}`;
+      const i = pool.findIndex((p) => p.key === key);
+      let outputs: Record<string, Float32Tensor>;
+      if (i >= 0) outputs = pool.splice(i, 1)[0]!.outputs;
+      else {
+        outputs = {};
+        stage.outputs.forEach((o, k) => {
+          const shape = [1, ...native.outputShape(k, h, w)];
+          outputs[o.value] = { dtype: 'float32', shape, data: new Float32Array(shape[1]! * shape[2]! * shape[3]!) };
+        });
+      }
+      keyOf.set(outputs, key);
+      const arrays = stage.outputs.map((o) => outputs[o.value]!.data);
       return new Promise((resolveRun, reject) => {
-        front.run(input.data, h, w, out, threads, (err) => (err ? reject(err) : resolveRun({ dtype: 'float32', shape, data: out })));
+        native.run(input.data, h, w, arrays, threads, (err) => (err ? reject(err) : resolveRun(outputs)));
       });
     },
-    recycle(output: Float32Tensor) {
-      // Keep a few buffers: concurrent calls each need one; sizes change with the input.
-      pool.push(output.data);
+    recycle(outputs: Record<string, Float32Tensor>) {
+      const key = keyOf.get(outputs);
+      if (key) pool.push({ key, outputs });
       if (pool.length > 4) pool.shift();
     },
     async release() {
