@@ -3,18 +3,21 @@
  * section. Not a test: it prints numbers (medians over interleaved runs, so
  * float32 and int8 see the same machine load).
  *
- *   npm run bench [-- --runs 15 --models 32,48,64 --precisions float32,int8 --threads 2]
+ *   npm run bench [-- --runs 15 --models 32,48,64 --precisions float32,int8 --engines auto,onnxruntime --threads 2]
  *   npm run bench -- --ap [--ap-images 100] [--ap-models 32,64]   also AP on WIDER val (slow: minutes per model and precision)
  *   npm run bench -- --sections 3               only some of sections 1-3 (1 and 2 run together)
  *
  * 1. detect() at 640x480 with default options (score threshold 0.5), per
- *    model and precision, and the int8 speed-up.
+ *    model and configuration: float32 on the default engine ('auto': the
+ *    native backbone kernels where built, onnxruntime for the rest), float32
+ *    on onnxruntime alone ('float32 ort'), int8 (onnxruntime); and each one's
+ *    speed-up over 'float32 ort'.
  * 2. Post-processing at score threshold 0.05 per 640x480 frame (the
  *    evaluation setting): postprocess() alone, and detect() at 0.05 minus 0.5.
  * 3. First call: a one-shot `extd detect` of a 1280x720 photo with EXTD-64
  *    (new process: start-up, model load, session, first run) against a warm
  *    detect() of the same file, and that process's peak resident memory.
- * 4. With --ap: easy / medium / hard AP per model and precision on the WIDER
+ * 4. With --ap: easy / medium / hard AP per model and configuration on the WIDER
  *    val images (all 646, or --ap-images N spread evenly), single protocol,
  *    and the int8 - float32 deltas. Predictions go to bench-results/ap/
  *    (resumable; delete it to recompute).
@@ -31,7 +34,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
-import { createDetector, loadImageRgb, type NodeDetector } from '../src/index.js';
+import { createDetector, loadImageRgb, type Engine, type NodeDetector } from '../src/index.js';
 import { resizeBilinear } from '@extd/core/image/resize';
 import { makePriors } from '@extd/core/anchors/priors';
 import { postprocess, POSTPROCESS_DEFAULTS } from '@extd/core/postprocess/detections';
@@ -44,6 +47,7 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '15' },
     models: { type: 'string', default: '32,48,64' },
     precisions: { type: 'string', default: 'float32,int8' },
+    engines: { type: 'string', default: 'auto,onnxruntime' },
     threads: { type: 'string', default: '2' },
     'first-call-runs': { type: 'string', default: '3' },
     ap: { type: 'boolean', default: false },
@@ -57,6 +61,20 @@ const sections = new Set(values.sections!.split(','));
 const threads = Number(values.threads);
 const models = values.models!.split(',').map((w) => `extd-${w}`);
 const precisions = values.precisions!.split(',') as Precision[];
+const engines = values.engines!.split(',') as Engine[];
+for (const e of engines) if (e !== 'auto' && e !== 'onnxruntime') throw new Error(`--engines: unknown engine '${e}' (auto, onnxruntime)`);
+/** What section 1, 3 and 4 compare: float32 per engine, and int8 (onnxruntime only). */
+interface Config {
+  precision: Precision;
+  engine: Engine;
+  label: string;
+}
+const configs: Config[] = precisions.flatMap((precision): Config[] =>
+  precision === 'int8'
+    ? [{ precision, engine: 'onnxruntime', label: 'int8' }]
+    : engines.map((engine) => ({ precision, engine, label: engine === 'auto' ? 'float32' : 'float32 ort' })),
+);
+const BASELINE = 'float32 ort';
 const shared = SHARED;
 const photoPath = resolve(shared, 'wider/WIDER_val/images', BENCH_PHOTO);
 const photo = await loadImageRgb(photoPath);
@@ -76,21 +94,36 @@ console.log(`node ${process.version}, ${cpus()[0]?.model} x ${cpus().length}, lo
 // 1 and 2: detect() at 640x480, post-processing at 0.05.
 if (sections.has('1') || sections.has('2')) {
   console.log(
-    `\n1. detect() at 640x480, default options (score threshold 0.5), ${threads} threads: ${runs} interleaved runs after 3 warm-up runs, median (min) ms`,
+    `\n1. detect() at 640x480, default options (score threshold 0.5), ${threads} threads: ${runs} runs interleaved in blocks of 3 (each after one untimed run), after 3 warm-up runs, median (min) ms`,
   );
-  console.log('model     ' + precisions.map((p) => p.padStart(18)).join('') + (precisions.length === 2 ? '   speed-up (median of per-run ratios)' : ''));
+  const base = configs.findIndex((c) => c.label === BASELINE);
+  console.log(
+    'model     ' +
+      configs.map((c) => c.label.padStart(18)).join('') +
+      (base >= 0 ? `   speed-up over ${BASELINE} (median of per-run ratios): ${configs.map((c) => c.label).join(' / ')}` : ''),
+  );
   const postRows: string[] = [];
   for (const name of models) {
     const detectors: NodeDetector[] = [];
-    for (const precision of precisions) detectors.push(await createDetector({ model: name, threads, precision }));
+    for (const c of configs) detectors.push(await createDetector({ model: name, threads, precision: c.precision, engine: c.engine }));
     for (const d of detectors) for (let i = 0; i < 3; i++) await d.detect(frame);
+    // Interleaved in blocks: each detector runs a few calls in a row, after one untimed call. onnxruntime's
+    // pool threads spin for a while after a run (its default), so a call right after another detector's
+    // would share the cores with them: a cost no single-detector user pays.
     const t: number[][] = detectors.map(() => []);
-    for (let i = 0; i < runs; i++) for (let k = 0; k < detectors.length; k++) t[k]!.push(await time(() => detectors[k]!.detect(frame)));
-    const [a, b] = t;
+    const block = 3;
+    for (let i = 0; i < runs; i += block) {
+      for (let k = 0; k < detectors.length; k++) {
+        await detectors[k]!.detect(frame);
+        for (let j = i; j < Math.min(runs, i + block); j++) t[k]!.push(await time(() => detectors[k]!.detect(frame)));
+      }
+    }
+    const b = base >= 0 ? t[base]! : null;
     console.log(
       name.padEnd(10) +
         t.map((x) => `${ms(median(x))} (${ms(min(x)).trim()})`.padStart(18)).join('') +
-        (a && b ? `   ${median(a.map((x, i) => x / b[i]!)).toFixed(2)}x` : ''),
+        (b ? `   ${t.map((x) => `${median(x.map((v, i) => b[i]! / v)).toFixed(2)}x`).join(' / ')}` : '') +
+        `   engines: ${detectors.map((d) => d.engine).join(' / ')}`,
     );
 
     // Post-processing at the evaluation threshold, on this model's real outputs.
@@ -112,13 +145,13 @@ if (sections.has('1') || sections.has('2')) {
         return n;
       })();
       postRows.push(
-        `${name.padEnd(10)}${precisions[k]!.padEnd(9)}${String(candidates).padStart(11)}${ms(median(pp))}${ms(median(at05))}${ms(median(at5))}${ms(median(at05) - median(at5))}`,
+        `${name.padEnd(10)}${configs[k]!.label.padEnd(12)}${String(candidates).padStart(11)}${ms(median(pp))}${ms(median(at05))}${ms(median(at5))}${ms(median(at05) - median(at5))}`,
       );
     }
     for (const d of detectors) await d.dispose();
   }
   console.log(`\n2. Post-processing per 640x480 frame at score threshold 0.05 (median ms over ${runs} runs)`);
-  console.log('model     precision  priors>0.05  postprocess()  detect()@0.05  detect()@0.5  difference');
+  console.log('model     config       priors>0.05  postprocess()  detect()@0.05  detect()@0.5  difference');
   for (const r of postRows) console.log(r);
 }
 
@@ -141,12 +174,12 @@ if (sections.has('3')) {
   console.log(
     `\n3. First call: one-shot \`extd detect photo-1280x720.jpg --model extd-64\` (${distFresh ? 'compiled dist/' : 'dist/ missing or older than src/: TypeScript through tsx, which adds its start-up'}), ${firstRuns} runs, median; warm detect() of the same file in this process`,
   );
-  console.log('precision   one-shot ms  warm detect() ms  overhead ms  peak RSS MB');
-  for (const precision of precisions) {
+  console.log('config       one-shot ms  warm detect() ms  overhead ms  peak RSS MB');
+  for (const { precision, engine, label } of configs) {
     const wall: number[] = [],
       rss: number[] = [];
     for (let i = 0; i < firstRuns; i++) {
-      const args = [...cli, 'detect', hd, '--model', 'extd-64', '--precision', precision];
+      const args = [...cli, 'detect', hd, '--model', 'extd-64', '--precision', precision, '--engine', engine];
       const t0 = performance.now();
       const r = gnuTime
         ? spawnSync(gnuTime, ['-f', '%M', process.execPath, ...args], { encoding: 'utf8' })
@@ -155,24 +188,24 @@ if (sections.has('3')) {
       if (r.status !== 0) throw new Error(`one-shot extd detect failed: ${r.stderr}`);
       if (gnuTime) rss.push(Number(r.stderr.trim().split('\n').pop()) / 1024);
     }
-    const d = await createDetector({ model: 'extd-64', threads, precision });
+    const d = await createDetector({ model: 'extd-64', threads, precision, engine });
     for (let i = 0; i < 3; i++) await d.detect(hd);
     const warm: number[] = [];
     for (let i = 0; i < Math.max(5, firstRuns); i++) warm.push(await time(() => d.detect(hd)));
     await d.dispose();
     console.log(
-      `${precision.padEnd(10)}${ms(median(wall)).padStart(13)}${ms(median(warm)).padStart(18)}${ms(median(wall) - median(warm)).padStart(13)}${(rss.length ? median(rss).toFixed(0) : 'n/a').padStart(13)}`,
+      `${label.padEnd(12)}${ms(median(wall)).padStart(11)}${ms(median(warm)).padStart(18)}${ms(median(wall) - median(warm)).padStart(13)}${(rss.length ? median(rss).toFixed(0) : 'n/a').padStart(13)}`,
     );
   }
 
   console.log(
     '\nIn this process, a new detector (EXTD-64) on the same 1280x720 file: ms to create it, to warm it up (none, or warmUp() at 64x64), then the first three detect() calls',
   );
-  console.log('precision  warm-up    create   warm-up   1st detect  2nd detect  3rd detect');
-  for (const precision of precisions) {
+  console.log('config      warm-up    create   warm-up   1st detect  2nd detect  3rd detect');
+  for (const { precision, engine, label } of configs) {
     for (const warm of [false, true]) {
       const t0 = performance.now();
-      const d = await createDetector({ model: 'extd-64', threads, precision });
+      const d = await createDetector({ model: 'extd-64', threads, precision, engine });
       const t1 = performance.now();
       if (warm) await d.warmUp();
       const t2 = performance.now();
@@ -180,7 +213,7 @@ if (sections.has('3')) {
       for (let i = 0; i < 3; i++) calls.push(await time(() => d.detect(hd)));
       await d.dispose();
       console.log(
-        `${precision.padEnd(11)}${(warm ? '64x64' : 'none').padEnd(7)}${ms(t1 - t0).padStart(9)}${ms(t2 - t1).padStart(10)}${calls.map((c) => ms(c).padStart(12)).join('')}`,
+        `${label.padEnd(12)}${(warm ? '64x64' : 'none').padEnd(7)}${ms(t1 - t0).padStart(9)}${ms(t2 - t1).padStart(10)}${calls.map((c) => ms(c).padStart(12)).join('')}`,
       );
     }
   }
@@ -200,8 +233,8 @@ if (values.ap) {
   const apModels = values['ap-models'] ? values['ap-models'].split(',').map((w) => `extd-${w}`) : models;
   for (const name of apModels) {
     const ap: Record<string, { easy: number; medium: number; hard: number }> = {};
-    for (const precision of precisions) {
-      const out = join(outRoot, `${name}-${precision}-${n}`);
+    for (const { precision, engine, label } of configs) {
+      const out = join(outRoot, `${name}-${label.replace(' ', '-')}-${n}`);
       const r = spawnSync(
         process.execPath,
         [
@@ -211,6 +244,8 @@ if (values.ap) {
           name,
           '--precision',
           precision,
+          '--engine',
+          engine,
           '--images',
           imagesDir,
           '--gt',
@@ -224,14 +259,18 @@ if (values.ap) {
         ],
         { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
       );
-      if (r.status !== 0) throw new Error(`extd eval failed for ${name} ${precision}`);
-      ap[precision] = JSON.parse(readFileSync(join(out, 'ap.json'), 'utf8'));
-      const a = ap[precision]!;
-      console.log(`${name.padEnd(10)}${precision.padEnd(9)} ${a.easy.toFixed(4)} / ${a.medium.toFixed(4)} / ${a.hard.toFixed(4)}`);
+      if (r.status !== 0) throw new Error(`extd eval failed for ${name} ${label}`);
+      ap[label] = JSON.parse(readFileSync(join(out, 'ap.json'), 'utf8'));
+      const a = ap[label]!;
+      console.log(`${name.padEnd(10)}${label.padEnd(12)} ${a.easy.toFixed(4)} / ${a.medium.toFixed(4)} / ${a.hard.toFixed(4)}`);
     }
-    if (ap.float32 && ap.int8) {
-      const d = (k: 'easy' | 'medium' | 'hard') => (ap.int8![k] - ap.float32![k]).toFixed(4);
-      console.log(`${name.padEnd(10)}${'int8 - float32'.padEnd(9)} ${d('easy')} / ${d('medium')} / ${d('hard')}`);
+    for (const [x, y] of [
+      ['int8', 'float32'],
+      ['float32', BASELINE],
+    ] as const) {
+      if (!ap[x] || !ap[y]) continue;
+      const d = (k: 'easy' | 'medium' | 'hard') => (ap[x]![k] - ap[y]![k]).toFixed(4);
+      console.log(`${name.padEnd(10)}${`${x} - ${y}`.padEnd(12)} ${d('easy')} / ${d('medium')} / ${d('hard')}`);
     }
   }
 }

@@ -2,7 +2,7 @@ import { MODEL_FLAG_CHOICES } from '@extd/core/model/bundled';
 import { PROTOCOLS, type ProtocolName } from '@extd/core/eval/protocols';
 import { ExtdError } from '@extd/core/utils/errors';
 import { evaluateModel } from '../eval/evaluate.js';
-import { UsageError, numberFlag, parseCli, precisionFlags, threadsFlag } from './args.js';
+import { UsageError, engineFlag, numberFlag, parseCli, precisionFlags, threadsFlag } from './args.js';
 import type { Command } from './command.js';
 
 const usage = `usage: extd eval --model M --gt DATA --out DIR [--images DIR] [options]
@@ -50,6 +50,7 @@ options:
   --threads N        CPU threads for onnxruntime (default 2)
   --precision P      float32 or int8 (default: int8 for extd-48, float32 otherwise; see extd detect --help)
   --calibration FILE int8 ranges from extd quantize, for a model other than the bundled ones
+  --engine E         auto (default) or onnxruntime (see extd detect --help)
   --baselines DIR    published curves to draw beside ours (default: next to --gt)`;
 
 export const command: Command = {
@@ -71,6 +72,7 @@ export const command: Command = {
         threads: { type: 'string' },
         precision: { type: 'string' },
         calibration: { type: 'string' },
+        engine: { type: 'string' },
         baselines: { type: 'string' },
         category: { type: 'string' },
         split: { type: 'string' },
@@ -89,6 +91,7 @@ export const command: Command = {
       throw new ExtdError(`--scale ${values.scale}: applies to --protocol single only (the paper protocol chooses its own scales)`);
     const threads = threadsFlag(values.threads);
     const { precision, calibration } = precisionFlags(values.precision, values.calibration);
+    const engine = engineFlag(values.engine);
 
     const r = await evaluateModel({
       gt: values.gt,
@@ -105,6 +108,7 @@ export const command: Command = {
       threads,
       precision,
       calibration,
+      engine,
       baselines: values.baselines,
       log: (line) => console.error(line),
       progress: true,

@@ -64,6 +64,11 @@ export interface EvaluateModelOptions {
   threads: number;
   precision?: 'float32' | 'int8';
   calibration?: string;
+  /**
+   * createDetector's `engine` (default 'auto'). Not recorded in the folder's settings: for float32 the
+   * native kernels and onnxruntime agree to about 1e-5 relative (tests), as two onnxruntime versions would.
+   */
+  engine?: 'auto' | 'onnxruntime';
   /** WIDER: published curves to draw beside ours (default: next to `gt`). */
   baselines?: string;
   /** Notices (data summary, annotation problems, resuming): stderr in the CLI. */
@@ -105,7 +110,14 @@ export async function evaluateModel(o: EvaluateModelOptions): Promise<EvaluateMo
 async function openDetector(o: EvaluateModelOptions): Promise<{ detector: NodeDetector; modelName: string; settings: PredictionSettings; how: string }> {
   const modelPath = resolveModelPath(o.model);
   const modelName = o.model ?? DEFAULT_MODEL_NAME;
-  const detector = await createDetector({ model: modelPath, variant: o.variant, threads: o.threads, precision: o.precision, calibration: o.calibration });
+  const detector = await createDetector({
+    model: modelPath,
+    variant: o.variant,
+    threads: o.threads,
+    precision: o.precision,
+    calibration: o.calibration,
+    ...(o.engine ? { engine: o.engine } : {}),
+  });
   // float32 keeps the settings older folders recorded; int8 adds its precision and the ranges' file.
   const int8Settings: Record<string, string> =
     detector.precision === 'int8'
