@@ -5,8 +5,7 @@ import { resizeBilinear } from './image/resize.js';
 import { AUTO_MAX_AREA, autoScale } from './image/shrink.js';
 import { POSTPROCESS_DEFAULTS, postprocess, selectDetections, type Detections, type PostprocessOptions } from './postprocess/detections.js';
 import { exportOnnx, type Int8ExportOptions } from './runtime/onnx-export.js';
-import { chainSessions, type CreateBackbone, type CreateSession, type InferenceSession } from './runtime/backend.js';
-import { backboneStage } from './model/backbone.js';
+import type { CreateNativeSession, CreateSession, InferenceSession } from './runtime/backend.js';
 import type { LoadedModel } from './weights/checkpoint.js';
 import { ExtdError } from './utils/errors.js';
 import { variantName } from './model/variant.js';
@@ -107,8 +106,8 @@ export class Detector<I = RgbImage> {
     /** The network's arithmetic (see createDetectorWith). */
     readonly precision: Precision = 'float32',
     /**
-     * What runs the network: 'onnxruntime', or e.g. 'extd-kernels+onnxruntime'
-     * (the backbone on extd's native kernels, the FPN and heads on onnxruntime).
+     * What runs the network: 'onnxruntime', or 'extd-kernels' (extd's own
+     * native float32 kernels, Node).
      */
     readonly engine: string = 'onnxruntime',
   ) {}
@@ -246,9 +245,8 @@ export class Detector<I = RgbImage> {
 /**
  * Build a detector from a loaded model with the given session factory.
  * `int8`: activation ranges for the int8 graph (a checked calibration's
- * ranges); omitted: float32. `createBackbone`: a runtime's native kernels
- * for the backbone (model/backbone.ts), used for float32 when it returns a
- * runner; the session then runs the rest of the graph (FPN and heads).
+ * ranges); omitted: float32. `createNative`: a runtime's own engine for the
+ * float32 network, used instead of `createSession` when it returns a session.
  */
 export async function createDetectorWith<I>(
   model: LoadedModel,
@@ -256,21 +254,11 @@ export async function createDetectorWith<I>(
   decode: ImageDecoder<I>,
   threads: number,
   int8?: Int8ExportOptions,
-  createBackbone?: CreateBackbone,
+  createNative?: CreateNativeSession,
 ): Promise<Detector<I>> {
   if (!Number.isInteger(threads) || threads < 1) throw new ExtdError(`threads must be a positive integer, got ${threads}`);
-  const stage = !int8 && createBackbone ? backboneStage(model.graph) : null;
-  const backbone = stage ? createBackbone!(stage, model.weights, { threads }) : null;
-  if (stage && backbone) {
-    try {
-      // spin off: onnxruntime's idle threads would spin on the cores the kernels run on next.
-      const rest = await createSession(exportOnnx(model.graph, model.weights, { from: stage.outputs }), { threads, spin: false });
-      return new Detector(model, chainSessions(backbone, rest), decode, 'float32', `${backbone.name}+onnxruntime`);
-    } catch (e) {
-      await backbone.release();
-      throw e;
-    }
-  }
+  const native = !int8 && createNative ? createNative(model.graph, model.weights, { threads }) : null;
+  if (native) return new Detector(model, native, decode, 'float32', native.name);
   const session = await createSession(exportOnnx(model.graph, model.weights, { int8: int8 ?? null }), { threads });
   return new Detector(model, session, decode, int8 ? 'int8' : 'float32');
 }

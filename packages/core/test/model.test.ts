@@ -91,6 +91,8 @@ test('backboneStage: the stem and every inverted-residual block, handing f1..f6 
       strided,
     );
     assert.ok(st.outputs.every((o) => o.channels === v.width));
+    // The stage covers every node up to f6; the rest (FPN or heads) starts right after.
+    assert.equal(g.nodes[st.nodeCount - 1]!.output, g.features.f6);
   }
 });
 
@@ -99,14 +101,4 @@ test('backboneStage: null for a graph that does not start with a stride-2 stem',
   const g = buildGraph(parseVariant('extd-32'));
   assert.equal(backboneStage({ ...g, nodes: g.nodes.slice(1) }), null);
   assert.equal(backboneStage({ ...g, nodes: g.nodes.slice(0, 1) }), null);
-});
-
-test('exportOnnx from: refuses a value no node produces, int8, and a cut that later nodes read across', async () => {
-  const { exportOnnx } = await import('../src/runtime/onnx-export.js');
-  const g = buildGraph(parseVariant('extd-32'));
-  const weights = new Map();
-  assert.throws(() => exportOnnx(g, weights, { from: [{ value: 'nope', channels: 32 }] }), /no node produces 'nope'/);
-  assert.throws(() => exportOnnx(g, weights, { from: [{ value: g.nodes[0]!.output, channels: 64 }], int8: { ranges: {} } }), /float32 graph/);
-  // f1 is read again by the FPN after f2..f6: starting at f2 alone leaves that read behind.
-  assert.throws(() => exportOnnx(g, weights, { from: [{ value: g.features.f2!, channels: 32 }] }), /still reads/);
 });

@@ -14,7 +14,7 @@
  * reused, so an interrupted run continues; delete a folder to recompute).
  * On the 2-core development machine all 18 configurations on the 646 images
  * take over an hour. Timing runs first, interleaving the precisions
- * of a model run by run (one scale at a time) so they share the machine's load; the load average is
+ * of a model in blocks of 3 runs (one scale at a time) so they share the machine's load; the load average is
  * printed with the numbers. Results: OUT/tradeoff.json (atomic) and the
  * figure (PNG, and SVG beside it). Uses ../shared (EXTD_SHARED).
  */
@@ -80,21 +80,26 @@ const photo = await loadImageRgb(join(imagesDir, BENCH_PHOTO));
 const frame = resizeBilinear(photo, 640, 480);
 const ms = new Map<string, number>();
 const key = (m: string, p: string, s: number) => `${m}-${p}-x${s}`;
-console.log(`\ndetect() of a 640x480 frame at each scale: median ms of ${runs} interleaved runs after 2 warm-up runs`);
+console.log(`\ndetect() of a 640x480 frame at each scale: median ms of ${runs} runs (interleaved in blocks of 3) after 2 warm-up runs`);
 for (const model of models) {
   const detectors: [Precision, NodeDetector][] = [];
   for (const p of precisions) detectors.push([p, await createDetector({ model, precision: p, threads })]);
   const t = new Map<string, number[]>();
   // One scale at a time (a session fed a new input size each call re-plans its memory: not what a video loop
-  // sees), the precisions interleaved run by run.
+  // sees), the precisions interleaved.
   for (const s of scales) {
     for (const [, d] of detectors) for (let i = 0; i < 2; i++) await d.detect(frame, { scale: s });
-    for (let i = 0; i < runs; i++) {
+    // In blocks of 3 runs, each after one untimed run: onnxruntime's pool threads spin for a while after a
+    // run, which would slow the other detector's run right after it (the float32 default's native kernels).
+    for (let i = 0; i < runs; i += 3) {
       for (const [p, d] of detectors) {
-        const t0 = performance.now();
         await d.detect(frame, { scale: s });
-        const k = key(model, p, s);
-        t.set(k, [...(t.get(k) ?? []), performance.now() - t0]);
+        for (let j = i; j < Math.min(runs, i + 3); j++) {
+          const t0 = performance.now();
+          await d.detect(frame, { scale: s });
+          const k = key(model, p, s);
+          t.set(k, [...(t.get(k) ?? []), performance.now() - t0]);
+        }
       }
     }
   }

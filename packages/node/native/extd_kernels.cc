@@ -1,37 +1,54 @@
-// extd_kernels: extd's own float32 kernels for EXTD's backbone (see
-// front.h), as a small N-API addon. The model's structure and weights come
+// extd_kernels: extd's own float32 kernels for the whole EXTD network (see
+// network.h), as a small N-API addon. The model's structure and weights come
 // from TypeScript (src/runtime/native-front.ts builds the description from
 // the model graph, with BatchNorm folded); this file only checks and copies
 // them, and runs the stage on libuv's thread pool so detect() stays async.
 //
-//   new Backbone(spec)                spec: { stem: Conv, blocks: Block[], taps: number[] }
-//   backbone.outputShape(tap, height, width) -> [C, h, w] of tap's block output
-//   backbone.run(input, height, width, outputs, threads, callback)
-//     input:   Float32Array 3 x height x width (NCHW, N = 1)
-//     outputs: one Float32Array per tap, C x h x w (NCHW)
+//   new Network(spec)   spec: { stem: Conv, blocks: Block[], taps: number[], ops: Op[], loc: number[], conf: number[] }
+//     Op: { kind: 'conv' | 'add' | 'upsample' | 'maxout', a, b?, conv? } over value numbers (taps first)
+//   network.priors(height, width)           rows of loc / conf for that input size
+//   network.confChannels                    columns of conf
+//   network.outputShape(tap, height, width) [C, h, w] of tap's block output
+//   network.run(input, height, width, loc, conf, tapOutputs, threads, callback)
+//     input:      Float32Array 3 x height x width (NCHW, N = 1)
+//     loc, conf:  Float32Array priors x 4, priors x confChannels
+//     tapOutputs: [] or one Float32Array per tap, C x h x w (NCHW; for tests)
 //     callback(err | null) once the outputs are written. Runs of one
-//     Backbone are serialised by a mutex (its scratch memory is reused).
+//     Network are serialised by a mutex (its scratch memory is reused).
 #include <napi.h>
 
 #include <memory>
 #include <mutex>
 #include <string>
 
-#include "front.h"
+#include "network.h"
 
 namespace {
 
 using extd::Block;
 using extd::Conv;
 
-std::vector<float> floats(const Napi::Object& o, const char* key, size_t expected, const std::string& where) {
+extd::fvec floats(const Napi::Object& o, const char* key, size_t expected, const std::string& where) {
   Napi::Value v = o.Get(key);
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
     throw std::invalid_argument(where + "." + key + " must be a Float32Array");
   auto a = v.As<Napi::Float32Array>();
   if (a.ElementLength() != expected)
     throw std::invalid_argument(where + "." + key + " has " + std::to_string(a.ElementLength()) + " values, expected " + std::to_string(expected));
-  return std::vector<float>(a.Data(), a.Data() + a.ElementLength());
+  return extd::fvec(a.Data(), a.Data() + a.ElementLength());
+}
+
+std::vector<int> ints(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsArray()) throw std::invalid_argument(std::string(key) + " must be an array");
+  auto a = v.As<Napi::Array>();
+  std::vector<int> out;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value x = a.Get(i);
+    if (!x.IsNumber()) throw std::invalid_argument(std::string(key) + " must hold numbers");
+    out.push_back(x.As<Napi::Number>().Int32Value());
+  }
+  return out;
 }
 
 int integer(const Napi::Object& o, const char* key, const std::string& where) {
@@ -58,16 +75,18 @@ Conv conv(const Napi::Value& v, const std::string& where) {
   return c;
 }
 
-class FrontWrap : public Napi::ObjectWrap<FrontWrap> {
+class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "Backbone", {InstanceMethod<&FrontWrap::Run>("run"), InstanceMethod<&FrontWrap::OutputShape>("outputShape")});
+    return DefineClass(env, "Network",
+                       {InstanceMethod<&NetworkWrap::Run>("run"), InstanceMethod<&NetworkWrap::OutputShape>("outputShape"), InstanceMethod<&NetworkWrap::Priors>("priors"),
+                        InstanceAccessor<&NetworkWrap::ConfChannels>("confChannels")});
   }
 
-  explicit FrontWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FrontWrap>(info) {
+  explicit NetworkWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NetworkWrap>(info) {
     Napi::Env env = info.Env();
     try {
-      if (!info[0].IsObject()) throw std::invalid_argument("Backbone: spec must be an object");
+      if (!info[0].IsObject()) throw std::invalid_argument("Network: spec must be an object");
       auto spec = info[0].As<Napi::Object>();
       Conv stem = conv(spec.Get("stem"), "stem");
       Napi::Value bv = spec.Get("blocks");
@@ -88,12 +107,28 @@ class FrontWrap : public Napi::ObjectWrap<FrontWrap> {
         b.residual = o.Get("residual").ToBoolean().Value();
         blocks.push_back(std::move(b));
       }
-      Napi::Value tv = spec.Get("taps");
-      if (!tv.IsArray()) throw std::invalid_argument("taps must be an array");
-      auto tarr = tv.As<Napi::Array>();
-      std::vector<int> taps;
-      for (uint32_t i = 0; i < tarr.Length(); i++) taps.push_back(tarr.Get(i).As<Napi::Number>().Int32Value());
-      front_ = std::make_shared<Shared>(std::move(stem), std::move(blocks), std::move(taps));
+      std::vector<int> taps = ints(spec, "taps"), loc = ints(spec, "loc"), conf = ints(spec, "conf");
+      Napi::Value ov = spec.Get("ops");
+      if (!ov.IsArray()) throw std::invalid_argument("ops must be an array");
+      auto oarr = ov.As<Napi::Array>();
+      std::vector<extd::Op> ops;
+      for (uint32_t i = 0; i < oarr.Length(); i++) {
+        std::string where = "ops[" + std::to_string(i) + "]";
+        Napi::Value item = oarr.Get(i);
+        if (!item.IsObject()) throw std::invalid_argument(where + " must be an object");
+        auto o = item.As<Napi::Object>();
+        extd::Op op;
+        std::string kind = o.Get("kind").ToString().Utf8Value();
+        if (kind == "conv") op.kind = extd::Op::ConvOp, op.conv = conv(o.Get("conv"), where + ".conv");
+        else if (kind == "add") op.kind = extd::Op::AddOp;
+        else if (kind == "upsample") op.kind = extd::Op::UpsampleOp;
+        else if (kind == "maxout") op.kind = extd::Op::MaxoutOp;
+        else throw std::invalid_argument(where + ": unknown kind '" + kind + "'");
+        op.a = integer(o, "a", where);
+        if (op.kind == extd::Op::AddOp || op.kind == extd::Op::UpsampleOp) op.b = integer(o, "b", where);
+        ops.push_back(std::move(op));
+      }
+      front_ = std::make_shared<Shared>(std::move(stem), std::move(blocks), std::move(taps), std::move(ops), std::move(loc), std::move(conf));
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, std::string("extd kernels: ") + e.what());
     }
@@ -101,23 +136,27 @@ class FrontWrap : public Napi::ObjectWrap<FrontWrap> {
 
  private:
   struct Shared {
-    Shared(Conv stem, std::vector<Block> blocks, std::vector<int> taps) : front(std::move(stem), std::move(blocks), std::move(taps)) {}
-    extd::Backbone front;
+    Shared(Conv stem, std::vector<Block> blocks, std::vector<int> taps, std::vector<extd::Op> ops, std::vector<int> loc, std::vector<int> conf)
+        : front(std::move(stem), std::move(blocks), std::move(taps), std::move(ops), std::move(loc), std::move(conf)) {}
+    extd::Network front;
     std::mutex mutex;
   };
 
   class RunWorker : public Napi::AsyncWorker {
    public:
-    RunWorker(Napi::Function cb, std::shared_ptr<Shared> front, Napi::Float32Array input, std::vector<Napi::Float32Array> outputs, int h, int w, int threads)
-        : Napi::AsyncWorker(cb), front_(std::move(front)), in_(input.Data()), h_(h), w_(w), threads_(threads) {
+    RunWorker(Napi::Function cb, std::shared_ptr<Shared> front, Napi::Float32Array input, Napi::Float32Array loc, Napi::Float32Array conf,
+              std::vector<Napi::Float32Array> outputs, int h, int w, int threads)
+        : Napi::AsyncWorker(cb), front_(std::move(front)), in_(input.Data()), loc_(loc.Data()), conf_(conf.Data()), h_(h), w_(w), threads_(threads) {
       // Keep the arrays alive until the worker is done with them.
       inRef_ = Napi::Persistent(input);
+      outRefs_.push_back(Napi::Persistent(loc));
+      outRefs_.push_back(Napi::Persistent(conf));
       for (Napi::Float32Array& o : outputs) out_.push_back(o.Data()), outRefs_.push_back(Napi::Persistent(o));
     }
     void Execute() override {
       try {
         std::lock_guard<std::mutex> lock(front_->mutex);
-        front_->front.run(in_, h_, w_, out_, threads_);
+        front_->front.run(in_, h_, w_, out_, loc_, conf_, threads_);
       } catch (const std::exception& e) {
         SetError(std::string("extd kernels: ") + e.what());
       }
@@ -126,6 +165,8 @@ class FrontWrap : public Napi::ObjectWrap<FrontWrap> {
    private:
     std::shared_ptr<Shared> front_;
     const float* in_;
+    float* loc_;
+    float* conf_;
     std::vector<float*> out_;
     int h_, w_, threads_;
     Napi::Reference<Napi::Float32Array> inRef_;
@@ -146,35 +187,45 @@ class FrontWrap : public Napi::ObjectWrap<FrontWrap> {
     return a;
   }
 
+  Napi::Value Priors(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) throw Napi::TypeError::New(env, "extd kernels: priors(height, width)");
+    return Napi::Number::New(env, double(front_->front.priors(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value())));
+  }
+
+  Napi::Value ConfChannels(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), front_->front.confChannels()); }
+
+  static Napi::Float32Array floatArray(Napi::Env env, Napi::Value v, size_t len, const std::string& what) {
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      throw Napi::TypeError::New(env, "extd kernels: " + what + " must be a Float32Array");
+    auto a = v.As<Napi::Float32Array>();
+    if (a.ElementLength() != len)
+      throw Napi::RangeError::New(env, "extd kernels: " + what + " has " + std::to_string(a.ElementLength()) + " values, expected " + std::to_string(len));
+    return a;
+  }
+
   Napi::Value Run(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 6 || !info[0].IsTypedArray() || !info[3].IsArray() || !info[1].IsNumber() || !info[2].IsNumber() || !info[4].IsNumber() ||
-        !info[5].IsFunction())
-      throw Napi::TypeError::New(env, "extd kernels: run(input, height, width, outputs, threads, callback)");
-    auto input = info[0].As<Napi::TypedArray>();
-    if (input.TypedArrayType() != napi_float32_array) throw Napi::TypeError::New(env, "extd kernels: input must be a Float32Array");
+    if (info.Length() < 8 || !info[1].IsNumber() || !info[2].IsNumber() || !info[5].IsArray() || !info[6].IsNumber() || !info[7].IsFunction())
+      throw Napi::TypeError::New(env, "extd kernels: run(input, height, width, loc, conf, tapOutputs, threads, callback)");
     const int h = info[1].As<Napi::Number>().Int32Value(), w = info[2].As<Napi::Number>().Int32Value();
-    const int threads = info[4].As<Napi::Number>().Int32Value();
+    const int threads = info[6].As<Napi::Number>().Int32Value();
     if (h < 1 || w < 1 || threads < 1) throw Napi::RangeError::New(env, "extd kernels: height, width and threads must be positive");
-    if (input.ElementLength() != size_t(3) * h * w)
-      throw Napi::RangeError::New(env, "extd kernels: input has " + std::to_string(input.ElementLength()) + " values, expected 3 x " + std::to_string(h) + " x " + std::to_string(w));
-    auto arr = info[3].As<Napi::Array>();
-    const auto& taps = front_->front.taps();
-    if (arr.Length() != taps.size()) throw Napi::RangeError::New(env, "extd kernels: expected " + std::to_string(taps.size()) + " outputs");
+    auto& net = front_->front;
+    auto input = floatArray(env, info[0], size_t(3) * h * w, "input");
+    const size_t priors = net.priors(h, w);
+    auto loc = floatArray(env, info[3], priors * 4, "loc");
+    auto conf = floatArray(env, info[4], priors * net.confChannels(), "conf");
+    auto arr = info[5].As<Napi::Array>();
+    const auto& taps = net.taps();
+    if (arr.Length() != 0 && arr.Length() != taps.size()) throw Napi::RangeError::New(env, "extd kernels: expected no tap outputs or " + std::to_string(taps.size()));
     std::vector<Napi::Float32Array> outputs;
     for (uint32_t i = 0; i < arr.Length(); i++) {
-      Napi::Value v = arr.Get(i);
-      if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-        throw Napi::TypeError::New(env, "extd kernels: outputs must be Float32Arrays");
       int oh, ow;
-      front_->front.outSize(taps[i], h, w, oh, ow);
-      const size_t len = size_t(front_->front.outChannels(taps[i])) * oh * ow;
-      auto o = v.As<Napi::Float32Array>();
-      if (o.ElementLength() != len)
-        throw Napi::RangeError::New(env, "extd kernels: output " + std::to_string(i) + " has " + std::to_string(o.ElementLength()) + " values, expected " + std::to_string(len));
-      outputs.push_back(o);
+      net.outSize(taps[i], h, w, oh, ow);
+      outputs.push_back(floatArray(env, arr.Get(i), size_t(net.outChannels(taps[i])) * oh * ow, "tap output " + std::to_string(i)));
     }
-    auto* worker = new RunWorker(info[5].As<Napi::Function>(), front_, input.As<Napi::Float32Array>(), outputs, h, w, threads);
+    auto* worker = new RunWorker(info[7].As<Napi::Function>(), front_, input, loc, conf, outputs, h, w, threads);
     worker->Queue();
     return env.Undefined();
   }
@@ -183,7 +234,7 @@ class FrontWrap : public Napi::ObjectWrap<FrontWrap> {
 };
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("Backbone", FrontWrap::Define(env));
+  exports.Set("Network", NetworkWrap::Define(env));
   return exports;
 }
 

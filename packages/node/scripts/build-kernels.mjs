@@ -22,7 +22,7 @@ const nativeDir = join(root, 'native');
 const strict = process.argv.includes('--strict');
 const force = process.argv.includes('--force');
 const built = join(nativeDir, 'build/Release/extd_kernels.node');
-const SOURCES = ['extd_kernels.cc', 'front.h', 'binding.gyp'];
+const SOURCES = ['extd_kernels.cc', 'network.h', 'binding.gyp'];
 
 function skip(reason) {
   console.log(`extd: native kernels skipped (${reason}); detect() runs on onnxruntime alone (slower). Install a C++ compiler, then npm rebuild extd`);

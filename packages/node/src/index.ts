@@ -19,7 +19,7 @@ import { DEFAULT_MODEL_NAME } from '@extd/core/model/bundled';
 import { ExtdError } from '@extd/core/utils/errors';
 import type { LoadedModel } from '@extd/core/weights/checkpoint';
 import { createOrtNodeSession } from './runtime/ort-node.js';
-import { createNativeBackbone } from './runtime/native-backbone.js';
+import { createNativeSession } from './runtime/native-network.js';
 import type { Precision } from '@extd/core/detector';
 import { BUNDLED_MODEL_NAMES, defaultPrecisionOf, isBundledModelName, type BundledModelName } from '@extd/core/model/bundled';
 import { bundledModelPath } from './load-model.js';
@@ -71,11 +71,10 @@ export interface CreateDetectorOptions {
    */
   calibration?: string | Calibration;
   /**
-   * What runs a float32 network. 'auto': extd's own fused kernels for the
-   * backbone (the stem and every inverted-residual block, about 95% of the
-   * arithmetic) where the package's native addon was built at install
-   * (a C++ compiler is needed), onnxruntime for the FPN and the heads;
-   * onnxruntime alone where it was not. 'onnxruntime': onnxruntime alone. int8 always runs on
+   * What runs a float32 network. 'auto': extd's own native kernels (fused
+   * inverted-residual blocks, then the FPN and heads) where the package's
+   * addon was built at install (a C++ compiler is needed), onnxruntime where
+   * it was not. 'onnxruntime': onnxruntime alone. int8 always runs on
    * onnxruntime. Default 'auto'; `detector.engine` says what runs.
    */
   engine: Engine;
@@ -126,8 +125,8 @@ export async function createDetector(options: Partial<CreateDetectorOptions> = {
   if (!ENGINES.includes(opts.engine))
     throw new ExtdError(`engine must be one of ${ENGINES.map((e) => `'${e}'`).join(', ')}, got ${JSON.stringify(opts.engine)}`);
   if (opts.precision === 'float32') {
-    const backbone = opts.engine === 'auto' ? createNativeBackbone : undefined;
-    return createDetectorWith(model, createOrtNodeSession, decodeNodeInput, opts.threads, undefined, backbone);
+    const native = opts.engine === 'auto' ? createNativeSession : undefined;
+    return createDetectorWith(model, createOrtNodeSession, decodeNodeInput, opts.threads, undefined, native);
   }
   const calibration = await resolveCalibration(opts.calibration, opts.model, model);
   return createDetectorWith(model, createOrtNodeSession, decodeNodeInput, opts.threads, { ranges: calibration.ranges });

@@ -31,8 +31,8 @@ export interface BackboneOutput {
  * inverted-residual block after it (block 1, then F's blocks in each of its
  * six applications), up to the first node that is not part of such a block
  * (the FPN's first upsampling, or the SSD heads). It holds about 95% of the
- * network's multiply-adds. The Node package runs it on its own fused kernels
- * and the rest of the graph (FPN and heads) on onnxruntime (exportOnnx's `from`).
+ * network's multiply-adds. The Node package's native kernels run it as fused
+ * blocks (src/runtime/native-network.ts).
  */
 export interface BackboneStage {
   /** The stem: 3 -> C0 channels, 3x3, stride 2. */
@@ -41,6 +41,8 @@ export interface BackboneStage {
   blocks: BackboneBlock[];
   /** The values the rest of the graph reads from the backbone, in block order. */
   outputs: BackboneOutput[];
+  /** How many of the graph's nodes, from the first, the stage covers. */
+  nodeCount: number;
 }
 
 /**
@@ -94,5 +96,5 @@ export function backboneStage(graph: ModelGraph): BackboneStage | null {
     outputs.push({ value, channels: blocks[block]!.project.outChannels, block });
   }
   outputs.sort((a, b) => a.block - b.block);
-  return { stem, blocks, outputs };
+  return { stem, blocks, outputs, nodeCount: i };
 }

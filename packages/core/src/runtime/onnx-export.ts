@@ -23,17 +23,10 @@ export interface OnnxExportOptions {
   extraOutputs: readonly string[];
   /** Emit a static QDQ int8 graph with these activation ranges; null: float32. */
   int8: Int8ExportOptions | null;
-  /**
-   * Start the graph at these values instead of the image: they become the
-   * model's inputs (each N x C x h x w, C its channels, in this order) and
-   * the nodes up to the last one producing them are left out. Used after the
-   * native backbone (model/backbone.ts). null: the whole network. float32 only.
-   */
-  from: ReadonlyArray<{ value: string; channels: number }> | null;
 }
 
 /** Defaults of OnnxExportOptions: float32, outputs `loc` and `conf` only. */
-export const ONNX_EXPORT_DEFAULTS: OnnxExportOptions = { features: false, extraOutputs: [], int8: null, from: null };
+export const ONNX_EXPORT_DEFAULTS: OnnxExportOptions = { features: false, extraOutputs: [], int8: null };
 
 /**
  * The graph values that get their own uint8 quantisation in the int8 graph,
@@ -89,18 +82,10 @@ export const OPSET = 17;
  * (the ReLU becomes the uint8 range), DQ -> LeakyRelu -> Q into
  * QLinearLeakyRelu (a table lookup) and DQ -> Add -> Q into QLinearAdd. The
  * heads' outputs are dequantized and flattened in float32.
- * @throws Error when a weight is missing, (int8) a range is missing or not finite, or `from` names no
- * value the rest of the graph can start from.
+ * @throws Error when a weight is missing or (int8) a range is missing or not finite.
  */
 export function exportOnnx(graph: ModelGraph, weights: Map<string, Tensor>, options: Partial<OnnxExportOptions> = {}): Uint8Array {
   const opts = { ...ONNX_EXPORT_DEFAULTS, ...options };
-  const graphNodes = opts.from
-    ? nodesAfter(
-        graph,
-        opts.from.map((f) => f.value),
-      )
-    : graph.nodes;
-  if (opts.from && opts.int8) throw new Error('onnx export: `from` is for the float32 graph');
   const nodes: OnnxNode[] = [];
   const inits: OnnxTensor[] = [];
   const w = (name: string): Float32Array => {
@@ -215,13 +200,13 @@ export function exportOnnx(graph: ModelGraph, weights: Map<string, Tensor>, opti
     quantize(n.output);
   };
 
-  if (!opts.from) quantize(graph.input);
+  quantize(graph.input);
   const starts2 = constant('const.2', [2]);
   const ends4 = constant('const.4', [4]);
   const zero = constant('const.0', [0]);
   const one = constant('const.1', [1]);
   const three = constant('const.3', [3]);
-  for (const n of graphNodes) {
+  for (const n of graph.nodes) {
     switch (n.op) {
       case 'conv':
         emitConv(n);
@@ -289,33 +274,11 @@ export function exportOnnx(graph: ModelGraph, weights: Map<string, Tensor>, opti
   return encodeModel({
     nodes,
     initializers: inits,
-    inputs: opts.from
-      ? opts.from.map((f) => ({ name: f.value, dims: ['N', f.channels, `${f.value}_h`, `${f.value}_w`] }))
-      : [{ name: graph.input, dims: ['N', 3, 'H', 'W'] }],
+    inputs: [{ name: graph.input, dims: ['N', 3, 'H', 'W'] }],
     outputs,
     opset: OPSET,
     producer: 'extd',
   });
-}
-
-/**
- * The nodes after the last one that produces one of `values`, checked to
- * read nothing from before it but those values.
- */
-function nodesAfter(graph: ModelGraph, values: readonly string[]): ModelGraph['nodes'] {
-  let at = -1;
-  for (const v of values) {
-    const i = graph.nodes.findIndex((n) => n.output === v);
-    if (i < 0) throw new Error(`onnx export: no node produces '${v}'`);
-    at = Math.max(at, i);
-  }
-  const rest = graph.nodes.slice(at + 1);
-  const available = new Set([...values, ...rest.map((n) => n.output)]);
-  for (const n of rest) {
-    const reads = n.op === 'add' ? [n.a, n.b] : n.op === 'upsample' ? [n.input, n.like] : [n.input];
-    for (const r of reads) if (!available.has(r)) throw new Error(`onnx export: the graph after '${values.join("', '")}' still reads '${r}'`);
-  }
-  return rest;
 }
 
 /** The value whose range a quantized value uses (an upsampled map uses its input's). */

@@ -16,15 +16,10 @@ export const createOrtNodeSession: CreateSession = async (onnxModel: Uint8Array,
     enableMemPattern: false,
     // Quiet: onnxruntime's warnings (e.g. about unused initializers) are not actionable for users.
     logSeverityLevel: 3,
-    // After a run onnxruntime's pool threads spin waiting for more work; beside the native front stage's
-    // threads (which run between two calls of this session) the spinning took their cores: off there.
-    ...(options.spin === false ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
   });
   return {
-    async run(input: Float32Tensor | Record<string, Float32Tensor>) {
-      const named: Record<string, Float32Tensor> = isTensor(input) ? { [session.inputNames[0]!]: input } : input;
-      const feeds: Record<string, ort.Tensor> = {};
-      for (const [name, t] of Object.entries(named)) feeds[name] = new ort.Tensor('float32', t.data, t.shape);
+    async run(input: Float32Tensor) {
+      const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', input.data, input.shape) };
       const out = await session.run(feeds);
       const result: Record<string, Float32Tensor> = {};
       for (const [name, t] of Object.entries(out)) {
@@ -35,7 +30,3 @@ export const createOrtNodeSession: CreateSession = async (onnxModel: Uint8Array,
     release: () => session.release(),
   };
 };
-
-function isTensor(x: Float32Tensor | Record<string, Float32Tensor>): x is Float32Tensor {
-  return (x as Float32Tensor).data instanceof Float32Array && Array.isArray((x as Float32Tensor).shape);
-}

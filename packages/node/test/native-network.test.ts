@@ -1,20 +1,20 @@
 /**
- * extd's native kernels for the backbone (native/front.h): its outputs
- * (f1..f6) against onnxruntime's values of the same graph nodes, for the
- * three released models at sizes that exercise every edge (odd sizes at
- * every level, widths off the kernels' pixel blocks, 1-pixel images);
- * detect() on 'auto' (kernels + onnxruntime) against onnxruntime alone;
- * concurrent runs; option errors.
+ * extd's native kernels (native/network.h): the backbone's outputs (f1..f6)
+ * and the network's loc / conf against onnxruntime's values of the same
+ * graph, for the three released models at sizes that exercise every edge
+ * (odd sizes at every level, widths off the kernels' pixel blocks, 1-pixel
+ * images); an SSD and a ReLU variant; detect() on 'auto' (the kernels)
+ * against onnxruntime; concurrent calls; option errors.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { backboneStage } from '@extd/core/model/backbone';
 import { exportOnnx } from '@extd/core/runtime/onnx-export';
 import { toNetworkInput } from '@extd/core/image/types';
 import type { RgbImage } from '@extd/core/image/types';
-import { createNativeBackbone, nativeKernels, nativeKernelsError } from '../src/runtime/native-backbone.js';
+import { nativeKernels, nativeKernelsError, nativeModel, runNative } from '../src/runtime/native-network.js';
 import { createOrtNodeSession } from '../src/runtime/ort-node.js';
-import { createDetector, loadModel, type BundledModelName } from '../src/index.js';
+import { buildGraph, createDetector, loadModel, parseVariant, type BundledModelName, type LoadedModel } from '../src/index.js';
+import type { Float32Tensor } from '@extd/core/utils/tensor';
 import { requiredInCi, noShared } from '../../../test-support/shared.js';
 import { GOLDEN_TAGS, goldenPixels } from '../../../test-support/golden.js';
 import { isExtdError } from '../../../test-support/expect-error.js';
@@ -46,16 +46,29 @@ function maxAbs(a: Float32Array, b: Float32Array): { diff: number; scale: number
   return { diff, scale };
 }
 
-test('the backbone matches onnxruntime on the same graph values f1..f6 (3 models, 7 sizes)', { skip }, async () => {
+/** Max |native - onnxruntime| over loc, conf and f1..f6, against each map's largest value. */
+async function compare(model: LoadedModel, label: string, sizes: ReadonlyArray<readonly [number, number]>) {
+  const native = nativeModel(model.graph, model.weights)!;
+  assert.ok(native, `${label}: the kernels take this graph`);
+  const values = native.tapValues;
+  const ort = await createOrtNodeSession(exportOnnx(model.graph, model.weights, { extraOutputs: values }), { threads: 2 });
+  for (const [w, h] of sizes) {
+    const input = { dtype: 'float32' as const, shape: [1, 3, h, w], data: toNetworkInput(synthetic(w, h)) };
+    const ref = await ort.run(input);
+    const out = await runNative(native, input, 2, true);
+    for (const v of ['loc', 'conf', ...values]) {
+      assert.deepEqual(out[v]!.shape, ref[v]!.shape, `${label} ${w}x${h} ${v}: shape`);
+      const { diff, scale } = maxAbs(out[v]!.data, ref[v]!.data);
+      assert.ok(scale > 0.01, `${label} ${w}x${h} ${v}: a non-trivial map`);
+      assert.ok(diff <= 1e-4 * Math.max(1, scale), `${label} ${w}x${h} ${v}: max |native - onnxruntime| ${diff} (max |value| ${scale})`);
+    }
+  }
+  await ort.release();
+}
+
+test('loc, conf and f1..f6 match onnxruntime (3 released models, 7 sizes)', { skip }, async () => {
   for (const name of MODELS) {
-    const model = await loadModel(name);
-    const stage = backboneStage(model.graph)!;
-    const backbone = createNativeBackbone(stage, model.weights, { threads: 2 })!;
-    assert.ok(backbone, 'runner');
-    const values = stage.outputs.map((o) => o.value);
-    const ort = await createOrtNodeSession(exportOnnx(model.graph, model.weights, { extraOutputs: values }), { threads: 2 });
-    // 1x1, a 2-row sliver, odd sizes, widths off the kernels' pixel blocks, and a 640x480 frame.
-    for (const [w, h] of [
+    await compare(await loadModel(name), name, [
       [1, 1],
       [5, 2],
       [53, 37],
@@ -63,20 +76,38 @@ test('the backbone matches onnxruntime on the same graph values f1..f6 (3 models
       [97, 64],
       [250, 199],
       [640, 480],
-    ] as const) {
-      const input = { dtype: 'float32' as const, shape: [1, 3, h, w], data: toNetworkInput(synthetic(w, h)) };
-      const ref = await ort.run(input);
-      const out = await backbone.run(input);
-      for (const v of values) {
-        assert.deepEqual(out[v]!.shape, ref[v]!.shape, `${name} ${w}x${h} ${v}: shape`);
-        const { diff, scale } = maxAbs(out[v]!.data, ref[v]!.data);
-        assert.ok(scale > 0.01, `${name} ${w}x${h} ${v}: a non-trivial map`);
-        assert.ok(diff <= 1e-4 * Math.max(1, scale), `${name} ${w}x${h} ${v}: max |native - onnxruntime| ${diff} (max |value| ${scale})`);
-      }
-      backbone.recycle(out);
+    ]);
+  }
+});
+
+test('SSD and ReLU / LeakyReLU variants (random weights) match onnxruntime', { skip }, async () => {
+  for (const name of ['extd-ssd-32-prelu', 'extd-fpn-48-relu', 'extd-ssd-64-leaky']) {
+    const variant = parseVariant(name);
+    const graph = buildGraph(variant);
+    let seed = 7;
+    const rand = () => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return (seed / 2 ** 32) * 2 - 1;
+    };
+    const tensors = new Map<string, Float32Tensor>();
+    for (const p of graph.params) {
+      const n = p.shape.reduce((a, b) => a * b, 1);
+      const fan = p.shape.length === 4 ? p.shape[1]! * p.shape[2]! * p.shape[3]! : 1;
+      const data = new Float32Array(n).map(() =>
+        p.kind === 'running_var'
+          ? 1 + 0.5 * Math.abs(rand())
+          : p.kind === 'bn_weight'
+            ? 1 + 0.2 * rand()
+            : p.kind === 'prelu'
+              ? 0.25
+              : rand() * Math.sqrt(3 / fan) * (p.kind === 'weight' ? 1 : 0.1),
+      );
+      tensors.set(p.name, { dtype: 'float32', shape: p.shape, data });
     }
-    await ort.release();
-    await backbone.release();
+    await compare({ graph, weights: tensors, variant, metadata: {}, source: name }, name, [
+      [37, 29],
+      [160, 120],
+    ]);
   }
 });
 
@@ -86,7 +117,7 @@ test("detect() on engine 'auto' (kernels + onnxruntime) finds what onnxruntime a
   for (const name of MODELS) {
     const fast = await createDetector({ model: name, precision: 'float32' });
     const ort = await createDetector({ model: name, precision: 'float32', engine: 'onnxruntime' });
-    assert.equal(fast.engine, 'extd-kernels+onnxruntime');
+    assert.equal(fast.engine, 'extd-kernels');
     assert.equal(ort.engine, 'onnxruntime');
     for (const tag of GOLDEN_TAGS) {
       const image = goldenPixels(tag);

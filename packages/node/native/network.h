@@ -1,16 +1,19 @@
-// EXTD's backbone (the stem and the inverted-residual blocks of E and of F's
-// six applications) as fused float32 kernels. Each block runs row by row:
-// the 1x1 expand fills a ring of three hidden rows, and the 3x3 depthwise
-// conv and the 1x1 projection run on a chunk of pixels held in L1, so the
-// expanded maps (up to 4x the block's width) are never written to memory.
+// EXTD in float32, as extd's own kernels. The backbone (the stem and the
+// inverted-residual blocks of E and of F's six applications) runs block by
+// block and, within a block, row by row: the 1x1 expand fills a ring of three
+// hidden rows, and the 3x3 depthwise conv and the 1x1 projection run on a
+// chunk of pixels held in L1, so the expanded maps (up to 4x the block's
+// width) are never written to memory. The FPN and the heads follow as a short
+// list of ops (1x1, depthwise and dense 3x3 convs, adds, bilinear resizes,
+// the max-out), and their maps are concatenated into loc and conf.
 //
-// Layouts: the input image is NCHW (N = 1); every map between blocks is
-// NHWC (pixels of one row contiguous, channels innermost), which makes the
-// depthwise conv a per-lane multiply-add with no shuffles; the outputs the
-// caller asks for are written NCHW (dense), as onnxruntime takes them.
-// BatchNorm is folded into the weights by the caller. Activations are
-// "leaky" with one slope (PReLU with one parameter, LeakyReLU; ReLU = 0).
-// Channel counts must be multiples of 16 (one vector).
+// Layouts: the input image is NCHW (N = 1); every map after it is NHWC
+// (pixels of a row contiguous, channels innermost), which makes the
+// depthwise conv a per-lane multiply-add with no shuffles and the heads'
+// maps already in the priors' order. BatchNorm is folded into the weights by
+// the caller. Activations are "leaky" with one slope (PReLU with one
+// parameter, LeakyReLU; ReLU = 0). The backbone's channel counts must be
+// multiples of 16 (one vector); the heads' outputs may be any count.
 #pragma once
 #include <algorithm>
 #include <condition_variable>
@@ -41,10 +44,34 @@ static inline vf leaky(vf v, float a) {
   return v >= 0 ? v : av;
 }
 
+/** Allocator aligning to 64 bytes (one vector): an unaligned weight vector costs two cache-line reads per load. */
+template <class T>
+struct Aligned64 {
+  using value_type = T;
+  Aligned64() = default;
+  template <class U>
+  Aligned64(const Aligned64<U>&) {}
+  T* allocate(size_t n) {
+    void* p = std::aligned_alloc(64, ((n * sizeof(T) + 63) / 64) * 64);
+    if (!p) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) { std::free(p); }
+  template <class U>
+  bool operator==(const Aligned64<U>&) const {
+    return true;
+  }
+  template <class U>
+  bool operator!=(const Aligned64<U>&) const {
+    return false;
+  }
+};
+using fvec = std::vector<float, Aligned64<float>>;
+
 /** A conv unit with BN folded in: weights [out][in/groups][k][k], bias [out], optional leaky activation. */
 struct Conv {
   int cin = 0, cout = 0, k = 1, stride = 1, groups = 1;
-  std::vector<float> w, b;
+  fvec w, b;
   bool act = false;
   float slope = 0;
 };
@@ -58,6 +85,17 @@ struct Block {
   bool hasExpand = false;
   Conv expand, dw, project;
   bool residual = false;
+};
+
+/**
+ * One node of the graph after the backbone (the FPN and the heads), run on
+ * NHWC maps. Values are numbered: 0..taps-1 are the backbone's tapped block
+ * outputs, each node adds one. Convs are stride 1 with "same" padding.
+ */
+struct Op {
+  enum Kind { ConvOp, AddOp, UpsampleOp, MaxoutOp } kind = ConvOp;
+  int a = -1, b = -1;  // inputs (add: a + b; upsample: a resized to the size of b; conv and maxout: a)
+  Conv conv;
 };
 
 /** A float buffer aligned to 64 bytes, grown on demand and kept between runs. */
@@ -105,14 +143,19 @@ class Barrier {
 };
 
 /**
- * The stem (3x3 stride 2, 3 -> C0 channels, act) and blocks[0..] in order;
- * blocks[0] has no expand conv (its hidden map is the stem's output).
- * run(): input 3 x H x W (mean-subtracted RGB), NCHW; writes the outputs of
- * the blocks listed in `taps`, each NCHW C x h x w.
+ * The whole network: the stem (3x3 stride 2, 3 -> C0 channels, act), the
+ * blocks in order (blocks[0] has no expand conv: its hidden map is the
+ * stem's output), then `ops` (FPN and heads) on values numbered from the
+ * tapped block outputs (0..taps-1) on.
+ * run(): input 3 x H x W (mean-subtracted RGB), NCHW. Writes `loc` (P x 4)
+ * and `conf` (P x C) by concatenating, level by level, the NHWC maps of the
+ * values `locValues` / `confValues` (the priors' order: level, row, column),
+ * and optionally the tapped block outputs NCHW (for tests).
  */
-class Backbone {
+class Network {
  public:
-  Backbone(Conv stem, std::vector<Block> blocks, std::vector<int> taps) : stem_(std::move(stem)), blocks_(std::move(blocks)), taps_(std::move(taps)) {
+  Network(Conv stem, std::vector<Block> blocks, std::vector<int> taps, std::vector<Op> ops, std::vector<int> locValues, std::vector<int> confValues)
+      : stem_(std::move(stem)), blocks_(std::move(blocks)), taps_(std::move(taps)), ops_(std::move(ops)), loc_(std::move(locValues)), conf_(std::move(confValues)) {
     if (stem_.cin != 3 || stem_.k != 3 || stem_.stride != 2 || stem_.groups != 1) throw std::invalid_argument("stem must be a 3x3 stride-2 conv on 3 channels");
     if (stem_.cout % VL) throw std::invalid_argument("stem channels must be a multiple of 16");
     if (blocks_.empty() || blocks_[0].hasExpand) throw std::invalid_argument("the first block must have no expand conv");
@@ -139,11 +182,77 @@ class Backbone {
     maxHidden_ = std::max(maxHidden_, stem_.cout);
     for (int t : taps_)
       if (t < 0 || t >= int(blocks_.size())) throw std::invalid_argument("tap " + std::to_string(t) + " is not a block");
+    // Channels of every value, checking each op's inputs.
+    for (int t : taps_) channels_.push_back(blocks_[t].project.cout);
+    for (size_t k = 0; k < ops_.size(); k++) {
+      Op& op = ops_[k];
+      const std::string at = "op " + std::to_string(k);
+      const int n = int(channels_.size());
+      if (op.a < 0 || op.a >= n || ((op.kind == Op::AddOp || op.kind == Op::UpsampleOp) && (op.b < 0 || op.b >= n))) throw std::invalid_argument(at + ": bad input");
+      const int ca = channels_[op.a];
+      int co = ca;
+      if (op.kind == Op::AddOp && channels_[op.b] != ca) throw std::invalid_argument(at + ": add of unequal channels");
+      if (op.kind == Op::MaxoutOp) {
+        if (ca != 4) throw std::invalid_argument(at + ": max-out takes 4 channels");
+        co = 2;
+      }
+      if (op.kind == Op::ConvOp) {
+        Conv& cv = op.conv;
+        if (cv.cin != ca || cv.stride != 1) throw std::invalid_argument(at + ": bad conv input");
+        if (cv.k == 1 && cv.groups == 1) {
+          if (ca % VL || cv.cout % VL) throw std::invalid_argument(at + ": 1x1 conv channels must be multiples of 16");
+          cv.w = transpose(cv.w, cv.cout, cv.cin);
+        } else if (cv.k == 3 && cv.groups == ca && cv.cout == ca) {
+          if (ca % VL) throw std::invalid_argument(at + ": depthwise channels must be a multiple of 16");
+          cv.w = transpose(cv.w, ca, 9);
+        } else if (cv.k == 3 && cv.groups == 1) {
+          if (ca % VL) throw std::invalid_argument(at + ": 3x3 conv input channels must be a multiple of 16");
+          // [out][cin][3][3] -> [out][9][cin]
+          fvec t(cv.w.size());
+          for (int o = 0; o < cv.cout; o++)
+            for (int i = 0; i < ca; i++)
+              for (int tap = 0; tap < 9; tap++) t[(size_t(o) * 9 + tap) * ca + i] = cv.w[(size_t(o) * ca + i) * 9 + tap];
+          cv.w = std::move(t);
+        } else {
+          throw std::invalid_argument(at + ": unsupported conv");
+        }
+        co = cv.cout;
+      }
+      channels_.push_back(co);
+    }
+    if (loc_.size() != conf_.size()) throw std::invalid_argument("one loc and one conf value per level");
+    for (size_t l = 0; l < loc_.size(); l++) {
+      if (loc_[l] < 0 || loc_[l] >= int(channels_.size()) || conf_[l] < 0 || conf_[l] >= int(channels_.size())) throw std::invalid_argument("bad head value");
+      if (channels_[loc_[l]] != 4 || channels_[conf_[l]] != channels_[conf_[0]]) throw std::invalid_argument("head values: 4 loc channels, equal conf channels");
+    }
+    for (size_t v = 0; v < channels_.size(); v++) values_.push_back(std::make_unique<Buffer>());
   }
 
   int blocks() const { return int(blocks_.size()); }
   int outChannels(int block) const { return blocks_[block].project.cout; }
   const std::vector<int>& taps() const { return taps_; }
+  int confChannels() const { return conf_.empty() ? 0 : channels_[conf_[0]]; }
+
+  /** Sizes (h, w) of every value for an H x W input. */
+  void valueSizes(int H, int W, std::vector<int>& hs, std::vector<int>& ws) const {
+    hs.assign(channels_.size(), 0), ws.assign(channels_.size(), 0);
+    for (size_t t = 0; t < taps_.size(); t++) outSize(taps_[t], H, W, hs[t], ws[t]);
+    for (size_t k = 0; k < ops_.size(); k++) {
+      const Op& op = ops_[k];
+      const size_t v = taps_.size() + k;
+      const int src = op.kind == Op::UpsampleOp ? op.b : op.a;
+      hs[v] = hs[src], ws[v] = ws[src];
+    }
+  }
+
+  /** Priors (rows of loc / conf) for an H x W input. */
+  size_t priors(int H, int W) const {
+    std::vector<int> hs, ws;
+    valueSizes(H, W, hs, ws);
+    size_t n = 0;
+    for (int v : loc_) n += size_t(hs[v]) * ws[v];
+    return n;
+  }
 
   /** Output size of block `block` for an H x W input: every stride halves, rounding up. */
   void outSize(int block, int H, int W, int& h, int& w) const {
@@ -153,10 +262,15 @@ class Backbone {
   }
   static int half(int n) { return (n + 1) / 2; }
 
-  /** Runs on `threads` threads (rows of each block split between them). Not reentrant: callers serialise runs. */
-  void run(const float* image, int H, int W, const std::vector<float*>& outputs, int threads) {
+  /**
+   * Runs on `threads` threads (the rows of each block and op split between
+   * them, a barrier after each). loc: priors(H, W) x 4; conf: priors x
+   * confChannels(); tapOutputs: empty, or one NCHW buffer per tap. Not
+   * reentrant: callers serialise runs.
+   */
+  void run(const float* image, int H, int W, const std::vector<float*>& tapOutputs, float* loc, float* conf, int threads) {
     if (H < 1 || W < 1) throw std::invalid_argument("empty input");
-    if (outputs.size() != taps_.size()) throw std::invalid_argument("one output per tap");
+    if (!tapOutputs.empty() && tapOutputs.size() != taps_.size()) throw std::invalid_argument("one output per tap");
     // Map sizes: the largest block output (NHWC), twice (input and output of a block).
     size_t mapSize = 0;
     for (int i = 0; i < blocks(); i++) {
@@ -165,7 +279,11 @@ class Backbone {
       mapSize = std::max(mapSize, size_t(h) * w * outChannels(i));
     }
     float* maps[2] = {mapA_.get(mapSize + VL), mapB_.get(mapSize + VL)};
-    threads = std::max(1, std::min(threads, half(H)));
+    std::vector<int> hs, ws;
+    valueSizes(H, W, hs, ws);
+    std::vector<float*> vals(channels_.size());
+    for (size_t v = 0; v < vals.size(); v++) vals[v] = values_[v]->get(size_t(hs[v]) * ws[v] * channels_[v] + VL);
+    threads = std::max(1, threads);
     while (int(scratch_.size()) < threads) scratch_.push_back(std::make_unique<Scratch>());
     Barrier barrier(threads);
     auto work = [&](int t) {
@@ -178,10 +296,30 @@ class Backbone {
         float* out = maps[i % 2];
         const int y0 = oh * t / threads, y1 = oh * (t + 1) / threads;
         runBlock(b, in, image, H, W, h, w, oh, ow, y0, y1, out, s);
-        for (size_t k = 0; k < taps_.size(); k++)
-          if (taps_[k] == i) toNchw(out, oh, ow, b.project.cout, y0, y1, outputs[k]);
+        for (size_t k = 0; k < taps_.size(); k++) {
+          if (taps_[k] != i) continue;
+          const size_t row = size_t(ow) * b.project.cout;
+          std::memcpy(vals[k] + y0 * row, out + y0 * row, sizeof(float) * (y1 - y0) * row);
+          if (!tapOutputs.empty()) toNchw(out, oh, ow, b.project.cout, y0, y1, tapOutputs[k]);
+        }
         barrier.wait();
         in = out, h = oh, w = ow;
+      }
+      for (size_t k = 0; k < ops_.size(); k++) {
+        const size_t v = taps_.size() + k;
+        const int y0 = hs[v] * t / threads, y1 = hs[v] * (t + 1) / threads;
+        runOp(ops_[k], vals, hs, ws, v, y0, y1);
+        barrier.wait();
+      }
+      // Heads -> loc / conf, level by level (NHWC is the priors' order within a level).
+      const int cc = confChannels();
+      size_t offset = 0;
+      for (size_t l = 0; l < loc_.size(); l++) {
+        const int hv = hs[loc_[l]], wv = ws[loc_[l]];
+        const int y0 = hv * t / threads, y1 = hv * (t + 1) / threads;
+        std::memcpy(loc + (offset + size_t(y0) * wv) * 4, vals[loc_[l]] + size_t(y0) * wv * 4, sizeof(float) * (y1 - y0) * wv * 4);
+        std::memcpy(conf + (offset + size_t(y0) * wv) * cc, vals[conf_[l]] + size_t(y0) * wv * cc, sizeof(float) * (y1 - y0) * wv * cc);
+        offset += size_t(hv) * wv;
       }
     };
     if (threads == 1) {
@@ -194,6 +332,122 @@ class Backbone {
     }
   }
 
+  // Rows y0..y1 of value v, computed by `op` (NHWC maps; sizes hs x ws, channels channels_).
+  void runOp(const Op& op, const std::vector<float*>& vals, const std::vector<int>& hs, const std::vector<int>& ws, size_t v, int y0, int y1) const {
+    const int h = hs[v], w = ws[v], c = channels_[v];
+    float* out = vals[v];
+    const float* a = vals[op.a];
+    const int ca = channels_[op.a];
+    switch (op.kind) {
+      case Op::AddOp: {
+        const float* b = vals[op.b];
+        for (size_t i = size_t(y0) * w * c; i < size_t(y1) * w * c; i++) out[i] = a[i] + b[i];
+        break;
+      }
+      case Op::MaxoutOp:
+        for (size_t p = size_t(y0) * w; p < size_t(y1) * w; p++) {
+          const float* q = a + p * 4;
+          out[p * 2] = std::max(std::max(q[0], q[1]), q[2]);
+          out[p * 2 + 1] = q[3];
+        }
+        break;
+      case Op::UpsampleOp: {
+        // Bilinear, align_corners = false (PyTorch's and ONNX's pytorch_half_pixel): source = (dst + 0.5) * in / out - 0.5,
+        // clamped at 0; a 1-pixel output reads source 0.
+        const int ih = hs[op.a], iw = ws[op.a];
+        auto src = [](int d, int in, int outN, int& i0, int& i1, float& f) {
+          float x = outN > 1 ? (d + 0.5f) * float(in) / float(outN) - 0.5f : 0.f;
+          x = std::max(x, 0.f);
+          i0 = std::min(int(x), in - 1);
+          i1 = std::min(i0 + 1, in - 1);
+          f = x - float(i0);
+          if (i0 == in - 1) f = 0.f;
+        };
+        for (int y = y0; y < y1; y++) {
+          int r0, r1;
+          float fy;
+          src(y, ih, h, r0, r1, fy);
+          for (int x = 0; x < w; x++) {
+            int c0, c1;
+            float fx;
+            src(x, iw, w, c0, c1, fx);
+            const float* p00 = a + (size_t(r0) * iw + c0) * c;
+            const float* p01 = a + (size_t(r0) * iw + c1) * c;
+            const float* p10 = a + (size_t(r1) * iw + c0) * c;
+            const float* p11 = a + (size_t(r1) * iw + c1) * c;
+            float* o = out + (size_t(y) * w + x) * c;
+            const float w00 = (1 - fy) * (1 - fx), w01 = (1 - fy) * fx, w10 = fy * (1 - fx), w11 = fy * fx;
+            for (int k = 0; k < c; k++) o[k] = w00 * p00[k] + w01 * p01[k] + w10 * p10[k] + w11 * p11[k];
+          }
+        }
+        break;
+      }
+      case Op::ConvOp: {
+        const Conv& cv = op.conv;
+        if (cv.k == 1) {
+          for (int y = y0; y < y1; y++)
+            gemmRow(a + size_t(y) * w * ca, ca, w, cv.w.data(), cv.cout, cv.b.data(), cv.act, cv.slope, out + size_t(y) * w * c, nullptr);
+        } else if (cv.groups == ca) {
+          depthwiseMap(cv, a, h, w, c, y0, y1, out);
+        } else {
+          conv3x3Map(cv, a, h, w, ca, y0, y1, out);
+        }
+        break;
+      }
+    }
+  }
+
+  // 3x3 depthwise, stride 1, zero padding, on an NHWC map (weights [9][c]).
+  static void depthwiseMap(const Conv& cv, const float* in, int h, int w, int c, int y0, int y1, float* out) {
+    for (int y = y0; y < y1; y++)
+      for (int x = 0; x < w; x++)
+        for (int v = 0; v < c; v += VL) {
+          vf acc = loadv(cv.b.data() + v);
+          for (int dy = 0; dy < 3; dy++) {
+            const int iy = y + dy - 1;
+            if (iy < 0 || iy >= h) continue;
+            for (int dx = 0; dx < 3; dx++) {
+              const int ix = x + dx - 1;
+              if (ix < 0 || ix >= w) continue;
+              acc += loadv(cv.w.data() + size_t(dy * 3 + dx) * c + v) * loadv(in + (size_t(iy) * w + ix) * c + v);
+            }
+          }
+          storev(out + (size_t(y) * w + x) * c + v, cv.act ? leaky(acc, cv.slope) : acc);
+        }
+  }
+
+  // 3x3 dense conv, stride 1, zero padding, few outputs (the heads): per pixel and output, a dot product over
+  // the 9 taps x cin inputs (weights [out][9][cin]).
+  static void conv3x3Map(const Conv& cv, const float* in, int h, int w, int cin, int y0, int y1, float* out) {
+    const int co = cv.cout;
+    for (int y = y0; y < y1; y++)
+      for (int x = 0; x < w; x++)
+        for (int o0 = 0; o0 < co; o0 += 8) {
+          const int n = std::min(8, co - o0);
+          vf acc[8] = {};
+          for (int dy = 0; dy < 3; dy++) {
+            const int iy = y + dy - 1;
+            if (iy < 0 || iy >= h) continue;
+            for (int dx = 0; dx < 3; dx++) {
+              const int ix = x + dx - 1;
+              if (ix < 0 || ix >= w) continue;
+              const float* p = in + (size_t(iy) * w + ix) * cin;
+              const int tap = dy * 3 + dx;
+              for (int v = 0; v < cin; v += VL) {
+                const vf xv = loadv(p + v);
+                for (int j = 0; j < n; j++) acc[j] += loadv(cv.w.data() + (size_t(o0 + j) * 9 + tap) * cin + v) * xv;
+              }
+            }
+          }
+          float* o = out + (size_t(y) * w + x) * co + o0;
+          for (int j = 0; j < n; j++) {
+            float sum = cv.b[o0 + j];
+            for (int k = 0; k < VL; k++) sum += acc[j][k];
+            o[j] = cv.act && sum < 0 ? sum * cv.slope : sum;
+          }
+        }
+  }
+
  private:
   struct Scratch {
     Buffer ring;  // 3 hidden rows, each (w + 2) pixels x hidden (a zero pixel each side)
@@ -203,8 +457,8 @@ class Backbone {
   };
   static constexpr int CHUNK = 24;
 
-  static std::vector<float> transpose(const std::vector<float>& w, int rows, int cols) {
-    std::vector<float> t(w.size());
+  static fvec transpose(const fvec& w, int rows, int cols) {
+    fvec t(w.size());
     for (int r = 0; r < rows; r++)
       for (int c = 0; c < cols; c++) t[size_t(c) * rows + r] = w[size_t(r) * cols + c];
     return t;
@@ -376,6 +630,10 @@ class Backbone {
   Conv stem_;
   std::vector<Block> blocks_;
   std::vector<int> taps_;
+  std::vector<Op> ops_;
+  std::vector<int> loc_, conf_;
+  std::vector<int> channels_;  // per value
+  std::vector<std::unique_ptr<Buffer>> values_;  // per value: its NHWC map, kept between runs
   int maxHidden_ = 0;
   Buffer mapA_, mapB_;
   std::vector<std::unique_ptr<Scratch>> scratch_;
