@@ -11,7 +11,8 @@ import { ExtdError } from './utils/errors.js';
 import { variantName } from './model/variant.js';
 
 /**
- * The platform-independent detector: preprocessing, one ONNX session,
+ * The platform-independent detector: preprocessing, one inference session
+ * (onnxruntime on an exported ONNX graph, or a runtime's native engine),
  * priors and post-processing. The Node entry (index.ts) and the browser
  * entry (browser.ts) construct it with their own session factory and image
  * decoder; nothing here touches the filesystem or the DOM.
@@ -89,7 +90,9 @@ export type Precision = 'float32' | 'int8';
  * and outputs), so several calls in flight on one detector each get the
  * result of their own input. Whether the engine then runs them in parallel is
  * the backend's business: onnxruntime-node runs one at a time on the main
- * thread, and the browser backend queues them (see src/runtime/ort-web.ts).
+ * thread, the Node package's native kernels one at a time on a worker thread
+ * (each call with its own output buffers), and the browser backend queues
+ * them (see src/runtime/ort-web.ts).
  */
 export class Detector<I = RgbImage> {
   /** Priors per input size; read-only once made, so calls in flight may share them. */
