@@ -50,7 +50,7 @@ export interface CreateDetectorOptions {
   model?: ModelSource;
   /** Variant name, needed only for ReLU/LeakyReLU checkpoints without metadata (e.g. `extd-fpn-32-relu`). */
   variant?: string;
-  /** CPU threads for onnxruntime (a positive integer). Default 2. */
+  /** CPU threads for the network (the native kernels or onnxruntime; a positive integer). Default 2. */
   threads: number;
   /**
    * The network's arithmetic: 'float32', or 'int8' (static QDQ int8: int8

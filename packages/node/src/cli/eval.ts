@@ -47,7 +47,7 @@ options:
   --list FILE        evaluate only these images (one path per line, e.g. EVENT/NAME.jpg); default:
                      all of --images (WIDER kit) or all annotated images
   --force            discard the predictions already in OUT/pred and recompute them
-  --threads N        CPU threads for onnxruntime (default 2)
+  --threads N        CPU threads for the network (default 2)
   --precision P      float32 or int8 (default: int8 for extd-48, float32 otherwise; see extd detect --help)
   --calibration FILE int8 ranges from extd quantize, for a model other than the bundled ones
   --engine E         auto (default) or onnxruntime (see extd detect --help)
