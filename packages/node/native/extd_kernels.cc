@@ -1,14 +1,17 @@
 // extd_kernels: extd's own float32 kernels for the whole EXTD network (see
 // network.h), as a small N-API addon. The model's structure and weights come
-// from TypeScript (src/runtime/native-front.ts builds the description from
+// from TypeScript (src/runtime/native-network.ts builds the description from
 // the model graph, with BatchNorm folded); this file only checks and copies
-// them, and runs the stage on libuv's thread pool so detect() stays async.
+// them, and runs the network on libuv's thread pool so detect() stays async
+// (the TypeScript side queues calls, so at most one waits there).
 //
 //   new Network(spec)   spec: { stem: Conv, blocks: Block[], taps: number[], ops: Op[], loc: number[], conf: number[] }
 //     Op: { kind: 'conv' | 'add' | 'upsample' | 'maxout', a, b?, conv? } over value numbers (taps first)
 //   network.priors(height, width)           rows of loc / conf for that input size
 //   network.confChannels                    columns of conf
 //   network.outputShape(tap, height, width) [C, h, w] of tap's block output
+//   network.release()                       free the buffers kept between runs (waits for a run in progress)
+//   vectorWidth                             floats per vector of this build (16 AVX-512, 8 AVX2, 4 otherwise)
 //   network.run(input, height, width, loc, conf, tapOutputs, threads, callback)
 //     input:      Float32Array 3 x height x width (NCHW, N = 1)
 //     loc, conf:  Float32Array priors x 4, priors x confChannels
@@ -79,7 +82,7 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Network",
-                       {InstanceMethod<&NetworkWrap::Run>("run"), InstanceMethod<&NetworkWrap::OutputShape>("outputShape"), InstanceMethod<&NetworkWrap::Priors>("priors"),
+                       {InstanceMethod<&NetworkWrap::Run>("run"), InstanceMethod<&NetworkWrap::OutputShape>("outputShape"), InstanceMethod<&NetworkWrap::Priors>("priors"), InstanceMethod<&NetworkWrap::Release>("release"),
                         InstanceAccessor<&NetworkWrap::ConfChannels>("confChannels")});
   }
 
@@ -193,6 +196,12 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
     return Napi::Number::New(env, double(front_->front.priors(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value())));
   }
 
+  Napi::Value Release(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> lock(front_->mutex);
+    front_->front.releaseMemory();
+    return info.Env().Undefined();
+  }
+
   Napi::Value ConfChannels(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), front_->front.confChannels()); }
 
   static Napi::Float32Array floatArray(Napi::Env env, Napi::Value v, size_t len, const std::string& what) {
@@ -235,6 +244,8 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Network", NetworkWrap::Define(env));
+  // Floats per vector this build uses (16: AVX-512, 8: AVX2, 4: SSE2 / NEON).
+  exports.Set("vectorWidth", Napi::Number::New(env, extd::VL));
   return exports;
 }
 

@@ -24,6 +24,7 @@
 #include <memory>
 #include <mutex>
 #include <stdexcept>
+#include <system_error>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,8 +34,20 @@
 
 namespace extd {
 
-typedef float vf __attribute__((vector_size(64)));
+// One vector of the target's width: 16 floats with AVX-512 (32 registers), 8 with AVX (16 registers), 4
+// otherwise (SSE2, NEON). A vector wider than the target's is split by the compiler into memory operations
+// (an AVX2 build of 16-float vectors ran 40x slower). The addon is compiled on the machine that runs it.
+#if defined(__AVX512F__)
 constexpr int VL = 16;
+constexpr bool kManyRegisters = true;
+#elif defined(__AVX__)
+constexpr int VL = 8;
+constexpr bool kManyRegisters = false;
+#else
+constexpr int VL = 4;
+constexpr bool kManyRegisters = false;
+#endif
+typedef float vf __attribute__((vector_size(VL * sizeof(float))));
 
 static inline vf loadv(const float* p) {
   vf v;
@@ -112,12 +125,18 @@ class Buffer {
   float* get(size_t n) {
     if (n > size_) {
       std::free(p_);
+      p_ = nullptr, size_ = 0;  // stays consistent if the allocation below throws
       size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
       p_ = static_cast<float*>(std::aligned_alloc(64, bytes));
       if (!p_) throw std::bad_alloc();
       size_ = n;
     }
     return p_;
+  }
+  /** Free the memory (the next get allocates again). */
+  void release() {
+    std::free(p_);
+    p_ = nullptr, size_ = 0;
   }
   ~Buffer() { std::free(p_); }
   Buffer() = default;
@@ -150,7 +169,7 @@ class Barrier {
       cv_.notify_all();
       return;
     }
-    for (int i = 0; i < 20000; i++) {
+    for (int i = 0; i < 4000; i++) {
       if (gen_.load(std::memory_order_acquire) != gen) return;
 #if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
@@ -309,10 +328,38 @@ class Network {
     valueSizes(H, W, hs, ws);
     std::vector<float*> vals(channels_.size());
     for (size_t v = 0; v < vals.size(); v++) vals[v] = values_[v]->get(size_t(hs[v]) * ws[v] * channels_[v] + VL);
-    threads = std::max(1, threads);
+    // Shapes the ops rely on: equal sizes for an add, one size per level for loc and conf.
+    for (size_t k = 0; k < ops_.size(); k++)
+      if (ops_[k].kind == Op::AddOp && (hs[ops_[k].a] != hs[ops_[k].b] || ws[ops_[k].a] != ws[ops_[k].b]))
+        throw std::invalid_argument("op " + std::to_string(k) + ": add of maps of different sizes");
+    for (size_t l = 0; l < loc_.size(); l++)
+      if (hs[loc_[l]] != hs[conf_[l]] || ws[loc_[l]] != ws[conf_[l]]) throw std::invalid_argument("level " + std::to_string(l) + ": loc and conf of different sizes");
+    const unsigned cores = std::thread::hardware_concurrency();
+    threads = std::max(1, std::min(threads, int(cores > 0 ? cores : 1)));
+    // Every allocation happens here, before any thread starts: an exception inside a thread would end the process.
     while (int(scratch_.size()) < threads) scratch_.push_back(std::make_unique<Scratch>());
-    Barrier barrier(threads);
+    const int hw = half(W);
+    for (int t = 0; t < threads; t++) {
+      Scratch& s = *scratch_[t];
+      s.ring.get(3 * size_t(hw + 2) * maxHidden_);
+      s.dbuf.get(size_t(CHUNK) * maxHidden_);
+      s.stemIn.get(9 * (size_t(W) + 2 + 2 * VL));
+      s.stemTaps.get(size_t(hw) * 28);
+    }
+    // Start the helper threads first; if the system refuses one, run with those it gave.
+    std::vector<std::thread> pool;
+    std::atomic<int> started{0};
+    std::mutex startMutex;
+    std::condition_variable startCv;
+    int n = threads;
+    std::unique_ptr<Barrier> barrierPtr;
     auto work = [&](int t) {
+      if (t > 0) {
+        std::unique_lock<std::mutex> lock(startMutex);
+        startCv.wait(lock, [&] { return started.load() != 0; });
+      }
+      const int threads = n;
+      Barrier& barrier = *barrierPtr;
       Scratch& s = *scratch_[t];
       int h = half(H), w = half(W);  // size of the current block's input (the stem's output for block 0)
       const float* in = nullptr;
@@ -348,14 +395,29 @@ class Network {
         offset += size_t(hv) * wv;
       }
     };
-    if (threads == 1) {
-      work(0);
-    } else {
-      std::vector<std::thread> pool;
-      for (int t = 1; t < threads; t++) pool.emplace_back(work, t);
-      work(0);
-      for (auto& th : pool) th.join();
+    for (int t = 1; t < threads; t++) {
+      try {
+        pool.emplace_back(work, t);
+      } catch (const std::system_error&) {
+        break;
+      }
     }
+    n = int(pool.size()) + 1;
+    barrierPtr = std::make_unique<Barrier>(n);
+    {
+      std::lock_guard<std::mutex> lock(startMutex);
+      started.store(1);
+    }
+    startCv.notify_all();
+    work(0);
+    for (auto& th : pool) th.join();
+  }
+
+  /** Free the buffers kept between runs (maps, values, per-thread scratch); a later run allocates them again. */
+  void releaseMemory() {
+    mapA_.release(), mapB_.release();
+    for (auto& v : values_) v->release();
+    scratch_.clear();
   }
 
   // Rows y0..y1 of value v, computed by `op` (NHWC maps; sizes hs x ws, channels channels_).
@@ -554,22 +616,33 @@ class Network {
       }
   }
 
-  // out[p][o] = act(sum_c in[p][c] w[c][o] + b[o]) (+ res[p][o]) for `np` pixels (NHWC rows), all `cout` outputs.
+  // out[p][o] = act(sum_c in[p * ip + c] w[c][o] + b[o]) (+ res[p][o]) over c < n, for `np` pixels, all
+  // `cout` outputs (out and res rows have cout values per pixel).
   template <int V, int P>
-  static void gemmRowV(const float* in, int cin, int np, const float* w, int cout, const float* bias, bool act, float slope, float* out, const float* res, int o) {
+  static void gemmRowV(const float* in, int ip, int n, int np, const float* w, int cout, const float* bias, bool act, float slope, float* out, const float* res,
+                       int o) {
     int p = 0;
     for (; p + P <= np; p += P)
-      gemmTile<P, V>(in + size_t(p) * cin, cin, w + o, cout, cin, bias + o, act, slope, out + size_t(p) * cout + o, cout, res ? res + size_t(p) * cout + o : nullptr, cout);
+      gemmTile<P, V>(in + size_t(p) * ip, ip, w + o, cout, n, bias + o, act, slope, out + size_t(p) * cout + o, cout, res ? res + size_t(p) * cout + o : nullptr, cout);
     for (; p < np; p++)
-      gemmTile<1, V>(in + size_t(p) * cin, cin, w + o, cout, cin, bias + o, act, slope, out + size_t(p) * cout + o, cout, res ? res + size_t(p) * cout + o : nullptr, cout);
+      gemmTile<1, V>(in + size_t(p) * ip, ip, w + o, cout, n, bias + o, act, slope, out + size_t(p) * cout + o, cout, res ? res + size_t(p) * cout + o : nullptr, cout);
+  }
+  static void gemmRowG(const float* in, int ip, int n, int np, const float* w, int cout, const float* bias, bool act, float slope, float* out, const float* res) {
+    int o = 0;
+    if (kManyRegisters) {
+      // Output channel groups of 4, 3, 2, 1 vectors with 6, 8, 12, 12 pixels: 24 (or 12) accumulators of 32 registers.
+      for (; cout - o >= 4 * VL; o += 4 * VL) gemmRowV<4, 6>(in, ip, n, np, w, cout, bias, act, slope, out, res, o);
+      if (cout - o == 3 * VL) gemmRowV<3, 8>(in, ip, n, np, w, cout, bias, act, slope, out, res, o), o += 3 * VL;
+      if (cout - o >= 2 * VL) gemmRowV<2, 12>(in, ip, n, np, w, cout, bias, act, slope, out, res, o), o += 2 * VL;
+      if (cout - o >= VL) gemmRowV<1, 12>(in, ip, n, np, w, cout, bias, act, slope, out, res, o), o += VL;
+    } else {
+      // 16 registers: groups of 2 vectors x 6 pixels, then 1 x 8.
+      for (; cout - o >= 2 * VL; o += 2 * VL) gemmRowV<2, 6>(in, ip, n, np, w, cout, bias, act, slope, out, res, o);
+      if (cout - o >= VL) gemmRowV<1, 8>(in, ip, n, np, w, cout, bias, act, slope, out, res, o), o += VL;
+    }
   }
   static void gemmRow(const float* in, int cin, int np, const float* w, int cout, const float* bias, bool act, float slope, float* out, const float* res) {
-    int o = 0;
-    // Output channel groups of 4, 3, 2, 1 vectors with 6, 8, 12, 12 pixels: 24 (or 12) accumulators.
-    for (; cout - o >= 4 * VL; o += 4 * VL) gemmRowV<4, 6>(in, cin, np, w, cout, bias, act, slope, out, res, o);
-    if (cout - o == 3 * VL) gemmRowV<3, 8>(in, cin, np, w, cout, bias, act, slope, out, res, o), o += 3 * VL;
-    if (cout - o >= 2 * VL) gemmRowV<2, 12>(in, cin, np, w, cout, bias, act, slope, out, res, o), o += 2 * VL;
-    if (cout - o >= VL) gemmRowV<1, 12>(in, cin, np, w, cout, bias, act, slope, out, res, o), o += VL;
+    gemmRowG(in, cin, cin, np, w, cout, bias, act, slope, out, res);
   }
 
   static void expandRow(const Conv& e, const float* in, int w, float* dst) { gemmRow(in, e.cin, w, e.w.data(), e.cout, e.b.data(), e.act, e.slope, dst, nullptr); }
@@ -624,22 +697,7 @@ class Network {
         }
       t[27] = 0;
     }
-    gemmRowK(taps, K, 27, w, stem_.w.data(), stem_.cout, stem_.b.data(), stem_.act, stem_.slope, dst);
-  }
-
-  // gemmRow with an input row stride (K) different from the number of input channels (n).
-  static void gemmRowK(const float* in, int K, int n, int np, const float* w, int cout, const float* bias, bool act, float slope, float* out) {
-    int o = 0;
-    for (; cout - o >= 4 * VL; o += 4 * VL) {
-      int p = 0;
-      for (; p + 6 <= np; p += 6) gemmTile<6, 4>(in + size_t(p) * K, K, w + o, cout, n, bias + o, act, slope, out + size_t(p) * cout + o, cout, nullptr, 0);
-      for (; p < np; p++) gemmTile<1, 4>(in + size_t(p) * K, K, w + o, cout, n, bias + o, act, slope, out + size_t(p) * cout + o, cout, nullptr, 0);
-    }
-    for (; o < cout; o += VL) {
-      int p = 0;
-      for (; p + 12 <= np; p += 12) gemmTile<12, 1>(in + size_t(p) * K, K, w + o, cout, n, bias + o, act, slope, out + size_t(p) * cout + o, cout, nullptr, 0);
-      for (; p < np; p++) gemmTile<1, 1>(in + size_t(p) * K, K, w + o, cout, n, bias + o, act, slope, out + size_t(p) * cout + o, cout, nullptr, 0);
-    }
+    gemmRowG(taps, K, 27, w, stem_.w.data(), stem_.cout, stem_.b.data(), stem_.act, stem_.slope, dst, nullptr);
   }
 
   // Rows y0..y1 of an NHWC map (h x w x c) into NCHW.

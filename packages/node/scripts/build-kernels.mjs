@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// Builds extd's optional native kernels (native/ -> native/build): the fused
-// float32 kernels of EXTD's first stage (README, Speed). detect() uses them
-// when they are built and falls back to onnxruntime alone when they are not.
+// Builds extd's optional native kernels (native/ -> native/build): the
+// float32 network as fused kernels (README, Speed). detect() uses them when
+// they are built and falls back to onnxruntime when they are not.
 //
 // Runs as npm's install step, so it must never fail the install: without a
 // C++ compiler (or node-gyp's Python) it prints one line and exits 0.
@@ -12,7 +12,7 @@
 //
 // EXTD_SKIP_KERNELS=1 skips the build.
 import { spawnSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +23,20 @@ const strict = process.argv.includes('--strict');
 const force = process.argv.includes('--force');
 const built = join(nativeDir, 'build/Release/extd_kernels.node');
 const SOURCES = ['extd_kernels.cc', 'network.h', 'binding.gyp'];
+// The build machine's CPU flags, next to the addon: it is compiled with -march=native, and
+// src/runtime/native-network.ts refuses to load it on a CPU that lacks one of its instruction sets.
+const cpuRecord = built.replace(/\.node$/, '.cpu.json');
+
+function cpuFlags() {
+  try {
+    const line = readFileSync('/proc/cpuinfo', 'utf8')
+      .split('\n')
+      .find((l) => /^(flags|Features)\s*:/.test(l));
+    return line ? line.split(':')[1].trim().split(/\s+/).sort() : [];
+  } catch {
+    return [];
+  }
+}
 
 function skip(reason) {
   console.log(`extd: native kernels skipped (${reason}); detect() runs on onnxruntime alone (slower). Install a C++ compiler, then npm rebuild extd`);
@@ -54,9 +68,15 @@ function nodedirArgs() {
 }
 
 function upToDate() {
-  if (!existsSync(built)) return false;
+  if (!existsSync(built) || !existsSync(cpuRecord)) return false;
   const t = statSync(built).mtimeMs;
-  return SOURCES.every((f) => statSync(join(nativeDir, f)).mtimeMs <= t);
+  if (!SOURCES.every((f) => statSync(join(nativeDir, f)).mtimeMs <= t)) return false;
+  // Built on another CPU (a copied node_modules, a container image): rebuild for this one.
+  try {
+    return JSON.stringify(JSON.parse(readFileSync(cpuRecord, 'utf8')).flags) === JSON.stringify(cpuFlags());
+  } catch {
+    return false;
+  }
 }
 
 if (!force && upToDate()) {
@@ -82,4 +102,5 @@ if (res.status !== 0 || !existsSync(built)) {
   if (process.env.EXTD_VERBOSE_BUILD === '1' || strict) process.stderr.write(log);
   skip(`build failed: ${(firstError ?? res.error?.message ?? `node-gyp exited with ${res.status}`).slice(0, 200)}`);
 }
+writeFileSync(cpuRecord, `${JSON.stringify({ flags: cpuFlags() })}\n`);
 console.log(`extd: native kernels built in ${((Date.now() - started) / 1000).toFixed(0)} s: ${built}`);

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { exportOnnx } from '@extd/core/runtime/onnx-export';
 import { toNetworkInput } from '@extd/core/image/types';
 import type { RgbImage } from '@extd/core/image/types';
-import { nativeKernels, nativeKernelsError, nativeModel, runNative } from '../src/runtime/native-network.js';
+import { cpuFlags, missingIsaFlags, nativeKernels, nativeKernelsError, nativeModel, runNative } from '../src/runtime/native-network.js';
 import { createOrtNodeSession } from '../src/runtime/ort-node.js';
 import { buildGraph, createDetector, loadModel, parseVariant, type BundledModelName, type LoadedModel } from '../src/index.js';
 import type { Float32Tensor } from '@extd/core/utils/tensor';
@@ -47,7 +47,7 @@ function maxAbs(a: Float32Array, b: Float32Array): { diff: number; scale: number
 }
 
 /** Max |native - onnxruntime| over loc, conf and f1..f6, against each map's largest value. */
-async function compare(model: LoadedModel, label: string, sizes: ReadonlyArray<readonly [number, number]>) {
+async function compare(model: LoadedModel, label: string, sizes: ReadonlyArray<readonly [number, number]>, threads = 2) {
   const native = nativeModel(model.graph, model.weights)!;
   assert.ok(native, `${label}: the kernels take this graph`);
   const values = native.tapValues;
@@ -55,7 +55,7 @@ async function compare(model: LoadedModel, label: string, sizes: ReadonlyArray<r
   for (const [w, h] of sizes) {
     const input = { dtype: 'float32' as const, shape: [1, 3, h, w], data: toNetworkInput(synthetic(w, h)) };
     const ref = await ort.run(input);
-    const out = await runNative(native, input, 2, true);
+    const out = await runNative(native, input, threads, true);
     for (const v of ['loc', 'conf', ...values]) {
       assert.deepEqual(out[v]!.shape, ref[v]!.shape, `${label} ${w}x${h} ${v}: shape`);
       const { diff, scale } = maxAbs(out[v]!.data, ref[v]!.data);
@@ -64,6 +64,7 @@ async function compare(model: LoadedModel, label: string, sizes: ReadonlyArray<r
     }
   }
   await ort.release();
+  native.network.release();
 }
 
 test('loc, conf and f1..f6 match onnxruntime (3 released models, 7 sizes)', { skip }, async () => {
@@ -78,6 +79,41 @@ test('loc, conf and f1..f6 match onnxruntime (3 released models, 7 sizes)', { sk
       [640, 480],
     ]);
   }
+});
+
+test('1 and 3 threads (more than the rows of the coarse levels) give the same outputs', { skip }, async () => {
+  const model = await loadModel('extd-32');
+  for (const threads of [1, 3]) {
+    await compare(
+      model,
+      `extd-32, ${threads} threads`,
+      [
+        [3, 2],
+        [97, 64],
+        [250, 199],
+      ],
+      threads,
+    );
+  }
+});
+
+test('release() frees the buffers; the next run allocates them again and gives the same outputs', { skip }, async () => {
+  const model = await loadModel('extd-32');
+  const native = nativeModel(model.graph, model.weights)!;
+  const input = { dtype: 'float32' as const, shape: [1, 3, 120, 160], data: toNetworkInput(synthetic(160, 120, 3)) };
+  const a = await runNative(native, input, 2);
+  native.network.release();
+  const b = await runNative(native, input, 2);
+  assert.deepEqual(b.loc!.data, a.loc!.data);
+  assert.deepEqual(b.conf!.data, a.conf!.data);
+});
+
+test('an addon built on another CPU is refused when this one lacks an instruction set it may use', () => {
+  assert.deepEqual(missingIsaFlags(['fpu', 'avx2', 'avx512f', 'avx512_vnni', 'hypervisor'], new Set(['fpu', 'avx2'])), ['avx512f', 'avx512_vnni']);
+  assert.deepEqual(missingIsaFlags(['avx2', 'hypervisor'], new Set(['avx2'])), [], 'flags that are not instruction sets do not count');
+  // On Linux this machine's own flags come from /proc/cpuinfo and include its vector extensions.
+  const here = cpuFlags();
+  if (process.platform === 'linux') assert.ok(here && (here.has('sse2') || here.has('asimd')), 'cpu flags read');
 });
 
 test('SSD and ReLU / LeakyReLU variants (random weights) match onnxruntime', { skip }, async () => {
@@ -111,7 +147,7 @@ test('SSD and ReLU / LeakyReLU variants (random weights) match onnxruntime', { s
   }
 });
 
-test("detect() on engine 'auto' (kernels + onnxruntime) finds what onnxruntime alone finds, golden images", {
+test("detect() on engine 'auto' (the kernels) finds what onnxruntime finds, golden images", {
   skip: skip || noShared('reference', 'golden'),
 }, async () => {
   for (const name of MODELS) {
@@ -145,7 +181,7 @@ test('raw outputs agree at tiny and odd sizes; calls in flight each get their ow
   const ort = await createDetector({ model: 'extd-32', engine: 'onnxruntime' });
   const images = [synthetic(1, 1), synthetic(3, 2), synthetic(33, 17, 5), synthetic(160, 120, 7), synthetic(161, 121, 9)];
   const expected = await Promise.all(images.map((im) => ort.forward(im)));
-  // All in flight at once on the kernels (their scratch memory is shared and serialised; output buffers are pooled).
+  // All in flight at once on the kernels (queued one at a time; each call has its own output buffers).
   const got = await Promise.all(images.map((im) => fast.forward(im)));
   for (let k = 0; k < images.length; k++) {
     const { width, height } = images[k]!;

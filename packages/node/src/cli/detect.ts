@@ -31,8 +31,8 @@ options:
   --precision P         float32 or int8 (default: int8 for extd-48, float32 otherwise); int8 runs the network
                         on 8-bit integers with calibrated ranges (bundled extd-32/48/64: shipped)
   --calibration FILE    int8 ranges from extd quantize, for a model other than the bundled ones
-  --engine E            auto (default: float32 runs its first stage on extd's native kernels where they
-                        were built at install, the rest on onnxruntime) or onnxruntime (onnxruntime only)
+  --engine E            auto (default: float32 runs on extd's native kernels where they were built at
+                        install, else on onnxruntime) or onnxruntime
   --json                print JSON: [{ image, width, height, faces: [{ box: { x, y, width, height }, score }] }]
   --draw PATH           write the image with boxes drawn (.png/.jpg/.webp); with several images or a
                         folder, PATH is a folder (created) that gets NAME.png per image`;

@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ConvUnit, ModelGraph } from '@extd/core/model/graph';
@@ -48,6 +48,8 @@ export interface NetworkSpec {
 interface NativeNetwork {
   readonly confChannels: number;
   priors(height: number, width: number): number;
+  /** Free the buffers kept between runs (a later run allocates them again). */
+  release(): void;
   /** [C, h, w] of tap `tap`'s output for an input of height x width. */
   outputShape(tap: number, height: number, width: number): [number, number, number];
   run(
@@ -64,6 +66,8 @@ interface NativeNetwork {
 
 interface Addon {
   Network: new (spec: NetworkSpec) => NativeNetwork;
+  /** Floats per vector of this build: 16 (AVX-512), 8 (AVX2), 4 (SSE2, NEON). */
+  vectorWidth: number;
 }
 
 const ADDON_PATH = join(resolve(dirname(fileURLToPath(import.meta.url)), '..', '..'), 'native', 'build', 'Release', 'extd_kernels.node');
@@ -71,18 +75,61 @@ const ADDON_PATH = join(resolve(dirname(fileURLToPath(import.meta.url)), '..', '
 let addon: Addon | null | undefined;
 let loadError = '';
 
-/** The kernels addon, or null when it was not built or does not load (the reason: nativeKernelsError()). */
+/**
+ * Instruction-set flags (as /proc/cpuinfo names them) that code compiled
+ * with -march=native may use. The build records the build machine's
+ * (scripts/build-kernels.mjs); an addon copied to a CPU without one of them
+ * would die of SIGILL, so it is not loaded there.
+ */
+const ISA_FLAGS = new Set(
+  'sse sse2 ssse3 sse4_1 sse4_2 popcnt avx avx2 fma f16c bmi1 bmi2 abm movbe adx aes pclmulqdq sha_ni avx512f avx512dq avx512cd avx512bw avx512vl avx512ifma avx512vbmi avx512_vbmi2 avx512_vnni avx512_bitalg avx512_vpopcntdq avx512_bf16 avx512_fp16 gfni vaes vpclmulqdq avx_vnni amx_tile amx_bf16 amx_int8 clflushopt clwb movdiri movdir64b serialize'.split(
+    ' ',
+  ),
+);
+
+/** The instruction-set flags of `built` (the build machine's CPU flags) that `here` lacks. */
+export function missingIsaFlags(built: readonly string[], here: ReadonlySet<string>): string[] {
+  return built.filter((f) => ISA_FLAGS.has(f) && !here.has(f));
+}
+
+/** The running CPU's instruction-set flags (Linux), or null where /proc/cpuinfo is not readable. */
+export function cpuFlags(): Set<string> | null {
+  try {
+    const line = readFileSync('/proc/cpuinfo', 'utf8')
+      .split('\n')
+      .find((l) => /^(flags|Features)\s*:/.test(l));
+    return line ? new Set(line.split(':')[1]!.trim().split(/\s+/)) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The kernels addon, or null when it was not built, was built for another CPU, or does not load (the reason: nativeKernelsError()). */
 export function nativeKernels(): Addon | null {
   if (addon === undefined) {
     addon = null;
-    if (existsSync(ADDON_PATH)) {
-      try {
-        addon = createRequire(import.meta.url)(ADDON_PATH) as Addon;
-      } catch (e) {
-        loadError = (e as Error).message.split('\n')[0]!;
-      }
-    } else {
+    if (!existsSync(ADDON_PATH)) {
       loadError = `not built (${ADDON_PATH} is missing; npm rebuild extd builds it where a C++ compiler exists)`;
+      return addon;
+    }
+    const recordPath = ADDON_PATH.replace(/\.node$/, '.cpu.json');
+    const here = cpuFlags();
+    if (here && existsSync(recordPath)) {
+      try {
+        const missing = missingIsaFlags((JSON.parse(readFileSync(recordPath, 'utf8')) as { flags: string[] }).flags, here);
+        if (missing.length > 0) {
+          loadError = `built on a CPU with ${missing.join(', ')}, which this one lacks (npm rebuild extd builds it for this one)`;
+          return addon;
+        }
+      } catch (e) {
+        loadError = `${recordPath}: unreadable (${(e as Error).message})`;
+        return addon;
+      }
+    }
+    try {
+      addon = createRequire(import.meta.url)(ADDON_PATH) as Addon;
+    } catch (e) {
+      loadError = (e as Error).message.split('\n')[0]!;
     }
   }
   return addon;
@@ -196,14 +243,31 @@ export function runNative(model: NativeModel, input: Float32Tensor, threads: num
   });
 }
 
-/** CreateNativeSession on the kernels: null when the addon is not built or does not take this graph. */
+/**
+ * CreateNativeSession on the kernels: null when the addon is not built, was
+ * built without 8-float vectors (AVX2 or AVX-512: narrower builds were
+ * slower than onnxruntime's own kernels), or does not take this graph.
+ * Calls are queued here, one at a time: a call waiting inside the addon
+ * would hold one of libuv's four pool threads, which file reads and other
+ * addons (sharp) share.
+ */
 export const createNativeSession: CreateNativeSession = (graph, weights, options: SessionOptions) => {
+  const kernels = nativeKernels();
+  if (!kernels || kernels.vectorWidth < 8) return null;
   const model = nativeModel(graph, weights);
   if (!model) return null;
+  let queue: Promise<unknown> = Promise.resolve();
   const session: InferenceSession & { name: string } = {
     name: 'extd-kernels',
-    run: (input: Float32Tensor) => runNative(model, input, options.threads),
-    async release() {},
+    run(input: Float32Tensor) {
+      const result = queue.then(() => runNative(model, input, options.threads));
+      queue = result.catch(() => {});
+      return result;
+    },
+    async release() {
+      await queue;
+      model.network.release();
+    },
   };
   return session;
 };
