@@ -82,7 +82,7 @@ let loadError = '';
  * would die of SIGILL, so it is not loaded there.
  */
 const ISA_FLAGS = new Set(
-  'sse sse2 ssse3 sse4_1 sse4_2 popcnt avx avx2 fma f16c bmi1 bmi2 abm movbe adx aes pclmulqdq sha_ni avx512f avx512dq avx512cd avx512bw avx512vl avx512ifma avx512vbmi avx512_vbmi2 avx512_vnni avx512_bitalg avx512_vpopcntdq avx512_bf16 avx512_fp16 gfni vaes vpclmulqdq avx_vnni amx_tile amx_bf16 amx_int8 clflushopt clwb movdiri movdir64b serialize'.split(
+  'sse sse2 ssse3 sse4_1 sse4_2 sse4a fma4 xop tbm clzero popcnt avx avx2 fma f16c bmi1 bmi2 abm movbe adx aes pclmulqdq sha_ni avx512f avx512dq avx512cd avx512bw avx512vl avx512ifma avx512vbmi avx512_vbmi2 avx512_vnni avx512_bitalg avx512_vpopcntdq avx512_bf16 avx512_fp16 gfni vaes vpclmulqdq avx_vnni amx_tile amx_bf16 amx_int8 clflushopt clwb movdiri movdir64b serialize'.split(
     ' ',
   ),
 );
