@@ -366,15 +366,15 @@ class Network {
       for (int i = 0; i < blocks(); i++) {
         const Block& b = blocks_[i];
         const int oh = b.dw.stride == 2 ? half(h) : h, ow = b.dw.stride == 2 ? half(w) : w;
-        float* out = maps[i % 2];
+        // A tapped block writes straight into its value's map (the ops read it later); the others into the
+        // two maps that alternate between blocks.
+        int tap = -1;
+        for (size_t k = 0; k < taps_.size(); k++)
+          if (taps_[k] == i) tap = int(k);
+        float* out = tap >= 0 ? vals[tap] : maps[i % 2];
         const int y0 = oh * t / threads, y1 = oh * (t + 1) / threads;
         runBlock(b, in, image, H, W, h, w, oh, ow, y0, y1, out, s);
-        for (size_t k = 0; k < taps_.size(); k++) {
-          if (taps_[k] != i) continue;
-          const size_t row = size_t(ow) * b.project.cout;
-          std::memcpy(vals[k] + y0 * row, out + y0 * row, sizeof(float) * (y1 - y0) * row);
-          if (!tapOutputs.empty()) toNchw(out, oh, ow, b.project.cout, y0, y1, tapOutputs[k]);
-        }
+        if (tap >= 0 && !tapOutputs.empty()) toNchw(out, oh, ow, b.project.cout, y0, y1, tapOutputs[tap]);
         barrier.wait();
         in = out, h = oh, w = ow;
       }
