@@ -7,6 +7,7 @@ import { POSTPROCESS_DEFAULTS, postprocess, selectDetections, type Detections, t
 import { exportOnnx, type Int8ExportOptions } from './runtime/onnx-export.js';
 import type { CreateNativeSession, CreateSession, InferenceSession } from './runtime/backend.js';
 import type { LoadedModel } from './weights/checkpoint.js';
+import type { Float32Tensor } from './utils/tensor.js';
 import { ExtdError } from './utils/errors.js';
 import { variantName } from './model/variant.js';
 
@@ -165,7 +166,10 @@ export class Detector<I = RgbImage> {
     /** Class logits, flat P x 2 (background, face). */
     conf: Float32Array;
   }> {
-    return this.track(() => this.run(image));
+    return this.track(async () => {
+      const out = await this.run(image);
+      return { loc: out.loc!.data, conf: out.conf!.data };
+    });
   }
 
   /**
@@ -197,8 +201,10 @@ export class Detector<I = RgbImage> {
       const h = Math.max(1, Math.round(image.height * opts.scale));
       input = resizeBilinear(image, w, h);
     }
-    const { loc, conf } = await this.run(input);
-    const d = postprocess(loc, conf, this.priors(input.height, input.width), input.width, input.height, opts);
+    const out = await this.run(input);
+    const d = postprocess(out.loc!.data, out.conf!.data, this.priors(input.height, input.width), input.width, input.height, opts);
+    // The detections are new arrays: the raw outputs may serve a later run.
+    this.session.recycle?.(out);
     // Map back with the actual per-axis ratio (rounding makes it differ slightly from `scale`).
     const sx = image.width / input.width,
       sy = image.height / input.height;
@@ -211,11 +217,10 @@ export class Detector<I = RgbImage> {
     return finite ? d : finiteDetections(d);
   }
 
-  private async run(image: RgbImage): Promise<{ loc: Float32Array; conf: Float32Array }> {
+  private async run(image: RgbImage): Promise<Record<string, Float32Tensor>> {
     const input = this.preprocess(image);
     try {
-      const out = await this.session.run(input);
-      return { loc: out.loc!.data, conf: out.conf!.data };
+      return await this.session.run(input);
     } finally {
       // The engine has read the input once run() has settled: the buffer may serve a later call.
       this.inputPool.push(input.data);

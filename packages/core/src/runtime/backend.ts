@@ -13,6 +13,12 @@ export interface InferenceSession {
    * feature maps the model was exported with.
    */
   run(input: Float32Tensor): Promise<Record<string, Float32Tensor>>;
+  /**
+   * Optional: hand back the outputs of a run that nothing reads any more,
+   * so that a later run may reuse their buffers (fresh memory costs page
+   * faults). The detector does this after post-processing.
+   */
+  recycle?(outputs: Record<string, Float32Tensor>): void;
   /** Free the engine's session and its memory; the session is not used afterwards. */
   release(): Promise<void>;
 }

@@ -219,15 +219,21 @@ export function nativeModel(graph: ModelGraph, weights: Map<string, Tensor>): Na
  * Run a native network: loc (1 x P x 4) and conf (1 x P x 2), and with
  * `taps` the backbone outputs by graph value (1 x C x h x w).
  */
-export function runNative(model: NativeModel, input: Float32Tensor, threads: number, taps = false): Promise<Record<string, Float32Tensor>> {
+export function runNative(
+  model: NativeModel,
+  input: Float32Tensor,
+  threads: number,
+  taps = false,
+  reuse?: { loc: Float32Array; conf: Float32Array },
+): Promise<Record<string, Float32Tensor>> {
   const [n, c, h, w] = input.shape as [number, number, number, number];
   if (n !== 1 || c !== 3) return Promise.reject(new Error(`native network: input must be 1 x 3 x H x W, got ${input.shape.join(' x ')}`));
   const { network } = model;
   const priors = network.priors(h, w);
   const cc = network.confChannels;
   const out: Record<string, Float32Tensor> = {
-    loc: { dtype: 'float32', shape: [1, priors, 4], data: new Float32Array(priors * 4) },
-    conf: { dtype: 'float32', shape: [1, priors, cc], data: new Float32Array(priors * cc) },
+    loc: { dtype: 'float32', shape: [1, priors, 4], data: reuse?.loc.length === priors * 4 ? reuse.loc : new Float32Array(priors * 4) },
+    conf: { dtype: 'float32', shape: [1, priors, cc], data: reuse?.conf.length === priors * cc ? reuse.conf : new Float32Array(priors * cc) },
   };
   const tapOutputs: Float32Array[] = [];
   if (taps) {
@@ -257,12 +263,22 @@ export const createNativeSession: CreateNativeSession = (graph, weights, options
   const model = nativeModel(graph, weights);
   if (!model) return null;
   let queue: Promise<unknown> = Promise.resolve();
+  // Output buffers handed back by the detector (recycle), for runs of the same size.
+  const spare: Array<{ loc: Float32Array; conf: Float32Array }> = [];
   const session: InferenceSession & { name: string } = {
     name: 'extd-kernels',
     run(input: Float32Tensor) {
-      const result = queue.then(() => runNative(model, input, options.threads));
+      const result = queue.then(() => {
+        const [, , h, w] = input.shape as [number, number, number, number];
+        const i = spare.findIndex((b) => b.loc.length === model.network.priors(h, w) * 4);
+        return runNative(model, input, options.threads, false, i >= 0 ? spare.splice(i, 1)[0] : undefined);
+      });
       queue = result.catch(() => {});
       return result;
+    },
+    recycle(outputs: Record<string, Float32Tensor>) {
+      if (outputs.loc && outputs.conf) spare.push({ loc: outputs.loc.data, conf: outputs.conf.data });
+      if (spare.length > 4) spare.shift();
     },
     async release() {
       await queue;
