@@ -205,6 +205,8 @@ test('engine option: int8 runs on onnxruntime; an unknown engine names the choic
   await q.dispose();
   // @ts-expect-error: not an engine
   await assert.rejects(createDetector({ engine: 'gpu' }), isExtdError(/engine must be one of 'auto', 'onnxruntime', got "gpu"/));
+  const info = runCli(['info', 'extd-32']);
+  assert.match(info.stdout, /^engine +float32 on extd-kernels \((8|16)-float vectors\)$/m);
   const r = runCli(['detect', 'x.jpg', '--engine', 'gpu']);
   assert.equal(r.code, 1);
   assert.match(r.stderr.trim(), /^extd detect: --engine gpu: expected auto or onnxruntime$/);

@@ -7,10 +7,12 @@ import { parseVariant, variantName } from '@extd/core/model/variant';
 import { formatShape } from '@extd/core/utils/tensor';
 import { parseCli } from './args.js';
 import type { Command } from './command.js';
+import { float32EngineStatus } from '../runtime/native-network.js';
 
 const usage = `usage: extd info <model name | model file | variant name> [--variant NAME] [--size HxW] [--json]
 
-Print the variant, learnable parameter count, conv multiply-accumulates and tensor list.
+Print the variant, learnable parameter count, conv multiply-accumulates, what runs float32
+inference on this machine (extd's native kernels or onnxruntime, and why) and the tensor list.
 A model name is one of the bundled models (extd-32, extd-48, extd-64, extd-32-scratch).
 A variant name is e.g. extd-fpn-64-prelu, extd-ssd-32-relu, or 32/48/64 (released FPN PReLU).
 
@@ -47,6 +49,7 @@ export const command: Command = {
       macs: countConvMacs(graph, h!, w!),
       size: `${h}x${w}`,
       metadata,
+      engine: float32EngineStatus(),
       tensors: graph.params.map((p) => ({ name: p.name, shape: p.shape, learnable: p.learnable })),
     };
     if (values.json) {
@@ -56,6 +59,7 @@ export const command: Command = {
     console.log(`variant     ${info.variant}${source !== 'variant' ? `  (${source})` : ''}`);
     console.log(`parameters  ${info.params.toLocaleString('en-US')} learnable (BN running statistics excluded)`);
     console.log(`conv MACs   ${(info.macs / 1e9).toFixed(2)} G at ${info.size} (plain count; see --help)`);
+    console.log(`engine      float32 on ${info.engine}`);
     for (const [k, v] of Object.entries(metadata)) console.log(`metadata    ${k}: ${v}`);
     console.log(`tensors     ${info.tensors.length}`);
     for (const t of info.tensors) console.log(`  ${t.name.padEnd(30)} ${formatShape(t.shape)}${t.learnable ? '' : '  (buffer)'}`);

@@ -135,6 +135,17 @@ export function nativeKernels(): Addon | null {
   return addon;
 }
 
+/**
+ * What runs a float32 network with engine 'auto', in words: 'extd-kernels
+ * (16-float vectors)', or 'onnxruntime (<why the kernels are not used>)'.
+ */
+export function float32EngineStatus(): string {
+  const kernels = nativeKernels();
+  if (!kernels) return `onnxruntime (native kernels ${nativeKernelsError()})`;
+  if (kernels.vectorWidth < 8) return `onnxruntime (the native kernels were built with ${kernels.vectorWidth}-float vectors, slower than onnxruntime)`;
+  return `extd-kernels (${kernels.vectorWidth}-float vectors)`;
+}
+
 /** Why nativeKernels() returned null ('' when it did not). */
 export function nativeKernelsError(): string {
   nativeKernels();
