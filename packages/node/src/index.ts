@@ -82,7 +82,8 @@ export interface CreateDetectorOptions {
 
 /** Values of CreateDetectorOptions.engine. */
 export type Engine = 'auto' | 'onnxruntime';
-const ENGINES: readonly Engine[] = ['auto', 'onnxruntime'];
+/** Every value of CreateDetectorOptions.engine. */
+export const ENGINES: readonly Engine[] = ['auto', 'onnxruntime'];
 
 /**
  * Defaults of CreateDetectorOptions: 2 threads, engine 'auto'; `model` unset means the
@@ -119,6 +120,7 @@ export async function createDetector(options: Partial<CreateDetectorOptions> = {
   const opts = { ...CREATE_DETECTOR_DEFAULTS, ...options };
   // An option given as undefined (e.g. an absent CLI flag) means its default: the model's own.
   opts.precision = options.precision ?? defaultPrecisionOf(bundledNameOf(opts.model));
+  opts.engine = options.engine ?? CREATE_DETECTOR_DEFAULTS.engine;
   const model = await loadModel(opts.model, opts.variant);
   if (opts.precision !== 'float32' && opts.precision !== 'int8')
     throw new ExtdError(`precision must be 'float32' or 'int8', got ${JSON.stringify(opts.precision)}`);

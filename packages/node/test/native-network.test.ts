@@ -203,6 +203,10 @@ test('engine option: int8 runs on onnxruntime; an unknown engine names the choic
   assert.equal(q.precision, 'int8');
   assert.equal(q.engine, 'onnxruntime');
   await q.dispose();
+  // An option given as undefined (an absent CLI flag) means its default.
+  const d = await createDetector({ model: 'extd-32', engine: undefined });
+  assert.equal(d.engine, 'extd-kernels');
+  await d.dispose();
   // @ts-expect-error: not an engine
   await assert.rejects(createDetector({ engine: 'gpu' }), isExtdError(/engine must be one of 'auto', 'onnxruntime', got "gpu"/));
   const info = runCli(['info', 'extd-32']);

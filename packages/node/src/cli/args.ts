@@ -1,5 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ExtdError } from '@extd/core/utils/errors';
+import { ENGINES, type Engine } from '../index.js';
 
 /**
  * A command line that does not match the command's usage: an unknown or
@@ -66,7 +67,7 @@ export function precisionFlags(precision: string | undefined, calibration: strin
  * --engine auto|onnxruntime (createDetector's `engine`; default auto).
  * @throws ExtdError for any other value.
  */
-export function engineFlag(engine: string | undefined): 'auto' | 'onnxruntime' | undefined {
-  if (engine !== undefined && engine !== 'auto' && engine !== 'onnxruntime') throw new ExtdError(`--engine ${engine}: expected auto or onnxruntime`);
-  return engine;
+export function engineFlag(engine: string | undefined): Engine | undefined {
+  if (engine !== undefined && !ENGINES.includes(engine as Engine)) throw new ExtdError(`--engine ${engine}: expected ${ENGINES.join(' or ')}`);
+  return engine as Engine | undefined;
 }

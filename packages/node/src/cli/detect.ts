@@ -75,7 +75,7 @@ export const command: Command = {
     if (drawDir) mkdirSync(drawDir, { recursive: true });
 
     const { precision, calibration } = precisionFlags(values.precision, values.calibration);
-    const detector = await createDetector({ model, variant: values.variant, threads, precision, calibration, ...(engine ? { engine } : {}) });
+    const detector = await createDetector({ model, variant: values.variant, threads, precision, calibration, engine });
     const progress = images.length > 1 ? new Progress({ label: 'detect', total: images.length }) : undefined;
     const results: Array<{ image: string; width: number; height: number; faces: Face[] }> = [];
     let failures = 0;

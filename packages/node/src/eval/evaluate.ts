@@ -19,7 +19,7 @@ import { DEFAULT_MODEL_NAME, isBundledModelName } from '@extd/core/model/bundled
 import { ExtdError } from '@extd/core/utils/errors';
 import { detectAnnotationFormat, readFaceDataset } from '../data/read-dataset.js';
 import { YOLO_SPLITS, type YoloSplit } from '../data/yolo.js';
-import { createDetector, loadImageRgb, type NodeDetector } from '../index.js';
+import { createDetector, loadImageRgb, type Engine, type NodeDetector } from '../index.js';
 import { resolveModelPath } from '../load-model.js';
 import { bundledCalibrationPath } from '../quantize/calibration-node.js';
 import { writeFileAtomic } from '../utils/atomic.js';
@@ -68,7 +68,7 @@ export interface EvaluateModelOptions {
    * createDetector's `engine` (default 'auto'). Not recorded in the folder's settings: for float32 the
    * native kernels and onnxruntime agree to about 1e-5 relative (tests), as two onnxruntime versions would.
    */
-  engine?: 'auto' | 'onnxruntime';
+  engine?: Engine;
   /** WIDER: published curves to draw beside ours (default: next to `gt`). */
   baselines?: string;
   /** Notices (data summary, annotation problems, resuming): stderr in the CLI. */
@@ -116,7 +116,7 @@ async function openDetector(o: EvaluateModelOptions): Promise<{ detector: NodeDe
     threads: o.threads,
     precision: o.precision,
     calibration: o.calibration,
-    ...(o.engine ? { engine: o.engine } : {}),
+    engine: o.engine,
   });
   // float32 keeps the settings older folders recorded; int8 adds its precision and the ranges' file.
   const int8Settings: Record<string, string> =
