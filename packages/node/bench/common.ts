@@ -1,7 +1,7 @@
 /**
  * Helpers shared by the inference benchmarks (detect.ts, tradeoff.ts): the
- * photo their speed figures use, the WIDER val image lists, medians and the
- * machine's load. Not a test.
+ * photo their speed figures use, the WIDER val image lists, medians, the
+ * machine's load and interleaved timing. Not a test.
  */
 import { readdirSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -30,4 +30,27 @@ export function widerImageList(imagesDir: string): string[] {
 export function spreadEvenly<T>(all: readonly T[], n: number): T[] {
   if (n >= all.length) return [...all];
   return Array.from({ length: n }, (_, i) => all[Math.floor(((i + 0.5) * all.length) / n)]!);
+}
+
+/**
+ * Time `runs` calls of each of `calls` (ms per call, one list per entry),
+ * interleaved in blocks of `block` calls, each block after one untimed call:
+ * onnxruntime's pool threads spin for a while after a run (its default), so a
+ * call right after another detector's would share the cores with them, a
+ * cost no single-detector user pays. Interleaving lets all of them see the
+ * machine's load alike.
+ */
+export async function timeInterleaved(calls: ReadonlyArray<() => Promise<unknown>>, runs: number, block = 3): Promise<number[][]> {
+  const t: number[][] = calls.map(() => []);
+  for (let i = 0; i < runs; i += block) {
+    for (let k = 0; k < calls.length; k++) {
+      await calls[k]!();
+      for (let j = i; j < Math.min(runs, i + block); j++) {
+        const t0 = performance.now();
+        await calls[k]!();
+        t[k]!.push(performance.now() - t0);
+      }
+    }
+  }
+  return t;
 }

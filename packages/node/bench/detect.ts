@@ -40,7 +40,7 @@ import { makePriors } from '@extd/core/anchors/priors';
 import { postprocess, POSTPROCESS_DEFAULTS } from '@extd/core/postprocess/detections';
 import type { Precision } from '@extd/core/detector';
 import { SHARED } from '../../../test-support/shared.js';
-import { BENCH_PHOTO, loadAverage as load, median, spreadEvenly, widerImageList } from './common.js';
+import { BENCH_PHOTO, loadAverage as load, median, spreadEvenly, timeInterleaved, widerImageList } from './common.js';
 
 const { values } = parseArgs({
   options: {
@@ -107,17 +107,10 @@ if (sections.has('1') || sections.has('2')) {
     const detectors: NodeDetector[] = [];
     for (const c of configs) detectors.push(await createDetector({ model: name, threads, precision: c.precision, engine: c.engine }));
     for (const d of detectors) for (let i = 0; i < 3; i++) await d.detect(frame);
-    // Interleaved in blocks: each detector runs a few calls in a row, after one untimed call. onnxruntime's
-    // pool threads spin for a while after a run (its default), so a call right after another detector's
-    // would share the cores with them: a cost no single-detector user pays.
-    const t: number[][] = detectors.map(() => []);
-    const block = 3;
-    for (let i = 0; i < runs; i += block) {
-      for (let k = 0; k < detectors.length; k++) {
-        await detectors[k]!.detect(frame);
-        for (let j = i; j < Math.min(runs, i + block); j++) t[k]!.push(await time(() => detectors[k]!.detect(frame)));
-      }
-    }
+    const t = await timeInterleaved(
+      detectors.map((d) => () => d.detect(frame)),
+      runs,
+    );
     const b = base >= 0 ? t[base]! : null;
     console.log(
       name.padEnd(10) +

@@ -29,7 +29,7 @@ import { evaluateModel } from '../src/eval/evaluate.js';
 import { svgToPng } from '../src/image/svg.js';
 import { writeFileAtomic } from '../src/utils/atomic.js';
 import { SHARED } from '../../../test-support/shared.js';
-import { BENCH_PHOTO, loadAverage as load, median, spreadEvenly, widerImageList } from './common.js';
+import { BENCH_PHOTO, loadAverage as load, median, spreadEvenly, timeInterleaved, widerImageList } from './common.js';
 import { tradeoffSvg, type TradeoffPoint } from './tradeoff-figure.js';
 
 const { values } = parseArgs({
@@ -89,19 +89,15 @@ for (const model of models) {
   // sees), the precisions interleaved.
   for (const s of scales) {
     for (const [, d] of detectors) for (let i = 0; i < 2; i++) await d.detect(frame, { scale: s });
-    // In blocks of 3 runs, each after one untimed run: onnxruntime's pool threads spin for a while after a
-    // run, which would slow the other detector's run right after it (the float32 default's native kernels).
-    for (let i = 0; i < runs; i += 3) {
-      for (const [p, d] of detectors) {
-        await d.detect(frame, { scale: s });
-        for (let j = i; j < Math.min(runs, i + 3); j++) {
-          const t0 = performance.now();
-          await d.detect(frame, { scale: s });
-          const k = key(model, p, s);
-          t.set(k, [...(t.get(k) ?? []), performance.now() - t0]);
-        }
-      }
-    }
+    const times = await timeInterleaved(
+      detectors.map(
+        ([, d]) =>
+          () =>
+            d.detect(frame, { scale: s }),
+      ),
+      runs,
+    );
+    detectors.forEach(([p], k) => t.set(key(model, p, s), times[k]!));
   }
   for (const [p, d] of detectors) {
     await d.dispose();
