@@ -9,6 +9,7 @@ import type { CreateNativeSession, CreateSession, InferenceSession } from './run
 import type { LoadedModel } from './weights/checkpoint.js';
 import type { Float32Tensor } from './utils/tensor.js';
 import { ExtdError } from './utils/errors.js';
+import { ReusePool } from './utils/pool.js';
 import { variantName } from './model/variant.js';
 
 /**
@@ -100,7 +101,7 @@ export class Detector<I = RgbImage> {
   private priorsCache = new Map<string, Float32Array>();
   private disposed = false;
   /** Input buffers of settled runs, for reuse (see preprocess). */
-  private readonly inputPool: Float32Array[] = [];
+  private readonly inputPool = new ReusePool<Float32Array>((b) => b.length);
   /** Calls in flight (detect, detectPass, forward), awaited by dispose() before the session is released. */
   private readonly running = new Set<Promise<unknown>>();
 
@@ -223,8 +224,7 @@ export class Detector<I = RgbImage> {
       return await this.session.run(input);
     } finally {
       // The engine has read the input once run() has settled: the buffer may serve a later call.
-      this.inputPool.push(input.data);
-      if (this.inputPool.length > 4) this.inputPool.shift();
+      this.inputPool.put(input.data);
     }
   }
 
@@ -247,8 +247,7 @@ export class Detector<I = RgbImage> {
    */
   private preprocess(image: RgbImage): { dtype: 'float32'; shape: number[]; data: Float32Array } {
     const size = 3 * image.width * image.height;
-    const i = this.inputPool.findIndex((b) => b.length === size);
-    const buffer = i >= 0 ? this.inputPool.splice(i, 1)[0]! : new Float32Array(size);
+    const buffer = this.inputPool.take(size) ?? new Float32Array(size);
     return { dtype: 'float32', shape: [1, 3, image.height, image.width], data: toNetworkInput(image, undefined, buffer) };
   }
 

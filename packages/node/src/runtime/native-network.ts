@@ -3,7 +3,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ConvUnit, ModelGraph } from '@extd/core/model/graph';
-import { backboneStage } from '@extd/core/model/backbone';
+import { backboneStage, type BackboneStage } from '@extd/core/model/backbone';
+import { ReusePool } from '@extd/core/utils/pool';
 import type { CreateNativeSession, InferenceSession, SessionOptions } from '@extd/core/runtime/backend';
 import { foldConvBn } from '@extd/core/runtime/onnx-export';
 import type { Float32Tensor, Tensor } from '@extd/core/utils/tensor';
@@ -166,13 +167,11 @@ function convSpec(n: ConvUnit, weights: Map<string, Tensor>): ConvSpec {
 }
 
 /**
- * The addon's description of a model graph: the backbone's blocks, then
- * every later node as an op over numbered values. null when the graph has
- * no backbone of the kernels' shape or a later node reads a value inside it.
+ * The addon's description of a model graph: its backbone's blocks, then
+ * every later node as an op over numbered values. null when a later node
+ * reads a value inside the backbone or a head is missing.
  */
-export function networkSpec(graph: ModelGraph, weights: Map<string, Tensor>): NetworkSpec | null {
-  const stage = backboneStage(graph);
-  if (!stage) return null;
+function networkSpec(graph: ModelGraph, stage: BackboneStage, weights: Map<string, Tensor>): NetworkSpec | null {
   const ids = new Map<string, number>();
   stage.outputs.forEach((o, k) => ids.set(o.value, k));
   const ops: OpSpec[] = [];
@@ -208,7 +207,6 @@ export function networkSpec(graph: ModelGraph, weights: Map<string, Tensor>): Ne
 /** A native network and what it needs to run, for tests and createNativeSession. */
 export interface NativeModel {
   network: NativeNetwork;
-  spec: NetworkSpec;
   /** The graph values of the taps, in order (f1..f6 for EXTD). */
   tapValues: string[];
 }
@@ -216,35 +214,34 @@ export interface NativeModel {
 /** Build the native network of a graph, or null (no addon, or a graph or channel counts the kernels do not take). */
 export function nativeModel(graph: ModelGraph, weights: Map<string, Tensor>): NativeModel | null {
   const kernels = nativeKernels();
-  if (!kernels) return null;
-  const spec = networkSpec(graph, weights);
-  if (!spec) return null;
+  const stage = kernels ? backboneStage(graph) : null;
+  const spec = stage ? networkSpec(graph, stage, weights) : null;
+  if (!kernels || !stage || !spec) return null;
   try {
-    return { network: new kernels.Network(spec), spec, tapValues: backboneStage(graph)!.outputs.map((o) => o.value) };
+    return { network: new kernels.Network(spec), tapValues: stage.outputs.map((o) => o.value) };
   } catch {
     return null;
   }
 }
 
+/** loc and conf buffers of earlier runs, found by loc's length. */
+export type OutputPool = ReusePool<{ loc: Float32Array; conf: Float32Array }>;
+
 /**
  * Run a native network: loc (1 x P x 4) and conf (1 x P x 2), and with
- * `taps` the backbone outputs by graph value (1 x C x h x w).
+ * `taps` the backbone outputs by graph value (1 x C x h x w). loc and conf
+ * come from `pool` when it has buffers of their size.
  */
-export function runNative(
-  model: NativeModel,
-  input: Float32Tensor,
-  threads: number,
-  taps = false,
-  reuse?: { loc: Float32Array; conf: Float32Array },
-): Promise<Record<string, Float32Tensor>> {
+export function runNative(model: NativeModel, input: Float32Tensor, threads: number, taps = false, pool?: OutputPool): Promise<Record<string, Float32Tensor>> {
   const [n, c, h, w] = input.shape as [number, number, number, number];
   if (n !== 1 || c !== 3) return Promise.reject(new Error(`native network: input must be 1 x 3 x H x W, got ${input.shape.join(' x ')}`));
   const { network } = model;
   const priors = network.priors(h, w);
   const cc = network.confChannels;
+  const reuse = pool?.take(priors * 4);
   const out: Record<string, Float32Tensor> = {
-    loc: { dtype: 'float32', shape: [1, priors, 4], data: reuse?.loc.length === priors * 4 ? reuse.loc : new Float32Array(priors * 4) },
-    conf: { dtype: 'float32', shape: [1, priors, cc], data: reuse?.conf.length === priors * cc ? reuse.conf : new Float32Array(priors * cc) },
+    loc: { dtype: 'float32', shape: [1, priors, 4], data: reuse?.loc ?? new Float32Array(priors * 4) },
+    conf: { dtype: 'float32', shape: [1, priors, cc], data: reuse?.conf ?? new Float32Array(priors * cc) },
   };
   const tapOutputs: Float32Array[] = [];
   if (taps) {
@@ -275,21 +272,16 @@ export const createNativeSession: CreateNativeSession = (graph, weights, options
   if (!model) return null;
   let queue: Promise<unknown> = Promise.resolve();
   // Output buffers handed back by the detector (recycle), for runs of the same size.
-  const spare: Array<{ loc: Float32Array; conf: Float32Array }> = [];
+  const spare: OutputPool = new ReusePool((b) => b.loc.length);
   const session: InferenceSession & { name: string } = {
     name: 'extd-kernels',
     run(input: Float32Tensor) {
-      const result = queue.then(() => {
-        const [, , h, w] = input.shape as [number, number, number, number];
-        const i = spare.findIndex((b) => b.loc.length === model.network.priors(h, w) * 4);
-        return runNative(model, input, options.threads, false, i >= 0 ? spare.splice(i, 1)[0] : undefined);
-      });
+      const result = queue.then(() => runNative(model, input, options.threads, false, spare));
       queue = result.catch(() => {});
       return result;
     },
     recycle(outputs: Record<string, Float32Tensor>) {
-      if (outputs.loc && outputs.conf) spare.push({ loc: outputs.loc.data, conf: outputs.conf.data });
-      if (spare.length > 4) spare.shift();
+      if (outputs.loc && outputs.conf) spare.put({ loc: outputs.loc.data, conf: outputs.conf.data });
     },
     async release() {
       await queue;
