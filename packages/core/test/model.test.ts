@@ -90,7 +90,7 @@ test('backboneStage: the stem and every inverted-residual block, handing f1..f6 
       st.outputs.map((o) => o.block),
       strided,
     );
-    assert.ok(st.outputs.every((o) => o.channels === v.width));
+    assert.ok(st.outputs.every((o) => st.blocks[o.block]!.project.outChannels === v.width));
     // The stage covers every node up to f6; the rest (FPN or heads) starts right after.
     assert.equal(g.nodes[st.nodeCount - 1]!.output, g.features.f6);
   }

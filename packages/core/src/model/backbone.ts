@@ -20,8 +20,6 @@ export interface BackboneBlock {
 export interface BackboneOutput {
   /** The graph value (a block's output; f1..f6 for EXTD). */
   value: string;
-  /** Its channels. */
-  channels: number;
   /** Index into `blocks` of the block that produces it. */
   block: number;
 }
@@ -93,7 +91,7 @@ export function backboneStage(graph: ModelGraph): BackboneStage | null {
   for (const value of read) {
     const block = blockOutputs.indexOf(value);
     if (block < 0) return null;
-    outputs.push({ value, channels: blocks[block]!.project.outChannels, block });
+    outputs.push({ value, block });
   }
   outputs.sort((a, b) => a.block - b.block);
   return { stem, blocks, outputs, nodeCount: i };
