@@ -485,21 +485,27 @@ class Network {
     }
   }
 
+  // Calls f(tap, pixel) for the 3x3 taps (dy * 3 + dx) of output pixel (y, x) that fall inside an h x w map,
+  // pixel being the input's index iy * w + ix: stride 1, zero padding.
+  template <class F>
+  static inline void forTaps3x3(int y, int x, int h, int w, F f) {
+    for (int dy = 0; dy < 3; dy++) {
+      const int iy = y + dy - 1;
+      if (iy < 0 || iy >= h) continue;
+      for (int dx = 0; dx < 3; dx++) {
+        const int ix = x + dx - 1;
+        if (ix >= 0 && ix < w) f(dy * 3 + dx, size_t(iy) * w + ix);
+      }
+    }
+  }
+
   // 3x3 depthwise, stride 1, zero padding, on an NHWC map (weights [9][c]).
   static void depthwiseMap(const Conv& cv, const float* in, int h, int w, int c, int y0, int y1, float* out) {
     for (int y = y0; y < y1; y++)
       for (int x = 0; x < w; x++)
         for (int v = 0; v < c; v += VL) {
           vf acc = loadv(cv.b.data() + v);
-          for (int dy = 0; dy < 3; dy++) {
-            const int iy = y + dy - 1;
-            if (iy < 0 || iy >= h) continue;
-            for (int dx = 0; dx < 3; dx++) {
-              const int ix = x + dx - 1;
-              if (ix < 0 || ix >= w) continue;
-              acc += loadv(cv.w.data() + size_t(dy * 3 + dx) * c + v) * loadv(in + (size_t(iy) * w + ix) * c + v);
-            }
-          }
+          forTaps3x3(y, x, h, w, [&](int tap, size_t pixel) { acc += loadv(cv.w.data() + size_t(tap) * c + v) * loadv(in + pixel * c + v); });
           storev(out + (size_t(y) * w + x) * c + v, cv.act ? leaky(acc, cv.slope) : acc);
         }
   }
@@ -513,20 +519,13 @@ class Network {
         for (int o0 = 0; o0 < co; o0 += 8) {
           const int n = std::min(8, co - o0);
           vf acc[8] = {};
-          for (int dy = 0; dy < 3; dy++) {
-            const int iy = y + dy - 1;
-            if (iy < 0 || iy >= h) continue;
-            for (int dx = 0; dx < 3; dx++) {
-              const int ix = x + dx - 1;
-              if (ix < 0 || ix >= w) continue;
-              const float* p = in + (size_t(iy) * w + ix) * cin;
-              const int tap = dy * 3 + dx;
-              for (int v = 0; v < cin; v += VL) {
-                const vf xv = loadv(p + v);
-                for (int j = 0; j < n; j++) acc[j] += loadv(cv.w.data() + (size_t(o0 + j) * 9 + tap) * cin + v) * xv;
-              }
+          forTaps3x3(y, x, h, w, [&](int tap, size_t pixel) {
+            const float* p = in + pixel * cin;
+            for (int v = 0; v < cin; v += VL) {
+              const vf xv = loadv(p + v);
+              for (int j = 0; j < n; j++) acc[j] += loadv(cv.w.data() + (size_t(o0 + j) * 9 + tap) * cin + v) * xv;
             }
-          }
+          });
           float* o = out + (size_t(y) * w + x) * co + o0;
           for (int j = 0; j < n; j++) {
             float sum = cv.b[o0 + j];
