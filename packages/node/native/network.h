@@ -27,6 +27,7 @@
 #include <system_error>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 #ifdef __AVX512F__
 #include <immintrin.h>
@@ -225,8 +226,12 @@ class Network {
     }
     stem_.w = transpose(stem_.w, stem_.cout, 27);  // [27 taps][cout]
     maxHidden_ = std::max(maxHidden_, stem_.cout);
-    for (int t : taps_)
+    tapOf_.assign(blocks_.size(), -1);
+    for (size_t k = 0; k < taps_.size(); k++) {
+      const int t = taps_[k];
       if (t < 0 || t >= int(blocks_.size())) throw std::invalid_argument("tap " + std::to_string(t) + " is not a block");
+      tapOf_[t] = int(k);
+    }
     // Channels of every value, checking each op's inputs.
     for (int t : taps_) channels_.push_back(blocks_[t].project.cout);
     for (size_t k = 0; k < ops_.size(); k++) {
@@ -307,6 +312,9 @@ class Network {
   }
   static int half(int n) { return (n + 1) / 2; }
 
+  /** Thread t's share [y0, y1) of n rows. */
+  static std::pair<int, int> rowsOf(int n, int t, int threads) { return {n * t / threads, n * (t + 1) / threads}; }
+
   /**
    * Runs on `threads` threads (the rows of each block and op split between
    * them, a barrier after each). loc: priors(H, W) x 4; conf: priors x
@@ -368,11 +376,9 @@ class Network {
         const int oh = b.dw.stride == 2 ? half(h) : h, ow = b.dw.stride == 2 ? half(w) : w;
         // A tapped block writes straight into its value's map (the ops read it later); the others into the
         // two maps that alternate between blocks.
-        int tap = -1;
-        for (size_t k = 0; k < taps_.size(); k++)
-          if (taps_[k] == i) tap = int(k);
+        const int tap = tapOf_[i];
         float* out = tap >= 0 ? vals[tap] : maps[i % 2];
-        const int y0 = oh * t / threads, y1 = oh * (t + 1) / threads;
+        const auto [y0, y1] = rowsOf(oh, t, threads);
         runBlock(b, in, image, H, W, h, w, oh, ow, y0, y1, out, s);
         if (tap >= 0 && !tapOutputs.empty()) toNchw(out, oh, ow, b.project.cout, y0, y1, tapOutputs[tap]);
         barrier.wait();
@@ -380,7 +386,7 @@ class Network {
       }
       for (size_t k = 0; k < ops_.size(); k++) {
         const size_t v = taps_.size() + k;
-        const int y0 = hs[v] * t / threads, y1 = hs[v] * (t + 1) / threads;
+        const auto [y0, y1] = rowsOf(hs[v], t, threads);
         runOp(ops_[k], vals, hs, ws, v, y0, y1);
         barrier.wait();
       }
@@ -389,7 +395,7 @@ class Network {
       size_t offset = 0;
       for (size_t l = 0; l < loc_.size(); l++) {
         const int hv = hs[loc_[l]], wv = ws[loc_[l]];
-        const int y0 = hv * t / threads, y1 = hv * (t + 1) / threads;
+        const auto [y0, y1] = rowsOf(hv, t, threads);
         std::memcpy(loc + (offset + size_t(y0) * wv) * 4, vals[loc_[l]] + size_t(y0) * wv * 4, sizeof(float) * (y1 - y0) * wv * 4);
         std::memcpy(conf + (offset + size_t(y0) * wv) * cc, vals[conf_[l]] + size_t(y0) * wv * cc, sizeof(float) * (y1 - y0) * wv * cc);
         offset += size_t(hv) * wv;
@@ -729,6 +735,7 @@ class Network {
   Conv stem_;
   std::vector<Block> blocks_;
   std::vector<int> taps_;
+  std::vector<int> tapOf_;  // per block: its index in taps_, or -1
   std::vector<Op> ops_;
   std::vector<int> loc_, conf_;
   std::vector<int> channels_;  // per value
