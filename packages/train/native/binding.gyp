@@ -20,9 +20,15 @@
       # libtorch's headers need RTTI and exceptions; gyp turns both off by default.
       "cflags!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++14", "-std=c++14"],
-      # -fopenmp-simd, -fno-trapping-math: the vectorised loops of the fused BN + PReLU backward
-      # (`#pragma omp simd`, no OpenMP runtime; selects become blends, values unchanged).
-      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O2", "-fopenmp-simd", "-fno-trapping-math", "-Wno-unused-parameter"],
+      # -fopenmp: libtorch 1.13's at::parallel_for is a header template that
+      # runs its range in parallel only when the caller is compiled with
+      # OpenMP (ATen/ParallelOpenMP.h); without it the addon's own kernels
+      # (BN + PReLU, depthwise 3x3) ran on one thread whatever
+      # at::set_num_threads said (intraOpWorkers() tells). Debian's libtorch
+      # uses the same libgomp. -fno-trapping-math: selects in the vectorised
+      # loops (`#pragma omp simd`) become blends, values unchanged.
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O2", "-fopenmp", "-fno-trapping-math", "-Wno-unused-parameter"],
+      "ldflags": ["-fopenmp"],
       "conditions": [
         ["torch_lib!=''", {
           "libraries": ["-L<(torch_lib)", "-Wl,-rpath,<(torch_lib)"]

@@ -33,6 +33,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -43,6 +44,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <unordered_set>
 #include <vector>
 
@@ -755,6 +757,23 @@ Napi::Value resetAllocatorPeak(const Args& a) {
 }
 
 Napi::Value getNumThreads(const Args& a) { return Napi::Number::New(a.env, at::get_num_threads()); }
+
+// intraOpWorkers(): how many threads an at::parallel_for of this addon runs
+// its range on (a range of 64 items, grain 1); at::get_num_threads() when the
+// addon is built with OpenMP (binding.gyp), 1 when it is not, whatever the
+// thread setting says.
+Napi::Value intraOpWorkers(const Args& a) {
+  std::vector<std::atomic<int>> seen(size_t(std::max(at::get_num_threads(), 1)));
+  at::parallel_for(0, 64, 1, [&](int64_t, int64_t) {
+    const int t = at::get_thread_num();
+    if (t >= 0 && size_t(t) < seen.size()) seen[size_t(t)] = 1;
+    // Hold each worker's chunk long enough for the others to take theirs.
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  });
+  int n = 0;
+  for (auto& v : seen) n += v.load();
+  return Napi::Number::New(a.env, n);
+}
 
 Napi::Value setGradEnabled(const Args& a) {
   c10::GradMode::set_enabled(a.boolean(0, true));
@@ -1822,6 +1841,7 @@ const OpEntry kOps[] = {
     {"profileStart", profileStart},
     {"profileStop", profileStop},
     {"getNumThreads", getNumThreads},
+    {"intraOpWorkers", intraOpWorkers},
     {"allocatorStats", allocatorStats},
     {"resetAllocatorPeak", resetAllocatorPeak},
     {"setGradEnabled", setGradEnabled},

@@ -150,6 +150,7 @@ export const NATIVE_FUNCTIONS = [
   'profileStart',
   'profileStop',
   'getNumThreads',
+  'intraOpWorkers',
   'allocatorStats',
   'resetAllocatorPeak',
   'setGradEnabled',
@@ -215,6 +216,12 @@ export interface TorchNative {
   profileStart(path: string): void;
   profileStop(): void;
   getNumThreads(): number;
+  /**
+   * How many threads the addon's own kernels (BN + PReLU, depthwise 3x3)
+   * split their work over: getNumThreads() when the addon was built with
+   * OpenMP, 1 when it was not (libtorch's at::parallel_for is then serial).
+   */
+  intraOpWorkers(): number;
   /**
    * libtorch's CPU memory as the addon's allocator sees it, in bytes: `live`
    * (held by tensors now), `peak` (most live since the last
