@@ -266,8 +266,10 @@ export class Detector<I = RgbImage> {
 /**
  * Build a detector from a loaded model with the given session factory.
  * `int8`: activation ranges for the int8 graph (a checked calibration's
- * ranges); omitted: float32. `createNative`: a runtime's own engine for the
- * float32 network, used instead of `createSession` when it returns a session.
+ * ranges); omitted: float32. `createNative`: a runtime's own engine, asked
+ * for the network at that precision and used instead of `createSession` when
+ * it returns a session (a native int8 engine may need no ranges; the ONNX
+ * export, used when it returns null, does).
  */
 export async function createDetectorWith<I>(
   model: LoadedModel,
@@ -278,8 +280,9 @@ export async function createDetectorWith<I>(
   createNative?: CreateNativeSession,
 ): Promise<Detector<I>> {
   if (!Number.isInteger(threads) || threads < 1) throw new ExtdError(`threads must be a positive integer, got ${threads}`);
-  const native = !int8 && createNative ? createNative(model.graph, model.weights, { threads }) : null;
-  if (native) return new Detector(model, native, decode, 'float32', native.name);
+  const precision: Precision = int8 ? 'int8' : 'float32';
+  const native = createNative ? createNative(model.graph, model.weights, { threads, precision }) : null;
+  if (native) return new Detector(model, native, decode, precision, native.name);
   const session = await createSession(exportOnnx(model.graph, model.weights, { int8: int8 ?? null }), { threads });
   return new Detector(model, session, decode, int8 ? 'int8' : 'float32');
 }

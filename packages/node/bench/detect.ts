@@ -63,16 +63,14 @@ const models = values.models!.split(',').map((w) => `extd-${w}`);
 const precisions = values.precisions!.split(',') as Precision[];
 const engines = values.engines!.split(',') as Engine[];
 for (const e of engines) if (e !== 'auto' && e !== 'onnxruntime') throw new Error(`--engines: unknown engine '${e}' (auto, onnxruntime)`);
-/** What section 1, 3 and 4 compare: float32 per engine, and int8 (onnxruntime only). */
+/** What section 1, 3 and 4 compare: each precision per engine ('auto': the kernels where they run it). */
 interface Config {
   precision: Precision;
   engine: Engine;
   label: string;
 }
 const configs: Config[] = precisions.flatMap((precision): Config[] =>
-  precision === 'int8'
-    ? [{ precision, engine: 'onnxruntime', label: 'int8' }]
-    : engines.map((engine) => ({ precision, engine, label: engine === 'auto' ? 'float32' : 'float32 ort' })),
+  engines.map((engine) => ({ precision, engine, label: engine === 'auto' ? precision : `${precision} ort` })),
 );
 const BASELINE = 'float32 ort';
 const shared = SHARED;
@@ -259,6 +257,7 @@ if (values.ap) {
     }
     for (const [x, y] of [
       ['int8', 'float32'],
+      ['int8 ort', 'float32'],
       ['float32', BASELINE],
     ] as const) {
       if (!ap[x] || !ap[y]) continue;

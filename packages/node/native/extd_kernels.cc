@@ -5,13 +5,15 @@
 // them, and runs the network on libuv's thread pool so detect() stays async
 // (the TypeScript side queues calls, so at most one waits there).
 //
-//   new Network(spec)   spec: { stem: Conv, blocks: Block[], taps: number[], ops: Op[], loc: number[], conf: number[] }
+//   new Network(spec)   spec: { stem: Conv, blocks: Block[], taps: number[], ops: Op[], loc: number[], conf: number[], int8?: boolean }
+//     int8: the blocks' 1x1 convs in int8 (network.h, Network::useInt8); only where `int8` (below) is true
 //     Op: { kind: 'conv' | 'add' | 'upsample' | 'maxout', a, b?, conv? } over value numbers (taps first)
 //   network.priors(height, width)           rows of loc / conf for that input size
 //   network.confChannels                    columns of conf
 //   network.outputShape(tap, height, width) [C, h, w] of tap's block output
 //   network.release()                       free the buffers kept between runs (waits for a run in progress)
 //   vectorWidth                             floats per vector of this build (16 AVX-512, 8 AVX2, 4 otherwise)
+//   int8                                    whether this build has the int8 kernels (AVX512-VNNI)
 //   network.run(input, height, width, loc, conf, tapOutputs, threads, callback)
 //     input:      Float32Array 3 x height x width (NCHW, N = 1)
 //     loc, conf:  Float32Array priors x 4, priors x confChannels
@@ -132,6 +134,7 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
         ops.push_back(std::move(op));
       }
       front_ = std::make_shared<Shared>(std::move(stem), std::move(blocks), std::move(taps), std::move(ops), std::move(loc), std::move(conf));
+      if (spec.Get("int8").ToBoolean().Value()) front_->front.useInt8(true);
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, std::string("extd kernels: ") + e.what());
     }
@@ -246,6 +249,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Network", NetworkWrap::Define(env));
   // Floats per vector this build uses (16: AVX-512, 8: AVX2, 4: SSE2 / NEON).
   exports.Set("vectorWidth", Napi::Number::New(env, extd::VL));
+  // Whether this build runs the blocks' 1x1 convs in int8 (spec.int8; AVX512-VNNI).
+  exports.Set("int8", Napi::Boolean::New(env, extd::kInt8));
   return exports;
 }
 

@@ -1,4 +1,5 @@
-// EXTD in float32, as extd's own kernels. The backbone (the stem and the
+// EXTD in float32 (optionally with the blocks' 1x1 convs in int8, see
+// useInt8), as extd's own kernels. The backbone (the stem and the
 // inverted-residual blocks of E and of F's six applications) runs block by
 // block and, within a block, row by row: the 1x1 expand fills a ring of three
 // hidden rows, and the 3x3 depthwise conv and the 1x1 projection run on a
@@ -16,6 +17,7 @@
 // multiples of 16 (one vector); the heads' outputs may be any count.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -49,6 +51,21 @@ constexpr int VL = 4;
 constexpr bool kManyRegisters = false;
 #endif
 typedef float vf __attribute__((vector_size(VL * sizeof(float))));
+
+// int8 1x1 convolutions (Network::useInt8): on CPUs with AVX512-VNNI (the
+// build is -march=native), the blocks' expand and project convs multiply
+// uint8 inputs by int8 weights and accumulate in int32 (vpdpbusd: four
+// multiply-adds per lane per instruction where an FMA does one). Weights:
+// symmetric, one scale per output channel. Inputs: asymmetric, one scale and
+// zero point per row (expand) or chunk of pixels (project), from that row's
+// or chunk's own range, so no calibration is needed. Everything else (the
+// stem, the depthwise convs, the FPN and the heads) stays float32.
+#if defined(__AVX512VNNI__) && defined(__AVX512F__) && defined(__AVX512BW__)
+#define EXTD_INT8 1
+constexpr bool kInt8 = true;
+#else
+constexpr bool kInt8 = false;
+#endif
 
 static inline vf loadv(const float* p) {
   vf v;
@@ -94,6 +111,10 @@ using fvec = std::vector<float, Aligned64<float>>;
 struct Conv {
   int cin = 0, cout = 0, k = 1, stride = 1, groups = 1;
   fvec w, b;
+  // 1x1 convs in int8 (Network::useInt8): weights as [cin / 4][cout][4] int8, their scale per output
+  // channel, and the sum of each output channel's int8 weights (for the inputs' zero point).
+  std::vector<int8_t, Aligned64<int8_t>> wq;
+  fvec wScale, wSum;
   bool act = false;
   float slope = 0;
 };
@@ -222,6 +243,7 @@ class Network {
       b.dw.w = transpose(b.dw.w, hidden, 9);
       b.project.w = transpose(b.project.w, b.project.cout, b.project.cin);
       maxHidden_ = std::max(maxHidden_, hidden);
+      maxCout_ = std::max({maxCout_, hidden, b.project.cout});
       c = b.project.cout;
     }
     stem_.w = transpose(stem_.w, stem_.cout, 27);  // [27 taps][cout]
@@ -277,6 +299,23 @@ class Network {
     }
     for (size_t v = 0; v < channels_.size(); v++) values_.push_back(std::make_unique<Buffer>());
   }
+
+  /**
+   * Run the blocks' 1x1 convs (expand, project) in int8 (on) or float32
+   * (off, the default). Throws where the build has no AVX512-VNNI (kInt8).
+   * Not while a run is in progress.
+   */
+  void useInt8(bool on) {
+    if (on && !kInt8) throw std::invalid_argument("int8 kernels need a CPU with AVX512-VNNI (this build has none)");
+    if (on) {
+      for (Block& b : blocks_) {
+        if (b.hasExpand) packInt8(b.expand);
+        packInt8(b.project);
+      }
+    }
+    int8_ = on;
+  }
+  bool int8() const { return int8_; }
 
   int blocks() const { return int(blocks_.size()); }
   int outChannels(int block) const { return blocks_[block].project.cout; }
@@ -353,6 +392,11 @@ class Network {
       s.dbuf.get(size_t(CHUNK) * maxHidden_);
       s.stemIn.get(9 * (size_t(W) + 2 + 2 * VL));
       s.stemTaps.get(size_t(hw) * 28);
+      if (int8_) {
+        s.rowQ.get(size_t(hw) * maxHidden_ / 4 + VL);
+        s.chunkQ.get(size_t(CHUNK) * maxHidden_ / 4 + VL);
+        s.mulAdd.get(2 * size_t(maxCout_) + VL);
+      }
     }
     // Start the helper threads first; if the system refuses one, run with those it gave.
     std::vector<std::thread> pool;
@@ -547,6 +591,9 @@ class Network {
     Buffer dbuf;  // depthwise output of one chunk of pixels: [CHUNK][hidden]
     Buffer stemIn;  // the image rows the stem reads: [3 ch][3 rows][W + 2]
     Buffer stemTaps;  // the stem's 27 inputs per output pixel: [w][28]
+    Buffer rowQ;  // int8: the expand conv's input row quantised, [w][cin] uint8
+    Buffer chunkQ;  // int8: dbuf quantised, [CHUNK][hidden] uint8
+    Buffer mulAdd;  // int8: per output channel, the accumulator's scale and offset, [2][cout]
   };
   static constexpr int CHUNK = 24;
 
@@ -578,8 +625,12 @@ class Network {
           } else {
             std::memset(dst, 0, sizeof(float) * hidden);  // the zero pixel left
             std::memset(dst + size_t(iw + 1) * hidden, 0, sizeof(float) * hidden);  // and right
-            if (b.hasExpand) expandRow(b.expand, in + size_t(r) * iw * cin, iw, dst + hidden);
-            else stemRow(image, H, W, r, iw, dst + hidden, s);
+            if (b.hasExpand) {
+              if (int8_) expandRowInt8(b.expand, in + size_t(r) * iw * cin, iw, dst + hidden, s);
+              else expandRow(b.expand, in + size_t(r) * iw * cin, iw, dst + hidden);
+            } else {
+              stemRow(image, H, W, r, iw, dst + hidden, s);
+            }
           }
           rowOf[slot] = r;
         }
@@ -590,7 +641,9 @@ class Network {
       for (int x = 0; x < ow; x += CHUNK) {
         const int n = std::min(CHUNK, ow - x);
         depthwise(b.dw, rows, hidden, st, x, n, dbuf);
-        project(b.project, dbuf, hidden, n, res ? res + size_t(x) * b.project.cout : nullptr, o + size_t(x) * b.project.cout);
+        const float* r = res ? res + size_t(x) * b.project.cout : nullptr;
+        if (int8_) projectInt8(b.project, dbuf, hidden, n, r, o + size_t(x) * b.project.cout, s);
+        else project(b.project, dbuf, hidden, n, r, o + size_t(x) * b.project.cout);
       }
     }
   }
@@ -655,6 +708,126 @@ class Network {
   static void project(const Conv& p, const float* dbuf, int hidden, int n, const float* res, float* out) {
     gemmRow(dbuf, hidden, n, p.w.data(), p.cout, p.b.data(), p.act, p.slope, out, res);
   }
+
+  // [cin][cout] float weights (transposed at construction) -> wq [cin / 4][cout][4] int8, wScale, wSum.
+  static void packInt8(Conv& c) {
+    if (c.cin % 4) throw std::invalid_argument("int8 1x1 convs need a multiple of 4 input channels");
+    c.wq.assign(size_t(c.cin) * c.cout, 0);
+    c.wScale.assign(size_t(c.cout), 0.f);
+    c.wSum.assign(size_t(c.cout), 0.f);
+    for (int o = 0; o < c.cout; o++) {
+      float m = 0;
+      for (int k = 0; k < c.cin; k++) m = std::max(m, std::fabs(c.w[size_t(k) * c.cout + o]));
+      const float sc = m > 0 ? m / 127.f : 1.f;
+      c.wScale[o] = sc;
+      int sum = 0;
+      for (int k = 0; k < c.cin; k++) {
+        const int q = int(std::lround(c.w[size_t(k) * c.cout + o] / sc));
+        c.wq[(size_t(k / 4) * c.cout + o) * 4 + k % 4] = int8_t(q);
+        sum += q;
+      }
+      c.wSum[o] = float(sum);
+    }
+  }
+
+#ifdef EXTD_INT8
+  // n floats (a multiple of 16) -> uint8 q = round(x / scale) + zero, over the range [min(x, 0), max(x, 0)];
+  // writes mul[o] = scale * wScale[o] and add[o] = bias[o] - zero * scale * wScale[o] * wSum[o] for conv c.
+  static void quantize(const float* x, size_t n, uint8_t* q, const Conv& c, float* mul, float* add) {
+    __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
+    for (size_t i = 0; i < n; i += 16) {
+      const __m512 v = _mm512_loadu_ps(x + i);
+      lo = _mm512_min_ps(lo, v), hi = _mm512_max_ps(hi, v);
+    }
+    const float mn = _mm512_reduce_min_ps(lo), mx = _mm512_reduce_max_ps(hi);
+    const float scale = mx > mn ? (mx - mn) / 255.f : 1.f;
+    const int zero = std::min(255, std::max(0, int(std::lround(-mn / scale))));
+    const __m512 inv = _mm512_set1_ps(1.f / scale);
+    const __m512i z = _mm512_set1_epi32(zero), top = _mm512_set1_epi32(255), bottom = _mm512_setzero_si512();
+    for (size_t i = 0; i < n; i += 16) {
+      __m512i v = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), inv)), z);
+      v = _mm512_min_epi32(_mm512_max_epi32(v, bottom), top);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtepi32_epi8(v));
+    }
+    for (int o = 0; o < c.cout; o++) {
+      const float m = scale * c.wScale[o];
+      mul[o] = m;
+      add[o] = c.b[o] - float(zero) * m * c.wSum[o];
+    }
+  }
+
+  // acc[p][v] over `n4` groups of 4 input channels: group in[p * ip + k] broadcast, dot w[(k * ws + v * 16) * 4 ...].
+  template <int P, int V>
+  static inline void gemmTileInt8(const uint32_t* in, size_t ip, const int8_t* w, size_t ws, int n4, const float* mul, const float* add, bool act, float slope,
+                                  float* out, size_t op, const float* res, size_t rp) {
+    // GCC vector types, every loop over p and v fully unrolled: with __m512i arrays and partly unrolled
+    // loops GCC 12 kept the accumulators on the stack.
+    typedef int vi __attribute__((vector_size(64)));
+    vi acc[P][V];
+#pragma GCC unroll 16
+    for (int p = 0; p < P; p++)
+#pragma GCC unroll 16
+      for (int v = 0; v < V; v++) acc[p][v] = vi{};
+    for (int k = 0; k < n4; k++) {
+      vi wv[V];
+#pragma GCC unroll 16
+      for (int v = 0; v < V; v++) std::memcpy(&wv[v], w + (size_t(k) * ws + v * 16) * 4, sizeof(vi));
+#pragma GCC unroll 16
+      for (int p = 0; p < P; p++) {
+        const vi x = vi{} + int(in[p * ip + k]);
+#pragma GCC unroll 16
+        for (int v = 0; v < V; v++) acc[p][v] = (vi)_mm512_dpbusd_epi32((__m512i)acc[p][v], (__m512i)x, (__m512i)wv[v]);
+      }
+    }
+#pragma GCC unroll 16
+    for (int v = 0; v < V; v++) {
+      const vf m = loadv(mul + v * VL), a0 = loadv(add + v * VL);
+#pragma GCC unroll 16
+      for (int p = 0; p < P; p++) {
+        vf a = __builtin_convertvector(acc[p][v], vf) * m + a0;
+        if (act) a = leaky(a, slope);
+        if (res) a += loadv(res + p * rp + v * VL);
+        storev(out + p * op + v * VL, a);
+      }
+    }
+  }
+  template <int V, int P>
+  static void gemmRowInt8V(const uint32_t* in, int ip, int np, const int8_t* w, int cout, const float* mul, const float* add, bool act, float slope, float* out,
+                           const float* res, int o) {
+    int p = 0;
+    for (; p + P <= np; p += P)
+      gemmTileInt8<P, V>(in + size_t(p) * ip, ip, w + size_t(o) * 4, cout, ip, mul + o, add + o, act, slope, out + size_t(p) * cout + o, cout,
+                         res ? res + size_t(p) * cout + o : nullptr, cout);
+    for (; p < np; p++)
+      gemmTileInt8<1, V>(in + size_t(p) * ip, ip, w + size_t(o) * 4, cout, ip, mul + o, add + o, act, slope, out + size_t(p) * cout + o, cout,
+                         res ? res + size_t(p) * cout + o : nullptr, cout);
+  }
+  // gemmRow in int8: x holds np pixels of c.cin floats, quantised here; weights c.wq.
+  static void gemmRowInt8(const Conv& c, const float* x, int np, uint8_t* q, float* mulAdd, float* out, const float* res) {
+    float* mul = mulAdd;
+    float* add = mulAdd + c.cout;
+    quantize(x, size_t(np) * c.cin, q, c, mul, add);
+    const uint32_t* in = reinterpret_cast<const uint32_t*>(q);
+    const int ip = c.cin / 4, cout = c.cout;
+    const int8_t* w = c.wq.data();
+    int o = 0;
+    for (; cout - o >= 64; o += 64) gemmRowInt8V<4, 6>(in, ip, np, w, cout, mul, add, c.act, c.slope, out, res, o);
+    if (cout - o == 48) gemmRowInt8V<3, 8>(in, ip, np, w, cout, mul, add, c.act, c.slope, out, res, o), o += 48;
+    if (cout - o >= 32) gemmRowInt8V<2, 12>(in, ip, np, w, cout, mul, add, c.act, c.slope, out, res, o), o += 32;
+    if (cout - o >= 16) gemmRowInt8V<1, 12>(in, ip, np, w, cout, mul, add, c.act, c.slope, out, res, o), o += 16;
+  }
+  static void expandRowInt8(const Conv& e, const float* in, int w, float* dst, Scratch& s) {
+    uint8_t* q = reinterpret_cast<uint8_t*>(s.rowQ.get(size_t(w) * e.cin / 4 + VL));
+    gemmRowInt8(e, in, w, q, s.mulAdd.get(2 * size_t(e.cout) + VL), dst, nullptr);
+  }
+  static void projectInt8(const Conv& p, const float* dbuf, int hidden, int n, const float* res, float* out, Scratch& s) {
+    uint8_t* q = reinterpret_cast<uint8_t*>(s.chunkQ.get(size_t(CHUNK) * hidden / 4 + VL));
+    gemmRowInt8(p, dbuf, n, q, s.mulAdd.get(2 * size_t(p.cout) + VL), out, res);
+  }
+#else
+  static void expandRowInt8(const Conv&, const float*, int, float*, Scratch&) { std::abort(); }  // unreachable: useInt8 throws
+  static void projectInt8(const Conv&, const float*, int, int, const float*, float*, Scratch&) { std::abort(); }
+#endif
 
   // Depthwise 3x3 (stride st) of output pixels x..x+n-1 from three padded hidden rows into dbuf [n][hidden].
   static void depthwise(const Conv& dw, const float* const rows[3], int hidden, int st, int x, int n, float* dbuf) {
@@ -741,6 +914,8 @@ class Network {
   std::vector<int> channels_;  // per value
   std::vector<std::unique_ptr<Buffer>> values_;  // per value: its NHWC map, kept between runs
   int maxHidden_ = 0;
+  int maxCout_ = 0;  // the most output channels of an expand or project conv
+  bool int8_ = false;
   Buffer mapA_, mapB_;
   std::vector<std::unique_ptr<Scratch>> scratch_;
 };

@@ -19,7 +19,7 @@ import { DEFAULT_MODEL_NAME } from '@extd/core/model/bundled';
 import { ExtdError } from '@extd/core/utils/errors';
 import type { LoadedModel } from '@extd/core/weights/checkpoint';
 import { createOrtNodeSession } from './runtime/ort-node.js';
-import { createNativeSession } from './runtime/native-network.js';
+import { createNativeSession, int8KernelsTake } from './runtime/native-network.js';
 import type { Precision } from '@extd/core/detector';
 import { BUNDLED_MODEL_NAMES, defaultPrecisionOf, isBundledModelName, type BundledModelName } from '@extd/core/model/bundled';
 import { bundledModelPath } from './load-model.js';
@@ -53,29 +53,39 @@ export interface CreateDetectorOptions {
   /** CPU threads for the network (the native kernels or onnxruntime; a positive integer). Default 2. */
   threads: number;
   /**
-   * The network's arithmetic: 'float32', or 'int8' (static QDQ int8: int8
-   * weights per output channel, uint8 activations from calibrated ranges;
-   * onnxruntime runs it as QLinearConv). int8 needs `calibration`, except for
-   * the bundled `extd-32` / `extd-48` / `extd-64`, whose ranges ship in
-   * `models/`. Default: the bundled model's `defaultPrecision` ('int8' for
-   * `extd-48`, whose int8 AP on the 646 WIDER val images is within 0.005 of
-   * float32's on every setting; 'float32' for the others, whose int8 loses
-   * more), 'float32' for any other model. `detector.precision` says which
-   * one runs. See README, Speed.
+   * The network's arithmetic: 'float32' or 'int8'. int8 runs on one of two
+   * engines (`detector.engine` says which):
+   * - extd's native kernels (engine 'auto' on a CPU with AVX512-VNNI): the
+   *   inverted-residual blocks' 1x1 convs multiply int8 weights (one scale
+   *   per output channel) by uint8 activations quantised per image row or
+   *   chunk of 24 pixels from that row's own range; the rest stays float32.
+   *   Any model, no calibration.
+   * - onnxruntime elsewhere (static QDQ int8: uint8 activations from
+   *   calibrated ranges, run as QLinearConv): needs `calibration`, except for
+   *   the bundled `extd-32` / `extd-48` / `extd-64`, whose ranges ship in
+   *   `models/`.
+   * Default: 'int8' for the bundled `extd-32`, `extd-48` and `extd-64` where
+   * the kernels run int8 (their AP on the 646 WIDER val images within 0.005
+   * of float32's on every setting); elsewhere the bundled model's
+   * `defaultPrecision` ('int8' for `extd-48`, whose onnxruntime int8 meets
+   * the same bound; 'float32' for the others), and 'float32' for any other
+   * model. See README, Speed.
    */
   precision?: Precision;
   /**
-   * int8 only: a calibration file written by `extd quantize` (path), or its
-   * parsed content; checked against the model (variant and weights). Default:
+   * int8 on onnxruntime only (the kernels need none): a calibration file
+   * written by `extd quantize` (path), or its parsed content; checked
+   * against the model (variant and weights) whichever engine runs. Default:
    * the bundled model's own file.
    */
   calibration?: string | Calibration;
   /**
-   * What runs a float32 network. 'auto': extd's own native kernels (fused
+   * What runs the network. 'auto': extd's own native kernels (fused
    * inverted-residual blocks, then the FPN and heads) where the package's
    * addon was built at install (a C++ compiler is needed), onnxruntime where
-   * it was not. 'onnxruntime': onnxruntime alone. int8 always runs on
-   * onnxruntime. Default 'auto'; `detector.engine` says what runs.
+   * it was not; int8 runs on the kernels where the CPU has AVX512-VNNI, on
+   * onnxruntime elsewhere. 'onnxruntime': onnxruntime alone. Default 'auto';
+   * `detector.engine` says what runs.
    */
   engine: Engine;
 }
@@ -88,7 +98,8 @@ export const ENGINES: readonly Engine[] = ['auto', 'onnxruntime'];
 /**
  * Defaults of CreateDetectorOptions: 2 threads, engine 'auto'; `model` unset means the
  * bundled `extd-32`; `precision` unset means the model's default
- * (defaultPrecisionOf: int8 for extd-48, else float32).
+ * (defaultPrecisionOf: int8 for the released models where the kernels run
+ * int8, else int8 for extd-48 and float32 for the others).
  */
 export const CREATE_DETECTOR_DEFAULTS: CreateDetectorOptions = { threads: 2, engine: 'auto' };
 
@@ -119,19 +130,30 @@ export async function decodeNodeInput(input: NodeImageInput): Promise<RgbImage> 
 export async function createDetector(options: Partial<CreateDetectorOptions> = {}): Promise<NodeDetector> {
   const opts = { ...CREATE_DETECTOR_DEFAULTS, ...options };
   // An option given as undefined (e.g. an absent CLI flag) means its default: the model's own.
-  opts.precision = options.precision ?? defaultPrecisionOf(bundledNameOf(opts.model));
   opts.engine = options.engine ?? CREATE_DETECTOR_DEFAULTS.engine;
-  const model = await loadModel(opts.model, opts.variant);
-  if (opts.precision !== 'float32' && opts.precision !== 'int8')
-    throw new ExtdError(`precision must be 'float32' or 'int8', got ${JSON.stringify(opts.precision)}`);
   if (!ENGINES.includes(opts.engine))
     throw new ExtdError(`engine must be one of ${ENGINES.map((e) => `'${e}'`).join(', ')}, got ${JSON.stringify(opts.engine)}`);
+  if (options.precision !== undefined && options.precision !== 'float32' && options.precision !== 'int8')
+    throw new ExtdError(`precision must be 'float32' or 'int8', got ${JSON.stringify(options.precision)}`);
+  const model = await loadModel(opts.model, opts.variant);
+  // int8 on the kernels (engine 'auto', CPUs with AVX512-VNNI) quantises each row's activations from its
+  // own range: no calibration.
+  const onKernels = opts.engine === 'auto' && int8KernelsTake(model.graph, model.weights);
+  opts.precision = options.precision ?? defaultPrecisionOf(bundledNameOf(opts.model), onKernels);
   if (opts.precision === 'float32') {
     const native = opts.engine === 'auto' ? createNativeSession : undefined;
     return createDetectorWith(model, createOrtNodeSession, decodeNodeInput, opts.threads, undefined, native);
   }
-  const calibration = await resolveCalibration(opts.calibration, opts.model, model);
-  return createDetectorWith(model, createOrtNodeSession, decodeNodeInput, opts.threads, { ranges: calibration.ranges });
+  // A calibration given is checked even where the kernels do not need it.
+  const calibration = onKernels && opts.calibration === undefined ? null : await resolveCalibration(opts.calibration, opts.model, model);
+  return createDetectorWith(
+    model,
+    createOrtNodeSession,
+    decodeNodeInput,
+    opts.threads,
+    { ranges: calibration?.ranges ?? {} },
+    onKernels ? createNativeSession : undefined,
+  );
 }
 
 /**

@@ -9,6 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { exportOnnx } from '@extd/core/runtime/onnx-export';
+import { iouXyxy } from '@extd/core/postprocess/boxes';
 import { toNetworkInput } from '@extd/core/image/types';
 import type { RgbImage } from '@extd/core/image/types';
 import { cpuFlags, missingIsaFlags, nativeKernels, nativeKernelsError, nativeModel, runNative } from '../src/runtime/native-network.js';
@@ -22,6 +23,8 @@ import { runCli } from '../../../test-support/cli-run.js';
 
 const skip = requiredInCi(nativeKernels() ? false : `native kernels unavailable: ${nativeKernelsError()}`);
 const MODELS: BundledModelName[] = ['extd-32', 'extd-48', 'extd-64'];
+/** Why the int8 kernels cannot be tested here (false: they can). */
+const int8Skip = skip || (nativeKernels()?.int8 ? false : 'this build of the kernels has no int8 path (the CPU lacks AVX512-VNNI)');
 
 /** A deterministic noisy image with smooth structure (values span the network's input range). */
 function synthetic(width: number, height: number, seed = 1): RgbImage {
@@ -181,8 +184,8 @@ test("detect() on engine 'auto' (the kernels) finds what onnxruntime finds, gold
 });
 
 test('raw outputs agree at tiny and odd sizes; calls in flight each get their own result', { skip }, async () => {
-  const fast = await createDetector({ model: 'extd-32' });
-  const ort = await createDetector({ model: 'extd-32', engine: 'onnxruntime' });
+  const fast = await createDetector({ model: 'extd-32', precision: 'float32' });
+  const ort = await createDetector({ model: 'extd-32', engine: 'onnxruntime', precision: 'float32' });
   const images = [synthetic(1, 1), synthetic(3, 2), synthetic(33, 17, 5), synthetic(160, 120, 7), synthetic(161, 121, 9)];
   const expected = await Promise.all(images.map((im) => ort.forward(im)));
   // All in flight at once on the kernels (queued one at a time; each call has its own output buffers).
@@ -198,11 +201,15 @@ test('raw outputs agree at tiny and odd sizes; calls in flight each get their ow
   await ort.dispose();
 });
 
-test('engine option: int8 runs on onnxruntime; an unknown engine names the choices', { skip }, async () => {
+test('engine option: int8 runs on the kernels where they have it, else onnxruntime; an unknown engine names the choices', { skip }, async () => {
   const q = await createDetector({ model: 'extd-48' });
   assert.equal(q.precision, 'int8');
-  assert.equal(q.engine, 'onnxruntime');
+  assert.equal(q.engine, int8Skip ? 'onnxruntime' : 'extd-kernels');
   await q.dispose();
+  const o = await createDetector({ model: 'extd-48', engine: 'onnxruntime' });
+  assert.equal(o.precision, 'int8');
+  assert.equal(o.engine, 'onnxruntime');
+  await o.dispose();
   // An option given as undefined (an absent CLI flag) means its default.
   const d = await createDetector({ model: 'extd-32', engine: undefined });
   assert.equal(d.engine, 'extd-kernels');
@@ -211,7 +218,71 @@ test('engine option: int8 runs on onnxruntime; an unknown engine names the choic
   await assert.rejects(createDetector({ engine: 'gpu' }), isExtdError(/engine must be one of 'auto', 'onnxruntime', got "gpu"/));
   const info = runCli(['info', 'extd-32']);
   assert.match(info.stdout, /^engine +float32 on extd-kernels \((8|16)-float vectors\)$/m);
+  assert.match(info.stdout, int8Skip ? /^engine +int8 on onnxruntime \(.+\)$/m : /^engine +int8 on extd-kernels \(AVX512-VNNI\)$/m);
   const r = runCli(['detect', 'x.jpg', '--engine', 'gpu']);
   assert.equal(r.code, 1);
   assert.match(r.stderr.trim(), /^extd detect: --engine gpu: expected auto or onnxruntime$/);
+});
+
+test('int8 kernels: f1..f6, loc and conf near float32; 1 and 3 threads give identical outputs', { skip: int8Skip }, async () => {
+  for (const name of MODELS) {
+    const model = await loadModel(name);
+    const f32 = nativeModel(model.graph, model.weights)!;
+    const i8 = nativeModel(model.graph, model.weights, 'int8')!;
+    assert.ok(f32 && i8);
+    for (const [w, h] of [
+      [640, 480],
+      [97, 61],
+      [1, 1],
+    ] as const) {
+      const input = { dtype: 'float32' as const, shape: [1, 3, h, w], data: toNetworkInput(synthetic(w, h, 3)) };
+      const ref = await runNative(f32, input, 2, true);
+      const a = await runNative(i8, input, 1, true);
+      const b = await runNative(i8, input, 3, true);
+      for (const v of ['loc', 'conf', ...i8.tapValues]) {
+        assert.deepEqual(a[v]!.data, b[v]!.data, `${name} ${w}x${h} ${v}: 1 and 3 threads`);
+        const { diff, scale } = maxAbs(a[v]!.data, ref[v]!.data);
+        // Per-row uint8 activations and per-channel int8 weights: up to 9% of the map's largest value
+        // measured (loc of extd-48 at 640x480); a wrong layout or zero point gives ~100%.
+        assert.ok(diff <= 0.15 * Math.max(1, scale), `${name} ${w}x${h} ${v}: max |int8 - float32| ${diff} (max |value| ${scale})`);
+        if (w > 1) assert.notDeepEqual(a[v]!.data, ref[v]!.data, `${name} ${w}x${h} ${v}: int8 really ran`);
+      }
+    }
+    f32.network.release();
+    i8.network.release();
+  }
+});
+
+test('int8 kernels: detect() finds what float32 finds, golden images', { skip: int8Skip || noShared('reference', 'golden') }, async () => {
+  for (const name of MODELS) {
+    const q = await createDetector({ model: name, precision: 'int8' });
+    const f = await createDetector({ model: name, precision: 'float32' });
+    assert.equal(q.engine, 'extd-kernels');
+    let total = 0;
+    for (const tag of GOLDEN_TAGS) {
+      const image = goldenPixels(tag);
+      const [a, b] = [await q.detectPass(image, { scoreThreshold: 0.3 }), await f.detectPass(image, { scoreThreshold: 0.3 })];
+      // Each confident (>= 0.6) detection of one overlaps one of the other (>= 0.3) at IoU >= 0.7, but for
+      // at most 1 in 20 (a detection near the thresholds or NMS may go either way); a broken kernel: none.
+      for (const [x, y, label] of [
+        [a, b, 'int8 in float32'],
+        [b, a, 'float32 in int8'],
+      ] as const) {
+        let confident = 0,
+          matched = 0;
+        for (let i = 0; i < x.scores.length; i++) {
+          if (x.scores[i]! < 0.6) continue;
+          confident++;
+          let best = 0;
+          for (let j = 0; j < y.scores.length; j++) best = Math.max(best, iouXyxy(x.boxes, i, y.boxes, j));
+          if (best >= 0.7) matched++;
+        }
+        total += confident;
+        assert.ok(matched >= 0.95 * confident, `${name} ${tag}: ${label}: ${matched} of ${confident} confident detections matched`);
+      }
+    }
+    assert.ok(total > 0, `${name}: confident detections on the golden images`);
+    await q.dispose();
+    await f.dispose();
+  }
 });

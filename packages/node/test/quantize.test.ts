@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { BUNDLED_MODEL_NAMES, bundledModelPath, createDetector, defaultPrecisionOf, loadModel } from '../src/index.js';
+import { nativeKernels } from '../src/runtime/native-network.js';
 import { checkCalibration, modelFingerprint, percentileRange, type Calibration } from '@extd/core/quantize/calibration';
 import { bundledCalibrationPath, readCalibrationFile } from '../src/quantize/calibration-node.js';
 import { exportOnnx, quantizedValues, quantizeWeightsPerChannel, uint8Params } from '@extd/core/runtime/onnx-export';
@@ -14,6 +15,9 @@ import { GOLDEN_TAGS, goldenPixels } from '../../../test-support/golden.js';
 import { runCli } from '../../../test-support/cli-run.js';
 import { noShared, sharedPath } from '../../../test-support/shared.js';
 import { isExtdError } from '../../../test-support/expect-error.js';
+
+/** Whether this machine's kernels run int8 (AVX512-VNNI): engine 'auto' then runs int8 there. */
+const int8OnKernels = Boolean(nativeKernels()?.int8 && nativeKernels()!.vectorWidth >= 8);
 
 const expectExtdError = (fn: () => Promise<unknown>, re: RegExp) => assert.rejects(fn, isExtdError(re));
 
@@ -94,46 +98,66 @@ test('calibration files are checked: format, version, variant, weights, every ra
   writeFileSync(join(tmp, 'bad.json'), '{ nope');
   await expectExtdError(() => readCalibrationFile(join(tmp, 'bad.json'), model), /bad\.json: not valid JSON/);
   // The detector refuses int8 for a model without shipped ranges, and ranges of another model.
-  await expectExtdError(() => createDetector({ model: 'extd-32-scratch', precision: 'int8' }), /precision 'int8' needs calibration ranges for extd-32-scratch/);
+  await expectExtdError(
+    () => createDetector({ model: 'extd-32-scratch', precision: 'int8', engine: 'onnxruntime' }),
+    /precision 'int8' needs calibration ranges for extd-32-scratch/,
+  );
+  // The native kernels' int8 needs no ranges.
+  if (int8OnKernels) {
+    const d = await createDetector({ model: 'extd-32-scratch', precision: 'int8', threads: 1 });
+    assert.equal(d.precision, 'int8');
+    assert.equal(d.engine, 'extd-kernels');
+    await d.dispose();
+  }
   await expectExtdError(() => createDetector({ model: 'extd-64', precision: 'int8', calibration: c }), /made for variant extd-fpn-32-prelu/);
   await expectExtdError(() => createDetector({ precision: 'int16' as never }), /precision must be 'float32' or 'int8'/);
 });
 
-test('default precision: int8 for extd-48 (by name or file path), float32 for extd-32, extd-64, extd-32-scratch and other checkpoints; an explicit precision wins', async () => {
+test('default precision: on onnxruntime int8 for extd-48 (by name or file path), float32 for the others; on the int8 kernels int8 for the released three; an explicit precision wins', async () => {
   const made: { precision: string; dispose(): Promise<void> }[] = [];
   const precisionOf = async (options: Parameters<typeof createDetector>[0]) => {
     const d = await createDetector({ threads: 1, ...options });
     made.push(d);
     return d.precision;
   };
+  // A copy of a bundled file elsewhere is just a checkpoint: float32 (its calibration is not known to belong).
+  const copy = join(tmp, 'copy-of-extd-48.safetensors');
+  writeFileSync(copy, readFileSync(bundledModelPath('extd-48')));
   try {
-    assert.equal(await precisionOf({}), 'float32'); // the default model, extd-32
-    assert.equal(await precisionOf({ model: 'extd-32' }), 'float32');
-    assert.equal(await precisionOf({ model: 'extd-32-scratch' }), 'float32');
+    const ort = { engine: 'onnxruntime' } as const;
+    assert.equal(await precisionOf({ ...ort }), 'float32'); // the default model, extd-32
+    assert.equal(await precisionOf({ ...ort, model: 'extd-32' }), 'float32');
+    assert.equal(await precisionOf({ ...ort, model: 'extd-32-scratch' }), 'float32');
+    assert.equal(await precisionOf({ ...ort, model: 'extd-48' }), 'int8');
+    assert.equal(await precisionOf({ ...ort, model: 'extd-64' }), 'float32');
+    assert.equal(await precisionOf({ ...ort, model: bundledModelPath('extd-48') }), 'int8');
+    assert.equal(await precisionOf({ ...ort, model: 'extd-48', precision: undefined }), 'int8');
+    assert.equal(await precisionOf({ ...ort, model: 'extd-48', precision: 'float32' }), 'float32');
+    assert.equal(await precisionOf({ ...ort, model: 'extd-64', precision: 'int8' }), 'int8');
+    assert.equal(await precisionOf({ ...ort, model: copy }), 'float32');
+    // engine 'auto': where the kernels run int8, the three released models default to it.
+    const k = int8OnKernels ? 'int8' : null;
+    assert.equal(await precisionOf({}), k ?? 'float32');
+    assert.equal(await precisionOf({ model: 'extd-64' }), k ?? 'float32');
     assert.equal(await precisionOf({ model: 'extd-48' }), 'int8');
-    assert.equal(await precisionOf({ model: 'extd-64' }), 'float32');
-    assert.equal(await precisionOf({ model: bundledModelPath('extd-48') }), 'int8');
-    assert.equal(await precisionOf({ model: 'extd-48', precision: undefined }), 'int8');
-    assert.equal(await precisionOf({ model: 'extd-48', precision: 'float32' }), 'float32');
-    assert.equal(await precisionOf({ model: 'extd-64', precision: 'int8' }), 'int8');
-    // A copy of a bundled file elsewhere is just a checkpoint: float32 (its calibration is not known to belong).
-    const copy = join(tmp, 'copy-of-extd-48.safetensors');
-    writeFileSync(copy, readFileSync(bundledModelPath('extd-48')));
+    assert.equal(await precisionOf({ model: 'extd-32-scratch' }), 'float32');
     assert.equal(await precisionOf({ model: copy }), 'float32');
+    assert.equal(await precisionOf({ model: 'extd-32', precision: 'float32' }), 'float32');
   } finally {
     for (const d of made) await d.dispose();
   }
   assert.deepEqual(
-    BUNDLED_MODEL_NAMES.map((n) => [n, defaultPrecisionOf(n)]),
+    BUNDLED_MODEL_NAMES.map((n) => [n, defaultPrecisionOf(n), defaultPrecisionOf(n, true)]),
     [
-      ['extd-32', 'float32'],
-      ['extd-48', 'int8'],
-      ['extd-64', 'float32'],
-      ['extd-32-scratch', 'float32'],
+      ['extd-32', 'float32', 'int8'],
+      ['extd-48', 'int8', 'int8'],
+      ['extd-64', 'float32', 'int8'],
+      ['extd-32-scratch', 'float32', 'float32'],
     ],
   );
   assert.equal(defaultPrecisionOf(undefined), 'float32');
-  assert.equal(defaultPrecisionOf(null), 'float32');
+  assert.equal(defaultPrecisionOf(undefined, true), 'int8');
+  assert.equal(defaultPrecisionOf(null, true), 'float32');
 });
 
 test('the shipped calibration files fit their models and come from WIDER training images', async () => {

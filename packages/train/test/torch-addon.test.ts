@@ -50,7 +50,7 @@ test('loads with 2 threads by default, and the thread count is settable', { skip
   assert.match(torch.version().torch, /^1\.13/);
   // The addon's own kernels split their work over those threads too: without
   // OpenMP in the addon's build, at::parallel_for runs on one thread.
-  assert.equal(torch.intraOpWorkers(), 2, 'the addon\'s at::parallel_for runs on 2 threads');
+  assert.equal(torch.intraOpWorkers(), 2, "the addon's at::parallel_for runs on 2 threads");
   torch.setNumThreads(1);
   assert.equal(torch.intraOpWorkers(), 1);
   // The tensors below are tiny; a second OpenMP thread only adds barrier

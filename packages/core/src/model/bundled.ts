@@ -24,6 +24,14 @@ export interface BundledModel {
    * else 'float32'.
    */
   defaultPrecision: 'float32' | 'int8';
+  /**
+   * Whether a detector of this model uses int8 by default where extd's
+   * native kernels run int8 (Node, engine 'auto', a CPU with AVX512-VNNI;
+   * no calibration needed): true where the kernels' int8 AP on the 646 WIDER
+   * val images is within 0.005 of float32's on every setting (single
+   * protocol; see models/README.md). Elsewhere `defaultPrecision` applies.
+   */
+  int8OnKernels: boolean;
 }
 
 /** The name of a bundled model, as users pass it to `model` / `--model`. */
@@ -37,6 +45,7 @@ export const BUNDLED_MODELS: Readonly<Record<BundledModelName, BundledModel>> = 
   'extd-32': {
     name: 'extd-32',
     defaultPrecision: 'float32',
+    int8OnKernels: true,
     file: 'extd-32.safetensors',
     calibration: 'extd-32.int8.json',
     variant: 'extd-fpn-32-prelu',
@@ -45,6 +54,7 @@ export const BUNDLED_MODELS: Readonly<Record<BundledModelName, BundledModel>> = 
   'extd-48': {
     name: 'extd-48',
     defaultPrecision: 'int8',
+    int8OnKernels: true,
     file: 'extd-48.safetensors',
     calibration: 'extd-48.int8.json',
     variant: 'extd-fpn-48-prelu',
@@ -53,6 +63,7 @@ export const BUNDLED_MODELS: Readonly<Record<BundledModelName, BundledModel>> = 
   'extd-64': {
     name: 'extd-64',
     defaultPrecision: 'float32',
+    int8OnKernels: true,
     file: 'extd-64.safetensors',
     calibration: 'extd-64.int8.json',
     variant: 'extd-fpn-64-prelu',
@@ -61,6 +72,7 @@ export const BUNDLED_MODELS: Readonly<Record<BundledModelName, BundledModel>> = 
   'extd-32-scratch': {
     name: 'extd-32-scratch',
     defaultPrecision: 'float32',
+    int8OnKernels: false,
     file: 'extd-32-scratch.safetensors',
     calibration: null,
     variant: 'extd-fpn-32-prelu',
@@ -75,13 +87,16 @@ export const DEFAULT_MODEL_NAME: BundledModelName = 'extd-32';
 export const BUNDLED_MODEL_NAMES = Object.keys(BUNDLED_MODELS) as BundledModelName[];
 
 /**
- * The precision a detector uses when none is given: the bundled model's
- * `defaultPrecision` (`name` undefined: the default model's), 'float32' for
+ * The precision a detector uses when none is given: 'int8' when
+ * `kernelsRunInt8` (the detector's engine would be extd's native kernels with
+ * their int8 path) and the bundled model's `int8OnKernels`; otherwise its
+ * `defaultPrecision` (`name` undefined: the default model's); 'float32' for
  * any other model (`name` null).
  */
-export function defaultPrecisionOf(name: BundledModelName | null | undefined): 'float32' | 'int8' {
+export function defaultPrecisionOf(name: BundledModelName | null | undefined, kernelsRunInt8 = false): 'float32' | 'int8' {
   if (name === null) return 'float32';
-  return BUNDLED_MODELS[name ?? DEFAULT_MODEL_NAME].defaultPrecision;
+  const m = BUNDLED_MODELS[name ?? DEFAULT_MODEL_NAME];
+  return kernelsRunInt8 && m.int8OnKernels ? 'int8' : m.defaultPrecision;
 }
 
 /** True when `value` is the name of a bundled model (a key of BUNDLED_MODELS). */

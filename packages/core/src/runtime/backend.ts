@@ -27,6 +27,11 @@ export interface InferenceSession {
 export interface SessionOptions {
   /** Intra-op threads (Node: CPU threads; web: wasm threads, honoured only when the page is cross-origin isolated). */
   threads: number;
+  /**
+   * CreateNativeSession only: the arithmetic the session must run, 'float32'
+   * (default) or 'int8'; a native engine without it returns null.
+   */
+  precision?: 'float32' | 'int8';
 }
 
 /**
@@ -36,7 +41,7 @@ export interface SessionOptions {
 export type CreateSession = (onnxModel: Uint8Array, options: SessionOptions) => Promise<InferenceSession>;
 
 /**
- * A runtime's own engine for the whole float32 network (the Node package's
+ * A runtime's own engine for the whole network (the Node package's
  * native kernels, src/runtime/native-network.ts): a session named for
  * `detector.engine`, or null where it is unavailable (not built) or does not
  * take this graph; the detector then exports ONNX for `CreateSession`.

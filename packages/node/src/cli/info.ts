@@ -7,7 +7,7 @@ import { parseVariant, variantName } from '@extd/core/model/variant';
 import { formatShape } from '@extd/core/utils/tensor';
 import { parseCli } from './args.js';
 import type { Command } from './command.js';
-import { float32EngineStatus } from '../runtime/native-network.js';
+import { float32EngineStatus, int8EngineStatus } from '../runtime/native-network.js';
 
 const usage = `usage: extd info <model name | model file | variant name> [--variant NAME] [--size HxW] [--json]
 
@@ -50,6 +50,7 @@ export const command: Command = {
       size: `${h}x${w}`,
       metadata,
       engine: float32EngineStatus(),
+      int8Engine: int8EngineStatus(),
       tensors: graph.params.map((p) => ({ name: p.name, shape: p.shape, learnable: p.learnable })),
     };
     if (values.json) {
@@ -60,6 +61,7 @@ export const command: Command = {
     console.log(`parameters  ${info.params.toLocaleString('en-US')} learnable (BN running statistics excluded)`);
     console.log(`conv MACs   ${(info.macs / 1e9).toFixed(2)} G at ${info.size} (plain count; see --help)`);
     console.log(`engine      float32 on ${info.engine}`);
+    console.log(`engine      int8 on ${info.int8Engine}`);
     for (const [k, v] of Object.entries(metadata)) console.log(`metadata    ${k}: ${v}`);
     console.log(`tensors     ${info.tensors.length}`);
     for (const t of info.tensors) console.log(`  ${t.name.padEnd(30)} ${formatShape(t.shape)}${t.learnable ? '' : '  (buffer)'}`);

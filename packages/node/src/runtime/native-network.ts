@@ -6,6 +6,7 @@ import type { ConvUnit, ModelGraph } from '@extd/core/model/graph';
 import { backboneStage, type BackboneStage } from '@extd/core/model/backbone';
 import { ReusePool } from '@extd/core/utils/pool';
 import type { CreateNativeSession, InferenceSession, SessionOptions } from '@extd/core/runtime/backend';
+import type { Precision } from '@extd/core/detector';
 import { foldConvBn } from '@extd/core/runtime/onnx-export';
 import type { Float32Tensor, Tensor } from '@extd/core/utils/tensor';
 
@@ -44,6 +45,8 @@ export interface NetworkSpec {
   /** Per level, finest first: the values concatenated into loc and conf. */
   loc: number[];
   conf: number[];
+  /** Run the blocks' 1x1 convs (expand, project) in int8; only where Addon.int8. */
+  int8?: boolean;
 }
 
 interface NativeNetwork {
@@ -69,6 +72,8 @@ interface Addon {
   Network: new (spec: NetworkSpec) => NativeNetwork;
   /** Floats per vector of this build: 16 (AVX-512), 8 (AVX2), 4 (SSE2, NEON). */
   vectorWidth: number;
+  /** Whether this build has the int8 kernels (AVX512-VNNI): NetworkSpec.int8. */
+  int8: boolean;
 }
 
 const ADDON_PATH = join(resolve(dirname(fileURLToPath(import.meta.url)), '..', '..'), 'native', 'build', 'Release', 'extd_kernels.node');
@@ -147,6 +152,17 @@ export function float32EngineStatus(): string {
   return `extd-kernels (${kernels.vectorWidth}-float vectors)`;
 }
 
+/**
+ * What runs an int8 network with engine 'auto', in words: 'extd-kernels
+ * (AVX512-VNNI)', or 'onnxruntime (<why the kernels do not>)'.
+ */
+export function int8EngineStatus(): string {
+  const kernels = nativeKernels();
+  if (!kernels) return `onnxruntime (native kernels ${nativeKernelsError()})`;
+  if (!kernels.int8 || kernels.vectorWidth < 8) return 'onnxruntime (the native kernels were built for a CPU without AVX512-VNNI)';
+  return 'extd-kernels (AVX512-VNNI)';
+}
+
 /** Why nativeKernels() returned null ('' when it did not). */
 export function nativeKernelsError(): string {
   nativeKernels();
@@ -211,17 +227,35 @@ export interface NativeModel {
   tapValues: string[];
 }
 
-/** Build the native network of a graph, or null (no addon, or a graph or channel counts the kernels do not take). */
-export function nativeModel(graph: ModelGraph, weights: Map<string, Tensor>): NativeModel | null {
+/**
+ * Build the native network of a graph, or null (no addon, a graph or channel
+ * counts the kernels do not take, or `precision` 'int8' on a build without
+ * the int8 kernels).
+ */
+export function nativeModel(graph: ModelGraph, weights: Map<string, Tensor>, precision: Precision = 'float32'): NativeModel | null {
   const kernels = nativeKernels();
+  if (precision === 'int8' && !kernels?.int8) return null;
   const stage = kernels ? backboneStage(graph) : null;
   const spec = stage ? networkSpec(graph, stage, weights) : null;
   if (!kernels || !stage || !spec) return null;
+  if (precision === 'int8') spec.int8 = true;
   try {
     return { network: new kernels.Network(spec), tapValues: stage.outputs.map((o) => o.value) };
   } catch {
     return null;
   }
+}
+
+/**
+ * Whether createNativeSession runs this model in int8: the addon has the
+ * int8 kernels (AVX512-VNNI), 8-float vectors or wider, and takes the graph.
+ */
+export function int8KernelsTake(graph: ModelGraph, weights: Map<string, Tensor>): boolean {
+  const kernels = nativeKernels();
+  if (!kernels?.int8 || kernels.vectorWidth < 8) return false;
+  const model = nativeModel(graph, weights, 'int8');
+  model?.network.release();
+  return model !== null;
 }
 
 /** loc and conf buffers of earlier runs, found by loc's length. */
@@ -268,7 +302,7 @@ export function runNative(model: NativeModel, input: Float32Tensor, threads: num
 export const createNativeSession: CreateNativeSession = (graph, weights, options: SessionOptions) => {
   const kernels = nativeKernels();
   if (!kernels || kernels.vectorWidth < 8) return null;
-  const model = nativeModel(graph, weights);
+  const model = nativeModel(graph, weights, options.precision);
   if (!model) return null;
   let queue: Promise<unknown> = Promise.resolve();
   // Output buffers handed back by the detector (recycle), for runs of the same size.
