@@ -393,7 +393,7 @@ class Network {
       s.stemIn.get(9 * (size_t(W) + 2 + 2 * VL));
       s.stemTaps.get(size_t(hw) * 28);
       if (int8_) {
-        s.rowQ.get(size_t(hw) * maxHidden_ / 4 + VL);
+        s.rowQ.get(size_t(hw) * std::max(maxHidden_, maxCout_) / 4 + VL);  // an expand's input: a project's output
         s.chunkQ.get(size_t(CHUNK) * maxHidden_ / 4 + VL);
         s.mulAdd.get(2 * size_t(maxCout_) + VL);
       }

@@ -21,7 +21,7 @@ import type { LoadedModel } from '@extd/core/weights/checkpoint';
 import { createOrtNodeSession } from './runtime/ort-node.js';
 import { createNativeSession, int8KernelsTake } from './runtime/native-network.js';
 import type { Precision } from '@extd/core/detector';
-import { BUNDLED_MODEL_NAMES, defaultPrecisionOf, isBundledModelName, type BundledModelName } from '@extd/core/model/bundled';
+import { BUNDLED_MODELS, BUNDLED_MODEL_NAMES, defaultPrecisionOf, isBundledModelName, type BundledModelName } from '@extd/core/model/bundled';
 import { bundledModelPath } from './load-model.js';
 import { resolve } from 'node:path';
 import { checkCalibration, type Calibration } from '@extd/core/quantize/calibration';
@@ -138,8 +138,11 @@ export async function createDetector(options: Partial<CreateDetectorOptions> = {
   const model = await loadModel(opts.model, opts.variant);
   // int8 on the kernels (engine 'auto', CPUs with AVX512-VNNI) quantises each row's activations from its
   // own range: no calibration.
-  const onKernels = opts.engine === 'auto' && int8KernelsTake(model.graph, model.weights);
-  opts.precision = options.precision ?? defaultPrecisionOf(bundledNameOf(opts.model), onKernels);
+  const name = bundledNameOf(opts.model);
+  // Whether int8 would run on the kernels; only asked where it matters (it builds the int8 network once).
+  const wantsInt8 = options.precision === 'int8' || (options.precision === undefined && name !== null && BUNDLED_MODELS[name].int8OnKernels);
+  const onKernels = wantsInt8 && opts.engine === 'auto' && int8KernelsTake(model.graph, model.weights);
+  opts.precision = options.precision ?? defaultPrecisionOf(name, onKernels);
   if (opts.precision === 'float32') {
     const native = opts.engine === 'auto' ? createNativeSession : undefined;
     return createDetectorWith(model, createOrtNodeSession, decodeNodeInput, opts.threads, undefined, native);

@@ -28,11 +28,14 @@ options:
   --max-faces N         at most N faces per image (default ${DETECT_DEFAULTS.maxFaces})
   --scale auto|X        resize factor before the network (default auto: shrink images over 1700x1200 px of area)
   --threads N           CPU threads (default 2)
-  --precision P         float32 or int8 (default: int8 for extd-48, float32 otherwise); int8 runs the network
-                        on 8-bit integers with calibrated ranges (bundled extd-32/48/64: shipped)
-  --calibration FILE    int8 ranges from extd quantize, for a model other than the bundled ones
-  --engine E            auto (default: float32 runs on extd's native kernels where they were built at
-                        install, else on onnxruntime) or onnxruntime
+  --precision P         float32 or int8 (default: int8 for extd-32/48/64 where the native kernels run int8,
+                        i.e. the CPU has AVX512-VNNI; elsewhere int8 for extd-48, float32 otherwise). int8 on
+                        the kernels needs no calibration; on onnxruntime it uses calibrated ranges (bundled
+                        extd-32/48/64: shipped). extd info MODEL says which engine runs each
+  --calibration FILE    int8 ranges from extd quantize, for onnxruntime's int8 of a model other than the
+                        bundled ones
+  --engine E            auto (default: extd's native kernels where they were built at install, int8 where
+                        the CPU has AVX512-VNNI; else onnxruntime) or onnxruntime
   --json                print JSON: [{ image, width, height, faces: [{ box: { x, y, width, height }, score }] }]
   --draw PATH           write the image with boxes drawn (.png/.jpg/.webp); with several images or a
                         folder, PATH is a folder (created) that gets NAME.png per image`;

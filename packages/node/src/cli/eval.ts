@@ -48,7 +48,7 @@ options:
                      all of --images (WIDER kit) or all annotated images
   --force            discard the predictions already in OUT/pred and recompute them
   --threads N        CPU threads for the network (default 2)
-  --precision P      float32 or int8 (default: int8 for extd-48, float32 otherwise; see extd detect --help)
+  --precision P      float32 or int8 (default as extd detect: see extd detect --help)
   --calibration FILE int8 ranges from extd quantize, for a model other than the bundled ones
   --engine E         auto (default) or onnxruntime (see extd detect --help)
   --baselines DIR    published curves to draw beside ours (default: next to --gt)`;
