@@ -640,10 +640,15 @@ class Network {
       float* o = out + size_t(y) * ow * b.project.cout;
       for (int x = 0; x < ow; x += CHUNK) {
         const int n = std::min(CHUNK, ow - x);
-        depthwise(b.dw, rows, hidden, st, x, n, dbuf);
         const float* r = res ? res + size_t(x) * b.project.cout : nullptr;
-        if (int8_) projectInt8(b.project, dbuf, hidden, n, r, o + size_t(x) * b.project.cout, s);
-        else project(b.project, dbuf, hidden, n, r, o + size_t(x) * b.project.cout);
+        if (int8_) {
+          float range[2];
+          depthwise(b.dw, rows, hidden, st, x, n, dbuf, range);
+          projectInt8(b.project, dbuf, hidden, n, r, o + size_t(x) * b.project.cout, s, range);
+        } else {
+          depthwise(b.dw, rows, hidden, st, x, n, dbuf);
+          project(b.project, dbuf, hidden, n, r, o + size_t(x) * b.project.cout);
+        }
       }
     }
   }
@@ -733,27 +738,47 @@ class Network {
 #ifdef EXTD_INT8
   // n floats (a multiple of 16) -> uint8 q = round(x / scale) + zero, over the range [min(x, 0), max(x, 0)];
   // writes mul[o] = scale * wScale[o] and add[o] = bias[o] - zero * scale * wScale[o] * wSum[o] for conv c.
-  static void quantize(const float* x, size_t n, uint8_t* q, const Conv& c, float* mul, float* add) {
-    __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
-    for (size_t i = 0; i < n; i += 16) {
-      const __m512 v = _mm512_loadu_ps(x + i);
-      lo = _mm512_min_ps(lo, v), hi = _mm512_max_ps(hi, v);
+  // `range`: x's smallest and largest values when the caller knows them (else found here).
+  static void quantize(const float* x, size_t n, uint8_t* q, const Conv& c, float* mul, float* add, const float* range) {
+    float mn, mx;
+    if (range) {
+      mn = std::min(range[0], 0.f), mx = std::max(range[1], 0.f);
+    } else {
+      minMax(x, n, mn, mx);
     }
-    const float mn = _mm512_reduce_min_ps(lo), mx = _mm512_reduce_max_ps(hi);
     const float scale = mx > mn ? (mx - mn) / 255.f : 1.f;
     const int zero = std::min(255, std::max(0, int(std::lround(-mn / scale))));
-    const __m512 inv = _mm512_set1_ps(1.f / scale);
-    const __m512i z = _mm512_set1_epi32(zero), top = _mm512_set1_epi32(255), bottom = _mm512_setzero_si512();
+    const __m512 inv = _mm512_set1_ps(1.f / scale), z = _mm512_set1_ps(float(zero));
+    const __m512i bottom = _mm512_setzero_si512();
+    // round(x / scale + zero), then clamped to [0, 255]: max with 0 here, the top by vpmovusdb's saturation.
     for (size_t i = 0; i < n; i += 16) {
-      __m512i v = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), inv)), z);
-      v = _mm512_min_epi32(_mm512_max_epi32(v, bottom), top);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtepi32_epi8(v));
+      const __m512i v = _mm512_max_epi32(_mm512_cvtps_epi32(_mm512_fmadd_ps(_mm512_loadu_ps(x + i), inv, z)), bottom);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtusepi32_epi8(v));
     }
     for (int o = 0; o < c.cout; o++) {
       const float m = scale * c.wScale[o];
       mul[o] = m;
       add[o] = c.b[o] - float(zero) * m * c.wSum[o];
     }
+  }
+
+  // The smallest and largest of n floats (a multiple of 16), each widened to include 0.
+  static void minMax(const float* x, size_t n, float& mn, float& mx) {
+    // Four running minima and maxima: one pair would make every step wait for the previous one.
+    __m512 lo[4], hi[4];
+    for (int j = 0; j < 4; j++) lo[j] = hi[j] = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64)
+      for (int j = 0; j < 4; j++) {
+        const __m512 v = _mm512_loadu_ps(x + i + 16 * j);
+        lo[j] = _mm512_min_ps(lo[j], v), hi[j] = _mm512_max_ps(hi[j], v);
+      }
+    for (; i < n; i += 16) {
+      const __m512 v = _mm512_loadu_ps(x + i);
+      lo[0] = _mm512_min_ps(lo[0], v), hi[0] = _mm512_max_ps(hi[0], v);
+    }
+    mn = _mm512_reduce_min_ps(_mm512_min_ps(_mm512_min_ps(lo[0], lo[1]), _mm512_min_ps(lo[2], lo[3])));
+    mx = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(hi[0], hi[1]), _mm512_max_ps(hi[2], hi[3])));
   }
 
   // acc[p][v] over `n4` groups of 4 input channels: group in[p * ip + k] broadcast, dot w[(k * ws + v * 16) * 4 ...].
@@ -803,10 +828,10 @@ class Network {
                          res ? res + size_t(p) * cout + o : nullptr, cout);
   }
   // gemmRow in int8: x holds np pixels of c.cin floats, quantised here; weights c.wq.
-  static void gemmRowInt8(const Conv& c, const float* x, int np, uint8_t* q, float* mulAdd, float* out, const float* res) {
+  static void gemmRowInt8(const Conv& c, const float* x, int np, uint8_t* q, float* mulAdd, float* out, const float* res, const float* range) {
     float* mul = mulAdd;
     float* add = mulAdd + c.cout;
-    quantize(x, size_t(np) * c.cin, q, c, mul, add);
+    quantize(x, size_t(np) * c.cin, q, c, mul, add, range);
     const uint32_t* in = reinterpret_cast<const uint32_t*>(q);
     const int ip = c.cin / 4, cout = c.cout;
     const int8_t* w = c.wq.data();
@@ -818,19 +843,22 @@ class Network {
   }
   static void expandRowInt8(const Conv& e, const float* in, int w, float* dst, Scratch& s) {
     uint8_t* q = reinterpret_cast<uint8_t*>(s.rowQ.get(size_t(w) * e.cin / 4 + VL));
-    gemmRowInt8(e, in, w, q, s.mulAdd.get(2 * size_t(e.cout) + VL), dst, nullptr);
+    gemmRowInt8(e, in, w, q, s.mulAdd.get(2 * size_t(e.cout) + VL), dst, nullptr, nullptr);
   }
-  static void projectInt8(const Conv& p, const float* dbuf, int hidden, int n, const float* res, float* out, Scratch& s) {
+  static void projectInt8(const Conv& p, const float* dbuf, int hidden, int n, const float* res, float* out, Scratch& s, const float* range) {
     uint8_t* q = reinterpret_cast<uint8_t*>(s.chunkQ.get(size_t(CHUNK) * hidden / 4 + VL));
-    gemmRowInt8(p, dbuf, n, q, s.mulAdd.get(2 * size_t(p.cout) + VL), out, res);
+    gemmRowInt8(p, dbuf, n, q, s.mulAdd.get(2 * size_t(p.cout) + VL), out, res, range);
   }
 #else
   static void expandRowInt8(const Conv&, const float*, int, float*, Scratch&) { std::abort(); }  // unreachable: useInt8 throws
-  static void projectInt8(const Conv&, const float*, int, int, const float*, float*, Scratch&) { std::abort(); }
+  static void projectInt8(const Conv&, const float*, int, int, const float*, float*, Scratch&, const float*) { std::abort(); }
 #endif
 
   // Depthwise 3x3 (stride st) of output pixels x..x+n-1 from three padded hidden rows into dbuf [n][hidden].
-  static void depthwise(const Conv& dw, const float* const rows[3], int hidden, int st, int x, int n, float* dbuf) {
+  // With `range`, also the smallest and largest value written (range[0], range[1]; the int8 project's input).
+  static void depthwise(const Conv& dw, const float* const rows[3], int hidden, int st, int x, int n, float* dbuf, float* range = nullptr) {
+    vf lo = vf{}, hi = vf{};
+    const bool track = range != nullptr;
     const float* k = dw.w.data();
     for (int v = 0; v < hidden; v += VL) {
       vf kk[9];
@@ -849,7 +877,11 @@ class Network {
             for (int j = 0; j < 6; j++) col[j] = loadv(r + size_t(j) * hidden);
             for (int q = 0; q < 4; q++) a[q] += kk[d * 3] * col[q] + kk[d * 3 + 1] * col[q + 1] + kk[d * 3 + 2] * col[q + 2];
           }
-          for (int q = 0; q < 4; q++) storev(dbuf + size_t(p + q) * hidden + v, dw.act ? leaky(a[q], dw.slope) : a[q]);
+          for (int q = 0; q < 4; q++) {
+            const vf o = dw.act ? leaky(a[q], dw.slope) : a[q];
+            if (track) lo = o < lo ? o : lo, hi = o > hi ? o : hi;
+            storev(dbuf + size_t(p + q) * hidden + v, o);
+          }
         }
       }
       for (; p < n; p++) {
@@ -863,8 +895,15 @@ class Network {
           a2 += kk[d * 3 + 2] * loadv(r + 2 * hidden);
         }
         vf a = a0 + a1 + a2;
-        storev(dbuf + size_t(p) * hidden + v, dw.act ? leaky(a, dw.slope) : a);
+        const vf o = dw.act ? leaky(a, dw.slope) : a;
+        if (track) lo = o < lo ? o : lo, hi = o > hi ? o : hi;
+        storev(dbuf + size_t(p) * hidden + v, o);
       }
+    }
+    if (track) {
+      float mn = 0, mx = 0;
+      for (int j = 0; j < VL; j++) mn = std::min(mn, lo[j]), mx = std::max(mx, hi[j]);
+      range[0] = mn, range[1] = mx;
     }
   }
 
