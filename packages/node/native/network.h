@@ -564,8 +564,42 @@ class Network {
   // the 9 taps x cin inputs (weights [out][9][cin]).
   static void conv3x3Map(const Conv& cv, const float* in, int h, int w, int cin, int y0, int y1, float* out) {
     const int co = cv.cout;
-    for (int y = y0; y < y1; y++)
-      for (int x = 0; x < w; x++)
+    auto store = [&](int y, int x, int o, const vf& acc) {
+      float sum = cv.b[o];
+      for (int k = 0; k < VL; k++) sum += acc[k];
+      out[(size_t(y) * w + x) * co + o] = cv.act && sum < 0 ? sum * cv.slope : sum;
+    };
+    for (int y = y0; y < y1; y++) {
+      int x = 0;
+      while (x < w) {
+        // Four pixels whose taps are all inside the row (x - 1 ... x + 4): each weight vector loaded once for
+        // the four, in groups of up to 4 outputs (16 accumulators).
+        if (x >= 1 && x + 4 < w) {
+          for (int o0 = 0; o0 < co; o0 += 4) {
+            const int n = std::min(4, co - o0);
+            vf acc[4][4] = {};
+            for (int dy = 0; dy < 3; dy++) {
+              const int iy = y + dy - 1;
+              if (iy < 0 || iy >= h) continue;
+              for (int dx = 0; dx < 3; dx++) {
+                const float* p = in + (size_t(iy) * w + x - 1 + dx) * cin;
+                const float* wt = cv.w.data() + (size_t(o0) * 9 + dy * 3 + dx) * cin;
+                for (int v = 0; v < cin; v += VL) {
+                  vf wv[4];
+                  for (int j = 0; j < n; j++) wv[j] = loadv(wt + size_t(j) * 9 * cin + v);
+                  for (int q = 0; q < 4; q++) {
+                    const vf xv = loadv(p + size_t(q) * cin + v);
+                    for (int j = 0; j < n; j++) acc[q][j] += wv[j] * xv;
+                  }
+                }
+              }
+            }
+            for (int q = 0; q < 4; q++)
+              for (int j = 0; j < n; j++) store(y, x + q, o0 + j, acc[q][j]);
+          }
+          x += 4;
+          continue;
+        }
         for (int o0 = 0; o0 < co; o0 += 8) {
           const int n = std::min(8, co - o0);
           vf acc[8] = {};
@@ -576,14 +610,13 @@ class Network {
               for (int j = 0; j < n; j++) acc[j] += loadv(cv.w.data() + (size_t(o0 + j) * 9 + tap) * cin + v) * xv;
             }
           });
-          float* o = out + (size_t(y) * w + x) * co + o0;
-          for (int j = 0; j < n; j++) {
-            float sum = cv.b[o0 + j];
-            for (int k = 0; k < VL; k++) sum += acc[j][k];
-            o[j] = cv.act && sum < 0 ? sum * cv.slope : sum;
-          }
+          for (int j = 0; j < n; j++) store(y, x, o0 + j, acc[j]);
         }
+        x++;
+      }
+    }
   }
+
 
  private:
   struct Scratch {
