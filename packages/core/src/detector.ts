@@ -1,6 +1,6 @@
 import { makePriors } from './anchors/priors.js';
 import type { RgbImage } from './image/types.js';
-import { toNetworkInput } from './image/types.js';
+import { RGB_MEAN, toNetworkInput } from './image/types.js';
 import { resizeBilinear } from './image/resize.js';
 import { AUTO_MAX_AREA, autoScale } from './image/shrink.js';
 import { POSTPROCESS_DEFAULTS, postprocess, selectDetections, type Detections, type PostprocessOptions } from './postprocess/detections.js';
@@ -219,6 +219,8 @@ export class Detector<I = RgbImage> {
   }
 
   private async run(image: RgbImage): Promise<Record<string, Float32Tensor>> {
+    // An engine that takes the pixels itself (the native kernels' stem reads them directly).
+    if (this.session.runRgb) return this.session.runRgb(image, RGB_MEAN);
     const input = this.preprocess(image);
     try {
       return await this.session.run(input);
@@ -337,7 +339,11 @@ export function rawToRgb(raw: { data: ArrayLike<number> & { length: number }; wi
     throw new ExtdError(`${name}: width and height must be positive integers, got ${width}x${height}`);
   }
   const n = width * height;
-  if (data.length === n * 3) return { data: Uint8Array.from(data), width, height };
+  if (data.length === n * 3) {
+    // A copy (the caller may reuse its buffer while detect() runs); typed arrays by memcpy.
+    const copy = ArrayBuffer.isView(data) ? new Uint8Array(data as unknown as ArrayLike<number>) : Uint8Array.from(data);
+    return { data: copy, width, height };
+  }
   if (data.length === n * 4) {
     const rgb = new Uint8Array(n * 3);
     for (let p = 0; p < n; p++) (rgb[p * 3] = data[p * 4]!), (rgb[p * 3 + 1] = data[p * 4 + 1]!), (rgb[p * 3 + 2] = data[p * 4 + 2]!);

@@ -14,8 +14,9 @@
 //   network.release()                       free the buffers kept between runs (waits for a run in progress)
 //   vectorWidth                             floats per vector of this build (16 AVX-512, 8 AVX2, 4 otherwise)
 //   int8                                    whether this build has the int8 kernels (AVX512-VNNI)
-//   network.run(input, height, width, loc, conf, tapOutputs, threads, callback)
-//     input:      Float32Array 3 x height x width (NCHW, N = 1)
+//   network.run(input, height, width, loc, conf, tapOutputs, threads, callback[, mean])
+//     input:      Float32Array 3 x height x width (NCHW, N = 1), or Uint8Array height x width x 3
+//                 (RGB, interleaved) with mean (Float32Array of 3, subtracted per channel)
 //     loc, conf:  Float32Array priors x 4, priors x confChannels
 //     tapOutputs: [] or one Float32Array per tap, C x h x w (NCHW; for tests)
 //     callback(err | null) once the outputs are written. Runs of one
@@ -150,11 +151,18 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
 
   class RunWorker : public Napi::AsyncWorker {
    public:
-    RunWorker(Napi::Function cb, std::shared_ptr<Shared> front, Napi::Float32Array input, Napi::Float32Array loc, Napi::Float32Array conf,
+    // input: a Float32Array (3 x h x w) or, with `mean`, a Uint8Array (h x w x 3 RGB).
+    RunWorker(Napi::Function cb, std::shared_ptr<Shared> front, Napi::TypedArray input, const float* mean, Napi::Float32Array loc, Napi::Float32Array conf,
               std::vector<Napi::Float32Array> outputs, int h, int w, int threads)
-        : Napi::AsyncWorker(cb), front_(std::move(front)), in_(input.Data()), loc_(loc.Data()), conf_(conf.Data()), h_(h), w_(w), threads_(threads) {
+        : Napi::AsyncWorker(cb), front_(std::move(front)), loc_(loc.Data()), conf_(conf.Data()), h_(h), w_(w), threads_(threads) {
+      if (mean) {
+        rgb_ = input.As<Napi::Uint8Array>().Data();
+        for (int c = 0; c < 3; c++) mean_[c] = mean[c];
+      } else {
+        in_ = input.As<Napi::Float32Array>().Data();
+      }
       // Keep the arrays alive until the worker is done with them.
-      inRef_ = Napi::Persistent(input);
+      inRef_ = Napi::Persistent(input.As<Napi::Object>());
       outRefs_.push_back(Napi::Persistent(loc));
       outRefs_.push_back(Napi::Persistent(conf));
       for (Napi::Float32Array& o : outputs) out_.push_back(o.Data()), outRefs_.push_back(Napi::Persistent(o));
@@ -162,7 +170,8 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
     void Execute() override {
       try {
         std::lock_guard<std::mutex> lock(front_->mutex);
-        front_->front.run(in_, h_, w_, out_, loc_, conf_, threads_);
+        if (rgb_) front_->front.runRgb(rgb_, mean_, h_, w_, out_, loc_, conf_, threads_);
+        else front_->front.run(in_, h_, w_, out_, loc_, conf_, threads_);
       } catch (const std::exception& e) {
         SetError(std::string("extd kernels: ") + e.what());
       }
@@ -170,12 +179,14 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
 
    private:
     std::shared_ptr<Shared> front_;
-    const float* in_;
+    const float* in_ = nullptr;
+    const uint8_t* rgb_ = nullptr;
+    float mean_[3] = {0, 0, 0};
     float* loc_;
     float* conf_;
     std::vector<float*> out_;
     int h_, w_, threads_;
-    Napi::Reference<Napi::Float32Array> inRef_;
+    Napi::Reference<Napi::Object> inRef_;
     std::vector<Napi::Reference<Napi::Float32Array>> outRefs_;
   };
 
@@ -224,7 +235,20 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
     const int threads = info[6].As<Napi::Number>().Int32Value();
     if (h < 1 || w < 1 || threads < 1) throw Napi::RangeError::New(env, "extd kernels: height, width and threads must be positive");
     auto& net = front_->front;
-    auto input = floatArray(env, info[0], size_t(3) * h * w, "input");
+    // An RGB image (Uint8Array, h x w x 3) takes the mean as a 9th argument; a Float32Array is the network input.
+    const bool rgb = info[0].IsTypedArray() && info[0].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array;
+    float mean[3] = {0, 0, 0};
+    Napi::TypedArray input;
+    if (rgb) {
+      auto u8 = info[0].As<Napi::Uint8Array>();
+      if (u8.ElementLength() != size_t(3) * h * w) throw Napi::RangeError::New(env, "extd kernels: input has " + std::to_string(u8.ElementLength()) + " bytes, expected " + std::to_string(size_t(3) * h * w));
+      if (info.Length() < 9 || !info[8].IsTypedArray()) throw Napi::TypeError::New(env, "extd kernels: an RGB input needs the mean (Float32Array of 3) as the 9th argument");
+      auto m = floatArray(env, info[8], 3, "mean");
+      for (int c = 0; c < 3; c++) mean[c] = m.Data()[c];
+      input = u8;
+    } else {
+      input = floatArray(env, info[0], size_t(3) * h * w, "input");
+    }
     const size_t priors = net.priors(h, w);
     auto loc = floatArray(env, info[3], priors * 4, "loc");
     auto conf = floatArray(env, info[4], priors * net.confChannels(), "conf");
@@ -237,7 +261,7 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
       net.outSize(taps[i], h, w, oh, ow);
       outputs.push_back(floatArray(env, arr.Get(i), size_t(net.outChannels(taps[i])) * oh * ow, "tap output " + std::to_string(i)));
     }
-    auto* worker = new RunWorker(info[7].As<Napi::Function>(), front_, input, loc, conf, outputs, h, w, threads);
+    auto* worker = new RunWorker(info[7].As<Napi::Function>(), front_, input, rgb ? mean : nullptr, loc, conf, outputs, h, w, threads);
     worker->Queue();
     return env.Undefined();
   }

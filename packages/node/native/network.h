@@ -360,6 +360,22 @@ class Network {
    * confChannels(); tapOutputs: empty, or one NCHW buffer per tap. Not
    * reentrant: callers serialise runs.
    */
+  /**
+   * run() on an RGB image, H x W x 3 uint8 (interleaved), minus `mean` (3
+   * values): the stem reads the pixels directly, so no float image is made.
+   */
+  void runRgb(const uint8_t* rgb, const float* mean, int H, int W, const std::vector<float*>& tapOutputs, float* loc, float* conf, int threads) {
+    rgb_ = rgb;
+    for (int c = 0; c < 3; c++) mean_[c] = mean[c];
+    try {
+      run(nullptr, H, W, tapOutputs, loc, conf, threads);
+    } catch (...) {
+      rgb_ = nullptr;
+      throw;
+    }
+    rgb_ = nullptr;
+  }
+
   void run(const float* image, int H, int W, const std::vector<float*>& tapOutputs, float* loc, float* conf, int threads) {
     if (H < 1 || W < 1) throw std::invalid_argument("empty input");
     if (!tapOutputs.empty() && tapOutputs.size() != taps_.size()) throw std::invalid_argument("one output per tap");
@@ -949,7 +965,14 @@ class Network {
         float* p = rowsIn + size_t(c * 3 + d) * pw;
         const int iy = 2 * r - 1 + d;
         std::memset(p, 0, sizeof(float) * pw);
-        if (iy >= 0 && iy < H) std::memcpy(p + 1, image + (size_t(c) * H + iy) * W, sizeof(float) * W);
+        if (iy < 0 || iy >= H) continue;
+        if (rgb_) {
+          const uint8_t* px = rgb_ + size_t(iy) * W * 3 + c;
+          const float m = mean_[c];
+          for (int x = 0; x < W; x++) p[1 + x] = float(px[3 * size_t(x)]) - m;
+        } else {
+          std::memcpy(p + 1, image + (size_t(c) * H + iy) * W, sizeof(float) * W);
+        }
       }
     // 27 taps as the "input channels" of a tiny GEMM per pixel: gather them into a [w][27 (+pad)] row.
     const int K = 28;
@@ -986,6 +1009,8 @@ class Network {
   std::vector<int> channels_;  // per value
   std::vector<std::unique_ptr<Buffer>> values_;  // per value: its NHWC map, kept between runs
   int maxHidden_ = 0;
+  const uint8_t* rgb_ = nullptr;  // runRgb's image while it runs
+  float mean_[3] = {0, 0, 0};
   int maxCout_ = 0;  // the most output channels of an expand or project conv
   bool int8_ = false;
   Buffer mapA_, mapB_;

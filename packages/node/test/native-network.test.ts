@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { exportOnnx } from '@extd/core/runtime/onnx-export';
 import { iouXyxy } from '@extd/core/postprocess/boxes';
-import { toNetworkInput } from '@extd/core/image/types';
+import { RGB_MEAN, toNetworkInput } from '@extd/core/image/types';
 import type { RgbImage } from '@extd/core/image/types';
 import { cpuFlags, missingIsaFlags, nativeKernels, nativeKernelsError, nativeModel, runNative } from '../src/runtime/native-network.js';
 import { createOrtNodeSession } from '../src/runtime/ort-node.js';
@@ -285,4 +285,33 @@ test('int8 kernels: detect() finds what float32 finds, golden images', { skip: i
     await q.dispose();
     await f.dispose();
   }
+});
+
+test('RGB input: the stem reading the pixels gives exactly the outputs of the float input; the caller may reuse its pixels at once', { skip }, async () => {
+  const model = await loadModel('extd-32');
+  for (const precision of ['float32', 'int8'] as const) {
+    if (precision === 'int8' && int8Skip) continue;
+    const native = nativeModel(model.graph, model.weights, precision)!;
+    for (const [w, h] of [
+      [640, 480],
+      [33, 17],
+      [1, 1],
+    ] as const) {
+      const image = synthetic(w, h, 11);
+      const a = await runNative(native, { dtype: 'float32', shape: [1, 3, h, w], data: toNetworkInput(image) }, 2, true);
+      const b = await runNative(native, { rgb: image, mean: RGB_MEAN }, 2, true);
+      for (const v of ['loc', 'conf', ...native.tapValues]) assert.deepEqual(b[v]!.data, a[v]!.data, `${precision} ${w}x${h} ${v}`);
+    }
+    native.network.release();
+  }
+  // detect() hands the kernels a copy: overwriting the image right after the call changes nothing.
+  const d = await createDetector({ model: 'extd-32' });
+  const image = synthetic(160, 120, 13);
+  const expected = await d.forward(image);
+  const pending = d.forward(image);
+  image.data.fill(0);
+  const got = await pending;
+  assert.deepEqual(got.loc, expected.loc);
+  assert.deepEqual(got.conf, expected.conf);
+  await d.dispose();
 });

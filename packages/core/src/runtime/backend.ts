@@ -1,3 +1,4 @@
+import type { RgbImage } from '../image/types.js';
 import type { ModelGraph } from '../model/graph.js';
 import type { Float32Tensor, Tensor } from '../utils/tensor.js';
 
@@ -19,6 +20,14 @@ export interface InferenceSession {
    * faults). The detector does this after post-processing.
    */
   recycle?(outputs: Record<string, Float32Tensor>): void;
+  /**
+   * Optional: the network on an RGB image (H x W x 3 uint8) minus `mean` (3
+   * values, RGB), the engine converting the pixels itself; the same outputs
+   * as run() on the converted 1 x 3 x H x W input. The detector uses it in
+   * place of run() where present. The engine must not read `image` after
+   * this call returns (copy it if the run starts later).
+   */
+  runRgb?(image: RgbImage, mean: readonly number[]): Promise<Record<string, Float32Tensor>>;
   /** Free the engine's session and its memory; the session is not used afterwards. */
   release(): Promise<void>;
 }

@@ -9,6 +9,7 @@ import type { CreateNativeSession, InferenceSession, SessionOptions } from '@ext
 import type { Precision } from '@extd/core/detector';
 import { foldConvBn } from '@extd/core/runtime/onnx-export';
 import type { Float32Tensor, Tensor } from '@extd/core/utils/tensor';
+import type { RgbImage } from '@extd/core/image/types';
 
 /**
  * extd's native kernels (native/extd_kernels.cc, native/network.h) for the
@@ -56,8 +57,9 @@ interface NativeNetwork {
   release(): void;
   /** [C, h, w] of tap `tap`'s output for an input of height x width. */
   outputShape(tap: number, height: number, width: number): [number, number, number];
+  /** input: Float32Array 3 x height x width, or Uint8Array height x width x 3 (RGB) with `mean` (3 values). */
   run(
-    input: Float32Array,
+    input: Float32Array | Uint8Array,
     height: number,
     width: number,
     loc: Float32Array,
@@ -65,6 +67,7 @@ interface NativeNetwork {
     tapOutputs: Float32Array[],
     threads: number,
     done: (err: Error | null) => void,
+    mean?: Float32Array,
   ): void;
 }
 
@@ -258,6 +261,12 @@ export function int8KernelsTake(graph: ModelGraph, weights: Map<string, Tensor>)
   return model !== null;
 }
 
+/** An RGB image (H x W x 3 uint8) and the mean (RGB) the network input subtracts: runNative converts it in the stem. */
+export interface RgbInput {
+  rgb: RgbImage;
+  mean: readonly number[];
+}
+
 /** loc and conf buffers of earlier runs, found by loc's length. */
 export type OutputPool = ReusePool<{ loc: Float32Array; conf: Float32Array }>;
 
@@ -266,9 +275,21 @@ export type OutputPool = ReusePool<{ loc: Float32Array; conf: Float32Array }>;
  * `taps` the backbone outputs by graph value (1 x C x h x w). loc and conf
  * come from `pool` when it has buffers of their size.
  */
-export function runNative(model: NativeModel, input: Float32Tensor, threads: number, taps = false, pool?: OutputPool): Promise<Record<string, Float32Tensor>> {
-  const [n, c, h, w] = input.shape as [number, number, number, number];
-  if (n !== 1 || c !== 3) return Promise.reject(new Error(`native network: input must be 1 x 3 x H x W, got ${input.shape.join(' x ')}`));
+export function runNative(
+  model: NativeModel,
+  input: Float32Tensor | RgbInput,
+  threads: number,
+  taps = false,
+  pool?: OutputPool,
+): Promise<Record<string, Float32Tensor>> {
+  let h: number, w: number;
+  if ('rgb' in input) {
+    (h = input.rgb.height), (w = input.rgb.width);
+  } else {
+    const [n, c] = input.shape as [number, number, number, number];
+    if (n !== 1 || c !== 3) return Promise.reject(new Error(`native network: input must be 1 x 3 x H x W, got ${input.shape.join(' x ')}`));
+    (h = input.shape[2]!), (w = input.shape[3]!);
+  }
   const { network } = model;
   const priors = network.priors(h, w);
   const cc = network.confChannels;
@@ -287,7 +308,9 @@ export function runNative(model: NativeModel, input: Float32Tensor, threads: num
     });
   }
   return new Promise((resolveRun, reject) => {
-    network.run(input.data, h, w, out.loc!.data, out.conf!.data, tapOutputs, threads, (err) => (err ? reject(err) : resolveRun(out)));
+    const done = (err: Error | null) => (err ? reject(err) : resolveRun(out));
+    if ('rgb' in input) network.run(input.rgb.data, h, w, out.loc!.data, out.conf!.data, tapOutputs, threads, done, Float32Array.from(input.mean));
+    else network.run(input.data, h, w, out.loc!.data, out.conf!.data, tapOutputs, threads, done);
   });
 }
 
@@ -307,11 +330,23 @@ export const createNativeSession: CreateNativeSession = (graph, weights, options
   let queue: Promise<unknown> = Promise.resolve();
   // Output buffers handed back by the detector (recycle), for runs of the same size.
   const spare: OutputPool = new ReusePool((b) => b.loc.length);
+  // runRgb's copies of the caller's pixels (a queued run reads them later), for runs of the same size.
+  const pixels = new ReusePool<Uint8Array>((b) => b.length);
   const session: InferenceSession & { name: string } = {
     name: 'extd-kernels',
     run(input: Float32Tensor) {
       const result = queue.then(() => runNative(model, input, options.threads, false, spare));
       queue = result.catch(() => {});
+      return result;
+    },
+    runRgb(image: RgbImage, mean: readonly number[]) {
+      const copy = pixels.take(image.data.length) ?? new Uint8Array(image.data.length);
+      copy.set(image.data);
+      const rgb: RgbImage = { data: copy, width: image.width, height: image.height };
+      const result = queue.then(() => runNative(model, { rgb, mean }, options.threads, false, spare));
+      queue = result.catch(() => {});
+      const giveBack = () => pixels.put(copy);
+      result.then(giveBack, giveBack);
       return result;
     },
     recycle(outputs: Record<string, Float32Tensor>) {
