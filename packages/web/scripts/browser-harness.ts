@@ -29,6 +29,8 @@ export const CHROMIUM_ARGS = [
   // A synthetic camera, granted without a prompt, so the demo's webcam mode can run headless.
   '--use-fake-device-for-media-stream',
   '--use-fake-ui-for-media-stream',
+  // WebGPU for pages that ask for it (the demo's ?ep=webgpu): without a GPU, Chromium's SwiftShader adapter.
+  '--enable-unsafe-webgpu',
 ];
 
 /** The shared reference data: EXTD_SHARED, else `shared/` next to the repository. */

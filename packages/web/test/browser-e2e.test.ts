@@ -4,7 +4,9 @@
  * tolerances as the Node parity test. The page is fed the golden PIXELS
  * (browser JPEG decoders may differ from libjpeg-turbo); how the browser's
  * own decode compares is measured and reported as a diagnostic.
- * A screenshot with the boxes drawn goes to test-artifacts/.
+ * A screenshot with the boxes drawn goes to test-artifacts/. The WebGPU
+ * build is checked the same way where Chromium gives WebGPU an adapter
+ * (SwiftShader's, on the CPU, on machines without a GPU).
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -91,6 +93,33 @@ function windowAroundFace(tag: string, width: number, height: number) {
   const y = Math.max(0, Math.min(ih - height, Math.round(cy - height / 2)));
   return { url: `/__shared/reference/golden/${tag}.pixels.safetensors`, x, y, width, height };
 }
+
+test('WebGPU (onnxruntime-web webgpu build) reproduces the golden EXTD-64 detections where Chromium gives an adapter', {
+  skip,
+  timeout: 300_000,
+}, async (t) => {
+  const h = await harness();
+  const page = await h.openDemo({ threads: '2', model: 'extd-64', ep: 'webgpu' });
+  const adapter = await page.evaluate(async () => {
+    const gpu = (navigator as { gpu?: { requestAdapter(): Promise<{ info?: { vendor?: string; architecture?: string } } | null> } }).gpu;
+    const a = gpu ? await gpu.requestAdapter() : null;
+    return a ? `${a.info?.vendor ?? '?'} ${a.info?.architecture ?? '?'}` : null;
+  });
+  if (!adapter) {
+    t.skip('this Chromium gives WebGPU no adapter');
+    await page.close();
+    return;
+  }
+  const runtime = await page.evaluate(() => window.extdDemo.runtime());
+  t.diagnostic(`WebGPU adapter: ${adapter}; runtime: ${JSON.stringify(runtime)}`);
+  assert.equal(runtime?.build, 'webgpu', 'the webgpu build of onnxruntime-web was loaded');
+  assert.equal(runtime?.executionProviders[0], 'webgpu');
+  // One golden image: SwiftShader runs WebGPU on the CPU, about two minutes per image here.
+  const tag = GOLDEN_TAGS[0];
+  const ours = await page.evaluate((url) => window.extdDemo.detectPixels(url, 'imagedata'), `/__shared/reference/golden/${tag}.pixels.safetensors`);
+  compareWithGolden(tag, ours, 'WebGPU');
+  await page.close();
+});
 
 test('detect calls in flight in Chromium: each gets the result of its own input (same and different sizes)', {
   skip: requiredInCi(noChromium()) || noShared('reference', 'golden') || noShared('reference', 'weights', 'extd-fpn-32-prelu.safetensors'),
