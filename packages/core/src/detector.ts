@@ -340,9 +340,8 @@ export function rawToRgb(raw: { data: ArrayLike<number> & { length: number }; wi
   }
   const n = width * height;
   if (data.length === n * 3) {
-    // A copy (the caller may reuse its buffer while detect() runs); typed arrays by memcpy.
-    const copy = ArrayBuffer.isView(data) ? new Uint8Array(data as unknown as ArrayLike<number>) : Uint8Array.from(data);
-    return { data: copy, width, height };
+    // A copy (the caller may reuse its buffer while detect() runs); from a typed array, a memcpy.
+    return { data: new Uint8Array(data), width, height };
   }
   if (data.length === n * 4) {
     const rgb = new Uint8Array(n * 3);

@@ -315,7 +315,6 @@ class Network {
     }
     int8_ = on;
   }
-  bool int8() const { return int8_; }
 
   int blocks() const { return int(blocks_.size()); }
   int outChannels(int block) const { return blocks_[block].project.cout; }

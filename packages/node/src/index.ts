@@ -19,7 +19,7 @@ import { DEFAULT_MODEL_NAME } from '@extd/core/model/bundled';
 import { ExtdError } from '@extd/core/utils/errors';
 import type { LoadedModel } from '@extd/core/weights/checkpoint';
 import { createOrtNodeSession } from './runtime/ort-node.js';
-import { createNativeSession, int8KernelsTake } from './runtime/native-network.js';
+import { createNativeSession } from './runtime/native-network.js';
 import type { Precision } from '@extd/core/detector';
 import { BUNDLED_MODELS, BUNDLED_MODEL_NAMES, defaultPrecisionOf, isBundledModelName, type BundledModelName } from '@extd/core/model/bundled';
 import { bundledModelPath } from './load-model.js';
@@ -137,11 +137,12 @@ export async function createDetector(options: Partial<CreateDetectorOptions> = {
     throw new ExtdError(`precision must be 'float32' or 'int8', got ${JSON.stringify(options.precision)}`);
   const model = await loadModel(opts.model, opts.variant);
   // int8 on the kernels (engine 'auto', CPUs with AVX512-VNNI) quantises each row's activations from its
-  // own range: no calibration.
+  // own range: no calibration. Its session is built here, only where int8 is asked for or would be the
+  // default, and is the one the detector gets (null: the kernels do not run this model in int8).
   const name = bundledNameOf(opts.model);
-  // Whether int8 would run on the kernels; only asked where it matters (it builds the int8 network once).
   const wantsInt8 = options.precision === 'int8' || (options.precision === undefined && name !== null && BUNDLED_MODELS[name].int8OnKernels);
-  const onKernels = wantsInt8 && opts.engine === 'auto' && int8KernelsTake(model.graph, model.weights);
+  const int8Native = wantsInt8 && opts.engine === 'auto' ? createNativeSession(model.graph, model.weights, { threads: opts.threads, precision: 'int8' }) : null;
+  const onKernels = int8Native !== null;
   opts.precision = options.precision ?? defaultPrecisionOf(name, onKernels);
   if (opts.precision === 'float32') {
     const native = opts.engine === 'auto' ? createNativeSession : undefined;
@@ -155,7 +156,7 @@ export async function createDetector(options: Partial<CreateDetectorOptions> = {
     decodeNodeInput,
     opts.threads,
     { ranges: calibration?.ranges ?? {} },
-    onKernels ? createNativeSession : undefined,
+    int8Native ? () => int8Native : undefined,
   );
 }
 

@@ -249,18 +249,6 @@ export function nativeModel(graph: ModelGraph, weights: Map<string, Tensor>, pre
   }
 }
 
-/**
- * Whether createNativeSession runs this model in int8: the addon has the
- * int8 kernels (AVX512-VNNI), 8-float vectors or wider, and takes the graph.
- */
-export function int8KernelsTake(graph: ModelGraph, weights: Map<string, Tensor>): boolean {
-  const kernels = nativeKernels();
-  if (!kernels?.int8 || kernels.vectorWidth < 8) return false;
-  const model = nativeModel(graph, weights, 'int8');
-  model?.network.release();
-  return model !== null;
-}
-
 /** An RGB image (H x W x 3 uint8) and the mean (RGB) the network input subtracts: runNative converts it in the stem. */
 export interface RgbInput {
   rgb: RgbImage;
@@ -328,6 +316,12 @@ export const createNativeSession: CreateNativeSession = (graph, weights, options
   const model = nativeModel(graph, weights, options.precision);
   if (!model) return null;
   let queue: Promise<unknown> = Promise.resolve();
+  /** Run `fn` after every call queued before it has settled. */
+  const queued = <T>(fn: () => Promise<T>): Promise<T> => {
+    const result = queue.then(fn);
+    queue = result.catch(() => {});
+    return result;
+  };
   // Output buffers handed back by the detector (recycle), for runs of the same size.
   const spare: OutputPool = new ReusePool((b) => b.loc.length);
   // runRgb's copies of the caller's pixels (a queued run reads them later), for runs of the same size.
@@ -335,16 +329,13 @@ export const createNativeSession: CreateNativeSession = (graph, weights, options
   const session: InferenceSession & { name: string } = {
     name: 'extd-kernels',
     run(input: Float32Tensor) {
-      const result = queue.then(() => runNative(model, input, options.threads, false, spare));
-      queue = result.catch(() => {});
-      return result;
+      return queued(() => runNative(model, input, options.threads, false, spare));
     },
     runRgb(image: RgbImage, mean: readonly number[]) {
       const copy = pixels.take(image.data.length) ?? new Uint8Array(image.data.length);
       copy.set(image.data);
       const rgb: RgbImage = { data: copy, width: image.width, height: image.height };
-      const result = queue.then(() => runNative(model, { rgb, mean }, options.threads, false, spare));
-      queue = result.catch(() => {});
+      const result = queued(() => runNative(model, { rgb, mean }, options.threads, false, spare));
       const giveBack = () => pixels.put(copy);
       result.then(giveBack, giveBack);
       return result;
