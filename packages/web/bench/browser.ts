@@ -1,12 +1,14 @@
 /**
  * `npm run bench:browser`: median detect() time per 640x480 frame in headless
- * Chromium (onnxruntime-web, wasm SIMD) for EXTD-32 and EXTD-64 on 1 and 2
- * threads, in float32 and (with `--precisions float32,int8`) int8, through the demo page and the same harness as the end-to-end test.
+ * Chromium for EXTD-32 and EXTD-64 on 1 and 2 threads, on each engine (extd's
+ * wasm kernels: engine 'auto'; onnxruntime-web's wasm SIMD build: engine
+ * 'onnxruntime'), in float32 and (with `--precisions float32,int8`) int8 (onnxruntime-web
+ * only), through the demo page and the same harness as the end-to-end test.
  * The frame is a real WIDER photo drawn at 640x480 onto the demo's canvas;
  * each timing covers the full detect(): canvas read-back, preprocessing,
  * inference, decoding and NMS. Not a test: it prints numbers.
  *
- *   npm run bench:browser -- --runs 20 --warmup 3 [--precisions float32,int8] [--models 32,64] [--threads 1,2] [--no-node]
+ *   npm run bench:browser -- --runs 20 --warmup 3 [--engines auto,onnxruntime] [--precisions float32,int8] [--models 32,64] [--threads 1,2] [--no-node]
  */
 import { rmSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -47,6 +49,7 @@ const WARMUP = count('--warmup', 3, 0);
 const PRECISIONS = list('--precisions', 'float32', ['float32', 'int8']);
 const MODELS = list('--models', '32,64', ['32', '48', '64']).map((w) => `extd-${w}`);
 const THREADS = list('--threads', '1,2', ['1', '2', '3', '4', '8']).map(Number);
+const ENGINES = list('--engines', 'auto,onnxruntime', ['auto', 'onnxruntime']);
 const NODE = !args.includes('--no-node');
 const IMAGE = '/__shared/wider/WIDER_val/images/35--Basketball/35_Basketball_playingbasketball_35_582.jpg';
 
@@ -64,33 +67,49 @@ const median = (xs: number[]) => {
 const outDir = resolve('.tmp', `demo-bench-${process.pid}`);
 const harness = await startHarness({ outDir });
 try {
-  console.log(`headless Chromium, onnxruntime-web wasm (SIMD), 640x480 frame, ${WARMUP} warm-up + ${RUNS} timed runs each; shared data: ${sharedRoot()}`);
+  console.log(`headless Chromium, 640x480 frame, ${WARMUP} warm-up + ${RUNS} timed runs each; shared data: ${sharedRoot()}`);
   console.log(
     `load average at the start: ${loadavg()
       .map((x) => x.toFixed(1))
       .join(' ')} on ${cpus().length} cores`,
   );
-  console.log('model     threads  precision  median ms   min ms   max ms   frames/s');
+  console.log('model     threads  precision  engine                 median ms   min ms   max ms   frames/s');
   for (const model of MODELS) {
     for (const threads of THREADS) {
       for (const precision of PRECISIONS) {
-        // onnxruntime-web fixes its thread count when its wasm starts: one fresh page per setting.
-        const page = await harness.openDemo({ threads: String(threads), model, precision });
-        const runtime = await page.evaluate(() => window.extdDemo.runtime());
-        if (runtime?.threads !== threads)
-          throw new Error(`page runs ${runtime?.threads} threads, wanted ${threads} (cross-origin isolated: ${runtime?.crossOriginIsolated})`);
-        const ran = await page.evaluate(() => window.extdDemo.precision());
-        if (ran !== precision) throw new Error(`page runs ${ran}, wanted ${precision}`);
-        const times = await page.evaluate(([url, w, r]) => window.extdDemo.bench(url as string, 640, 480, w as number, r as number), [IMAGE, WARMUP, RUNS]);
-        await page.close();
-        const m = median(times);
-        console.log(
-          `${model.padEnd(9)} ${String(threads).padStart(7)}  ${precision.padEnd(9)}  ${m.toFixed(1).padStart(9)}  ${Math.min(...times)
-            .toFixed(1)
-            .padStart(7)}  ${Math.max(...times)
-            .toFixed(1)
-            .padStart(7)}  ${(1000 / m).toFixed(1).padStart(9)}`,
-        );
+        for (const engine of ENGINES) {
+          // The kernels have no int8: 'auto' would run onnxruntime-web, as the 'onnxruntime' row does.
+          if (engine === 'auto' && precision === 'int8') continue;
+          // onnxruntime-web fixes its thread count when its wasm starts: one fresh page per setting.
+          const page = await harness.openDemo({ threads: String(threads), model, precision, engine });
+          const ran = await page.evaluate(() => ({
+            precision: window.extdDemo.precision(),
+            engine: window.extdDemo.engine(),
+            runtime: window.extdDemo.runtime(),
+            why: window.extdDemo.kernelsError(),
+          }));
+          if (ran.precision !== precision) throw new Error(`page runs ${ran.precision}, wanted ${precision}`);
+          let label: string;
+          if (engine === 'auto') {
+            const want = threads > 1 ? 'extd-kernels-wasm' : 'extd-kernels-wasm-st';
+            if (ran.engine !== want) throw new Error(`page runs ${ran.engine}, wanted ${want}${ran.why ? ` (${ran.why})` : ''}`);
+            label = 'extd kernels (wasm)';
+          } else {
+            if (ran.runtime?.threads !== threads)
+              throw new Error(`page runs ${ran.runtime?.threads} threads, wanted ${threads} (cross-origin isolated: ${ran.runtime?.crossOriginIsolated})`);
+            label = 'onnxruntime-web wasm';
+          }
+          const times = await page.evaluate(([url, w, r]) => window.extdDemo.bench(url as string, 640, 480, w as number, r as number), [IMAGE, WARMUP, RUNS]);
+          await page.close();
+          const m = median(times);
+          console.log(
+            `${model.padEnd(9)} ${String(threads).padStart(7)}  ${precision.padEnd(9)}  ${label.padEnd(21)}  ${m.toFixed(1).padStart(9)}  ${Math.min(...times)
+              .toFixed(1)
+              .padStart(7)}  ${Math.max(...times)
+              .toFixed(1)
+              .padStart(7)}  ${(1000 / m).toFixed(1).padStart(9)}`,
+          );
+        }
       }
     }
   }
@@ -111,11 +130,13 @@ try {
       await detector.dispose();
       const med = median(times);
       console.log(
-        `${model.padEnd(9)} ${String(threads).padStart(7)}  ${'float32'.padEnd(9)}  ${med.toFixed(1).padStart(9)}  ${Math.min(...times)
+        `${model.padEnd(9)} ${String(threads).padStart(7)}  ${'float32'.padEnd(9)}  ${'onnxruntime-node'.padEnd(21)}  ${med.toFixed(1).padStart(9)}  ${Math.min(
+          ...times,
+        )
           .toFixed(1)
           .padStart(7)}  ${Math.max(...times)
           .toFixed(1)
-          .padStart(7)}  ${(1000 / med).toFixed(1).padStart(9)}   (onnxruntime-node, for comparison)`,
+          .padStart(7)}  ${(1000 / med).toFixed(1).padStart(9)}   (Node, for comparison)`,
       );
     }
   }

@@ -8,7 +8,9 @@
  * the same detector and drawing code a user sees.
  *
  * URL parameters: ?threads=N (wasm threads, default 2), ?model=ID (initial
- * model), ?ep=webgpu (try WebGPU first).
+ * model), ?ep=webgpu (try WebGPU first), ?precision=int8,
+ * ?engine=onnxruntime (onnxruntime-web even where extd's wasm kernels run),
+ * ?kernels=/folder/ (where the wasm kernels are served from).
  */
 import { BUNDLED_MODELS, DomImageReader, createDetector, readSafetensors, type BrowserDetector, type DetectOptions, type Face } from '../src/index.js';
 
@@ -37,6 +39,9 @@ const THREADS = Number(params.get('threads') ?? 2);
 const EXECUTION_PROVIDERS = params.get('ep') === 'webgpu' ? (['webgpu', 'wasm'] as const) : (['wasm'] as const);
 // ?precision=int8 runs the int8 graph (the bundled models ship their calibration ranges); default float32.
 const PRECISION = params.get('precision') === 'int8' ? ('int8' as const) : ('float32' as const);
+const ENGINE = params.get('engine') === 'onnxruntime' ? ('onnxruntime' as const) : ('auto' as const);
+// ?kernels=/folder/ serves the wasm kernels from elsewhere (the tests point it at a missing folder).
+const KERNELS_PATH = params.get('kernels') ?? undefined;
 
 // The package's bundled models, loaded by name (the browser entry resolves a name to its own file).
 const models: DemoModel[] = Object.values(BUNDLED_MODELS).map((m) => ({ id: m.name, label: m.description }));
@@ -65,9 +70,14 @@ function scoreThreshold(): number {
 
 function describeRuntime(): void {
   const rt = detector?.runtime;
+  const isolated = crossOriginIsolated ? ', cross-origin isolated' : ', not cross-origin isolated (1 thread)';
+  if (detector?.engine.startsWith('extd-kernels')) {
+    runtimeLine.textContent = `extd kernels (WebAssembly SIMD), ${detector.engine === 'extd-kernels-wasm' ? `${Math.min(THREADS, 4)} threads` : '1 thread'}${isolated}`;
+    return;
+  }
   runtimeLine.textContent = rt
-    ? `onnxruntime-web ${rt.build} build, ${rt.executionProviders.join(' > ')}, ${rt.threads} thread${rt.threads > 1 ? 's' : ''}` +
-      (rt.crossOriginIsolated ? ', cross-origin isolated' : ', not cross-origin isolated (1 thread)')
+    ? `onnxruntime-web ${rt.build} build, ${rt.executionProviders.join(' > ')}, ${rt.threads} thread${rt.threads > 1 ? 's' : ''}${isolated}` +
+      (detector?.kernelsError ? ` (${detector.kernelsError})` : '')
     : '';
 }
 
@@ -79,6 +89,8 @@ async function setModel(source: string | ArrayBuffer, label: string): Promise<st
       threads: THREADS,
       wasmPaths: '/ort/',
       executionProviders: [...EXECUTION_PROVIDERS],
+      engine: ENGINE,
+      kernelsPath: KERNELS_PATH,
       ...(PRECISION === 'int8' ? { precision: PRECISION } : {}),
     });
     const old = detector;
@@ -212,6 +224,9 @@ const api = {
   ready: undefined as unknown as Promise<void>,
   models: () => models,
   runtime: () => detector?.runtime,
+  /** What runs the network: 'extd-kernels-wasm' (threads), 'extd-kernels-wasm-st' (one thread) or 'onnxruntime'. */
+  engine: () => detector?.engine,
+  kernelsError: () => detector?.kernelsError,
   precision: () => detector?.precision,
   useModel: async (id: string) => {
     const m = models.find((x) => x.id === id);

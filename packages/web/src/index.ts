@@ -1,13 +1,16 @@
 /**
- * @extd/web: EXTD face detection on onnxruntime-web.
+ * @extd/web: EXTD face detection in the browser, on extd's own kernels
+ * compiled to WebAssembly (float32, src/runtime/wasm-kernels.ts) or on
+ * onnxruntime-web (int8, WebGPU, or where the kernels' files are not served).
  *
  *   import { createDetector } from '@extd/web';
  *   const detector = await createDetector({ model: 'extd-64', wasmPaths: '/ort/' });
  *   const faces = await detector.detect(videoElement);   // [{ box: { x, y, width, height }, score }]
  *
  * The Detector class, pre- and post-processing, the model graph and the
- * weights parsers are the same modules the Node entry uses; only the session
- * (src/runtime/ort-web.ts) and the image reader (src/image/dom.ts) differ.
+ * weights parsers are the same modules the Node entry uses; only the
+ * sessions (src/runtime/wasm-kernels.ts, src/runtime/ort-web.ts) and the
+ * image reader (src/image/dom.ts) differ.
  * Nothing here imports a node: module.
  *
  * @packageDocumentation
@@ -17,6 +20,8 @@ import { Detector, createDetectorWith, type Precision } from '@extd/core/detecto
 import { checkCalibration, type Calibration } from '@extd/core/quantize/calibration';
 import { DomImageReader, type DomImageInput } from './image/dom.js';
 import { ortWebSessionFactory, type OrtWebInfo, type WebExecutionProvider } from './runtime/ort-web.js';
+import { loadWasmKernels, wasmKernelsSessionFactory } from './runtime/wasm-kernels.js';
+import type { CreateNativeSession } from '@extd/core/runtime/backend';
 import { ExtdError } from '@extd/core/utils/errors';
 import {
   BUNDLED_CALIBRATION_URLS,
@@ -71,9 +76,30 @@ export interface BrowserDetectorOptions {
   precision: Precision;
   /** int8 only: the URL of a calibration file from `extd quantize`, or its parsed content. */
   calibration: string | URL | Calibration | undefined;
+  /**
+   * What runs the network. 'auto': extd's own kernels compiled to
+   * WebAssembly (src/runtime/wasm-kernels.ts) for float32 on the 'wasm'
+   * provider, where their files are served; onnxruntime-web otherwise (int8,
+   * WebGPU first in `executionProviders`, or the kernels failing to load:
+   * `detector.kernelsError` says why). 'onnxruntime': onnxruntime-web alone.
+   * `detector.engine` says what runs.
+   */
+  engine: BrowserEngine;
+  /**
+   * Same-origin folder URL ending in '/' that serves the kernels' builds
+   * (`extd-kernels.{js,wasm,worker.js}`, `extd-kernels-st.{js,wasm}` from
+   * this package's `wasm/` folder); undefined: that folder, resolved next to
+   * this module (bundlers such as Vite emit its files as assets).
+   */
+  kernelsPath: string | undefined;
 }
 
-/** Defaults of BrowserDetectorOptions: model `extd-32`, 2 threads, the 'wasm' provider, no proxy, float32. */
+/** Values of BrowserDetectorOptions.engine. */
+export type BrowserEngine = 'auto' | 'onnxruntime';
+/** Every value of BrowserDetectorOptions.engine. */
+export const BROWSER_ENGINES: readonly BrowserEngine[] = ['auto', 'onnxruntime'];
+
+/** Defaults of BrowserDetectorOptions: model `extd-32`, 2 threads, the 'wasm' provider, no proxy, float32, engine 'auto'. */
 export const BROWSER_DETECTOR_DEFAULTS: BrowserDetectorOptions = {
   model: DEFAULT_MODEL_NAME,
   variant: undefined,
@@ -84,11 +110,18 @@ export const BROWSER_DETECTOR_DEFAULTS: BrowserDetectorOptions = {
   proxy: false,
   precision: 'float32',
   calibration: undefined,
+  engine: 'auto',
+  kernelsPath: undefined,
 };
 
 export interface BrowserDetector extends Detector<DomImageInput> {
-  /** What onnxruntime-web runs on in this page (build, providers, threads). */
+  /** What onnxruntime-web runs on in this page (build, providers, threads); undefined while it is not loaded (the kernels run). */
   readonly runtime: OrtWebInfo | undefined;
+  /**
+   * Engine 'auto' only: why extd's wasm kernels do not run this detector
+   * (e.g. their files were not served), or undefined when they do or were not asked.
+   */
+  readonly kernelsError: string | undefined;
 }
 
 /**
@@ -138,14 +171,32 @@ export async function loadBrowserModel(model: BrowserModelSource, variant?: stri
 export async function createDetector(options: Partial<BrowserDetectorOptions> = {}): Promise<BrowserDetector> {
   const opts: BrowserDetectorOptions = { ...BROWSER_DETECTOR_DEFAULTS, ...options };
   if (opts.model === undefined) opts.model = DEFAULT_MODEL_NAME;
+  if (!BROWSER_ENGINES.includes(opts.engine))
+    throw new ExtdError(`engine must be one of ${BROWSER_ENGINES.map((e) => `'${e}'`).join(', ')}, got ${JSON.stringify(opts.engine)}`);
   const model = await loadBrowserModel(opts.model, opts.variant);
   const createSession = ortWebSessionFactory({ wasmPaths: opts.wasmPaths, executionProviders: opts.executionProviders, proxy: opts.proxy });
   const reader = new DomImageReader();
   let int8: { ranges: Calibration['ranges'] } | undefined;
   if (opts.precision === 'int8') int8 = { ranges: (await browserCalibration(opts.calibration, opts.model, model)).ranges };
   else if (opts.precision !== 'float32') throw new ExtdError(`precision must be 'float32' or 'int8', got ${JSON.stringify(opts.precision)}`);
-  const detector = await createDetectorWith(model, createSession, async (input: DomImageInput) => reader.read(input), opts.threads, int8);
-  return Object.defineProperty(detector, 'runtime', { get: () => createSession.info(), enumerable: true }) as BrowserDetector;
+  // The kernels: float32 where the CPU provider comes first.
+  let createNative: CreateNativeSession | undefined;
+  let kernelsError: string | undefined;
+  if (opts.engine === 'auto' && !int8 && (opts.executionProviders[0] ?? 'wasm') === 'wasm') {
+    if (!Number.isInteger(opts.threads) || opts.threads < 1) throw new ExtdError(`threads must be a positive integer, got ${opts.threads}`);
+    try {
+      createNative = wasmKernelsSessionFactory(await loadWasmKernels(opts.kernelsPath, opts.threads));
+    } catch (e) {
+      kernelsError = `the wasm kernels did not load: ${(e as Error).message}`;
+    }
+  }
+  const detector = await createDetectorWith(model, createSession, async (input: DomImageInput) => reader.read(input), opts.threads, int8, createNative);
+  if (createNative && !detector.engine.startsWith('extd-kernels')) kernelsError = 'the wasm kernels do not take this model (channel counts or graph)';
+  Object.defineProperty(detector, 'kernelsError', { value: kernelsError, enumerable: true });
+  return Object.defineProperty(detector, 'runtime', {
+    get: () => (detector.engine.startsWith('extd-kernels') ? undefined : createSession.info()),
+    enumerable: true,
+  }) as BrowserDetector;
 }
 
 /** The checked calibration for an int8 detector: given (URL or object), or the bundled model's own file. */

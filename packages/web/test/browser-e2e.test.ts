@@ -1,5 +1,6 @@
 /**
  * The demo page in a real (headless) Chromium: the released EXTD-64 on
+ * extd's wasm kernels (threaded and single-threaded builds) and on
  * onnxruntime-web must reproduce the golden detections with the same
  * tolerances as the Node parity test. The page is fed the golden PIXELS
  * (browser JPEG decoders may differ from libjpeg-turbo); how the browser's
@@ -33,53 +34,94 @@ function compareWithGolden(tag: string, ours: { boxesXyxy: number[]; scores: num
   assertMatchesGolden(tag, 64, { boxes: ours.boxesXyxy, scores: ours.scores }, label, { width: ours.width, height: ours.height });
 }
 
-test('demo page in Chromium reproduces the golden EXTD-64 detections', { skip, timeout: 110_000 }, async (t) => {
+test('demo page in Chromium reproduces the golden EXTD-64 detections (wasm kernels, onnxruntime-web)', { skip, timeout: 180_000 }, async (t) => {
   const h = await harness();
   // A browser build that pulled in Node modules makes Vite warn ("externalized for browser compatibility").
   const nodeWarnings = h.server.buildWarnings.filter((w) => /externali[sz]ed|node:|built-?in/i.test(w));
   assert.deepEqual(nodeWarnings, [], 'Vite warnings about Node modules in the browser build');
 
-  const page = await h.openDemo({ threads: '2', model: 'extd-64' });
-  const runtime = await page.evaluate(() => window.extdDemo.runtime());
-  t.diagnostic(`runtime: ${JSON.stringify(runtime)}`);
-  assert.equal(runtime?.crossOriginIsolated, true, 'page is cross-origin isolated (COOP/COEP)');
-  assert.equal(runtime?.threads, 2, 'wasm threads');
-
-  // Two golden images, one per input path: ImageData (converted directly) and a canvas
-  // (drawImage + getImageData through the reader's own canvas). The third, the largest, adds
-  // time but no new code path.
-  const paths = [
-    [GOLDEN_TAGS[0], 'imagedata'],
-    [GOLDEN_TAGS[1], 'canvas'],
-  ] as const;
-  for (const [tag, via] of paths) {
-    const pixelsUrl = `/__shared/reference/golden/${tag}.pixels.safetensors`;
-    const ours = await page.evaluate(([url, v]) => window.extdDemo.detectPixels(url!, v as 'imagedata' | 'canvas'), [pixelsUrl, via]);
-    compareWithGolden(tag, ours, `${via} input`);
-    if (tag === GOLDEN_TAGS[0]) {
-      mkdirSync(ARTIFACTS, { recursive: true });
-      const shot = join(ARTIFACTS, `browser-e2e-${tag}.png`);
-      await page.screenshot({ path: shot, fullPage: true });
-      t.diagnostic(`screenshot: ${shot}`);
+  for (const engine of ['auto', 'onnxruntime'] as const) {
+    const page = await h.openDemo({ threads: '2', model: 'extd-64', engine });
+    const ran = await page.evaluate(() => ({
+      engine: window.extdDemo.engine(),
+      runtime: window.extdDemo.runtime(),
+      why: window.extdDemo.kernelsError(),
+      isolated: crossOriginIsolated,
+    }));
+    t.diagnostic(`engine ${engine}: ${JSON.stringify(ran)}`);
+    assert.equal(ran.isolated, true, 'page is cross-origin isolated (COOP/COEP)');
+    if (engine === 'auto') {
+      assert.equal(ran.engine, 'extd-kernels-wasm', `engine 'auto' runs the threaded wasm kernels (${ran.why})`);
+      assert.equal(ran.runtime, undefined, 'onnxruntime-web is not used');
+    } else {
+      assert.equal(ran.engine, 'onnxruntime');
+      assert.equal(ran.runtime?.threads, 2, 'wasm threads');
     }
-  }
 
-  // The browser's own JPEG decode, for information: reported, not asserted.
+    // Two golden images, one per input path: ImageData (converted directly) and a canvas
+    // (drawImage + getImageData through the reader's own canvas). The third, the largest, adds
+    // time but no new code path.
+    const paths = [
+      [GOLDEN_TAGS[0], 'imagedata'],
+      [GOLDEN_TAGS[1], 'canvas'],
+    ] as const;
+    for (const [tag, via] of paths) {
+      const pixelsUrl = `/__shared/reference/golden/${tag}.pixels.safetensors`;
+      const ours = await page.evaluate(([url, v]) => window.extdDemo.detectPixels(url!, v as 'imagedata' | 'canvas'), [pixelsUrl, via]);
+      compareWithGolden(tag, ours, `${engine}: ${via} input`);
+      if (tag === GOLDEN_TAGS[0] && engine === 'auto') {
+        mkdirSync(ARTIFACTS, { recursive: true });
+        const shot = join(ARTIFACTS, `browser-e2e-${tag}.png`);
+        await page.screenshot({ path: shot, fullPage: true });
+        t.diagnostic(`screenshot: ${shot}`);
+      }
+    }
+    if (engine === 'onnxruntime') {
+      // The browser's own JPEG decode, for information: reported, not asserted.
+      const tag = GOLDEN_TAGS[0];
+      const meta = readGolden(`${tag}.pixels.safetensors`).metadata;
+      const image = meta.image ?? '';
+      const jpeg = image.startsWith('WIDER_val') ? image : `WIDER_val/images/${image}`;
+      const decode = await page.evaluate(
+        ([j, p]) => window.extdDemo.compareDecode(j!, p!),
+        [`/__shared/wider/${jpeg}`, `/__shared/reference/golden/${tag}.pixels.safetensors`],
+      );
+      t.diagnostic(
+        `browser JPEG decode of ${jpeg} vs golden pixels: ${decode.width}x${decode.height}, ` +
+          `${decode.differing} of ${decode.width * decode.height * 3} values differ (max ${decode.maxAbs}, mean |diff| ${decode.meanAbs.toFixed(4)})`,
+      );
+      assert.ok(decode.sameSize, 'browser decode has the golden image size');
+    }
+    assert.deepEqual(h.pageErrors, [], 'errors logged by the page');
+    await page.close();
+  }
+});
+
+test('wasm kernels: one thread (the single-threaded build) reproduces the golden EXTD-64 detections; a folder without them falls back to onnxruntime-web', {
+  skip,
+  timeout: 120_000,
+}, async (t) => {
+  const h = await harness();
+  const single = await h.openDemo({ threads: '1', model: 'extd-64' });
+  assert.equal(await single.evaluate(() => window.extdDemo.engine()), 'extd-kernels-wasm-st');
   const tag = GOLDEN_TAGS[0];
-  const meta = readGolden(`${tag}.pixels.safetensors`).metadata;
-  const image = meta.image ?? '';
-  const jpeg = image.startsWith('WIDER_val') ? image : `WIDER_val/images/${image}`;
-  const decode = await page.evaluate(
-    ([j, p]) => window.extdDemo.compareDecode(j!, p!),
-    [`/__shared/wider/${jpeg}`, `/__shared/reference/golden/${tag}.pixels.safetensors`],
+  const ours = await single.evaluate((url) => window.extdDemo.detectPixels(url, 'imagedata'), `/__shared/reference/golden/${tag}.pixels.safetensors`);
+  compareWithGolden(tag, ours, 'single-threaded wasm kernels');
+  await single.close();
+
+  const missing = await h.openDemo({ threads: '2', model: 'extd-32', kernels: '/no-such-folder/' });
+  const ran = await missing.evaluate(() => ({ engine: window.extdDemo.engine(), why: window.extdDemo.kernelsError() }));
+  t.diagnostic(`kernels from /no-such-folder/: ${JSON.stringify(ran)}`);
+  assert.equal(ran.engine, 'onnxruntime', 'falls back to onnxruntime-web');
+  assert.match(ran.why ?? '', /did not load: .*no-such-folder\/extd-kernels\.js/, 'kernelsError names the file that failed');
+  await missing.close();
+  // The failed script load (HTTP 404) is logged by Chromium as a console error; nothing else may be.
+  assert.deepEqual(
+    h.pageErrors.filter((e) => !/status of 404/.test(e)),
+    [],
+    'errors logged by the page',
   );
-  t.diagnostic(
-    `browser JPEG decode of ${jpeg} vs golden pixels: ${decode.width}x${decode.height}, ` +
-      `${decode.differing} of ${decode.width * decode.height * 3} values differ (max ${decode.maxAbs}, mean |diff| ${decode.meanAbs.toFixed(4)})`,
-  );
-  assert.ok(decode.sameSize, 'browser decode has the golden image size');
-  assert.deepEqual(h.pageErrors, [], 'errors logged by the page');
-  await page.close();
+  h.pageErrors.length = 0;
 });
 
 /** A width x height window of golden image `tag`, centred on its best golden EXTD-64 detection, inside the image. */

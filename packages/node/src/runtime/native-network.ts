@@ -2,12 +2,11 @@ import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ConvUnit, ModelGraph } from '@extd/core/model/graph';
-import { backboneStage, type BackboneStage } from '@extd/core/model/backbone';
+import type { ModelGraph } from '@extd/core/model/graph';
+import { kernelSpecOf, type NetworkSpec } from '@extd/core/runtime/kernel-spec';
 import { ReusePool } from '@extd/core/utils/pool';
 import type { CreateNativeSession, InferenceSession, SessionOptions } from '@extd/core/runtime/backend';
 import type { Precision } from '@extd/core/detector';
-import { foldConvBn } from '@extd/core/runtime/onnx-export';
 import type { Float32Tensor, Tensor } from '@extd/core/utils/tensor';
 import type { RgbImage } from '@extd/core/image/types';
 
@@ -20,35 +19,6 @@ import type { RgbImage } from '@extd/core/image/types';
  * exists; without it createNativeSession returns null and the detector runs
  * on onnxruntime.
  */
-
-interface ConvSpec {
-  inChannels: number;
-  outChannels: number;
-  kernel: number;
-  stride: number;
-  groups: number;
-  weight: Float32Array;
-  bias: Float32Array;
-  /** The activation's slope (PReLU's one parameter, LeakyReLU's slope, 0 for ReLU); absent: no activation. */
-  slope?: number;
-}
-
-type OpSpec = { kind: 'conv'; a: number; conv: ConvSpec } | { kind: 'add' | 'upsample'; a: number; b: number } | { kind: 'maxout'; a: number };
-
-/** What the addon takes: see native/extd_kernels.cc. */
-export interface NetworkSpec {
-  stem: ConvSpec;
-  blocks: Array<{ expand?: ConvSpec; dw: ConvSpec; project: ConvSpec; residual: boolean }>;
-  /** Indices of the blocks whose outputs the ops read (values 0..taps-1). */
-  taps: number[];
-  /** The graph after the backbone; each op's output is the next value number. */
-  ops: OpSpec[];
-  /** Per level, finest first: the values concatenated into loc and conf. */
-  loc: number[];
-  conf: number[];
-  /** Run the blocks' 1x1 convs (expand, project) in int8; only where Addon.int8. */
-  int8?: boolean;
-}
 
 interface NativeNetwork {
   readonly confChannels: number;
@@ -172,57 +142,6 @@ export function nativeKernelsError(): string {
   return loadError;
 }
 
-/** A conv with BatchNorm folded in, as the addon takes it. */
-function convSpec(n: ConvUnit, weights: Map<string, Tensor>): ConvSpec {
-  const w = (name: string): Float32Array => {
-    const t = weights.get(name);
-    if (!t || t.dtype !== 'float32') throw new Error(`native network: missing float32 tensor '${name}'`);
-    return t.data as Float32Array;
-  };
-  const [weight, bias] = foldConvBn(n, w);
-  const spec: ConvSpec = { inChannels: n.inChannels, outChannels: n.outChannels, kernel: n.kernel, stride: n.stride, groups: n.groups, weight, bias };
-  if (n.act) spec.slope = n.act.kind === 'relu' ? 0 : n.act.kind === 'leaky' ? n.act.slope : w(n.act.param)[0]!;
-  return spec;
-}
-
-/**
- * The addon's description of a model graph: its backbone's blocks, then
- * every later node as an op over numbered values. null when a later node
- * reads a value inside the backbone or a head is missing.
- */
-function networkSpec(graph: ModelGraph, stage: BackboneStage, weights: Map<string, Tensor>): NetworkSpec | null {
-  const ids = new Map<string, number>();
-  stage.outputs.forEach((o, k) => ids.set(o.value, k));
-  const ops: OpSpec[] = [];
-  for (const n of graph.nodes.slice(stage.nodeCount)) {
-    const id = (v: string) => ids.get(v) ?? -1;
-    let op: OpSpec;
-    if (n.op === 'conv') op = { kind: 'conv', a: id(n.input), conv: convSpec(n, weights) };
-    else if (n.op === 'add') op = { kind: 'add', a: id(n.a), b: id(n.b) };
-    else if (n.op === 'upsample') op = { kind: 'upsample', a: id(n.input), b: id(n.like) };
-    else op = { kind: 'maxout', a: id(n.input) };
-    if (op.a < 0 || ('b' in op && op.b < 0)) return null;
-    ids.set(n.output, stage.outputs.length + ops.length);
-    ops.push(op);
-  }
-  const loc = graph.loc.map((v) => ids.get(v) ?? -1);
-  const conf = graph.conf.map((v) => ids.get(v) ?? -1);
-  if (loc.includes(-1) || conf.includes(-1)) return null;
-  return {
-    stem: convSpec(stage.stem, weights),
-    blocks: stage.blocks.map((b) => ({
-      ...(b.expand ? { expand: convSpec(b.expand, weights) } : {}),
-      dw: convSpec(b.dw, weights),
-      project: convSpec(b.project, weights),
-      residual: b.residual,
-    })),
-    taps: stage.outputs.map((o) => o.block),
-    ops,
-    loc,
-    conf,
-  };
-}
-
 /** A native network and what it needs to run, for tests and createNativeSession. */
 export interface NativeModel {
   network: NativeNetwork;
@@ -238,12 +157,12 @@ export interface NativeModel {
 export function nativeModel(graph: ModelGraph, weights: Map<string, Tensor>, precision: Precision = 'float32'): NativeModel | null {
   const kernels = nativeKernels();
   if (precision === 'int8' && !kernels?.int8) return null;
-  const stage = kernels ? backboneStage(graph) : null;
-  const spec = stage ? networkSpec(graph, stage, weights) : null;
-  if (!kernels || !stage || !spec) return null;
+  const described = kernels ? kernelSpecOf(graph, weights) : null;
+  if (!kernels || !described) return null;
+  const { spec, tapValues } = described;
   if (precision === 'int8') spec.int8 = true;
   try {
-    return { network: new kernels.Network(spec), tapValues: stage.outputs.map((o) => o.value) };
+    return { network: new kernels.Network(spec), tapValues };
   } catch {
     return null;
   }

@@ -1,0 +1,112 @@
+/**
+ * extd's kernels compiled to WebAssembly (wasm/, scripts/build-wasm.mjs),
+ * run in Node's V8: both builds must give the loc and conf of onnxruntime
+ * on the same graph, from a float input and from RGB pixels, and a bad
+ * network description must be refused with a message. The browser loading
+ * path (script element, thread workers, fallback) is covered by
+ * browser-e2e.test.ts.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { exportOnnx } from '@extd/core/runtime/onnx-export';
+import { encodeNetworkSpec, kernelSpecOf } from '@extd/core/runtime/kernel-spec';
+import { RGB_MEAN, toNetworkInput, type RgbImage } from '@extd/core/image/types';
+import { loadModel } from 'extd/load-model';
+import { createOrtNodeSession } from 'extd/runtime/ort-node';
+import { wasmKernelsSessionFactory, WASM_KERNEL_FILES, type KernelsModule, type WasmKernels } from '../src/runtime/wasm-kernels.js';
+import { requiredInCi } from '../../../test-support/shared.js';
+
+const WASM_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'wasm');
+const built = existsSync(join(WASM_DIR, WASM_KERNEL_FILES.single.js)) && existsSync(join(WASM_DIR, WASM_KERNEL_FILES.threads.js));
+const skip = requiredInCi(built ? false : `wasm kernels not built (${WASM_DIR}; npm run build:wasm -w @extd/web needs Emscripten)`);
+
+async function loadBuild(build: 'threads' | 'single'): Promise<WasmKernels> {
+  const files = WASM_KERNEL_FILES[build];
+  const factory = createRequire(import.meta.url)(join(WASM_DIR, files.js)) as (o: object) => Promise<KernelsModule>;
+  const module = await factory({ wasmBinary: readFileSync(join(WASM_DIR, files.wasm)) });
+  return { module, build, maxThreads: build === 'threads' ? 4 : 1 };
+}
+
+/** A deterministic picture with edges and texture (a constant image would hide layout bugs). */
+function picture(width: number, height: number): RgbImage {
+  const data = new Uint8Array(width * height * 3);
+  let s = 11;
+  for (let i = 0; i < data.length; i++) {
+    s = (s * 1103515245 + 12345) >>> 0;
+    const p = Math.floor(i / 3);
+    const block = (((p % width) >> 4) + (Math.floor(p / width) >> 4)) & 1;
+    data[i] = (block ? 170 : 40) + ((s >>> 16) & 63);
+  }
+  return { data, width, height };
+}
+
+function maxRelDiff(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let diff = 0,
+    scale = 0;
+  for (let i = 0; i < a.length; i++) (diff = Math.max(diff, Math.abs(a[i]! - b[i]!))), (scale = Math.max(scale, Math.abs(b[i]!)));
+  assert.ok(scale > 0.01, 'a non-trivial output');
+  return diff / Math.max(1, scale);
+}
+
+test('wasm kernels (threaded and single-threaded builds) match onnxruntime: EXTD-32, float and RGB inputs, 3 sizes', { skip, timeout: 300_000 }, async () => {
+  const model = await loadModel('extd-32');
+  const ort = await createOrtNodeSession(exportOnnx(model.graph, model.weights), { threads: 2 });
+  for (const build of ['threads', 'single'] as const) {
+    const kernels = await loadBuild(build);
+    const session = wasmKernelsSessionFactory(kernels)(model.graph, model.weights, { threads: 2 });
+    assert.ok(session, `${build}: the kernels take EXTD-32`);
+    assert.equal(session.name, build === 'threads' ? 'extd-kernels-wasm' : 'extd-kernels-wasm-st');
+    for (const [w, h] of [
+      [160, 120],
+      [333, 251],
+      [96, 200],
+    ] as const) {
+      const image = picture(w, h);
+      const input = { dtype: 'float32' as const, shape: [1, 3, h, w], data: toNetworkInput(image) };
+      const ref = await ort.run(input);
+      const fromFloat = await session.run(input);
+      const fromRgb = await session.runRgb!(image, RGB_MEAN);
+      for (const out of ['loc', 'conf'] as const) {
+        assert.deepEqual(fromFloat[out]!.shape, ref[out]!.shape, `${build} ${w}x${h} ${out}: shape`);
+        const d1 = maxRelDiff(fromFloat[out]!.data, ref[out]!.data),
+          d2 = maxRelDiff(fromRgb[out]!.data, ref[out]!.data);
+        assert.ok(d1 <= 1e-4 && d2 <= 1e-4, `${build} ${w}x${h} ${out}: max |wasm - onnxruntime| ${d1} (float input), ${d2} (RGB input)`);
+      }
+      session.recycle!(fromFloat);
+    }
+    await session.release();
+    await assert.rejects(session.run({ dtype: 'float32', shape: [1, 3, 8, 8], data: new Float32Array(192) }), /session was released/);
+    // The threaded build's workers would keep Node's event loop alive.
+    (kernels.module as unknown as { PThread?: { terminateAllThreads(): void } }).PThread?.terminateAllThreads();
+  }
+  await ort.release();
+});
+
+test('wasm kernels: int8 is not offered; a bad network description is refused with its reason', { skip }, async () => {
+  const model = await loadModel('extd-32');
+  const kernels = await loadBuild('single');
+  assert.equal(wasmKernelsSessionFactory(kernels)(model.graph, model.weights, { threads: 1, precision: 'int8' }), null);
+  const m = kernels.module;
+  const desc = encodeNetworkSpec(kernelSpecOf(model.graph, model.weights)!.spec);
+  const tryCreate = (d: Float32Array) => {
+    const p = m._malloc(Math.max(4, d.byteLength));
+    m.HEAPF32.set(d, p >> 2);
+    const net = m._extd_create(p, d.length);
+    m._free(p);
+    if (net) m._extd_destroy(net);
+    return net ? '' : m.UTF8ToString(m._extd_error());
+  };
+  assert.equal(tryCreate(desc), '', 'the full description is accepted');
+  assert.match(tryCreate(desc.subarray(0, desc.length - 10)), /ends early/);
+  const longer = new Float32Array(desc.length + 1);
+  longer.set(desc);
+  assert.match(tryCreate(longer), /values after the end/);
+  const wrongFormat = desc.slice();
+  wrongFormat[0] = 2;
+  assert.match(tryCreate(wrongFormat), /unknown format/);
+});
