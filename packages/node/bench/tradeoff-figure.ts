@@ -12,6 +12,8 @@ export interface TradeoffPoint {
   /** Bundled model name, e.g. 'extd-32'. */
   model: string;
   precision: 'float32' | 'int8';
+  /** What ran it (detector.engine: 'extd-kernels' or 'onnxruntime'); absent in older results. */
+  engine?: string;
   /** Resize factor of the frame (and, for AP, on top of the single protocol's shrink). */
   scale: number;
   /** Median detect() milliseconds for a 640x480 frame at this scale. */

@@ -80,10 +80,18 @@ const photo = await loadImageRgb(join(imagesDir, BENCH_PHOTO));
 const frame = resizeBilinear(photo, 640, 480);
 const ms = new Map<string, number>();
 const key = (m: string, p: string, s: number) => `${m}-${p}-x${s}`;
+// What ran each model and precision (detector.engine): int8 on the native kernels quantises differently from
+// onnxruntime's QDQ graph, so its predictions get their own folder.
+const engines = new Map<string, string>();
+const apFolder = (m: string, p: string, s: number) => (p === 'int8' && engines.get(`${m}-${p}`) === 'extd-kernels' ? `${m}-${p}-kernels-x${s}` : key(m, p, s));
 console.log(`\ndetect() of a 640x480 frame at each scale: median ms of ${runs} runs (interleaved in blocks of 3) after 2 warm-up runs`);
 for (const model of models) {
   const detectors: [Precision, NodeDetector][] = [];
-  for (const p of precisions) detectors.push([p, await createDetector({ model, precision: p, threads })]);
+  for (const p of precisions) {
+    const d = await createDetector({ model, precision: p, threads });
+    engines.set(`${model}-${p}`, d.engine);
+    detectors.push([p, d]);
+  }
   const t = new Map<string, number[]>();
   // One scale at a time (a session fed a new input size each call re-plans its memory: not what a video loop
   // sees), the precisions interleaved.
@@ -102,7 +110,7 @@ for (const model of models) {
   for (const [p, d] of detectors) {
     await d.dispose();
     const cells = scales.map((s) => `x${s}: ${median(t.get(key(model, p, s))!).toFixed(1)} ms`.padEnd(18));
-    console.log(`${model.padEnd(9)}${p.padEnd(9)}${cells.join('')}`);
+    console.log(`${model.padEnd(9)}${p.padEnd(9)}${d.engine.padEnd(14)}${cells.join('')}`);
     for (const s of scales) ms.set(key(model, p, s), median(t.get(key(model, p, s))!));
   }
 }
@@ -114,7 +122,7 @@ console.log(`\nAP on ${n} WIDER val images (single protocol at each scale), easy
 for (const model of models) {
   for (const precision of precisions) {
     for (const scale of scales) {
-      const dir = join(out, key(model, precision, scale));
+      const dir = join(out, apFolder(model, precision, scale));
       const r = await evaluateModel({
         gt,
         images: imagesDir,
@@ -130,9 +138,9 @@ for (const model of models) {
       });
       const apJson = JSON.parse(readFileSync(join(dir, 'ap.json'), 'utf8')) as TradeoffPoint['ap'];
       const ap = { easy: apJson.easy, medium: apJson.medium, hard: apJson.hard };
-      points.push({ model, precision, scale, ms: ms.get(key(model, precision, scale))!, ap });
+      points.push({ model, precision, engine: engines.get(`${model}-${precision}`)!, scale, ms: ms.get(key(model, precision, scale))!, ap });
       console.log(
-        `${model.padEnd(9)}${precision.padEnd(9)}x${String(scale).padEnd(6)}${fmt(ap.easy)} / ${fmt(ap.medium)} / ${fmt(ap.hard)}   ${r.predicted} predicted now, ${r.skipped} reused`,
+        `${model.padEnd(9)}${precision.padEnd(9)}${engines.get(`${model}-${precision}`)!.padEnd(14)}x${String(scale).padEnd(6)}${fmt(ap.easy)} / ${fmt(ap.medium)} / ${fmt(ap.hard)}   ${r.predicted} predicted now, ${r.skipped} reused`,
       );
     }
   }

@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { predictFolder, readImageList } from '../src/eval/run-node.js';
+import { evaluateModel } from '../src/eval/evaluate.js';
+import { nativeKernels } from '../src/runtime/native-network.js';
 import type { PassDetector } from '@extd/core/eval/protocols';
 import { parsePredictionFile } from '@extd/core/eval/predictions';
 import { command as evalPreds } from '../src/cli/eval-preds.js';
@@ -285,6 +287,47 @@ test('extd eval killed mid-run: no half-written prediction file, the rerun skips
     assert.match(stderr3, /holds predictions made with other settings: scale 1 there, 0\.5 now/);
     assert.equal(stderr3.trim().split('\n').length, 1, stderr3);
     assert.deepEqual(predictionFiles(), final);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('an int8 prediction folder records what quantised it: the engine on the native kernels, the ranges file on onnxruntime', {
+  skip:
+    noShared('wider', 'WIDER_val', 'images') ||
+    noShared('wider', 'eval_tools', 'ground_truth') ||
+    (!nativeKernels()?.int8 && 'native kernels without int8 (AVX512-VNNI)'),
+  timeout: 120_000,
+}, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'extd-int8-settings-'));
+  try {
+    const images = sharedPath('wider', 'WIDER_val', 'images');
+    const list = join(dir, 'list.txt');
+    writeFileSync(list, `${readdirSync(join(images, '0--Parade'))[0]!.replace(/\.jpg$/, '')}\n`.replace(/^/, '0--Parade/'));
+    const run = (engine: 'auto' | 'onnxruntime', out: string) =>
+      evaluateModel({
+        gt: sharedPath('wider', 'eval_tools', 'ground_truth'),
+        images,
+        out: join(dir, out),
+        model: 'extd-32',
+        list,
+        protocol: 'single',
+        scale: 1,
+        force: false,
+        threads: 2,
+        precision: 'int8',
+        engine,
+      });
+    await run('auto', 'kernels');
+    assert.deepEqual(JSON.parse(readFileSync(join(dir, 'kernels', 'pred', 'settings.json'), 'utf8')).engine, 'extd-kernels');
+    assert.equal(JSON.parse(readFileSync(join(dir, 'kernels', 'pred', 'settings.json'), 'utf8')).calibration, undefined);
+    await run('onnxruntime', 'ort');
+    assert.match(JSON.parse(readFileSync(join(dir, 'ort', 'pred', 'settings.json'), 'utf8')).calibration, /^[0-9a-f]{64}$/);
+    // The kernels' predictions are not reused by an onnxruntime int8 run (nor the other way round).
+    await assert.rejects(
+      run('onnxruntime', 'kernels'),
+      /holds predictions made with other settings: calibration .*; engine "extd-kernels" there, \(none\) now/,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

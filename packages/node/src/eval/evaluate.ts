@@ -118,11 +118,14 @@ async function openDetector(o: EvaluateModelOptions): Promise<{ detector: NodeDe
     calibration: o.calibration,
     engine: o.engine,
   });
-  // float32 keeps the settings older folders recorded; int8 adds its precision and the ranges' file.
+  // float32 keeps the settings older folders recorded; int8 adds its precision and what quantises the
+  // activations: on onnxruntime the ranges' file, on the native kernels (their own per-row ranges) the engine.
   const int8Settings: Record<string, string> =
-    detector.precision === 'int8'
-      ? { precision: 'int8', calibration: sha256File(o.calibration ?? (isBundledModelName(modelName) ? bundledCalibrationPath(modelName) : null)) }
-      : {};
+    detector.precision !== 'int8'
+      ? {}
+      : detector.engine === 'extd-kernels'
+        ? { precision: 'int8', engine: detector.engine }
+        : { precision: 'int8', calibration: sha256File(o.calibration ?? (isBundledModelName(modelName) ? bundledCalibrationPath(modelName) : null)) };
   const settings = { model: sha256File(modelPath), variant: detector.variant, protocol: o.protocol, scale: o.scale, ...int8Settings };
   const how = (o.scale === 1 ? o.protocol : `${o.protocol} at scale ${o.scale}`) + (detector.precision === 'int8' ? ', int8' : '');
   return { detector, modelName, settings, how };
