@@ -93,8 +93,10 @@ export type Precision = 'float32' | 'int8';
  * result of their own input. Whether the engine then runs them in parallel is
  * the backend's business: onnxruntime-node runs one at a time on the main
  * thread, the Node package's native kernels one at a time on a worker thread
- * (each call with its own output buffers), and the browser backend queues
- * them (see src/runtime/ort-web.ts).
+ * (each call with its own output buffers), the browser's wasm kernels each
+ * call synchronously when it is made (see @extd/web's
+ * src/runtime/wasm-kernels.ts), and onnxruntime-web queued (its
+ * src/runtime/ort-web.ts).
  */
 export class Detector<I = RgbImage> {
   /** Priors per input size; read-only once made, so calls in flight may share them. */
@@ -113,8 +115,10 @@ export class Detector<I = RgbImage> {
     /** The network's arithmetic (see createDetectorWith). */
     readonly precision: Precision = 'float32',
     /**
-     * What runs the network: 'onnxruntime', or 'extd-kernels' (extd's own
-     * native float32 kernels, Node).
+     * What runs the network: 'onnxruntime' (onnxruntime-node or -web),
+     * 'extd-kernels' (extd's own native kernels, Node; float32 or int8), or
+     * 'extd-kernels-wasm' / 'extd-kernels-wasm-st' (the same kernels compiled
+     * to WebAssembly, threaded or single-threaded; browser, float32).
      */
     readonly engine: string = 'onnxruntime',
   ) {}

@@ -14,7 +14,7 @@
 // maps already in the priors' order. BatchNorm is folded into the weights by
 // the caller. Activations are "leaky" with one slope (PReLU with one
 // parameter, LeakyReLU; ReLU = 0). The backbone's channel counts must be
-// multiples of 16 (one vector); the heads' outputs may be any count.
+// multiples of VL (one vector: 16 floats with AVX-512, 4 in WebAssembly); the heads' outputs may be any count.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -224,7 +224,7 @@ class Network {
   Network(Conv stem, std::vector<Block> blocks, std::vector<int> taps, std::vector<Op> ops, std::vector<int> locValues, std::vector<int> confValues)
       : stem_(std::move(stem)), blocks_(std::move(blocks)), taps_(std::move(taps)), ops_(std::move(ops)), loc_(std::move(locValues)), conf_(std::move(confValues)) {
     if (stem_.cin != 3 || stem_.k != 3 || stem_.stride != 2 || stem_.groups != 1) throw std::invalid_argument("stem must be a 3x3 stride-2 conv on 3 channels");
-    if (stem_.cout % VL) throw std::invalid_argument("stem channels must be a multiple of 16");
+    if (stem_.cout % VL) throw std::invalid_argument("stem channels must be a multiple of " + std::to_string(VL) + " (one vector)");
     if (blocks_.empty() || blocks_[0].hasExpand) throw std::invalid_argument("the first block must have no expand conv");
     int c = stem_.cout;
     for (size_t i = 0; i < blocks_.size(); i++) {
@@ -275,10 +275,10 @@ class Network {
           if (ca % VL || cv.cout % VL) throw std::invalid_argument(at + ": 1x1 conv channels must be multiples of 16");
           cv.w = transpose(cv.w, cv.cout, cv.cin);
         } else if (cv.k == 3 && cv.groups == ca && cv.cout == ca) {
-          if (ca % VL) throw std::invalid_argument(at + ": depthwise channels must be a multiple of 16");
+          if (ca % VL) throw std::invalid_argument(at + ": depthwise channels must be a multiple of " + std::to_string(VL) + " (one vector)");
           cv.w = transpose(cv.w, ca, 9);
         } else if (cv.k == 3 && cv.groups == 1) {
-          if (ca % VL) throw std::invalid_argument(at + ": 3x3 conv input channels must be a multiple of 16");
+          if (ca % VL) throw std::invalid_argument(at + ": 3x3 conv input channels must be a multiple of " + std::to_string(VL) + " (one vector)");
           // [out][cin][3][3] -> [out][9][cin]
           fvec t(cv.w.size());
           for (int o = 0; o < cv.cout; o++)

@@ -7,13 +7,15 @@
  * Besides the page itself, the server provides:
  *   /ort/*       onnxruntime-web's wasm binaries and glue modules (copied into
  *                the build output too, so the built page is self-contained);
+ *   /extd-wasm/* the package's wasm kernels (wasm/), for pages that pass
+ *                `kernelsPath` (the page itself uses the copies Vite emits);
  * The models are the package's own files (models/), which the browser entry
  * references with `new URL(..., import.meta.url)`: Vite serves them in dev and
  * copies them into the build as assets.
  * Every response carries COOP/COEP headers, which make the page cross-origin
  * isolated: the condition for SharedArrayBuffer and so for wasm threads.
  */
-import { copyFileSync, createReadStream, mkdirSync, statSync } from 'node:fs';
+import { copyFileSync, createReadStream, existsSync, mkdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { dirname, join, resolve } from 'node:path';
@@ -37,7 +39,12 @@ export const ISOLATION_HEADERS = {
   'Cross-Origin-Resource-Policy': 'same-origin',
 };
 
+/** The package's wasm kernels (scripts/build-wasm.mjs), served under /extd-wasm/. */
+const WASM_DIR = join(DEMO_DIR, '..', 'wasm');
+const WASM_FILES = ['extd-kernels.js', 'extd-kernels.wasm', 'extd-kernels.worker.js', 'extd-kernels-st.js', 'extd-kernels-st.wasm'];
+
 const CONTENT_TYPES: Record<string, string> = {
+  '.js': 'text/javascript',
   '.mjs': 'text/javascript',
   '.wasm': 'application/wasm',
   '.json': 'application/json',
@@ -59,6 +66,11 @@ function middleware(req: IncomingMessage, res: ServerResponse, next: () => void)
   const ort = /^\/ort\/([\w.-]+)$/.exec(path);
   if (ort && ORT_FILES.includes(ort[1]!)) {
     sendFile(res, join(ORT_DIST, ort[1]!));
+    return;
+  }
+  const kernels = /^\/extd-wasm\/([\w.-]+)$/.exec(path);
+  if (kernels && WASM_FILES.includes(kernels[1]!) && existsSync(join(WASM_DIR, kernels[1]!))) {
+    sendFile(res, join(WASM_DIR, kernels[1]!));
     return;
   }
   next();

@@ -50,6 +50,8 @@ const BUILDS = [
 ];
 
 function skip(reason) {
+  // A failed rebuild must not leave the previous build (of older sources) to be loaded.
+  for (const b of BUILDS) for (const f of b.files) rmSync(join(outDir, b.name + f), { force: true });
   console.log(
     `@extd/web: wasm kernels skipped (${reason}); the browser entry runs on onnxruntime-web alone. Install Emscripten (apt-get install emscripten), then npm run build:wasm -w @extd/web`,
   );

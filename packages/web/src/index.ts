@@ -51,7 +51,9 @@ export interface BrowserDetectorOptions {
   variant: string | undefined;
   /**
    * wasm threads. Honoured only on cross-origin isolated pages (COOP/COEP
-   * headers), otherwise 1; fixed for the page by the first detector created.
+   * headers), otherwise 1. The wasm kernels use at most 4 (and at most the
+   * core count); onnxruntime-web's count is fixed for the page by the first
+   * detector created.
    */
   threads: number;
   /** Same-origin folder (e.g. '/ort/') serving onnxruntime-web's ort-wasm-simd-threaded*.{mjs,wasm}; undefined: next to onnxruntime's script. */
@@ -66,7 +68,11 @@ export interface BrowserDetectorOptions {
     | undefined;
   /** Preferred providers in order; 'webgpu' is skipped where navigator.gpu is missing, 'wasm' is always the fallback. */
   executionProviders: WebExecutionProvider[];
-  /** Run onnxruntime in a worker so the page stays responsive during inference. */
+  /**
+   * Run onnxruntime in a worker so the page stays responsive during
+   * inference. The wasm kernels run on the calling thread, so `proxy: true`
+   * selects onnxruntime-web (engine 'auto' included).
+   */
   proxy: boolean;
   /**
    * 'float32' or 'int8' (static QDQ int8 from calibrated ranges, as in Node).
@@ -80,16 +86,17 @@ export interface BrowserDetectorOptions {
    * What runs the network. 'auto': extd's own kernels compiled to
    * WebAssembly (src/runtime/wasm-kernels.ts) for float32 on the 'wasm'
    * provider, where their files are served; onnxruntime-web otherwise (int8,
-   * WebGPU first in `executionProviders`, or the kernels failing to load:
-   * `detector.kernelsError` says why). 'onnxruntime': onnxruntime-web alone.
+   * WebGPU first in `executionProviders`, `proxy: true`, or the kernels
+   * failing to load or refusing the model: `detector.kernelsError` says why). 'onnxruntime': onnxruntime-web alone.
    * `detector.engine` says what runs.
    */
   engine: BrowserEngine;
   /**
-   * Same-origin folder URL ending in '/' that serves the kernels' builds
-   * (`extd-kernels.{js,wasm,worker.js}`, `extd-kernels-st.{js,wasm}` from
-   * this package's `wasm/` folder); undefined: that folder, resolved next to
-   * this module (bundlers such as Vite emit its files as assets).
+   * Same-origin folder URL ending in '/' (absolute, or relative to the
+   * page) that serves the kernels' builds (`extd-kernels.{js,wasm,worker.js}`,
+   * `extd-kernels-st.{js,wasm}` from this package's `wasm/` folder);
+   * undefined: that folder, resolved next to this module (bundlers such as
+   * Vite emit its files as assets in a production build).
    */
   kernelsPath: string | undefined;
 }
@@ -99,7 +106,11 @@ export type BrowserEngine = 'auto' | 'onnxruntime';
 /** Every value of BrowserDetectorOptions.engine. */
 export const BROWSER_ENGINES: readonly BrowserEngine[] = ['auto', 'onnxruntime'];
 
-/** Defaults of BrowserDetectorOptions: model `extd-32`, 2 threads, the 'wasm' provider, no proxy, float32, engine 'auto'. */
+/**
+ * Defaults of BrowserDetectorOptions: model `extd-32`, 2 threads, the 'wasm'
+ * provider, no proxy, float32, engine 'auto', the kernels from the package's
+ * own `wasm/` folder, onnxruntime-web's files next to its script.
+ */
 export const BROWSER_DETECTOR_DEFAULTS: BrowserDetectorOptions = {
   model: DEFAULT_MODEL_NAME,
   variant: undefined,
@@ -182,16 +193,25 @@ export async function createDetector(options: Partial<BrowserDetectorOptions> = 
   // The kernels: float32 where the CPU provider comes first.
   let createNative: CreateNativeSession | undefined;
   let kernelsError: string | undefined;
+  let refused: () => string | undefined = () => undefined;
   if (opts.engine === 'auto' && !int8 && (opts.executionProviders[0] ?? 'wasm') === 'wasm') {
     if (!Number.isInteger(opts.threads) || opts.threads < 1) throw new ExtdError(`threads must be a positive integer, got ${opts.threads}`);
-    try {
-      createNative = wasmKernelsSessionFactory(await loadWasmKernels(opts.kernelsPath, opts.threads));
-    } catch (e) {
-      kernelsError = `the wasm kernels did not load: ${(e as Error).message}`;
+    if (opts.proxy) {
+      kernelsError = 'proxy: true runs onnxruntime-web in its worker (the wasm kernels run on the calling thread)';
+    } else {
+      try {
+        const factory = wasmKernelsSessionFactory(await loadWasmKernels(opts.kernelsPath, opts.threads));
+        createNative = factory;
+        refused = () => factory.refusal;
+      } catch (e) {
+        if (e instanceof ExtdError && /^kernelsPath/.test(e.message)) throw e;
+        kernelsError = `the wasm kernels did not load: ${(e as Error).message}`;
+      }
     }
   }
   const detector = await createDetectorWith(model, createSession, async (input: DomImageInput) => reader.read(input), opts.threads, int8, createNative);
-  if (createNative && !detector.engine.startsWith('extd-kernels')) kernelsError = 'the wasm kernels do not take this model (channel counts or graph)';
+  if (createNative && !detector.engine.startsWith('extd-kernels'))
+    kernelsError = `the wasm kernels do not take this model: ${refused() ?? 'no backbone stage or op they run'}`;
   Object.defineProperty(detector, 'kernelsError', { value: kernelsError, enumerable: true });
   return Object.defineProperty(detector, 'runtime', {
     get: () => (detector.engine.startsWith('extd-kernels') ? undefined : createSession.info()),

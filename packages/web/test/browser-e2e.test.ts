@@ -97,7 +97,7 @@ test('demo page in Chromium reproduces the golden EXTD-64 detections (wasm kerne
   }
 });
 
-test('wasm kernels: one thread (the single-threaded build) reproduces the golden EXTD-64 detections; a folder without them falls back to onnxruntime-web', {
+test('wasm kernels: one thread (the single-threaded build) reproduces the golden EXTD-64 detections; a kernelsPath of your own (relative) serves them; a folder without them falls back to onnxruntime-web', {
   skip,
   timeout: 120_000,
 }, async (t) => {
@@ -109,11 +109,19 @@ test('wasm kernels: one thread (the single-threaded build) reproduces the golden
   compareWithGolden(tag, ours, 'single-threaded wasm kernels');
   await single.close();
 
+  // A folder of your own, given relative to the page: the threaded build's workers still find the glue.
+  const own = await h.openDemo({ threads: '2', model: 'extd-32', kernels: 'extd-wasm/' });
+  const ownRan = await own.evaluate(() => ({ engine: window.extdDemo.engine(), why: window.extdDemo.kernelsError() }));
+  assert.equal(ownRan.engine, 'extd-kernels-wasm', `kernelsPath 'extd-wasm/' (relative): ${ownRan.why}`);
+  const small = await own.evaluate((url) => window.extdDemo.detectPixels(url, 'imagedata'), `/__shared/reference/golden/${tag}.pixels.safetensors`);
+  assert.ok(small.scores.length > 0, 'detections from the kernels served from the folder');
+  await own.close();
+
   const missing = await h.openDemo({ threads: '2', model: 'extd-32', kernels: '/no-such-folder/' });
   const ran = await missing.evaluate(() => ({ engine: window.extdDemo.engine(), why: window.extdDemo.kernelsError() }));
   t.diagnostic(`kernels from /no-such-folder/: ${JSON.stringify(ran)}`);
   assert.equal(ran.engine, 'onnxruntime', 'falls back to onnxruntime-web');
-  assert.match(ran.why ?? '', /did not load: .*no-such-folder\/extd-kernels\.js/, 'kernelsError names the file that failed');
+  assert.match(ran.why ?? '', /did not load: .*no-such-folder\/extd-kernels(-st)?\.js/, 'kernelsError names the file that failed');
   await missing.close();
   // The failed script load (HTTP 404) is logged by Chromium as a console error; nothing else may be.
   assert.deepEqual(

@@ -53,36 +53,65 @@ function maxRelDiff(a: Float32Array, b: Float32Array): number {
   return diff / Math.max(1, scale);
 }
 
-test('wasm kernels (threaded and single-threaded builds) match onnxruntime: EXTD-32, float and RGB inputs, 3 sizes', { skip, timeout: 300_000 }, async () => {
+test('wasm kernels (threaded and single-threaded builds) match onnxruntime: EXTD-32, float and RGB inputs, 3-4 sizes (one past the initial memory); bad inputs refused', {
+  skip,
+  timeout: 300_000,
+}, async () => {
   const model = await loadModel('extd-32');
   const ort = await createOrtNodeSession(exportOnnx(model.graph, model.weights), { threads: 2 });
   for (const build of ['threads', 'single'] as const) {
     const kernels = await loadBuild(build);
-    const session = wasmKernelsSessionFactory(kernels)(model.graph, model.weights, { threads: 2 });
-    assert.ok(session, `${build}: the kernels take EXTD-32`);
-    assert.equal(session.name, build === 'threads' ? 'extd-kernels-wasm' : 'extd-kernels-wasm-st');
-    for (const [w, h] of [
-      [160, 120],
-      [333, 251],
-      [96, 200],
-    ] as const) {
-      const image = picture(w, h);
-      const input = { dtype: 'float32' as const, shape: [1, 3, h, w], data: toNetworkInput(image) };
-      const ref = await ort.run(input);
-      const fromFloat = await session.run(input);
-      const fromRgb = await session.runRgb!(image, RGB_MEAN);
-      for (const out of ['loc', 'conf'] as const) {
-        assert.deepEqual(fromFloat[out]!.shape, ref[out]!.shape, `${build} ${w}x${h} ${out}: shape`);
-        const d1 = maxRelDiff(fromFloat[out]!.data, ref[out]!.data),
-          d2 = maxRelDiff(fromRgb[out]!.data, ref[out]!.data);
-        assert.ok(d1 <= 1e-4 && d2 <= 1e-4, `${build} ${w}x${h} ${out}: max |wasm - onnxruntime| ${d1} (float input), ${d2} (RGB input)`);
+    try {
+      const session = wasmKernelsSessionFactory(kernels)(model.graph, model.weights, { threads: 2 });
+      assert.ok(session, `${build}: the kernels take EXTD-32`);
+      assert.equal(session.name, build === 'threads' ? 'extd-kernels-wasm' : 'extd-kernels-wasm-st');
+      const heap = kernels.module.HEAPU8.length;
+      // The largest size makes the module grow its memory past the initial 64 MB (the heap views must follow).
+      const sizes =
+        build === 'threads'
+          ? ([
+              [160, 120],
+              [333, 251],
+              [96, 200],
+              [1024, 768],
+            ] as const)
+          : ([
+              [160, 120],
+              [333, 251],
+              [96, 200],
+            ] as const);
+      for (const [w, h] of sizes) {
+        const image = picture(w, h);
+        const input = { dtype: 'float32' as const, shape: [1, 3, h, w], data: toNetworkInput(image) };
+        const ref = await ort.run(input);
+        const fromFloat = await session.run(input);
+        const fromRgb = await session.runRgb!(image, RGB_MEAN);
+        for (const out of ['loc', 'conf'] as const) {
+          assert.deepEqual(fromFloat[out]!.shape, ref[out]!.shape, `${build} ${w}x${h} ${out}: shape`);
+          const d1 = maxRelDiff(fromFloat[out]!.data, ref[out]!.data),
+            d2 = maxRelDiff(fromRgb[out]!.data, ref[out]!.data);
+          assert.ok(d1 <= 1e-4 && d2 <= 1e-4, `${build} ${w}x${h} ${out}: max |wasm - onnxruntime| ${d1} (float input), ${d2} (RGB input)`);
+        }
+        session.recycle!(fromFloat);
       }
-      session.recycle!(fromFloat);
+      if (build === 'threads') assert.ok(kernels.module.HEAPU8.length > heap, `the memory grew (${heap} -> ${kernels.module.HEAPU8.length} bytes)`);
+      // Bad inputs: one line naming the problem, nothing run.
+      await assert.rejects(
+        session.run({ dtype: 'float32', shape: [1, 3, 8, 8], data: new Float32Array(100) }),
+        /input has 100 values, expected 3 x 8 x 8 = 192/,
+      );
+      await assert.rejects(
+        session.run({ dtype: 'float32', shape: [1, 3, 0, 8], data: new Float32Array(0) }),
+        /input must be 1 x 3 x H x W with H, W >= 1, got 1 x 3 x 0 x 8/,
+      );
+      await assert.rejects(session.runRgb!({ data: new Uint8Array(10), width: 4, height: 4 }, RGB_MEAN), /image has 10 bytes, expected 4 x 4 x 3 = 48/);
+      await assert.rejects(session.runRgb!({ data: new Uint8Array(48), width: 4, height: 4 }, [1, 2]), /mean has 2 values, expected 3/);
+      await session.release();
+      await assert.rejects(session.run({ dtype: 'float32', shape: [1, 3, 8, 8], data: new Float32Array(192) }), /session was released/);
+    } finally {
+      // The threaded build's workers would keep Node's event loop alive.
+      (kernels.module as unknown as { PThread?: { terminateAllThreads(): void } }).PThread?.terminateAllThreads();
     }
-    await session.release();
-    await assert.rejects(session.run({ dtype: 'float32', shape: [1, 3, 8, 8], data: new Float32Array(192) }), /session was released/);
-    // The threaded build's workers would keep Node's event loop alive.
-    (kernels.module as unknown as { PThread?: { terminateAllThreads(): void } }).PThread?.terminateAllThreads();
   }
   await ort.release();
 });
@@ -90,7 +119,15 @@ test('wasm kernels (threaded and single-threaded builds) match onnxruntime: EXTD
 test('wasm kernels: int8 is not offered; a bad network description is refused with its reason', { skip }, async () => {
   const model = await loadModel('extd-32');
   const kernels = await loadBuild('single');
-  assert.equal(wasmKernelsSessionFactory(kernels)(model.graph, model.weights, { threads: 1, precision: 'int8' }), null);
+  const factory = wasmKernelsSessionFactory(kernels);
+  assert.equal(factory(model.graph, model.weights, { threads: 1, precision: 'int8' }), null);
+  assert.equal(factory.refusal, 'no int8 kernels in the WebAssembly build');
+  // A conv whose bias does not fit its shape is refused before it reaches the module.
+  const spec = kernelSpecOf(model.graph, model.weights)!.spec;
+  assert.throws(
+    () => encodeNetworkSpec({ ...spec, stem: { ...spec.stem, bias: spec.stem.bias.subarray(1) } }),
+    /stem: 1728 weights and 63 biases, expected 1728 and 64/,
+  );
   const m = kernels.module;
   const desc = encodeNetworkSpec(kernelSpecOf(model.graph, model.weights)!.spec);
   const tryCreate = (d: Float32Array) => {
@@ -106,6 +143,10 @@ test('wasm kernels: int8 is not offered; a bad network description is refused wi
   const longer = new Float32Array(desc.length + 1);
   longer.set(desc);
   assert.match(tryCreate(longer), /values after the end/);
+  // Channel counts the 4-float vectors cannot take: the module says which.
+  const c = spec.stem.outChannels - 2;
+  const narrowStem = { ...spec.stem, outChannels: c, weight: spec.stem.weight.subarray(0, c * 27), bias: spec.stem.bias.subarray(0, c) };
+  assert.match(tryCreate(encodeNetworkSpec({ ...spec, stem: narrowStem })), new RegExp(`stem channels must be a multiple of 4 \\(one vector\\)`));
   const wrongFormat = desc.slice();
   wrongFormat[0] = 2;
   assert.match(tryCreate(wrongFormat), /unknown format/);

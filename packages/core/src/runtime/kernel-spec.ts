@@ -112,28 +112,33 @@ const OP_KINDS = { conv: 0, add: 1, upsample: 2, maxout: 3 } as const;
  * floats, each conv as [in, out, kernel, stride, groups, has activation,
  * slope, weight..., bias...]. `int8` is not encoded (the wasm build has no
  * int8 kernels).
+ * @throws Error naming the conv whose weight or bias length does not match its shape.
  */
 export function encodeNetworkSpec(spec: NetworkSpec): Float32Array {
   const parts: Array<number[] | Float32Array> = [];
-  const conv = (c: ConvSpec) => {
+  const conv = (c: ConvSpec, where: string) => {
+    const weights = c.outChannels * (c.inChannels / c.groups) * c.kernel * c.kernel;
+    if (c.weight.length !== weights || c.bias.length !== c.outChannels) {
+      throw new Error(`${where}: ${c.weight.length} weights and ${c.bias.length} biases, expected ${weights} and ${c.outChannels}`);
+    }
     parts.push([c.inChannels, c.outChannels, c.kernel, c.stride, c.groups, c.slope === undefined ? 0 : 1, c.slope ?? 0], c.weight, c.bias);
   };
   const ints = (v: number[]) => parts.push([v.length, ...v]);
   parts.push([1]);
-  conv(spec.stem);
+  conv(spec.stem, 'stem');
   parts.push([spec.blocks.length]);
-  for (const b of spec.blocks) {
+  spec.blocks.forEach((b, i) => {
     parts.push([b.expand ? 1 : 0, b.residual ? 1 : 0]);
-    if (b.expand) conv(b.expand);
-    conv(b.dw);
-    conv(b.project);
-  }
+    if (b.expand) conv(b.expand, `blocks[${i}].expand`);
+    conv(b.dw, `blocks[${i}].dw`);
+    conv(b.project, `blocks[${i}].project`);
+  });
   ints(spec.taps);
   parts.push([spec.ops.length]);
-  for (const op of spec.ops) {
+  spec.ops.forEach((op, i) => {
     parts.push([OP_KINDS[op.kind], op.a, 'b' in op ? op.b : -1]);
-    if (op.kind === 'conv') conv(op.conv);
-  }
+    if (op.kind === 'conv') conv(op.conv, `ops[${i}].conv`);
+  });
   ints(spec.loc);
   ints(spec.conf);
   const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));

@@ -91,32 +91,66 @@ async function loadClassicScript(url: string): Promise<void> {
     return;
   }
   const importScripts = (globalThis as { importScripts?: (url: string) => void }).importScripts;
-  if (typeof importScripts !== 'function') throw new Error('neither a document nor a classic worker (module workers cannot load the kernels)');
-  importScripts(url);
+  const notClassic = 'neither a document nor a classic worker (module workers cannot load the kernels)';
+  if (typeof importScripts !== 'function') throw new Error(notClassic);
+  try {
+    importScripts(url);
+  } catch (e) {
+    // Module workers have importScripts too, but it always throws there.
+    throw new Error(e instanceof TypeError ? notClassic : `${url}: failed to load (${(e as Error).message})`);
+  }
 }
 
 type Factory = (options: Record<string, unknown>) => Promise<KernelsModule>;
 
 const loads = new Map<string, Promise<WasmKernels>>();
 
+/** `kernelsPath` as an absolute folder URL (thread workers start from blob: URLs, against which a relative URL means nothing). */
+function absoluteFolder(kernelsPath: string): string {
+  if (!kernelsPath.endsWith('/')) throw new ExtdError(`kernelsPath ${JSON.stringify(kernelsPath)}: expected a folder URL ending in '/'`);
+  const base = (globalThis as { location?: { href: string } }).location?.href;
+  try {
+    return new URL(kernelsPath, base).href;
+  } catch {
+    throw new ExtdError(`kernelsPath ${JSON.stringify(kernelsPath)}: not a URL${base ? '' : ' (a relative one needs a page or worker location)'}`);
+  }
+}
+
 /**
  * Load the kernels once per page and folder: the threaded build where the
- * page is cross-origin isolated and `threads` > 1, else the single-threaded
- * one. `kernelsPath`: a folder URL ending in '/' serving the builds' files;
- * undefined: the package's own `wasm/` folder.
- * @throws Error saying why (a file not served, no WebAssembly SIMD, ...).
+ * page is cross-origin isolated and `threads` > 1 (the single-threaded one
+ * where that build fails to load), else the single-threaded one.
+ * `kernelsPath`: a folder URL ending in '/' (absolute or relative to the
+ * page) serving the builds' files; undefined: the package's own `wasm/`
+ * folder.
+ * @throws ExtdError for a `kernelsPath` that is not a folder URL; Error
+ * saying why the files did not load (a file not served, no WebAssembly
+ * SIMD, a thread worker that did not start, ...).
  */
-export function loadWasmKernels(kernelsPath: string | undefined, threads: number): Promise<WasmKernels> {
-  const build = threads > 1 && pageIsIsolated() ? 'threads' : 'single';
-  const key = `${build} ${kernelsPath ?? ''}`;
+export async function loadWasmKernels(kernelsPath: string | undefined, threads: number): Promise<WasmKernels> {
+  const folder = kernelsPath === undefined ? undefined : absoluteFolder(kernelsPath);
+  if (threads > 1 && pageIsIsolated()) {
+    try {
+      return await loadBuild('threads', folder);
+    } catch (e) {
+      try {
+        return await loadBuild('single', folder);
+      } catch {
+        throw e;
+      }
+    }
+  }
+  return loadBuild('single', folder);
+}
+
+function loadBuild(build: 'threads' | 'single', folder: string | undefined): Promise<WasmKernels> {
+  const key = `${build} ${folder ?? ''}`;
   let load = loads.get(key);
   if (!load) {
     load = (async () => {
       const names = WASM_KERNEL_FILES[build];
       const urls =
-        kernelsPath === undefined
-          ? packagedUrls(build)
-          : { js: kernelsPath + names.js, wasm: kernelsPath + names.wasm, worker: names.worker && kernelsPath + names.worker };
+        folder === undefined ? packagedUrls(build) : { js: folder + names.js, wasm: folder + names.wasm, worker: names.worker && folder + names.worker };
       await loadClassicScript(urls.js);
       const factory = (globalThis as unknown as Record<string, Factory | undefined>)[names.factory];
       if (typeof factory !== 'function') throw new Error(`${urls.js} did not define ${names.factory}`);
@@ -131,6 +165,7 @@ export function loadWasmKernels(kernelsPath: string | undefined, threads: number
       }
       let failed: (e: Error) => void = () => {};
       const failure = new Promise<never>((_, reject) => (failed = reject));
+      let timer: ReturnType<typeof setTimeout> | undefined;
       const module = await Promise.race([
         factory({
           locateFile: (file: string) => (file.endsWith('.worker.js') ? workerUrl : file.endsWith('.wasm') ? urls.wasm : file),
@@ -144,10 +179,18 @@ export function loadWasmKernels(kernelsPath: string | undefined, threads: number
         }),
         failure,
         // Emscripten's promise never settles when a thread worker fails to start.
-        new Promise<never>((_, reject) =>
-          setTimeout(() => reject(new Error(`not ready after ${LOAD_TIMEOUT_MS / 1000} s (a thread worker failed to start?)`)), LOAD_TIMEOUT_MS),
-        ),
-      ]);
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new Error(
+                  `${urls.js}: not ready after ${LOAD_TIMEOUT_MS / 1000} s${urls.worker ? ` (did a thread worker from ${urls.worker} fail to start?)` : ''}`,
+                ),
+              ),
+            LOAD_TIMEOUT_MS,
+          );
+        }),
+      ]).finally(() => clearTimeout(timer));
       return { module, build, maxThreads: build === 'threads' ? THREADED_MAX : 1 };
     })();
     loads.set(key, load);
@@ -180,20 +223,27 @@ class WasmBuffer {
 /**
  * CreateNativeSession on a loaded build: null where the kernels do not take
  * the graph (no backbone stage they run, an op they lack, or channel counts
- * that are not a multiple of 4). Runs are synchronous, one at a time.
+ * that are not a multiple of 4), with `refusal` saying why. Runs are
+ * synchronous, one at a time.
  */
-export function wasmKernelsSessionFactory(kernels: WasmKernels): CreateNativeSession {
-  return (graph, weights, options) => {
-    if (options.precision === 'int8') return null;
+export function wasmKernelsSessionFactory(kernels: WasmKernels): CreateNativeSession & { refusal: string | undefined } {
+  const refuse = (why: string) => {
+    factory.refusal = why;
+    return null;
+  };
+  const factory: CreateNativeSession & { refusal: string | undefined } = (graph, weights, options) => {
+    factory.refusal = undefined;
+    if (options.precision === 'int8') return refuse('no int8 kernels in the WebAssembly build');
     const described = kernelSpecOf(graph, weights);
-    if (!described) return null;
+    if (!described) return refuse('no backbone stage or op they run');
     const m = kernels.module;
     const desc = encodeNetworkSpec(described.spec);
     const descPtr = m._malloc(desc.byteLength);
+    if (!descPtr) return refuse(`out of memory for the network description (${desc.byteLength} bytes)`);
     m.HEAPF32.set(desc, descPtr >> 2);
     const net = m._extd_create(descPtr, desc.length);
     m._free(descPtr);
-    if (!net) return null;
+    if (!net) return refuse(m.UTF8ToString(m._extd_error()));
     const threads = Math.max(1, Math.min(options.threads, kernels.maxThreads));
     const input = new WasmBuffer(m),
       loc = new WasmBuffer(m),
@@ -222,12 +272,20 @@ export function wasmKernelsSessionFactory(kernels: WasmKernels): CreateNativeSes
       name: kernels.build === 'threads' ? 'extd-kernels-wasm' : 'extd-kernels-wasm-st',
       async run(x: Float32Tensor) {
         const [n, ch, h, w] = x.shape as [number, number, number, number];
-        if (x.shape.length !== 4 || n !== 1 || ch !== 3) throw new ExtdError(`extd kernels (wasm): input must be 1 x 3 x H x W, got ${x.shape.join(' x ')}`);
+        if (x.shape.length !== 4 || n !== 1 || ch !== 3 || !(h >= 1 && w >= 1))
+          throw new ExtdError(`extd kernels (wasm): input must be 1 x 3 x H x W with H, W >= 1, got ${x.shape.join(' x ')}`);
+        if (x.data.length !== 3 * h * w) throw new ExtdError(`extd kernels (wasm): input has ${x.data.length} values, expected 3 x ${h} x ${w} = ${3 * h * w}`);
         const ip = input.get(x.data.byteLength);
         m.HEAPF32.set(x.data, ip >> 2);
         return outputs(h, w, (lp, cp) => m._extd_run(net, ip, h, w, lp, cp, threads));
       },
       async runRgb(image: RgbImage, mean: readonly number[]) {
+        const { width: w, height: h } = image;
+        if (!(Number.isInteger(h) && Number.isInteger(w) && h >= 1 && w >= 1))
+          throw new ExtdError(`extd kernels (wasm): image size ${w} x ${h}: expected positive integers`);
+        if (image.data.length !== 3 * h * w)
+          throw new ExtdError(`extd kernels (wasm): image has ${image.data.length} bytes, expected ${h} x ${w} x 3 = ${3 * h * w}`);
+        if (mean.length !== 3) throw new ExtdError(`extd kernels (wasm): mean has ${mean.length} values, expected 3 (RGB)`);
         const ip = input.get(image.data.length);
         m.HEAPU8.set(image.data, ip);
         return outputs(image.height, image.width, (lp, cp) =>
@@ -246,4 +304,6 @@ export function wasmKernelsSessionFactory(kernels: WasmKernels): CreateNativeSes
     };
     return session;
   };
+  factory.refusal = undefined;
+  return factory;
 }
