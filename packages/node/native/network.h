@@ -320,6 +320,8 @@ class Network {
   int outChannels(int block) const { return blocks_[block].project.cout; }
   const std::vector<int>& taps() const { return taps_; }
   int confChannels() const { return conf_.empty() ? 0 : channels_[conf_[0]]; }
+  /** Threads the last run used (the caller's and the helpers the system gave it); 0 before the first run. */
+  int lastThreads() const { return lastThreads_; }
 
   /** Sizes (h, w) of every value for an H x W input. */
   void valueSizes(int H, int W, std::vector<int>& hs, std::vector<int>& ws) const {
@@ -468,6 +470,7 @@ class Network {
       }
     }
     n = int(pool.size()) + 1;
+    lastThreads_ = n;
     barrierPtr = std::make_unique<Barrier>(n);
     {
       std::lock_guard<std::mutex> lock(startMutex);
@@ -1012,6 +1015,7 @@ class Network {
   float mean_[3] = {0, 0, 0};
   int maxCout_ = 0;  // the most output channels of an expand or project conv
   bool int8_ = false;
+  int lastThreads_ = 0;
   Buffer mapA_, mapB_;
   std::vector<std::unique_ptr<Scratch>> scratch_;
 };

@@ -144,6 +144,9 @@ EMSCRIPTEN_KEEPALIVE int extd_run(extd::Network* net, const float* input, int h,
   }
 }
 
+/** Threads the last run used (1 in the single-threaded build, or where no worker was free). */
+EMSCRIPTEN_KEEPALIVE int extd_last_threads(extd::Network* net) { return net->lastThreads(); }
+
 /** Free the buffers kept between runs. */
 EMSCRIPTEN_KEEPALIVE void extd_release(extd::Network* net) { net->releaseMemory(); }
 EMSCRIPTEN_KEEPALIVE void extd_destroy(extd::Network* net) { delete net; }

@@ -94,6 +94,20 @@ test('wasm kernels (threaded and single-threaded builds) match onnxruntime: EXTD
         }
         session.recycle!(fromFloat);
       }
+      // The helper threads really ran (a build that fell back to one thread would pass the comparisons too).
+      const m = kernels.module;
+      const desc = encodeNetworkSpec(kernelSpecOf(model.graph, model.weights)!.spec);
+      const p = m._malloc(desc.byteLength);
+      m.HEAPF32.set(desc, p >> 2);
+      const net = m._extd_create(p, desc.length);
+      m._free(p);
+      const rgb = m._malloc(64 * 48 * 3),
+        loc = m._malloc(m._extd_priors(net, 48, 64) * 16),
+        conf = m._malloc(m._extd_priors(net, 48, 64) * 8);
+      assert.equal(m._extd_run_rgb(net, rgb, 48, 64, 0, 0, 0, loc, conf, 2), 0);
+      assert.equal(m._extd_last_threads(net), build === 'threads' ? 2 : 1, `${build}: threads the run used`);
+      for (const q of [rgb, loc, conf]) m._free(q);
+      m._extd_destroy(net);
       if (build === 'threads') assert.ok(kernels.module.HEAPU8.length > heap, `the memory grew (${heap} -> ${kernels.module.HEAPU8.length} bytes)`);
       // Bad inputs: one line naming the problem, nothing run.
       await assert.rejects(

@@ -37,6 +37,7 @@ export interface KernelsModule {
   _extd_conf_channels(net: number): number;
   _extd_run_rgb(net: number, rgb: number, h: number, w: number, m0: number, m1: number, m2: number, loc: number, conf: number, threads: number): number;
   _extd_run(net: number, input: number, h: number, w: number, loc: number, conf: number, threads: number): number;
+  _extd_last_threads(net: number): number;
   _extd_release(net: number): void;
   _extd_destroy(net: number): void;
 }
