@@ -270,6 +270,14 @@ export class Detector<I = RgbImage> {
 }
 
 /**
+ * The check createDetectorWith makes of its thread count, for a runtime that needs it earlier.
+ * @throws ExtdError unless `threads` is a positive integer.
+ */
+export function checkThreads(threads: number): void {
+  if (!Number.isInteger(threads) || threads < 1) throw new ExtdError(`threads must be a positive integer, got ${threads}`);
+}
+
+/**
  * Build a detector from a loaded model with the given session factory.
  * `int8`: activation ranges for the int8 graph (a checked calibration's
  * ranges); omitted: float32. `createNative`: a runtime's own engine, asked
@@ -285,7 +293,7 @@ export async function createDetectorWith<I>(
   int8?: Int8ExportOptions,
   createNative?: CreateNativeSession,
 ): Promise<Detector<I>> {
-  if (!Number.isInteger(threads) || threads < 1) throw new ExtdError(`threads must be a positive integer, got ${threads}`);
+  checkThreads(threads);
   const precision: Precision = int8 ? 'int8' : 'float32';
   const native = createNative ? createNative(model.graph, model.weights, { threads, precision }) : null;
   if (native) return new Detector(model, native, decode, precision, native.name);

@@ -138,9 +138,10 @@ for (const model of models) {
       });
       const apJson = JSON.parse(readFileSync(join(dir, 'ap.json'), 'utf8')) as TradeoffPoint['ap'];
       const ap = { easy: apJson.easy, medium: apJson.medium, hard: apJson.hard };
-      points.push({ model, precision, engine: engines.get(`${model}-${precision}`)!, scale, ms: ms.get(key(model, precision, scale))!, ap });
+      const engine = engines.get(`${model}-${precision}`)!;
+      points.push({ model, precision, engine, scale, ms: ms.get(key(model, precision, scale))!, ap });
       console.log(
-        `${model.padEnd(9)}${precision.padEnd(9)}${engines.get(`${model}-${precision}`)!.padEnd(14)}x${String(scale).padEnd(6)}${fmt(ap.easy)} / ${fmt(ap.medium)} / ${fmt(ap.hard)}   ${r.predicted} predicted now, ${r.skipped} reused`,
+        `${model.padEnd(9)}${precision.padEnd(9)}${engine.padEnd(14)}x${String(scale).padEnd(6)}${fmt(ap.easy)} / ${fmt(ap.medium)} / ${fmt(ap.hard)}   ${r.predicted} predicted now, ${r.skipped} reused`,
       );
     }
   }

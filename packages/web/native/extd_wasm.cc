@@ -74,9 +74,6 @@ extern "C" {
 
 EMSCRIPTEN_KEEPALIVE const char* extd_error() { return lastError.c_str(); }
 
-/** Vector width of this build (floats). */
-EMSCRIPTEN_KEEPALIVE int extd_vector_width() { return extd::VL; }
-
 /** A network from its description (`n` floats at `desc`), or 0 (extd_error says why). */
 EMSCRIPTEN_KEEPALIVE extd::Network* extd_create(const float* desc, int n) {
   try {
@@ -147,7 +144,5 @@ EMSCRIPTEN_KEEPALIVE int extd_run(extd::Network* net, const float* input, int h,
 /** Threads the last run used (1 in the single-threaded build, or where no worker was free). */
 EMSCRIPTEN_KEEPALIVE int extd_last_threads(extd::Network* net) { return net->lastThreads(); }
 
-/** Free the buffers kept between runs. */
-EMSCRIPTEN_KEEPALIVE void extd_release(extd::Network* net) { net->releaseMemory(); }
 EMSCRIPTEN_KEEPALIVE void extd_destroy(extd::Network* net) { delete net; }
 }

@@ -16,12 +16,11 @@
  * @packageDocumentation
  * @module @extd/web
  */
-import { Detector, createDetectorWith, type Precision } from '@extd/core/detector';
+import { Detector, checkThreads, createDetectorWith, type Precision } from '@extd/core/detector';
 import { checkCalibration, type Calibration } from '@extd/core/quantize/calibration';
 import { DomImageReader, type DomImageInput } from './image/dom.js';
 import { ortWebSessionFactory, type OrtWebInfo, type WebExecutionProvider } from './runtime/ort-web.js';
 import { loadWasmKernels, wasmKernelsSessionFactory } from './runtime/wasm-kernels.js';
-import type { CreateNativeSession } from '@extd/core/runtime/backend';
 import { ExtdError } from '@extd/core/utils/errors';
 import {
   BUNDLED_CALIBRATION_URLS,
@@ -191,27 +190,24 @@ export async function createDetector(options: Partial<BrowserDetectorOptions> = 
   if (opts.precision === 'int8') int8 = { ranges: (await browserCalibration(opts.calibration, opts.model, model)).ranges };
   else if (opts.precision !== 'float32') throw new ExtdError(`precision must be 'float32' or 'int8', got ${JSON.stringify(opts.precision)}`);
   // The kernels: float32 where the CPU provider comes first.
-  let createNative: CreateNativeSession | undefined;
+  let createNative: ReturnType<typeof wasmKernelsSessionFactory> | undefined;
   let kernelsError: string | undefined;
-  let refused: () => string | undefined = () => undefined;
   if (opts.engine === 'auto' && !int8 && (opts.executionProviders[0] ?? 'wasm') === 'wasm') {
-    if (!Number.isInteger(opts.threads) || opts.threads < 1) throw new ExtdError(`threads must be a positive integer, got ${opts.threads}`);
+    checkThreads(opts.threads);
     if (opts.proxy) {
       kernelsError = 'proxy: true runs onnxruntime-web in its worker (the wasm kernels run on the calling thread)';
     } else {
       try {
-        const factory = wasmKernelsSessionFactory(await loadWasmKernels(opts.kernelsPath, opts.threads));
-        createNative = factory;
-        refused = () => factory.refusal;
+        createNative = wasmKernelsSessionFactory(await loadWasmKernels(opts.kernelsPath, opts.threads));
       } catch (e) {
-        if (e instanceof ExtdError && /^kernelsPath/.test(e.message)) throw e;
+        // ExtdError: a bad kernelsPath, the caller's mistake; anything else: the files did not load.
+        if (e instanceof ExtdError) throw e;
         kernelsError = `the wasm kernels did not load: ${(e as Error).message}`;
       }
     }
   }
   const detector = await createDetectorWith(model, createSession, async (input: DomImageInput) => reader.read(input), opts.threads, int8, createNative);
-  if (createNative && !detector.engine.startsWith('extd-kernels'))
-    kernelsError = `the wasm kernels do not take this model: ${refused() ?? 'no backbone stage or op they run'}`;
+  if (createNative?.refusal !== undefined) kernelsError = `the wasm kernels do not take this model: ${createNative.refusal}`;
   Object.defineProperty(detector, 'kernelsError', { value: kernelsError, enumerable: true });
   return Object.defineProperty(detector, 'runtime', {
     get: () => (detector.engine.startsWith('extd-kernels') ? undefined : createSession.info()),

@@ -24,6 +24,15 @@ const WASM_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'wasm');
 const built = existsSync(join(WASM_DIR, WASM_KERNEL_FILES.single.js)) && existsSync(join(WASM_DIR, WASM_KERNEL_FILES.threads.js));
 const skip = requiredInCi(built ? false : `wasm kernels not built (${WASM_DIR}; npm run build:wasm -w @extd/web needs Emscripten)`);
 
+/** A network in module `m` from description `d`: its handle, or 0 (then `m._extd_error()` says why). */
+function createNet(m: KernelsModule, d: Float32Array): number {
+  const p = m._malloc(Math.max(4, d.byteLength));
+  m.HEAPF32.set(d, p >> 2);
+  const net = m._extd_create(p, d.length);
+  m._free(p);
+  return net;
+}
+
 async function loadBuild(build: 'threads' | 'single'): Promise<WasmKernels> {
   const files = WASM_KERNEL_FILES[build];
   const factory = createRequire(import.meta.url)(join(WASM_DIR, files.js)) as (o: object) => Promise<KernelsModule>;
@@ -96,11 +105,7 @@ test('wasm kernels (threaded and single-threaded builds) match onnxruntime: EXTD
       }
       // The helper threads really ran (a build that fell back to one thread would pass the comparisons too).
       const m = kernels.module;
-      const desc = encodeNetworkSpec(kernelSpecOf(model.graph, model.weights)!.spec);
-      const p = m._malloc(desc.byteLength);
-      m.HEAPF32.set(desc, p >> 2);
-      const net = m._extd_create(p, desc.length);
-      m._free(p);
+      const net = createNet(m, encodeNetworkSpec(kernelSpecOf(model.graph, model.weights)!.spec));
       const rgb = m._malloc(64 * 48 * 3),
         loc = m._malloc(m._extd_priors(net, 48, 64) * 16),
         conf = m._malloc(m._extd_priors(net, 48, 64) * 8);
@@ -145,10 +150,7 @@ test('wasm kernels: int8 is not offered; a bad network description is refused wi
   const m = kernels.module;
   const desc = encodeNetworkSpec(kernelSpecOf(model.graph, model.weights)!.spec);
   const tryCreate = (d: Float32Array) => {
-    const p = m._malloc(Math.max(4, d.byteLength));
-    m.HEAPF32.set(d, p >> 2);
-    const net = m._extd_create(p, d.length);
-    m._free(p);
+    const net = createNet(m, d);
     if (net) m._extd_destroy(net);
     return net ? '' : m.UTF8ToString(m._extd_error());
   };

@@ -31,6 +31,7 @@ import type * as OrtTypes from 'onnxruntime-web';
 import type { Float32Tensor } from '@extd/core/utils/tensor';
 import { ExtdError } from '@extd/core/utils/errors';
 import type { CreateSession, InferenceSession, SessionOptions } from '@extd/core/runtime/backend';
+import { pageIsIsolated } from './isolation.js';
 
 /** An onnxruntime-web execution provider: 'wasm' (CPU, SIMD) or 'webgpu'. */
 export type WebExecutionProvider = 'wasm' | 'webgpu';
@@ -79,10 +80,6 @@ function queued<T>(fn: () => Promise<T>): Promise<T> {
   const result = queueTail.then(fn);
   queueTail = result.catch(() => undefined);
   return result;
-}
-
-function pageIsIsolated(): boolean {
-  return typeof globalThis.crossOriginIsolated === 'boolean' && globalThis.crossOriginIsolated;
 }
 
 function webgpuAvailable(): boolean {

@@ -22,6 +22,7 @@ import type { RgbImage } from '@extd/core/image/types';
 import type { Float32Tensor } from '@extd/core/utils/tensor';
 import { ReusePool } from '@extd/core/utils/pool';
 import { ExtdError } from '@extd/core/utils/errors';
+import { pageIsIsolated } from './isolation.js';
 
 /** The Emscripten module's exports this file calls (see native/extd_wasm.cc). */
 export interface KernelsModule {
@@ -31,14 +32,12 @@ export interface KernelsModule {
   _malloc(bytes: number): number;
   _free(ptr: number): void;
   _extd_error(): number;
-  _extd_vector_width(): number;
   _extd_create(desc: number, n: number): number;
   _extd_priors(net: number, h: number, w: number): number;
   _extd_conf_channels(net: number): number;
   _extd_run_rgb(net: number, rgb: number, h: number, w: number, m0: number, m1: number, m2: number, loc: number, conf: number, threads: number): number;
   _extd_run(net: number, input: number, h: number, w: number, loc: number, conf: number, threads: number): number;
   _extd_last_threads(net: number): number;
-  _extd_release(net: number): void;
   _extd_destroy(net: number): void;
 }
 
@@ -73,10 +72,6 @@ function packagedUrls(build: 'threads' | 'single'): { js: string; wasm: string; 
     };
   }
   return { js: new URL('../../wasm/extd-kernels-st.js', import.meta.url).href, wasm: new URL('../../wasm/extd-kernels-st.wasm', import.meta.url).href };
-}
-
-function pageIsIsolated(): boolean {
-  return typeof globalThis.crossOriginIsolated === 'boolean' && globalThis.crossOriginIsolated;
 }
 
 /** Run a classic script (the Emscripten glue defines a global factory): a script element in a page, importScripts in a worker. */
@@ -253,9 +248,11 @@ export function wasmKernelsSessionFactory(kernels: WasmKernels): CreateNativeSes
     let released = false;
     const cc = m._extd_conf_channels(net);
 
+    const live = () => {
+      if (released) throw new ExtdError('extd kernels (wasm): the session was released');
+    };
     /** Run `call` (which fills loc and conf for an h x w input) and copy the outputs out of the module's memory. */
     const outputs = (h: number, w: number, call: (locPtr: number, confPtr: number) => number): Record<string, Float32Tensor> => {
-      if (released) throw new ExtdError('extd kernels (wasm): the session was released');
       const priors = m._extd_priors(net, h, w);
       const lp = loc.get(priors * 16),
         cp = conf.get(priors * cc * 4);
@@ -272,6 +269,7 @@ export function wasmKernelsSessionFactory(kernels: WasmKernels): CreateNativeSes
     const session: InferenceSession & { name: string } = {
       name: kernels.build === 'threads' ? 'extd-kernels-wasm' : 'extd-kernels-wasm-st',
       async run(x: Float32Tensor) {
+        live();
         const [n, ch, h, w] = x.shape as [number, number, number, number];
         if (x.shape.length !== 4 || n !== 1 || ch !== 3 || !(h >= 1 && w >= 1))
           throw new ExtdError(`extd kernels (wasm): input must be 1 x 3 x H x W with H, W >= 1, got ${x.shape.join(' x ')}`);
@@ -281,6 +279,7 @@ export function wasmKernelsSessionFactory(kernels: WasmKernels): CreateNativeSes
         return outputs(h, w, (lp, cp) => m._extd_run(net, ip, h, w, lp, cp, threads));
       },
       async runRgb(image: RgbImage, mean: readonly number[]) {
+        live();
         const { width: w, height: h } = image;
         if (!(Number.isInteger(h) && Number.isInteger(w) && h >= 1 && w >= 1))
           throw new ExtdError(`extd kernels (wasm): image size ${w} x ${h}: expected positive integers`);
@@ -289,9 +288,7 @@ export function wasmKernelsSessionFactory(kernels: WasmKernels): CreateNativeSes
         if (mean.length !== 3) throw new ExtdError(`extd kernels (wasm): mean has ${mean.length} values, expected 3 (RGB)`);
         const ip = input.get(image.data.length);
         m.HEAPU8.set(image.data, ip);
-        return outputs(image.height, image.width, (lp, cp) =>
-          m._extd_run_rgb(net, ip, image.height, image.width, mean[0]!, mean[1]!, mean[2]!, lp, cp, threads),
-        );
+        return outputs(h, w, (lp, cp) => m._extd_run_rgb(net, ip, h, w, mean[0]!, mean[1]!, mean[2]!, lp, cp, threads));
       },
       recycle(out: Record<string, Float32Tensor>) {
         if (out.loc && out.conf) spare.put({ loc: out.loc.data, conf: out.conf.data });
