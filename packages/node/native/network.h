@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -207,6 +208,85 @@ class Barrier {
   const int n_;
   std::atomic<int> count_{0};
   std::atomic<int> gen_{0};
+};
+
+/**
+ * Threads kept for the runs of one network (natively; a WebAssembly build
+ * starts them per run from Emscripten's own pool of workers). A run with n
+ * threads runs all n parts on these threads while the caller waits: Linux
+ * often placed a thread started per run on the CPU of the thread that
+ * started it, and both then shared that CPU for most of the run (in Node on
+ * 2 CPUs, EXTD-32 took 25-60 ms per frame instead of 26-30). Threads that
+ * persist keep their CPUs. Idle ones sleep on a condition variable.
+ */
+class Workers {
+ public:
+  Workers() = default;
+  Workers(const Workers&) = delete;
+  Workers& operator=(const Workers&) = delete;
+  ~Workers() { stop(); }
+  /** Stops and joins the helpers (not while a run is in progress); a later reserve starts new ones. */
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    std::lock_guard<std::mutex> lock(m_);
+    stop_ = false, gen_ = 0;
+  }
+  /** Starts threads until n can run (none for n = 1: the caller runs it); returns how many can (fewer when the system refuses a thread). */
+  int reserve(int n) {
+    if (n <= 1) return 1;
+    while (int(threads_.size()) < n) {
+      try {
+        threads_.emplace_back(&Workers::loop, this, int(threads_.size()));
+      } catch (const std::system_error&) {
+        break;
+      }
+    }
+    return std::max(1, std::min(n, int(threads_.size())));
+  }
+  /** Runs f(t) for t in 0..n-1 (n at most reserve's answer) on the threads, or f(0) on the caller when n = 1; returns when all are done. */
+  void run(int n, const std::function<void(int)>& f) {
+    if (n <= 1 || threads_.empty()) return f(0);
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      job_ = &f, active_ = n, pending_ = n, gen_++;
+    }
+    wake_.notify_all();
+    std::unique_lock<std::mutex> lock(m_);
+    done_.wait(lock, [&] { return pending_ == 0; });
+    job_ = nullptr;
+  }
+
+ private:
+  void loop(int t) {
+    uint64_t seen = 0;
+    for (;;) {
+      const std::function<void(int)>* job;
+      {
+        std::unique_lock<std::mutex> lock(m_);
+        wake_.wait(lock, [&] { return stop_ || gen_ != seen; });
+        if (stop_) return;
+        seen = gen_;
+        if (t >= active_) continue;  // this run uses fewer threads
+        job = job_;
+      }
+      (*job)(t);
+      std::lock_guard<std::mutex> lock(m_);
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+  std::mutex m_;
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> threads_;
+  const std::function<void(int)>* job_ = nullptr;
+  int active_ = 0, pending_ = 0;
+  uint64_t gen_ = 0;
+  bool stop_ = false;
 };
 
 /**
@@ -415,18 +495,24 @@ class Network {
         s.mulAdd.get(2 * size_t(maxCout_) + VL);
       }
     }
+#ifdef __EMSCRIPTEN__
     // Start the helper threads first; if the system refuses one, run with those it gave.
     std::vector<std::thread> pool;
     std::atomic<int> started{0};
     std::mutex startMutex;
     std::condition_variable startCv;
     int n = threads;
+#else
+    const int n = workers_.reserve(threads);
+#endif
     std::unique_ptr<Barrier> barrierPtr;
-    auto work = [&](int t) {
+    std::function<void(int)> work = [&](int t) {
+#ifdef __EMSCRIPTEN__
       if (t > 0) {
         std::unique_lock<std::mutex> lock(startMutex);
         startCv.wait(lock, [&] { return started.load() != 0; });
       }
+#endif
       const int threads = n;
       Barrier& barrier = *barrierPtr;
       Scratch& s = *scratch_[t];
@@ -462,6 +548,7 @@ class Network {
         offset += size_t(hv) * wv;
       }
     };
+#ifdef __EMSCRIPTEN__
     for (int t = 1; t < threads; t++) {
       try {
         pool.emplace_back(work, t);
@@ -479,13 +566,21 @@ class Network {
     startCv.notify_all();
     work(0);
     for (auto& th : pool) th.join();
+#else
+    lastThreads_ = n;
+    barrierPtr = std::make_unique<Barrier>(n);
+    workers_.run(n, work);
+#endif
   }
 
-  /** Free the buffers kept between runs (maps, values, per-thread scratch); a later run allocates them again. */
+  /** Free the buffers kept between runs (maps, values, per-thread scratch) and stop the helper threads; a later run starts and allocates them again. */
   void releaseMemory() {
     mapA_.release(), mapB_.release();
     for (auto& v : values_) v->release();
     scratch_.clear();
+#ifndef __EMSCRIPTEN__
+    workers_.stop();
+#endif
   }
 
   // Rows y0..y1 of value v, computed by `op` (NHWC maps; sizes hs x ws, channels channels_).
@@ -704,10 +799,10 @@ class Network {
     }
   }
 
-  // acc[p][v] over `n` input channels: in[p * ip + c] broadcast x w[c * ws + v * VL].
-  template <int P, int V>
-  static inline void gemmTile(const float* in, size_t ip, const float* w, size_t ws, int n, const float* bias, bool act, float slope, float* out, size_t op,
-                              const float* res, size_t rp) {
+  // acc[p][v] over `n` input channels: in[p * ip + c] broadcast x w[c * ws + v * VL]; ACT as in actMode.
+  template <int P, int V, int ACT>
+  static inline void gemmTile(const float* in, size_t ip, const float* w, size_t ws, int n, const float* bias, vf slope, float* out, size_t op, const float* res,
+                              size_t rp) {
     vf acc[P][V];
     for (int v = 0; v < V; v++) {
       vf b = loadv(bias + v * VL);
@@ -724,7 +819,7 @@ class Network {
     }
     for (int p = 0; p < P; p++)
       for (int v = 0; v < V; v++) {
-        vf a = act ? leaky(acc[p][v], slope) : acc[p][v];
+        vf a = activate<ACT>(acc[p][v], slope);
         if (res) a += loadv(res + p * rp + v * VL);
         storev(out + p * op + v * VL, a);
       }
@@ -732,28 +827,37 @@ class Network {
 
   // out[p][o] = act(sum_c in[p * ip + c] w[c][o] + b[o]) (+ res[p][o]) over c < n, for `np` pixels, all
   // `cout` outputs (out and res rows have cout values per pixel).
-  template <int V, int P>
-  static void gemmRowV(const float* in, int ip, int n, int np, const float* w, int cout, const float* bias, bool act, float slope, float* out, const float* res,
-                       int o) {
+  template <int V, int P, int ACT>
+  static void gemmRowV(const float* in, int ip, int n, int np, const float* w, int cout, const float* bias, vf slope, float* out, const float* res, int o) {
     int p = 0;
     for (; p + P <= np; p += P)
-      gemmTile<P, V>(in + size_t(p) * ip, ip, w + o, cout, n, bias + o, act, slope, out + size_t(p) * cout + o, cout, res ? res + size_t(p) * cout + o : nullptr, cout);
+      gemmTile<P, V, ACT>(in + size_t(p) * ip, ip, w + o, cout, n, bias + o, slope, out + size_t(p) * cout + o, cout, res ? res + size_t(p) * cout + o : nullptr,
+                          cout);
     for (; p < np; p++)
-      gemmTile<1, V>(in + size_t(p) * ip, ip, w + o, cout, n, bias + o, act, slope, out + size_t(p) * cout + o, cout, res ? res + size_t(p) * cout + o : nullptr, cout);
+      gemmTile<1, V, ACT>(in + size_t(p) * ip, ip, w + o, cout, n, bias + o, slope, out + size_t(p) * cout + o, cout, res ? res + size_t(p) * cout + o : nullptr,
+                          cout);
   }
-  static void gemmRowG(const float* in, int ip, int n, int np, const float* w, int cout, const float* bias, bool act, float slope, float* out, const float* res) {
+  template <int ACT>
+  static void gemmRowA(const float* in, int ip, int n, int np, const float* w, int cout, const float* bias, vf slope, float* out, const float* res) {
     int o = 0;
     if (kManyRegisters) {
       // Output channel groups of 4, 3, 2, 1 vectors with 6, 8, 12, 12 pixels: 24 (or 12) accumulators of 32 registers.
-      for (; cout - o >= 4 * VL; o += 4 * VL) gemmRowV<4, 6>(in, ip, n, np, w, cout, bias, act, slope, out, res, o);
-      if (cout - o == 3 * VL) gemmRowV<3, 8>(in, ip, n, np, w, cout, bias, act, slope, out, res, o), o += 3 * VL;
-      if (cout - o >= 2 * VL) gemmRowV<2, 12>(in, ip, n, np, w, cout, bias, act, slope, out, res, o), o += 2 * VL;
-      if (cout - o >= VL) gemmRowV<1, 12>(in, ip, n, np, w, cout, bias, act, slope, out, res, o), o += VL;
+      for (; cout - o >= 4 * VL; o += 4 * VL) gemmRowV<4, 6, ACT>(in, ip, n, np, w, cout, bias, slope, out, res, o);
+      if (cout - o == 3 * VL) gemmRowV<3, 8, ACT>(in, ip, n, np, w, cout, bias, slope, out, res, o), o += 3 * VL;
+      if (cout - o >= 2 * VL) gemmRowV<2, 12, ACT>(in, ip, n, np, w, cout, bias, slope, out, res, o), o += 2 * VL;
+      if (cout - o >= VL) gemmRowV<1, 12, ACT>(in, ip, n, np, w, cout, bias, slope, out, res, o), o += VL;
     } else {
       // 16 registers: groups of 2 vectors x 6 pixels, then 1 x 8.
-      for (; cout - o >= 2 * VL; o += 2 * VL) gemmRowV<2, 6>(in, ip, n, np, w, cout, bias, act, slope, out, res, o);
-      if (cout - o >= VL) gemmRowV<1, 8>(in, ip, n, np, w, cout, bias, act, slope, out, res, o), o += VL;
+      for (; cout - o >= 2 * VL; o += 2 * VL) gemmRowV<2, 6, ACT>(in, ip, n, np, w, cout, bias, slope, out, res, o);
+      if (cout - o >= VL) gemmRowV<1, 8, ACT>(in, ip, n, np, w, cout, bias, slope, out, res, o), o += VL;
     }
+  }
+  static void gemmRowG(const float* in, int ip, int n, int np, const float* w, int cout, const float* bias, bool act, float slope, float* out, const float* res) {
+    const vf sv = vf{} + slope;
+    const int mode = !act ? 0 : slope >= 0.f && slope <= 1.f ? 1 : 2;
+    if (mode == 0) gemmRowA<0>(in, ip, n, np, w, cout, bias, sv, out, res);
+    else if (mode == 1) gemmRowA<1>(in, ip, n, np, w, cout, bias, sv, out, res);
+    else gemmRowA<2>(in, ip, n, np, w, cout, bias, sv, out, res);
   }
   static void gemmRow(const float* in, int cin, int np, const float* w, int cout, const float* bias, bool act, float slope, float* out, const float* res) {
     gemmRowG(in, cin, cin, np, w, cout, bias, act, slope, out, res);
@@ -833,8 +937,8 @@ class Network {
   }
 
   // acc[p][v] over `n4` groups of 4 input channels: group in[p * ip + k] broadcast, dot w[(k * ws + v * 16) * 4 ...].
-  template <int P, int V>
-  static inline void gemmTileInt8(const uint32_t* in, size_t ip, const int8_t* w, size_t ws, int n4, const float* mul, const float* add, bool act, float slope,
+  template <int P, int V, int ACT>
+  static inline void gemmTileInt8(const uint32_t* in, size_t ip, const int8_t* w, size_t ws, int n4, const float* mul, const float* add, vf slope,
                                   float* out, size_t op, const float* res, size_t rp) {
     // GCC vector types, every loop over p and v fully unrolled: with __m512i arrays and partly unrolled
     // loops GCC 12 kept the accumulators on the stack.
@@ -861,21 +965,21 @@ class Network {
 #pragma GCC unroll 16
       for (int p = 0; p < P; p++) {
         vf a = __builtin_convertvector(acc[p][v], vf) * m + a0;
-        if (act) a = leaky(a, slope);
+        a = activate<ACT>(a, slope);
         if (res) a += loadv(res + p * rp + v * VL);
         storev(out + p * op + v * VL, a);
       }
     }
   }
-  template <int V, int P>
-  static void gemmRowInt8V(const uint32_t* in, int ip, int np, const int8_t* w, int cout, const float* mul, const float* add, bool act, float slope, float* out,
+  template <int V, int P, int ACT>
+  static void gemmRowInt8V(const uint32_t* in, int ip, int np, const int8_t* w, int cout, const float* mul, const float* add, vf slope, float* out,
                            const float* res, int o) {
     int p = 0;
     for (; p + P <= np; p += P)
-      gemmTileInt8<P, V>(in + size_t(p) * ip, ip, w + size_t(o) * 4, cout, ip, mul + o, add + o, act, slope, out + size_t(p) * cout + o, cout,
+      gemmTileInt8<P, V, ACT>(in + size_t(p) * ip, ip, w + size_t(o) * 4, cout, ip, mul + o, add + o, slope, out + size_t(p) * cout + o, cout,
                          res ? res + size_t(p) * cout + o : nullptr, cout);
     for (; p < np; p++)
-      gemmTileInt8<1, V>(in + size_t(p) * ip, ip, w + size_t(o) * 4, cout, ip, mul + o, add + o, act, slope, out + size_t(p) * cout + o, cout,
+      gemmTileInt8<1, V, ACT>(in + size_t(p) * ip, ip, w + size_t(o) * 4, cout, ip, mul + o, add + o, slope, out + size_t(p) * cout + o, cout,
                          res ? res + size_t(p) * cout + o : nullptr, cout);
   }
   // gemmRow in int8: x holds np pixels of c.cin floats, quantised here; weights c.wq.
@@ -884,13 +988,21 @@ class Network {
     float* add = mulAdd + c.cout;
     quantize(x, size_t(np) * c.cin, q, c, mul, add, range);
     const uint32_t* in = reinterpret_cast<const uint32_t*>(q);
+    const int mode = actMode(c);
+    if (mode == 0) gemmRowInt8A<0>(c, in, np, mul, add, out, res);
+    else if (mode == 1) gemmRowInt8A<1>(c, in, np, mul, add, out, res);
+    else gemmRowInt8A<2>(c, in, np, mul, add, out, res);
+  }
+  template <int ACT>
+  static void gemmRowInt8A(const Conv& c, const uint32_t* in, int np, const float* mul, const float* add, float* out, const float* res) {
     const int ip = c.cin / 4, cout = c.cout;
     const int8_t* w = c.wq.data();
+    const vf slope = vf{} + c.slope;
     int o = 0;
-    for (; cout - o >= 64; o += 64) gemmRowInt8V<4, 6>(in, ip, np, w, cout, mul, add, c.act, c.slope, out, res, o);
-    if (cout - o == 48) gemmRowInt8V<3, 8>(in, ip, np, w, cout, mul, add, c.act, c.slope, out, res, o), o += 48;
-    if (cout - o >= 32) gemmRowInt8V<2, 12>(in, ip, np, w, cout, mul, add, c.act, c.slope, out, res, o), o += 32;
-    if (cout - o >= 16) gemmRowInt8V<1, 12>(in, ip, np, w, cout, mul, add, c.act, c.slope, out, res, o), o += 16;
+    for (; cout - o >= 64; o += 64) gemmRowInt8V<4, 6, ACT>(in, ip, np, w, cout, mul, add, slope, out, res, o);
+    if (cout - o == 48) gemmRowInt8V<3, 8, ACT>(in, ip, np, w, cout, mul, add, slope, out, res, o), o += 48;
+    if (cout - o >= 32) gemmRowInt8V<2, 12, ACT>(in, ip, np, w, cout, mul, add, slope, out, res, o), o += 32;
+    if (cout - o >= 16) gemmRowInt8V<1, 12, ACT>(in, ip, np, w, cout, mul, add, slope, out, res, o), o += 16;
   }
   static void expandRowInt8(const Conv& e, const float* in, int w, float* dst, Scratch& s) {
     uint8_t* q = reinterpret_cast<uint8_t*>(s.rowQ.get(size_t(w) * e.cin / 4 + VL));
@@ -908,50 +1020,83 @@ class Network {
   // Depthwise 3x3 (stride st) of output pixels x..x+n-1 from three padded hidden rows into dbuf [n][hidden].
   // With `range`, also the smallest and largest value written (range[0], range[1]; the int8 project's input).
   static void depthwise(const Conv& dw, const float* const rows[3], int hidden, int st, int x, int n, float* dbuf, float* range = nullptr) {
+    // One instantiation per activation form and range tracking, so the pixel loop has no branches.
+    const int act = actMode(dw);
+    if (range) {
+      if (act == 0) depthwiseT<0, true>(dw, rows, hidden, st, x, n, dbuf, range);
+      else if (act == 1) depthwiseT<1, true>(dw, rows, hidden, st, x, n, dbuf, range);
+      else depthwiseT<2, true>(dw, rows, hidden, st, x, n, dbuf, range);
+    } else {
+      if (act == 0) depthwiseT<0, false>(dw, rows, hidden, st, x, n, dbuf, range);
+      else if (act == 1) depthwiseT<1, false>(dw, rows, hidden, st, x, n, dbuf, range);
+      else depthwiseT<2, false>(dw, rows, hidden, st, x, n, dbuf, range);
+    }
+  }
+  // How a conv's activation is computed, as the template argument ACT of the kernels: 0 none, 1 leaky as
+  // max(v, slope v) (a slope in [0, 1]), 2 leaky as a select. Fixing it per instantiation keeps branches out of
+  // the pixel loops.
+  static int actMode(const Conv& c) { return !c.act ? 0 : c.slope >= 0.f && c.slope <= 1.f ? 1 : 2; }
+  template <int ACT>
+  static inline vf activate(vf v, vf slope) {
+    if (ACT == 0) return v;
+    const vf av = v * slope;
+#ifdef __AVX512F__
+    if (ACT == 1) return (vf)_mm512_max_ps((__m512)v, (__m512)av);
+#else
+    if (ACT == 1) return v > av ? v : av;
+#endif
+    return v >= 0 ? v : av;
+  }
+  template <int ACT, bool TRACK>
+  static void depthwiseT(const Conv& dw, const float* const rows[3], int hidden, int st, int x, int n, float* dbuf, float* range) {
     vf lo = vf{}, hi = vf{};
-    const bool track = range != nullptr;
+    const vf slope = vf{} + dw.slope;
     const float* k = dw.w.data();
-    for (int v = 0; v < hidden; v += VL) {
-      vf kk[9];
-      for (int t = 0; t < 9; t++) kk[t] = loadv(k + size_t(t) * hidden + v);
-      const vf bias = loadv(dw.b.data() + v);
-      int p = 0;
-      // Four output pixels at a time: neighbouring pixels share input columns, so each column vector is
-      // loaded once for up to three of them (6 loads per row for 12 multiply-adds at stride 1, not 12).
-      if (st == 1) {
-        for (; p + 4 <= n; p += 4) {
-          const size_t c0 = size_t(x + p);
-          vf a[4] = {bias, bias, bias, bias};
+    const float* bias = dw.b.data();
+    int p = 0;
+    // Four output pixels at a time at stride 1: neighbouring pixels share input columns, so each column vector
+    // is loaded once for up to three of them (6 loads per row for 12 multiply-adds, not 12). The sums are
+    // written as one multiply-add per tap.
+    if (st == 1) {
+      for (; p + 4 <= n; p += 4) {
+        const size_t c0 = size_t(x + p);
+        for (int v = 0; v < hidden; v += VL) {
+          const vf b = loadv(bias + v);
+          vf a[4] = {b, b, b, b};
           for (int d = 0; d < 3; d++) {
             const float* r = rows[d] + c0 * hidden + v;
             vf col[6];
             for (int j = 0; j < 6; j++) col[j] = loadv(r + size_t(j) * hidden);
-            for (int q = 0; q < 4; q++) a[q] += kk[d * 3] * col[q] + kk[d * 3 + 1] * col[q + 1] + kk[d * 3 + 2] * col[q + 2];
+            for (int t = 0; t < 3; t++) {
+              const vf kt = loadv(k + size_t(d * 3 + t) * hidden + v);
+              for (int q = 0; q < 4; q++) a[q] += kt * col[q + t];
+            }
           }
           for (int q = 0; q < 4; q++) {
-            const vf o = dw.act ? leaky(a[q], dw.slope) : a[q];
-            if (track) lo = o < lo ? o : lo, hi = o > hi ? o : hi;
+            const vf o = activate<ACT>(a[q], slope);
+            if (TRACK) lo = o < lo ? o : lo, hi = o > hi ? o : hi;
             storev(dbuf + size_t(p + q) * hidden + v, o);
           }
         }
       }
-      for (; p < n; p++) {
-        // Output pixel x+p reads input columns st*(x+p)-1 .. +1, i.e. padded columns st*(x+p) .. +2.
-        const size_t c0 = size_t(st) * (x + p);
-        vf a0 = bias, a1 = vf{}, a2 = vf{};
+    }
+    for (; p < n; p++) {
+      // Output pixel x+p reads input columns st*(x+p)-1 .. +1, i.e. padded columns st*(x+p) .. +2.
+      const size_t c0 = size_t(st) * (x + p);
+      for (int v = 0; v < hidden; v += VL) {
+        vf a0 = loadv(bias + v), a1 = vf{}, a2 = vf{};
         for (int d = 0; d < 3; d++) {
           const float* r = rows[d] + c0 * hidden + v;
-          a0 += kk[d * 3] * loadv(r);
-          a1 += kk[d * 3 + 1] * loadv(r + hidden);
-          a2 += kk[d * 3 + 2] * loadv(r + 2 * hidden);
+          a0 += loadv(k + size_t(d * 3) * hidden + v) * loadv(r);
+          a1 += loadv(k + size_t(d * 3 + 1) * hidden + v) * loadv(r + hidden);
+          a2 += loadv(k + size_t(d * 3 + 2) * hidden + v) * loadv(r + 2 * hidden);
         }
-        vf a = a0 + a1 + a2;
-        const vf o = dw.act ? leaky(a, dw.slope) : a;
-        if (track) lo = o < lo ? o : lo, hi = o > hi ? o : hi;
+        const vf o = activate<ACT>(a0 + a1 + a2, slope);
+        if (TRACK) lo = o < lo ? o : lo, hi = o > hi ? o : hi;
         storev(dbuf + size_t(p) * hidden + v, o);
       }
     }
-    if (track) {
+    if (TRACK) {
       float mn = 0, mx = 0;
       for (int j = 0; j < VL; j++) mn = std::min(mn, lo[j]), mx = std::max(mx, hi[j]);
       range[0] = mn, range[1] = mx;
@@ -1018,6 +1163,9 @@ class Network {
   int lastThreads_ = 0;
   Buffer mapA_, mapB_;
   std::vector<std::unique_ptr<Scratch>> scratch_;
+#ifndef __EMSCRIPTEN__
+  Workers workers_;  // declared last: its helper threads stop before the buffers they use are freed
+#endif
 };
 
 }  // namespace extd

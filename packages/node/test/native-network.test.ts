@@ -6,6 +6,8 @@
  * images); an SSD and a ReLU variant; detect() on 'auto' (the kernels)
  * against onnxruntime; concurrent calls; option errors.
  */
+import { readdirSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { exportOnnx } from '@extd/core/runtime/onnx-export';
@@ -109,6 +111,30 @@ test('release() frees the buffers; the next run allocates them again and gives t
   const b = await runNative(native, input, 2);
   assert.deepEqual(b.loc!.data, a.loc!.data);
   assert.deepEqual(b.conf!.data, a.conf!.data);
+});
+
+test("a network's threads start with its first run, persist between runs and stop at release()", {
+  skip: skip || (process.platform === 'linux' ? false : 'counts threads in /proc/self/task'),
+}, async () => {
+  const threadsNow = () => readdirSync('/proc/self/task').length;
+  const model = await loadModel('extd-32');
+  const native = nativeModel(model.graph, model.weights)!;
+  const input = { dtype: 'float32' as const, shape: [1, 3, 48, 64], data: toNetworkInput(synthetic(64, 48, 5)) };
+  const one = await runNative(native, input, 1); // on the calling thread (this also starts libuv's pool)
+  const base = threadsNow();
+  const two = Math.min(2, cpus().length);
+  const a = await runNative(native, input, 2);
+  const started = two > 1 ? two : 0;
+  assert.equal(threadsNow(), base + started, `a 2-thread run starts ${started} threads`);
+  for (let i = 0; i < 3; i++) assert.deepEqual((await runNative(native, input, 2)).conf!.data, a.conf!.data);
+  await runNative(native, input, 1);
+  assert.equal(threadsNow(), base + started, 'later runs reuse them');
+  native.network.release();
+  assert.equal(threadsNow(), base, 'release() stops them');
+  const b = await runNative(native, input, 2);
+  assert.deepEqual(b.loc!.data, a.loc!.data);
+  assert.deepEqual(one.loc!.data, a.loc!.data, '1 and 2 threads give the same outputs');
+  native.network.release();
 });
 
 test('an addon built on another CPU is refused when this one lacks an instruction set it may use', () => {
