@@ -468,6 +468,14 @@ class Network {
       mapSize = std::max(mapSize, size_t(h) * w * outChannels(i));
     }
     float* maps[2] = {mapA_.get(mapSize + VL), mapB_.get(mapSize + VL)};
+    // int8: each block output row's smallest and largest value, [oh][2] per block from rangeAt[block].
+    std::vector<size_t> rangeAt(blocks() + 1, 0);
+    for (int i = 0; i < blocks(); i++) {
+      int h, w;
+      outSize(i, H, W, h, w);
+      rangeAt[i + 1] = rangeAt[i] + 2 * size_t(h);
+    }
+    float* ranges = int8_ ? rowRanges_.get(rangeAt.back() + VL) : nullptr;
     std::vector<int> hs, ws;
     valueSizes(H, W, hs, ws);
     std::vector<float*> vals(channels_.size());
@@ -526,7 +534,7 @@ class Network {
         const int tap = tapOf_[i];
         float* out = tap >= 0 ? vals[tap] : maps[i % 2];
         const auto [y0, y1] = rowsOf(oh, t, threads);
-        runBlock(b, in, image, H, W, h, w, oh, ow, y0, y1, out, s);
+        runBlock(b, in, image, H, W, h, w, oh, ow, y0, y1, out, s, ranges && i > 0 ? ranges + rangeAt[i - 1] : nullptr, ranges ? ranges + rangeAt[i] : nullptr);
         if (tap >= 0 && !tapOutputs.empty()) toNchw(out, oh, ow, b.project.cout, y0, y1, tapOutputs[tap]);
         barrier.wait();
         in = out, h = oh, w = ow;
@@ -575,7 +583,7 @@ class Network {
 
   /** Free the buffers kept between runs (maps, values, per-thread scratch) and stop the helper threads; a later run starts and allocates them again. */
   void releaseMemory() {
-    mapA_.release(), mapB_.release();
+    mapA_.release(), mapB_.release(), rowRanges_.release();
     for (auto& v : values_) v->release();
     scratch_.clear();
 #ifndef __EMSCRIPTEN__
@@ -751,7 +759,11 @@ class Network {
   }
 
   // Output rows y0..y1 of one block; its input map `in` is ih x iw NHWC (block 0: the stem computed from the image).
-  void runBlock(const Block& b, const float* in, const float* image, int H, int W, int ih, int iw, int oh, int ow, int y0, int y1, float* out, Scratch& s) const {
+  // int8: inRanges holds the smallest and largest value of each input row ([ih][2], from the block before; null
+  // for block 0), and the block writes those of its output rows to outRanges ([oh][2]) while they are in cache,
+  // so the next expand conv does not read its input rows a second time to find their range.
+  void runBlock(const Block& b, const float* in, const float* image, int H, int W, int ih, int iw, int oh, int ow, int y0, int y1, float* out, Scratch& s,
+                const float* inRanges, float* outRanges) const {
     const int hidden = b.hasExpand ? b.expand.cout : stem_.cout;
     const int cin = b.hasExpand ? b.expand.cin : stem_.cout;
     const size_t rowFloats = size_t(iw + 2) * hidden;
@@ -772,7 +784,7 @@ class Network {
             std::memset(dst, 0, sizeof(float) * hidden);  // the zero pixel left
             std::memset(dst + size_t(iw + 1) * hidden, 0, sizeof(float) * hidden);  // and right
             if (b.hasExpand) {
-              if (int8_) expandRowInt8(b.expand, in + size_t(r) * iw * cin, iw, dst + hidden, s);
+              if (int8_) expandRowInt8(b.expand, in + size_t(r) * iw * cin, iw, dst + hidden, s, inRanges ? inRanges + 2 * size_t(r) : nullptr);
               else expandRow(b.expand, in + size_t(r) * iw * cin, iw, dst + hidden);
             } else {
               stemRow(image, H, W, r, iw, dst + hidden, s);
@@ -784,18 +796,26 @@ class Network {
       }
       const float* res = b.residual ? (b.hasExpand ? in + size_t(y) * iw * cin : rows[1] + hidden) : nullptr;
       float* o = out + size_t(y) * ow * b.project.cout;
+      float rowMin = 0, rowMax = 0;
       for (int x = 0; x < ow; x += CHUNK) {
         const int n = std::min(CHUNK, ow - x);
         const float* r = res ? res + size_t(x) * b.project.cout : nullptr;
         if (int8_) {
           float range[2];
           depthwise(b.dw, rows, hidden, st, x, n, dbuf, range);
-          projectInt8(b.project, dbuf, hidden, n, r, o + size_t(x) * b.project.cout, s, range);
+          float* chunk = o + size_t(x) * b.project.cout;
+          projectInt8(b.project, dbuf, hidden, n, r, chunk, s, range);
+          if (outRanges) {
+            float mn, mx;
+            minMax(chunk, size_t(n) * b.project.cout, mn, mx);
+            rowMin = std::min(rowMin, mn), rowMax = std::max(rowMax, mx);
+          }
         } else {
           depthwise(b.dw, rows, hidden, st, x, n, dbuf);
           project(b.project, dbuf, hidden, n, r, o + size_t(x) * b.project.cout);
         }
       }
+      if (outRanges) outRanges[2 * size_t(y)] = rowMin, outRanges[2 * size_t(y) + 1] = rowMax;
     }
   }
 
@@ -1004,16 +1024,17 @@ class Network {
     if (cout - o >= 32) gemmRowInt8V<2, 12, ACT>(in, ip, np, w, cout, mul, add, slope, out, res, o), o += 32;
     if (cout - o >= 16) gemmRowInt8V<1, 12, ACT>(in, ip, np, w, cout, mul, add, slope, out, res, o), o += 16;
   }
-  static void expandRowInt8(const Conv& e, const float* in, int w, float* dst, Scratch& s) {
+  static void expandRowInt8(const Conv& e, const float* in, int w, float* dst, Scratch& s, const float* range) {
     uint8_t* q = reinterpret_cast<uint8_t*>(s.rowQ.get(size_t(w) * e.cin / 4 + VL));
-    gemmRowInt8(e, in, w, q, s.mulAdd.get(2 * size_t(e.cout) + VL), dst, nullptr, nullptr);
+    gemmRowInt8(e, in, w, q, s.mulAdd.get(2 * size_t(e.cout) + VL), dst, nullptr, range);
   }
   static void projectInt8(const Conv& p, const float* dbuf, int hidden, int n, const float* res, float* out, Scratch& s, const float* range) {
     uint8_t* q = reinterpret_cast<uint8_t*>(s.chunkQ.get(size_t(CHUNK) * hidden / 4 + VL));
     gemmRowInt8(p, dbuf, n, q, s.mulAdd.get(2 * size_t(p.cout) + VL), out, res, range);
   }
 #else
-  static void expandRowInt8(const Conv&, const float*, int, float*, Scratch&) { std::abort(); }  // unreachable: useInt8 throws
+  static void expandRowInt8(const Conv&, const float*, int, float*, Scratch&, const float*) { std::abort(); }  // unreachable: useInt8 throws
+  static void minMax(const float*, size_t, float&, float&) { std::abort(); }
   static void projectInt8(const Conv&, const float*, int, int, const float*, float*, Scratch&, const float*) { std::abort(); }
 #endif
 
@@ -1042,10 +1063,12 @@ class Network {
     const vf av = v * slope;
 #ifdef __AVX512F__
     if (ACT == 1) return (vf)_mm512_max_ps((__m512)v, (__m512)av);
+    // slope v where v < 0: a compare into a mask and a masked multiply (no blend).
+    return (vf)_mm512_mask_mul_ps((__m512)v, _mm512_cmp_ps_mask((__m512)v, _mm512_setzero_ps(), _CMP_LT_OQ), (__m512)v, (__m512)slope);
 #else
     if (ACT == 1) return v > av ? v : av;
-#endif
     return v >= 0 ? v : av;
+#endif
   }
   template <int ACT, bool TRACK>
   static void depthwiseT(const Conv& dw, const float* const rows[3], int hidden, int st, int x, int n, float* dbuf, float* range) {
@@ -1162,6 +1185,7 @@ class Network {
   bool int8_ = false;
   int lastThreads_ = 0;
   Buffer mapA_, mapB_;
+  Buffer rowRanges_;  // int8: per block output row, its smallest and largest value
   std::vector<std::unique_ptr<Scratch>> scratch_;
 #ifndef __EMSCRIPTEN__
   Workers workers_;  // declared last: its helper threads stop before the buffers they use are freed
