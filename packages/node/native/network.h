@@ -392,6 +392,12 @@ class Network {
         if (b.hasExpand) packInt8(b.expand);
         packInt8(b.project);
       }
+      // The stem as a 28-input 1x1 conv over its 27 taps (and a zero one), for raw RGB input (stemRowInt8).
+      stemQ_ = stem_;
+      stemQ_.cin = 28;
+      stemQ_.w.resize(size_t(28) * stem_.cout, 0.f);
+      packInt8(stemQ_);
+      stemMulAdd_.assign(2 * size_t(stem_.cout), 0.f);
     }
     int8_ = on;
   }
@@ -448,13 +454,28 @@ class Network {
   void runRgb(const uint8_t* rgb, const float* mean, int H, int W, const std::vector<float*>& tapOutputs, float* loc, float* conf, int threads) {
     rgb_ = rgb;
     for (int c = 0; c < 3; c++) mean_[c] = mean[c];
+    // int8 with whole-number means: the stem multiplies the pixels themselves (exact in uint8), the padding
+    // holds the mean (so it adds 0, as the zero padding of mean-subtracted input does), and each output
+    // channel's offset takes off sum_k w_k mean_c(k).
+    bool wholeMeans = true;
+    for (int c = 0; c < 3; c++) wholeMeans = wholeMeans && mean[c] >= 0.f && mean[c] <= 255.f && mean[c] == std::floor(mean[c]);
+    stem8_ = int8_ && wholeMeans;
+    if (stem8_) {
+      const int co = stem_.cout;
+      for (int o = 0; o < co; o++) {
+        float sum = 0;
+        for (int k = 0; k < 27; k++) sum += float(stemQ_.wq[(size_t(k / 4) * co + o) * 4 + k % 4]) * mean_[k / 9];
+        stemMulAdd_[o] = stemQ_.wScale[o];
+        stemMulAdd_[co + o] = stem_.b[o] - stemQ_.wScale[o] * sum;
+      }
+    }
     try {
       run(nullptr, H, W, tapOutputs, loc, conf, threads);
     } catch (...) {
-      rgb_ = nullptr;
+      rgb_ = nullptr, stem8_ = false;
       throw;
     }
-    rgb_ = nullptr;
+    rgb_ = nullptr, stem8_ = false;
   }
 
   void run(const float* image, int H, int W, const std::vector<float*>& tapOutputs, float* loc, float* conf, int threads) {
@@ -683,6 +704,23 @@ class Network {
 
   // 3x3 dense conv, stride 1, zero padding, few outputs (the heads): per pixel and output, a dot product over
   // the 9 taps x cin inputs (weights [out][9][cin]).
+#ifdef __AVX512F__
+  // sums[j * 4 + q] = the sum of acc[q][j]'s 16 lanes, for a 4 x 4 block of accumulators.
+  static inline void reduce16(const vf (&acc)[4][4], float* sums) {
+    __m512 a[16], b[8], c[4], d[2];
+    for (int q = 0; q < 4; q++)
+      for (int j = 0; j < 4; j++) a[q * 4 + j] = (__m512)acc[q][j];
+    // b[i]: lanes 0-7 partial sums of a[2i], lanes 8-15 of a[2i+1].
+    for (int i = 0; i < 8; i++) b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44), _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xEE));
+    // c[i]: 128-bit lane m holds 4 partial sums of a[4i+m].
+    for (int i = 0; i < 4; i++) c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88), _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xDD));
+    // d[i]: in 128-bit lane m, 2 partial sums of a[8i+m] then 2 of a[8i+4+m].
+    for (int i = 0; i < 2; i++) d[i] = _mm512_add_ps(_mm512_shuffle_ps(c[2 * i], c[2 * i + 1], 0x44), _mm512_shuffle_ps(c[2 * i], c[2 * i + 1], 0xEE));
+    // e: lane 4m + k holds the sum of a[4k + m], i.e. of acc[k][m].
+    const __m512 e = _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], 0x88), _mm512_shuffle_ps(d[0], d[1], 0xDD));
+    _mm512_storeu_ps(sums, e);
+  }
+#endif
   static void conv3x3Map(const Conv& cv, const float* in, int h, int w, int cin, int y0, int y1, float* out) {
     const int co = cv.cout;
     auto store = [&](int y, int x, int o, const vf& acc) {
@@ -715,8 +753,19 @@ class Network {
                 }
               }
             }
+#ifdef __AVX512F__
+            // The 16 horizontal sums at once (a shuffle tree: 15 adds, not 16 x 15 scalar ones).
+            float sums[16];
+            reduce16(acc, sums);
+            for (int q = 0; q < 4; q++)
+              for (int j = 0; j < n; j++) {
+                const float sum = sums[j * 4 + q] + cv.b[o0 + j];
+                out[(size_t(y) * w + x + q) * co + o0 + j] = cv.act && sum < 0 ? sum * cv.slope : sum;
+              }
+#else
             for (int q = 0; q < 4; q++)
               for (int j = 0; j < n; j++) store(y, x + q, o0 + j, acc[q][j]);
+#endif
           }
           x += 4;
           continue;
@@ -787,7 +836,8 @@ class Network {
               if (int8_) expandRowInt8(b.expand, in + size_t(r) * iw * cin, iw, dst + hidden, s, inRanges ? inRanges + 2 * size_t(r) : nullptr);
               else expandRow(b.expand, in + size_t(r) * iw * cin, iw, dst + hidden);
             } else {
-              stemRow(image, H, W, r, iw, dst + hidden, s);
+              if (stem8_) stemRowInt8(H, W, r, iw, dst + hidden, s);
+              else stemRow(image, H, W, r, iw, dst + hidden, s);
             }
           }
           rowOf[slot] = r;
@@ -1007,7 +1057,10 @@ class Network {
     float* mul = mulAdd;
     float* add = mulAdd + c.cout;
     quantize(x, size_t(np) * c.cin, q, c, mul, add, range);
-    const uint32_t* in = reinterpret_cast<const uint32_t*>(q);
+    gemmRowInt8Q(c, reinterpret_cast<const uint32_t*>(q), np, mul, add, out, res);
+  }
+  // gemmRowInt8 of input already quantised: in holds np pixels of c.cin uint8 (as groups of 4).
+  static void gemmRowInt8Q(const Conv& c, const uint32_t* in, int np, const float* mul, const float* add, float* out, const float* res) {
     const int mode = actMode(c);
     if (mode == 0) gemmRowInt8A<0>(c, in, np, mul, add, out, res);
     else if (mode == 1) gemmRowInt8A<1>(c, in, np, mul, add, out, res);
@@ -1024,6 +1077,31 @@ class Network {
     if (cout - o >= 32) gemmRowInt8V<2, 12, ACT>(in, ip, np, w, cout, mul, add, slope, out, res, o), o += 32;
     if (cout - o >= 16) gemmRowInt8V<1, 12, ACT>(in, ip, np, w, cout, mul, add, slope, out, res, o), o += 16;
   }
+  // The stem's output row r from the raw RGB pixels in int8 (runRgb with whole-number means; see there).
+  void stemRowInt8(int H, int W, int r, int w, float* dst, Scratch& s) const {
+    const size_t pw = size_t(W) + 2 + 64;
+    uint8_t* rowsIn = reinterpret_cast<uint8_t*>(s.stemIn.get(9 * pw / 4 + VL));
+    for (int c = 0; c < 3; c++)
+      for (int d = 0; d < 3; d++) {
+        uint8_t* p = rowsIn + size_t(c * 3 + d) * pw;
+        const int iy = 2 * r - 1 + d;
+        std::memset(p, int(mean_[c]), pw);
+        if (iy < 0 || iy >= H) continue;
+        const uint8_t* px = rgb_ + size_t(iy) * W * 3 + c;
+        for (int x = 0; x < W; x++) p[1 + x] = px[3 * size_t(x)];
+      }
+    // 27 taps (and a zero) per output pixel, as the 28 uint8 inputs of a 1x1 conv.
+    uint8_t* taps = reinterpret_cast<uint8_t*>(s.stemTaps.get(size_t(w) * 28 / 4 + VL));
+    for (int x = 0; x < w; x++) {
+      uint8_t* t = taps + size_t(x) * 28;
+      for (int k = 0; k < 9; k++) {
+        const uint8_t* p = rowsIn + size_t(k) * pw + 2 * x;  // padded column 2x = input column 2x-1
+        t[k * 3] = p[0], t[k * 3 + 1] = p[1], t[k * 3 + 2] = p[2];
+      }
+      t[27] = 0;
+    }
+    gemmRowInt8Q(stemQ_, reinterpret_cast<const uint32_t*>(taps), w, stemMulAdd_.data(), stemMulAdd_.data() + stem_.cout, dst, nullptr);
+  }
   static void expandRowInt8(const Conv& e, const float* in, int w, float* dst, Scratch& s, const float* range) {
     uint8_t* q = reinterpret_cast<uint8_t*>(s.rowQ.get(size_t(w) * e.cin / 4 + VL));
     gemmRowInt8(e, in, w, q, s.mulAdd.get(2 * size_t(e.cout) + VL), dst, nullptr, range);
@@ -1034,6 +1112,7 @@ class Network {
   }
 #else
   static void expandRowInt8(const Conv&, const float*, int, float*, Scratch&, const float*) { std::abort(); }  // unreachable: useInt8 throws
+  void stemRowInt8(int, int, int, int, float*, Scratch&) const { std::abort(); }
   static void minMax(const float*, size_t, float&, float&) { std::abort(); }
   static void projectInt8(const Conv&, const float*, int, int, const float*, float*, Scratch&, const float*) { std::abort(); }
 #endif
@@ -1181,6 +1260,9 @@ class Network {
   int maxHidden_ = 0;
   const uint8_t* rgb_ = nullptr;  // runRgb's image while it runs
   float mean_[3] = {0, 0, 0};
+  bool stem8_ = false;  // this run's stem is stemRowInt8
+  Conv stemQ_;  // int8: the stem's weights as a 28-input 1x1 conv
+  fvec stemMulAdd_;  // int8: per stem output channel, the accumulator's scale and offset for this run's mean, [2][cout]
   int maxCout_ = 0;  // the most output channels of an expand or project conv
   bool int8_ = false;
   int lastThreads_ = 0;

@@ -313,23 +313,39 @@ test('int8 kernels: detect() finds what float32 finds, golden images', { skip: i
   }
 });
 
-test('RGB input: the stem reading the pixels gives exactly the outputs of the float input; the caller may reuse its pixels at once', { skip }, async () => {
+test('RGB input: float32 gives exactly the outputs of the float input; int8 runs the stem on the pixels in int8 (whole-number means) or as float32; the caller may reuse its pixels at once', {
+  skip,
+}, async () => {
   const model = await loadModel('extd-32');
-  for (const precision of ['float32', 'int8'] as const) {
-    if (precision === 'int8' && int8Skip) continue;
-    const native = nativeModel(model.graph, model.weights, precision)!;
-    for (const [w, h] of [
-      [640, 480],
-      [33, 17],
-      [1, 1],
-    ] as const) {
-      const image = synthetic(w, h, 11);
-      const a = await runNative(native, { dtype: 'float32', shape: [1, 3, h, w], data: toNetworkInput(image) }, 2, true);
-      const b = await runNative(native, { rgb: image, mean: RGB_MEAN }, 2, true);
-      for (const v of ['loc', 'conf', ...native.tapValues]) assert.deepEqual(b[v]!.data, a[v]!.data, `${precision} ${w}x${h} ${v}`);
+  const f32 = nativeModel(model.graph, model.weights)!;
+  const i8 = int8Skip ? null : nativeModel(model.graph, model.weights, 'int8')!;
+  for (const [w, h] of [
+    [640, 480],
+    [33, 17],
+    [1, 1],
+  ] as const) {
+    const image = synthetic(w, h, 11);
+    const input = { dtype: 'float32' as const, shape: [1, 3, h, w], data: toNetworkInput(image) };
+    const a = await runNative(f32, input, 2, true);
+    const b = await runNative(f32, { rgb: image, mean: RGB_MEAN }, 2, true);
+    for (const v of ['loc', 'conf', ...f32.tapValues]) assert.deepEqual(b[v]!.data, a[v]!.data, `float32 ${w}x${h} ${v}`);
+    if (!i8) continue;
+    // The int8 stem: as near float32 as the rest of int8 (see the int8 test), and not the float stem.
+    const floatStem = await runNative(i8, input, 2, true);
+    const intStem = await runNative(i8, { rgb: image, mean: RGB_MEAN }, 2, true);
+    for (const v of ['loc', 'conf', ...i8.tapValues]) {
+      const { diff, scale } = maxAbs(intStem[v]!.data, a[v]!.data);
+      assert.ok(diff <= 0.15 * Math.max(1, scale), `int8 ${w}x${h} ${v}: max |int8 - float32| ${diff} (max |value| ${scale})`);
+      if (w > 1) assert.notDeepEqual(intStem[v]!.data, floatStem[v]!.data, `int8 ${w}x${h} ${v}: the int8 stem ran`);
     }
-    native.network.release();
+    // A mean that is not a whole number keeps the float stem: exactly the float input's outputs.
+    const mean = [123.5, 117, 104];
+    const c = await runNative(i8, { dtype: 'float32', shape: [1, 3, h, w], data: toNetworkInput(image, mean) }, 2, true);
+    const d = await runNative(i8, { rgb: image, mean }, 2, true);
+    for (const v of ['loc', 'conf', ...i8.tapValues]) assert.deepEqual(d[v]!.data, c[v]!.data, `int8, mean ${mean} ${w}x${h} ${v}`);
   }
+  f32.network.release();
+  i8?.network.release();
   // detect() hands the kernels a copy: overwriting the image right after the call changes nothing.
   const d = await createDetector({ model: 'extd-32' });
   const image = synthetic(160, 120, 13);
