@@ -48,8 +48,12 @@ export interface Harness {
   context: BrowserContext;
   /** Messages the pages logged as errors, and uncaught exceptions. */
   pageErrors: string[];
-  /** Open the demo with URL parameters (e.g. { threads: '2', model: 'extd-64' }) and wait until its model is loaded. */
-  openDemo(params: Record<string, string>): Promise<Page>;
+  /**
+   * Open the demo with URL parameters (e.g. { threads: '2', model: 'extd-64' }) and wait until its model is loaded.
+   * `isolated: false` serves the page without its COOP / COEP headers (not cross-origin isolated: no SharedArrayBuffer,
+   * so no threads), as a page on a server without them would be.
+   */
+  openDemo(params: Record<string, string>, options?: { isolated?: boolean }): Promise<Page>;
   close(): Promise<void>;
 }
 
@@ -81,8 +85,21 @@ export async function startHarness(options: { outDir: string; verbose?: boolean 
     server,
     context,
     pageErrors,
-    async openDemo(params) {
+    async openDemo(params, options = {}) {
       const page = await context.newPage();
+      if (options.isolated === false) {
+        const pageUrl = new URL(server.url);
+        await page.route(
+          (url) => url.origin === pageUrl.origin && url.pathname === pageUrl.pathname,
+          async (route) => {
+            const response = await route.fetch();
+            const headers = { ...response.headers() };
+            delete headers['cross-origin-opener-policy'];
+            delete headers['cross-origin-embedder-policy'];
+            await route.fulfill({ response, headers });
+          },
+        );
+      }
       page.on('console', (m) => {
         if (m.type() === 'error') pageErrors.push(`console: ${m.text()}`);
       });

@@ -97,7 +97,7 @@ test('demo page in Chromium reproduces the golden EXTD-64 detections (wasm kerne
   }
 });
 
-test('wasm kernels: one thread (the single-threaded build) reproduces the golden EXTD-64 detections; a kernelsPath of your own (relative) serves them; a folder without them falls back to onnxruntime-web', {
+test('wasm kernels: one thread (the single-threaded build) reproduces the golden EXTD-64 detections; a kernelsPath of your own (relative) serves them; a page that is not cross-origin isolated runs the single-threaded build; a folder without them falls back to onnxruntime-web', {
   skip,
   timeout: 120_000,
 }, async (t) => {
@@ -116,6 +116,20 @@ test('wasm kernels: one thread (the single-threaded build) reproduces the golden
   const small = await own.evaluate((url) => window.extdDemo.detectPixels(url, 'imagedata'), `/__shared/reference/golden/${tag}.pixels.safetensors`);
   assert.ok(small.scores.length > 0, 'detections from the kernels served from the folder');
   await own.close();
+
+  // A page that is not cross-origin isolated (served without COOP / COEP) cannot share memory with workers:
+  // 2 threads asked for, it runs the single-threaded build, and still finds the faces.
+  const plain = await h.openDemo({ threads: '2', model: 'extd-64' }, { isolated: false });
+  const plainRan = await plain.evaluate(() => ({ isolated: crossOriginIsolated, engine: window.extdDemo.engine(), why: window.extdDemo.kernelsError() }));
+  t.diagnostic(`page without COOP/COEP: ${JSON.stringify(plainRan)}`);
+  assert.equal(plainRan.isolated, false, 'the page is not cross-origin isolated');
+  assert.equal(plainRan.engine, 'extd-kernels-wasm-st', 'the single-threaded kernels run');
+  compareWithGolden(
+    tag,
+    await plain.evaluate((url) => window.extdDemo.detectPixels(url, 'imagedata'), `/__shared/reference/golden/${tag}.pixels.safetensors`),
+    'page without COOP/COEP',
+  );
+  await plain.close();
 
   const missing = await h.openDemo({ threads: '2', model: 'extd-32', kernels: '/no-such-folder/' });
   const ran = await missing.evaluate(() => ({ engine: window.extdDemo.engine(), why: window.extdDemo.kernelsError() }));
