@@ -7,7 +7,8 @@
  *
  *   npm run bench:tradeoff [-- --models 32,48,64 --precisions float32,int8 --scales 0.5,0.75,1
  *                            --images 646 --runs 9 --threads 2 --out DIR --figure FILE.png]
- *   (DIR default: bench-results/tradeoff under packages/node, where npm runs the script)
+ *   (DIR default: bench-results/tradeoff under packages/node, where npm runs the script; a DIR or FILE
+ *   given is relative to the folder npm was run from)
  *
  * The AP part runs `extd eval`'s pipeline once per configuration into
  * OUT/<model>-<precision>-x<scale>/ (resumable: predictions already there are
@@ -40,7 +41,7 @@ const { values } = parseArgs({
     images: { type: 'string' },
     runs: { type: 'string', default: '9' },
     threads: { type: 'string', default: '2' },
-    out: { type: 'string', default: 'bench-results/tradeoff' },
+    out: { type: 'string' },
     figure: { type: 'string' },
   },
 });
@@ -57,8 +58,11 @@ const runs = Number(values.runs);
 if (!(Number.isInteger(runs) && runs >= 1)) fail(`--runs ${values.runs}: expected a positive integer`);
 const threads = Number(values.threads);
 if (!(Number.isInteger(threads) && threads >= 1)) fail(`--threads ${values.threads}: expected a positive integer`);
-const out = resolve(values.out!);
-const figure = resolve(values.figure ?? join(out, 'tradeoff.png'));
+// Paths given on the command line are relative to where npm was run (INIT_CWD), not to this package's
+// folder, where npm runs the script; the default --out stays under this package.
+const userPath = (p: string) => resolve(process.env.INIT_CWD ?? process.cwd(), p);
+const out = values.out === undefined ? resolve('bench-results/tradeoff') : userPath(values.out);
+const figure = values.figure === undefined ? join(out, 'tradeoff.png') : userPath(values.figure);
 const imagesDir = resolve(SHARED, 'wider/WIDER_val/images');
 const gt = resolve(SHARED, 'wider/eval_tools/ground_truth');
 if (!existsSync(imagesDir) || !existsSync(gt)) fail(`WIDER val images or ground truth not found under ${SHARED} (set EXTD_SHARED)`);

@@ -11,7 +11,8 @@
 //   network.priors(height, width)           rows of loc / conf for that input size
 //   network.confChannels                    columns of conf
 //   network.outputShape(tap, height, width) [C, h, w] of tap's block output
-//   network.release()                       free the buffers kept between runs (waits for a run in progress)
+//   network.release()                       free the buffers kept between runs and stop the network's threads
+//                                           (waits for a run in progress; the next run starts them again)
 //   vectorWidth                             floats per vector of this build (16 AVX-512, 8 AVX2, 4 otherwise)
 //   int8                                    whether this build has the int8 kernels (AVX512-VNNI)
 //   network.run(input, height, width, loc, conf, tapOutputs, threads, callback[, mean])

@@ -59,8 +59,10 @@ typedef float vf __attribute__((vector_size(VL * sizeof(float))));
 // multiply-adds per lane per instruction where an FMA does one). Weights:
 // symmetric, one scale per output channel. Inputs: asymmetric, one scale and
 // zero point per row (expand) or chunk of pixels (project), from that row's
-// or chunk's own range, so no calibration is needed. Everything else (the
-// stem, the depthwise convs, the FPN and the heads) stays float32.
+// or chunk's own range, so no calibration is needed. The stem is int8 too
+// for raw RGB input with whole-number means (stemRowInt8: the pixels are exact
+// in uint8). Everything else (the depthwise convs, the FPN and the heads)
+// stays float32.
 #if defined(__AVX512VNNI__) && defined(__AVX512F__) && defined(__AVX512BW__)
 #define EXTD_INT8 1
 constexpr bool kInt8 = true;
@@ -1145,8 +1147,7 @@ class Network {
     // slope v where v < 0: a compare into a mask and a masked multiply (no blend).
     return (vf)_mm512_mask_mul_ps((__m512)v, _mm512_cmp_ps_mask((__m512)v, _mm512_setzero_ps(), _CMP_LT_OQ), (__m512)v, (__m512)slope);
 #else
-    if (ACT == 1) return v > av ? v : av;
-    return v >= 0 ? v : av;
+    return v >= 0 ? v : av;  // both forms (a select keeps +inf where slope x inf is NaN)
 #endif
   }
   template <int ACT, bool TRACK>

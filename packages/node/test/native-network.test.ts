@@ -111,26 +111,33 @@ test('release() frees the buffers; the next run allocates them again and gives t
   const b = await runNative(native, input, 2);
   assert.deepEqual(b.loc!.data, a.loc!.data);
   assert.deepEqual(b.conf!.data, a.conf!.data);
+  native.network.release(); // its threads too (the next test counts threads)
 });
 
 test("a network's threads start with its first run, persist between runs and stop at release()", {
   skip: skip || (process.platform === 'linux' ? false : 'counts threads in /proc/self/task'),
 }, async () => {
   const threadsNow = () => readdirSync('/proc/self/task').length;
+  // A joined thread leaves /proc/self/task a moment after pthread_join returns: poll briefly.
+  const threadsSettle = async (expected: number) => {
+    for (let i = 0; i < 100 && threadsNow() !== expected; i++) await new Promise((r) => setTimeout(r, 10));
+    return threadsNow();
+  };
   const model = await loadModel('extd-32');
   const native = nativeModel(model.graph, model.weights)!;
   const input = { dtype: 'float32' as const, shape: [1, 3, 48, 64], data: toNetworkInput(synthetic(64, 48, 5)) };
   const one = await runNative(native, input, 1); // on the calling thread (this also starts libuv's pool)
+  await new Promise((r) => setTimeout(r, 100)); // threads the tests before this one stopped have left /proc
   const base = threadsNow();
   const two = Math.min(2, cpus().length);
   const a = await runNative(native, input, 2);
   const started = two > 1 ? two : 0;
-  assert.equal(threadsNow(), base + started, `a 2-thread run starts ${started} threads`);
+  assert.equal(await threadsSettle(base + started), base + started, `a 2-thread run starts ${started} threads`);
   for (let i = 0; i < 3; i++) assert.deepEqual((await runNative(native, input, 2)).conf!.data, a.conf!.data);
   await runNative(native, input, 1);
-  assert.equal(threadsNow(), base + started, 'later runs reuse them');
+  assert.equal(await threadsSettle(base + started), base + started, 'later runs reuse them');
   native.network.release();
-  assert.equal(threadsNow(), base, 'release() stops them');
+  assert.equal(await threadsSettle(base), base, 'release() stops them');
   const b = await runNative(native, input, 2);
   assert.deepEqual(b.loc!.data, a.loc!.data);
   assert.deepEqual(one.loc!.data, a.loc!.data, '1 and 2 threads give the same outputs');
