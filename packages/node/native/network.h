@@ -926,7 +926,7 @@ class Network {
   }
   static void gemmRowG(const float* in, int ip, int n, int np, const float* w, int cout, const float* bias, bool act, float slope, float* out, const float* res) {
     const vf sv = vf{} + slope;
-    const int mode = !act ? 0 : slope >= 0.f && slope <= 1.f ? 1 : 2;
+    const int mode = actMode(act, slope);
     if (mode == 0) gemmRowA<0>(in, ip, n, np, w, cout, bias, sv, out, res);
     else if (mode == 1) gemmRowA<1>(in, ip, n, np, w, cout, bias, sv, out, res);
     else gemmRowA<2>(in, ip, n, np, w, cout, bias, sv, out, res);
@@ -1137,7 +1137,8 @@ class Network {
   // How a conv's activation is computed, as the template argument ACT of the kernels: 0 none, 1 leaky as
   // max(v, slope v) (a slope in [0, 1]), 2 leaky as a select. Fixing it per instantiation keeps branches out of
   // the pixel loops.
-  static int actMode(const Conv& c) { return !c.act ? 0 : c.slope >= 0.f && c.slope <= 1.f ? 1 : 2; }
+  static int actMode(bool act, float slope) { return !act ? 0 : slope >= 0.f && slope <= 1.f ? 1 : 2; }
+  static int actMode(const Conv& c) { return actMode(c.act, c.slope); }
   template <int ACT>
   static inline vf activate(vf v, vf slope) {
     if (ACT == 0) return v;
