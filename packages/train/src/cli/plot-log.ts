@@ -182,7 +182,8 @@ export async function plotTrainingLog(points: Point[], options: { smooth: number
       );
       g.fillStyle = c.color;
       for (let i = 0; i < val.length; i++) g.fillRect(xOf(val[i]!.iter) - 2, yv(c.values[i]!) - 2, 5, 5);
-      g.fillText(`${c.name} ${c.values.at(-1)!.toFixed(3)}`, x1 - 210, vTop + 16 + 18 * k);
+      // Bottom right: AP curves rise towards the top right, where a legend would sit on them.
+      g.fillText(`${c.name} ${c.values.at(-1)!.toFixed(3)}`, x1 - 210, vTop + vH - 10 - 18 * (curves.length - 1 - k));
     });
     let best = 0;
     val.forEach((v, i) => {
@@ -238,10 +239,13 @@ function axes(
   }
   // Fewer ticks than iterations on short logs, so no label repeats.
   const ticks = Math.max(1, Math.min(5, Math.round(xMax - xMin)));
+  // Centred under their ticks; the last one ends at the frame's right edge so it is not cut off.
   for (let k = 0; k <= ticks; k++) {
     const x = x0 + (k / ticks) * (x1 - x0);
-    g.fillText(String(Math.round(xMin + (k / ticks) * (xMax - xMin))), x - 10, bottom + 14);
+    g.textAlign = k === 0 ? 'left' : k === ticks ? 'right' : 'center';
+    g.fillText(String(Math.round(xMin + (k / ticks) * (xMax - xMin))), x, bottom + 14);
   }
+  g.textAlign = 'left';
   g.strokeStyle = '#000';
   g.strokeRect(x0, top, x1 - x0, bottom - top);
   g.font = `14px ${SVG_FONT}`;
