@@ -30,6 +30,7 @@
 #include <system_error>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 #ifdef __AVX512F__
@@ -77,14 +78,6 @@ static inline vf loadv(const float* p) {
 }
 static inline void storev(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
 static inline vf splat(float s) { return vf{} + s; }
-static inline vf leaky(vf v, float a) {
-  vf av = v * a;
-  // For a slope in [0, 1], max(v, a v) is the same and costs one compare-free op less.
-#ifdef __AVX512F__
-  if (a >= 0.f && a <= 1.f) return (vf)_mm512_max_ps((__m512)v, (__m512)av);
-#endif
-  return v >= 0 ? v : av;
-}
 
 /** Allocator aligning to 64 bytes (one vector): an unaligned weight vector costs two cache-line reads per load. */
 template <class T>
@@ -483,21 +476,17 @@ class Network {
   void run(const float* image, int H, int W, const std::vector<float*>& tapOutputs, float* loc, float* conf, int threads) {
     if (H < 1 || W < 1) throw std::invalid_argument("empty input");
     if (!tapOutputs.empty() && tapOutputs.size() != taps_.size()) throw std::invalid_argument("one output per tap");
-    // Map sizes: the largest block output (NHWC), twice (input and output of a block).
+    // Map sizes: the largest block output (NHWC), twice (input and output of a block). int8: each block
+    // output row's smallest and largest value, [oh][2] per block from rangeAt[block].
     size_t mapSize = 0;
-    for (int i = 0; i < blocks(); i++) {
-      int h, w;
-      outSize(i, H, W, h, w);
-      mapSize = std::max(mapSize, size_t(h) * w * outChannels(i));
-    }
-    float* maps[2] = {mapA_.get(mapSize + VL), mapB_.get(mapSize + VL)};
-    // int8: each block output row's smallest and largest value, [oh][2] per block from rangeAt[block].
     std::vector<size_t> rangeAt(blocks() + 1, 0);
     for (int i = 0; i < blocks(); i++) {
       int h, w;
       outSize(i, H, W, h, w);
+      mapSize = std::max(mapSize, size_t(h) * w * outChannels(i));
       rangeAt[i + 1] = rangeAt[i] + 2 * size_t(h);
     }
+    float* maps[2] = {mapA_.get(mapSize + VL), mapB_.get(mapSize + VL)};
     float* ranges = int8_ ? rowRanges_.get(rangeAt.back() + VL) : nullptr;
     std::vector<int> hs, ws;
     valueSizes(H, W, hs, ws);
@@ -695,13 +684,16 @@ class Network {
 
   // 3x3 depthwise, stride 1, zero padding, on an NHWC map (weights [9][c]).
   static void depthwiseMap(const Conv& cv, const float* in, int h, int w, int c, int y0, int y1, float* out) {
-    for (int y = y0; y < y1; y++)
-      for (int x = 0; x < w; x++)
-        for (int v = 0; v < c; v += VL) {
-          vf acc = loadv(cv.b.data() + v);
-          forTaps3x3(y, x, h, w, [&](int tap, size_t pixel) { acc += loadv(cv.w.data() + size_t(tap) * c + v) * loadv(in + pixel * c + v); });
-          storev(out + (size_t(y) * w + x) * c + v, cv.act ? leaky(acc, cv.slope) : acc);
-        }
+    withAct(actMode(cv), [&](auto act) {
+      const vf slope = splat(cv.slope);
+      for (int y = y0; y < y1; y++)
+        for (int x = 0; x < w; x++)
+          for (int v = 0; v < c; v += VL) {
+            vf acc = loadv(cv.b.data() + v);
+            forTaps3x3(y, x, h, w, [&](int tap, size_t pixel) { acc += loadv(cv.w.data() + size_t(tap) * c + v) * loadv(in + pixel * c + v); });
+            storev(out + (size_t(y) * w + x) * c + v, activate<decltype(act)::value>(acc, slope));
+          }
+    });
   }
 
   // 3x3 dense conv, stride 1, zero padding, few outputs (the heads): per pixel and output, a dot product over
@@ -725,10 +717,11 @@ class Network {
 #endif
   static void conv3x3Map(const Conv& cv, const float* in, int h, int w, int cin, int y0, int y1, float* out) {
     const int co = cv.cout;
+    auto write = [&](int y, int x, int o, float sum) { out[(size_t(y) * w + x) * co + o] = cv.act && sum < 0 ? sum * cv.slope : sum; };
     auto store = [&](int y, int x, int o, const vf& acc) {
       float sum = cv.b[o];
       for (int k = 0; k < VL; k++) sum += acc[k];
-      out[(size_t(y) * w + x) * co + o] = cv.act && sum < 0 ? sum * cv.slope : sum;
+      write(y, x, o, sum);
     };
     for (int y = y0; y < y1; y++) {
       int x = 0;
@@ -760,10 +753,7 @@ class Network {
             float sums[16];
             reduce16(acc, sums);
             for (int q = 0; q < 4; q++)
-              for (int j = 0; j < n; j++) {
-                const float sum = sums[j * 4 + q] + cv.b[o0 + j];
-                out[(size_t(y) * w + x + q) * co + o0 + j] = cv.act && sum < 0 ? sum * cv.slope : sum;
-              }
+              for (int j = 0; j < n; j++) write(y, x + q, o0 + j, sums[j * 4 + q] + cv.b[o0 + j]);
 #else
             for (int q = 0; q < 4; q++)
               for (int j = 0; j < n; j++) store(y, x + q, o0 + j, acc[q][j]);
@@ -925,11 +915,7 @@ class Network {
     }
   }
   static void gemmRowG(const float* in, int ip, int n, int np, const float* w, int cout, const float* bias, bool act, float slope, float* out, const float* res) {
-    const vf sv = vf{} + slope;
-    const int mode = actMode(act, slope);
-    if (mode == 0) gemmRowA<0>(in, ip, n, np, w, cout, bias, sv, out, res);
-    else if (mode == 1) gemmRowA<1>(in, ip, n, np, w, cout, bias, sv, out, res);
-    else gemmRowA<2>(in, ip, n, np, w, cout, bias, sv, out, res);
+    withAct(actMode(act, slope), [&](auto a) { gemmRowA<decltype(a)::value>(in, ip, n, np, w, cout, bias, splat(slope), out, res); });
   }
   static void gemmRow(const float* in, int cin, int np, const float* w, int cout, const float* bias, bool act, float slope, float* out, const float* res) {
     gemmRowG(in, cin, cin, np, w, cout, bias, act, slope, out, res);
@@ -1063,16 +1049,13 @@ class Network {
   }
   // gemmRowInt8 of input already quantised: in holds np pixels of c.cin uint8 (as groups of 4).
   static void gemmRowInt8Q(const Conv& c, const uint32_t* in, int np, const float* mul, const float* add, float* out, const float* res) {
-    const int mode = actMode(c);
-    if (mode == 0) gemmRowInt8A<0>(c, in, np, mul, add, out, res);
-    else if (mode == 1) gemmRowInt8A<1>(c, in, np, mul, add, out, res);
-    else gemmRowInt8A<2>(c, in, np, mul, add, out, res);
+    withAct(actMode(c), [&](auto act) { gemmRowInt8A<decltype(act)::value>(c, in, np, mul, add, out, res); });
   }
   template <int ACT>
   static void gemmRowInt8A(const Conv& c, const uint32_t* in, int np, const float* mul, const float* add, float* out, const float* res) {
     const int ip = c.cin / 4, cout = c.cout;
     const int8_t* w = c.wq.data();
-    const vf slope = vf{} + c.slope;
+    const vf slope = splat(c.slope);
     int o = 0;
     for (; cout - o >= 64; o += 64) gemmRowInt8V<4, 6, ACT>(in, ip, np, w, cout, mul, add, slope, out, res, o);
     if (cout - o == 48) gemmRowInt8V<3, 8, ACT>(in, ip, np, w, cout, mul, add, slope, out, res, o), o += 48;
@@ -1123,22 +1106,23 @@ class Network {
   // With `range`, also the smallest and largest value written (range[0], range[1]; the int8 project's input).
   static void depthwise(const Conv& dw, const float* const rows[3], int hidden, int st, int x, int n, float* dbuf, float* range = nullptr) {
     // One instantiation per activation form and range tracking, so the pixel loop has no branches.
-    const int act = actMode(dw);
-    if (range) {
-      if (act == 0) depthwiseT<0, true>(dw, rows, hidden, st, x, n, dbuf, range);
-      else if (act == 1) depthwiseT<1, true>(dw, rows, hidden, st, x, n, dbuf, range);
-      else depthwiseT<2, true>(dw, rows, hidden, st, x, n, dbuf, range);
-    } else {
-      if (act == 0) depthwiseT<0, false>(dw, rows, hidden, st, x, n, dbuf, range);
-      else if (act == 1) depthwiseT<1, false>(dw, rows, hidden, st, x, n, dbuf, range);
-      else depthwiseT<2, false>(dw, rows, hidden, st, x, n, dbuf, range);
-    }
+    withAct(actMode(dw), [&](auto act) {
+      if (range) depthwiseT<decltype(act)::value, true>(dw, rows, hidden, st, x, n, dbuf, range);
+      else depthwiseT<decltype(act)::value, false>(dw, rows, hidden, st, x, n, dbuf, range);
+    });
   }
   // How a conv's activation is computed, as the template argument ACT of the kernels: 0 none, 1 leaky as
   // max(v, slope v) (a slope in [0, 1]), 2 leaky as a select. Fixing it per instantiation keeps branches out of
   // the pixel loops.
   static int actMode(bool act, float slope) { return !act ? 0 : slope >= 0.f && slope <= 1.f ? 1 : 2; }
   static int actMode(const Conv& c) { return actMode(c.act, c.slope); }
+  // Calls f(std::integral_constant<int, ACT>{}) for activation form `mode`: one instantiation of f per form.
+  template <class F>
+  static void withAct(int mode, F&& f) {
+    if (mode == 0) f(std::integral_constant<int, 0>{});
+    else if (mode == 1) f(std::integral_constant<int, 1>{});
+    else f(std::integral_constant<int, 2>{});
+  }
   template <int ACT>
   static inline vf activate(vf v, vf slope) {
     if (ACT == 0) return v;
@@ -1154,7 +1138,7 @@ class Network {
   template <int ACT, bool TRACK>
   static void depthwiseT(const Conv& dw, const float* const rows[3], int hidden, int st, int x, int n, float* dbuf, float* range) {
     vf lo = vf{}, hi = vf{};
-    const vf slope = vf{} + dw.slope;
+    const vf slope = splat(dw.slope);
     const float* k = dw.w.data();
     const float* bias = dw.b.data();
     int p = 0;
