@@ -24,7 +24,8 @@
  * the ratio of PyTorch's step time to extd's (above 1: extd is faster). CPU
  * time is the steadier figure on a loaded machine. --baseline DIR also runs
  * the extd of another checkout (its bench/train-step.ts), for before/after
- * comparisons.
+ * comparisons (DIR: that checkout's root or its packages/train, relative to
+ * the folder npm was run from).
  *
  * Allocator, the same for both engines (stated in the first line):
  * - tcmalloc (default when libtcmalloc-minimal4 is installed, as `extd train`
@@ -36,9 +37,9 @@
  * Without --batch, 640x640 runs with batch 1 and smaller sizes with batch 4.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { variantName, parseVariant } from '@extd/core/model/variant';
@@ -136,8 +137,19 @@ const extdEngine = (name: string, root: string): Engine => ({
       `${threads}`,
     ]),
 });
+/**
+ * --baseline DIR: another checkout's @extd/train package folder, or the checkout's root (its
+ * packages/train is used). Relative to where npm was run (INIT_CWD), not to this package.
+ */
+function baselineRoot(dir: string): string {
+  const abs = resolve(process.env.INIT_CWD ?? process.cwd(), dir);
+  for (const root of [abs, join(abs, 'packages', 'train')]) {
+    if (existsSync(join(root, 'bench', 'train-step.ts'))) return root;
+  }
+  return fail(`--baseline ${dir}: no bench/train-step.ts in ${abs} or ${join(abs, 'packages', 'train')} (give another checkout's root or its packages/train)`);
+}
 const engines: Engine[] = [extdEngine('extd', join(here, '..'))];
-if (values.baseline) engines.push(extdEngine('baseline', values.baseline));
+if (values.baseline) engines.push(extdEngine('baseline', baselineRoot(values.baseline)));
 if (pytorch) {
   engines.push({
     name: 'PyTorch',
