@@ -49,23 +49,37 @@ export function assertMatchesGolden(
   const gd = g.data as Float32Array;
   const n = g.shape[0]!;
   const goldBoxes = new Float32Array(n * 4);
-  let goldOver = 0;
   for (let i = 0; i < n; i++) {
     goldBoxes.set(gd.subarray(i * 5 + 1, i * 5 + 5), i * 4);
     if (clipTo) {
       for (let c = 0; c < 4; c++) goldBoxes[i * 4 + c] = Math.min(Math.max(goldBoxes[i * 4 + c]!, 0), c % 2 === 0 ? clipTo.width : clipTo.height);
     }
-    if (gd[i * 5]! > 0.5) goldOver++;
   }
-  const scores = Array.from(ours.scores);
   const where = `${label ? label + ' ' : ''}${tag} (EXTD-${width})`;
-  assert.equal(scores.filter((s) => s > 0.5).length, goldOver, `${where}: detections above 0.5`);
-  for (let i = 0; i < n; i++) {
+  const goldScores = Array.from({ length: n }, (_, i) => gd[i * 5]!);
+  assertMatchesDetections({ boxes: goldBoxes, scores: goldScores }, ours, where);
+}
+
+/**
+ * The same criteria between any two detection sets (`boxes` N x 4 xyxy
+ * pixels, `scores` N): as many above 0.5 in `ours` as in `ref`, and every
+ * detection of `ref` matched by one of `ours` with IoU >= 0.99 and
+ * |score difference| <= 1e-3. `where` names the case in failures.
+ */
+export function assertMatchesDetections(
+  ref: { boxes: ArrayLike<number>; scores: ArrayLike<number> },
+  ours: { boxes: ArrayLike<number>; scores: ArrayLike<number> },
+  where: string,
+): void {
+  const refScores = Array.from(ref.scores);
+  const scores = Array.from(ours.scores);
+  assert.equal(scores.filter((s) => s > 0.5).length, refScores.filter((s) => s > 0.5).length, `${where}: detections above 0.5`);
+  for (let i = 0; i < refScores.length; i++) {
     let matched = false;
     for (let j = 0; j < scores.length && !matched; j++) {
-      matched = iouXyxy(goldBoxes, i, ours.boxes, j) >= 0.99 && Math.abs(scores[j]! - gd[i * 5]!) <= 1e-3;
+      matched = iouXyxy(ref.boxes, i, ours.boxes, j) >= 0.99 && Math.abs(scores[j]! - refScores[i]!) <= 1e-3;
     }
-    assert.ok(matched, `${where}: golden detection ${i} (score ${gd[i * 5]}) has no match among ${scores.length}`);
+    assert.ok(matched, `${where}: reference detection ${i} (score ${refScores[i]}) has no match among ${scores.length}`);
   }
 }
 

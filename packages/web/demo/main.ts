@@ -210,6 +210,14 @@ async function decodeWithBrowser(url: string): Promise<ImageBitmap> {
   return createImageBitmap(await res.blob(), { colorSpaceConversion: 'none', imageOrientation: 'from-image' });
 }
 
+/** The window (x, y, width, height; inside the image) of an ImageData, as a new ImageData. */
+function cropWindow(full: ImageData, w: { x: number; y: number; width: number; height: number }): ImageData {
+  const im = new ImageData(w.width, w.height);
+  for (let y = 0; y < w.height; y++)
+    im.data.set(full.data.subarray(((w.y + y) * full.width + w.x) * 4, ((w.y + y) * full.width + w.x + w.width) * 4), y * w.width * 4);
+  return im;
+}
+
 function facesToArrays(faces: Face[]): { boxesXyxy: number[]; scores: number[] } {
   return {
     boxesXyxy: faces.flatMap((f) => [f.box.x, f.box.y, f.box.x + f.box.width, f.box.y + f.box.height]),
@@ -250,6 +258,21 @@ const api = {
       paint(image, image.width, image.height);
       drawFaces(faces.filter((f) => f.score > scoreThreshold()));
       statusLine.textContent = `${modelLabel}: ${faces.filter((f) => f.score > scoreThreshold()).length} faces above ${scoreThreshold().toFixed(2)}`;
+      return { width: image.width, height: image.height, ...facesToArrays(faces) };
+    });
+  },
+  /**
+   * Detect one window (x, y, width, height in pixels) of the `rgb` image of a
+   * safetensors URL, with the evaluation pass settings; the window is shown.
+   */
+  detectWindow: async (w: { url: string; x: number; y: number; width: number; height: number }) => {
+    const image = cropWindow(await fetchPixels(w.url), w);
+    still = image;
+    hint.hidden = true;
+    return exclusive(async () => {
+      paint(image, image.width, image.height);
+      const faces = await detector!.detect(image, PASS);
+      drawFaces(faces.filter((f) => f.score > scoreThreshold()));
       return { width: image.width, height: image.height, ...facesToArrays(faces) };
     });
   },
@@ -307,10 +330,7 @@ const api = {
   detectConcurrently: async (windows: Array<{ url: string; x: number; y: number; width: number; height: number }>) => {
     const images: ImageData[] = [];
     for (const w of windows) {
-      const full = await fetchPixels(w.url);
-      const im = new ImageData(w.width, w.height);
-      for (let y = 0; y < w.height; y++)
-        im.data.set(full.data.subarray(((w.y + y) * full.width + w.x) * 4, ((w.y + y) * full.width + w.x + w.width) * 4), y * w.width * 4);
+      const im = cropWindow(await fetchPixels(w.url), w);
       const g = new ImageData(im.width, im.height);
       for (let i = 0; i < g.data.length; i++) g.data[i] = i % 4 === 3 ? 255 : 128;
       const m = new ImageData(im.width, im.height);

@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { noChromium, startHarness, type Harness } from '../scripts/browser-harness.js';
-import { GOLDEN_TAGS, assertMatchesGolden, readGolden } from '../../../test-support/golden.js';
+import { GOLDEN_TAGS, assertMatchesDetections, assertMatchesGolden, readGolden } from '../../../test-support/golden.js';
 import { noShared, requiredInCi } from '../../../test-support/shared.js';
 
 const skip = requiredInCi(noChromium()) || noShared('reference', 'golden') || noShared('reference', 'weights', 'extd-fpn-64-prelu.safetensors');
@@ -158,9 +158,9 @@ function windowAroundFace(tag: string, width: number, height: number) {
   return { url: `/__shared/reference/golden/${tag}.pixels.safetensors`, x, y, width, height };
 }
 
-test('WebGPU (onnxruntime-web webgpu build) reproduces the golden EXTD-64 detections where Chromium gives an adapter', {
+test("WebGPU (onnxruntime-web webgpu build) gives the wasm kernels' detections on a crowd window where Chromium gives an adapter", {
   skip,
-  timeout: 300_000,
+  timeout: 600_000,
 }, async (t) => {
   const h = await harness();
   const page = await h.openDemo({ threads: '2', model: 'extd-64', ep: 'webgpu' });
@@ -178,11 +178,21 @@ test('WebGPU (onnxruntime-web webgpu build) reproduces the golden EXTD-64 detect
   t.diagnostic(`WebGPU adapter: ${adapter}; runtime: ${JSON.stringify(runtime)}`);
   assert.equal(runtime?.build, 'webgpu', 'the webgpu build of onnxruntime-web was loaded');
   assert.equal(runtime?.executionProviders[0], 'webgpu');
-  // One golden image: SwiftShader runs WebGPU on the CPU, about two minutes per image here.
-  const tag = GOLDEN_TAGS[0];
-  const ours = await page.evaluate((url) => window.extdDemo.detectPixels(url, 'imagedata'), `/__shared/reference/golden/${tag}.pixels.safetensors`);
-  compareWithGolden(tag, ours, 'WebGPU');
+  // SwiftShader runs WebGPU on the CPU: a whole golden image took 290 s here beside a training run and
+  // overran 300 s in CI, so one 320x240 window of the crowd image (a dozen faces) is compared with the
+  // wasm kernels' detections of the same window (those kernels reproduce the golden images in the test above),
+  // with the golden criteria.
+  const win = windowAroundFace(GOLDEN_TAGS[1], 320, 240);
+  const started = Date.now();
+  const ours = await page.evaluate((w) => window.extdDemo.detectWindow(w), win);
+  t.diagnostic(`WebGPU: ${ours.scores.length} detections on the ${win.width}x${win.height} window in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   await page.close();
+  const wasm = await h.openDemo({ threads: '2', model: 'extd-64', engine: 'auto' });
+  assert.equal(await wasm.evaluate(() => window.extdDemo.engine()), 'extd-kernels-wasm');
+  const ref = await wasm.evaluate((w) => window.extdDemo.detectWindow(w), win);
+  await wasm.close();
+  assert.ok(ref.scores.filter((s) => s > 0.5).length >= 3, `the window holds faces (${ref.scores.filter((s) => s > 0.5).length} above 0.5)`);
+  assertMatchesDetections({ boxes: ref.boxesXyxy, scores: ref.scores }, { boxes: ours.boxesXyxy, scores: ours.scores }, 'WebGPU vs wasm kernels, crowd window');
 });
 
 test('detect calls in flight in Chromium: each gets the result of its own input (same and different sizes)', {
