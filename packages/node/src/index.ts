@@ -19,7 +19,7 @@ import { DEFAULT_MODEL_NAME } from '@extd/core/model/bundled';
 import { ExtdError } from '@extd/core/utils/errors';
 import type { LoadedModel } from '@extd/core/weights/checkpoint';
 import { createOrtNodeSession } from './runtime/ort-node.js';
-import { createNativeSession } from './runtime/native-network.js';
+import { createNativeSession, onnxInt8WeightType } from './runtime/native-network.js';
 import type { Precision } from '@extd/core/detector';
 import { BUNDLED_MODELS, BUNDLED_MODEL_NAMES, defaultPrecisionOf, isBundledModelName, type BundledModelName } from '@extd/core/model/bundled';
 import { bundledModelPath } from './load-model.js';
@@ -155,7 +155,7 @@ export async function createDetector(options: Partial<CreateDetectorOptions> = {
     createOrtNodeSession,
     decodeNodeInput,
     opts.threads,
-    { ranges: calibration?.ranges ?? {} },
+    { ranges: calibration?.ranges ?? {}, weightType: onnxInt8WeightType() },
     int8Native ? () => int8Native : undefined,
   );
 }

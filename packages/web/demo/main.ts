@@ -212,6 +212,8 @@ async function decodeWithBrowser(url: string): Promise<ImageBitmap> {
 
 /** The window (x, y, width, height; inside the image) of an ImageData, as a new ImageData. */
 function cropWindow(full: ImageData, w: { x: number; y: number; width: number; height: number }): ImageData {
+  if (w.x < 0 || w.y < 0 || w.x + w.width > full.width || w.y + w.height > full.height)
+    throw new Error(`window ${w.width}x${w.height} at (${w.x}, ${w.y}) is not inside the ${full.width}x${full.height} image`);
   const im = new ImageData(w.width, w.height);
   for (let y = 0; y < w.height; y++)
     im.data.set(full.data.subarray(((w.y + y) * full.width + w.x) * 4, ((w.y + y) * full.width + w.x + w.width) * 4), y * w.width * 4);

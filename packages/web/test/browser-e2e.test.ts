@@ -6,8 +6,9 @@
  * (browser JPEG decoders may differ from libjpeg-turbo); how the browser's
  * own decode compares is measured and reported as a diagnostic.
  * A screenshot with the boxes drawn goes to test-artifacts/. The WebGPU
- * build is checked the same way where Chromium gives WebGPU an adapter
- * (SwiftShader's, on the CPU, on machines without a GPU).
+ * build, where Chromium gives WebGPU an adapter (SwiftShader's, on the CPU,
+ * on machines without a GPU), is compared on a crowd window with the wasm
+ * kernels' detections, within the same tolerances.
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -160,7 +161,7 @@ function windowAroundFace(tag: string, width: number, height: number) {
 
 test("WebGPU (onnxruntime-web webgpu build) gives the wasm kernels' detections on a crowd window where Chromium gives an adapter", {
   skip,
-  timeout: 600_000,
+  timeout: 300_000,
 }, async (t) => {
   const h = await harness();
   const page = await h.openDemo({ threads: '2', model: 'extd-64', ep: 'webgpu' });

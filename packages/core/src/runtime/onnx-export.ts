@@ -13,6 +13,15 @@ export interface Int8ExportOptions {
    * are widened to include 0, as uint8 with a zero point needs.
    */
   ranges: Readonly<Record<string, ActivationRange>>;
+  /**
+   * How the conv weights are stored: 'int8' (-127..127, zero point 0; the
+   * default) or 'uint8' (the same values + 128, zero point 128: the same
+   * products). x86 CPUs without VNNI multiply uint8 activations by int8
+   * weights in pairs summed to 16 bits with saturation, which 255 x 127 x 2
+   * overflows; with uint8 weights onnxruntime takes its exact uint8 x uint8
+   * path instead (slower). extd's Node package picks 'uint8' there.
+   */
+  weightType?: 'int8' | 'uint8';
 }
 
 /** Options of exportOnnx; defaults in ONNX_EXPORT_DEFAULTS. */
@@ -148,9 +157,20 @@ export function exportOnnx(graph: ModelGraph, weights: Map<string, Tensor>, opti
       } else {
         const { q, scales } = quantizeWeightsPerChannel(weight, n.outChannels);
         f.wq = { scales };
-        inits.push(int8Tensor(`${n.conv}.weight:q`, dims, q));
+        if (int8.weightType === 'uint8') {
+          inits.push(
+            uint8Tensor(
+              `${n.conv}.weight:q`,
+              dims,
+              Uint8Array.from(q, (v) => v + 128),
+            ),
+          );
+          inits.push(uint8Tensor(`${n.conv}.weight:zp`, [n.outChannels], new Uint8Array(n.outChannels).fill(128)));
+        } else {
+          inits.push(int8Tensor(`${n.conv}.weight:q`, dims, q));
+          inits.push(int8Tensor(`${n.conv}.weight:zp`, [n.outChannels], new Int8Array(n.outChannels)));
+        }
         inits.push(floatTensor(`${n.conv}.weight:scale`, [n.outChannels], scales));
-        inits.push(int8Tensor(`${n.conv}.weight:zp`, [n.outChannels], new Int8Array(n.outChannels)));
       }
     }
     let x = read(n.input);

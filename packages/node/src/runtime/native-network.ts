@@ -83,6 +83,17 @@ export function cpuFlags(): Set<string> | null {
   }
 }
 
+/**
+ * How the int8 graphs given to onnxruntime store their weights (Int8ExportOptions.weightType):
+ * 'uint8' on x86-64 CPUs without VNNI (AVX512-VNNI or AVX-VNNI) or whose flags cannot be read, where
+ * onnxruntime's uint8 x int8 products are summed in pairs to 16 bits with saturation and can overflow;
+ * 'int8' elsewhere (VNNI, ARM).
+ */
+export function onnxInt8WeightType(arch: string = process.arch, flags: ReadonlySet<string> | null = cpuFlags()): 'int8' | 'uint8' {
+  if (arch !== 'x64') return 'int8';
+  return flags && (flags.has('avx512_vnni') || flags.has('avx_vnni')) ? 'int8' : 'uint8';
+}
+
 /** The kernels addon, or null when it was not built, was built for another CPU, or does not load (the reason: nativeKernelsError()). */
 export function nativeKernels(): Addon | null {
   if (addon === undefined) {
