@@ -111,6 +111,8 @@ export interface Segment {
   workers: number;
   /** The command line that ran it. */
   command: string;
+  /** What became of it, written by hand where it did not end in a snapshot (e.g. lost with its machine). */
+  note?: string;
 }
 
 export interface Campaign {
