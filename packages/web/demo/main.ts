@@ -229,6 +229,24 @@ function facesToArrays(faces: Face[]): { boxesXyxy: number[]; scores: number[] }
 
 const PASS = { scoreThreshold: 0.05, nmsThreshold: 0.3, maxFaces: 750, scale: 1 } as const;
 
+/**
+ * Show `image` and detect with the evaluation pass settings (PASS); via
+ * 'imagedata' feeds the ImageData, 'canvas' the canvas it was painted on.
+ */
+async function detectShown(image: ImageData, via: 'imagedata' | 'canvas') {
+  still = image;
+  hint.hidden = true;
+  return exclusive(async () => {
+    paint(image, image.width, image.height);
+    const faces = await detector!.detect(via === 'imagedata' ? image : view, PASS);
+    // Redraw for the screenshot: the boxes a user would see at the slider's threshold.
+    paint(image, image.width, image.height);
+    drawFaces(faces.filter((f) => f.score > scoreThreshold()));
+    statusLine.textContent = `${modelLabel}: ${faces.filter((f) => f.score > scoreThreshold()).length} faces above ${scoreThreshold().toFixed(2)}`;
+    return { width: image.width, height: image.height, ...facesToArrays(faces) };
+  });
+}
+
 /** Hooks for the end-to-end test and the benchmark. */
 const api = {
   ready: undefined as unknown as Promise<void>,
@@ -249,35 +267,13 @@ const api = {
    * evaluation pass settings (score > 0.05, NMS 0.3, top 750, scale 1).
    * via 'imagedata' feeds ImageData; 'canvas' feeds the canvas it was painted on.
    */
-  detectPixels: async (url: string, via: 'imagedata' | 'canvas' = 'imagedata') => {
-    const image = await fetchPixels(url);
-    still = image;
-    hint.hidden = true;
-    return exclusive(async () => {
-      paint(image, image.width, image.height);
-      const faces = await detector!.detect(via === 'imagedata' ? image : view, PASS);
-      // Redraw for the screenshot: the boxes a user would see at the slider's threshold.
-      paint(image, image.width, image.height);
-      drawFaces(faces.filter((f) => f.score > scoreThreshold()));
-      statusLine.textContent = `${modelLabel}: ${faces.filter((f) => f.score > scoreThreshold()).length} faces above ${scoreThreshold().toFixed(2)}`;
-      return { width: image.width, height: image.height, ...facesToArrays(faces) };
-    });
-  },
+  detectPixels: async (url: string, via: 'imagedata' | 'canvas' = 'imagedata') => detectShown(await fetchPixels(url), via),
   /**
-   * Detect one window (x, y, width, height in pixels) of the `rgb` image of a
-   * safetensors URL, with the evaluation pass settings; the window is shown.
+   * detectPixels on one window (x, y, width, height in pixels) of the `rgb`
+   * image of a safetensors URL, fed as ImageData.
    */
-  detectWindow: async (w: { url: string; x: number; y: number; width: number; height: number }) => {
-    const image = cropWindow(await fetchPixels(w.url), w);
-    still = image;
-    hint.hidden = true;
-    return exclusive(async () => {
-      paint(image, image.width, image.height);
-      const faces = await detector!.detect(image, PASS);
-      drawFaces(faces.filter((f) => f.score > scoreThreshold()));
-      return { width: image.width, height: image.height, ...facesToArrays(faces) };
-    });
-  },
+  detectWindow: async (w: { url: string; x: number; y: number; width: number; height: number }) =>
+    detectShown(cropWindow(await fetchPixels(w.url), w), 'imagedata'),
   /** Decode a JPEG with the browser and compare its pixels with golden ones (shows the decoded image). */
   compareDecode: async (jpegUrl: string, pixelsUrl: string) => {
     const [bitmap, gold] = await Promise.all([decodeWithBrowser(jpegUrl), fetchPixels(pixelsUrl)]);
