@@ -117,18 +117,38 @@ export function renderBySize(buckets: readonly SizeBucket[], o: BySizeOptions): 
   return lines.join('\n');
 }
 
+const USAGE = `usage: scripts/by-size.ts --pred OUT/pred --gt GT [--list FILE] [--score ${BY_SIZE_DEFAULTS.score}] [--iou ${BY_SIZE_DEFAULTS.iou}] [--edges ${BY_SIZE_DEFAULTS.edges.join(',')}]
+  --pred   extd eval's OUT/pred folder (EVENT/NAME.txt)
+  --gt     the ground truth extd eval --gt took (the kit's ground_truth folder or WIDER annotations)
+  --list   the images to count, one EVENT/NAME per line (default: every image with a prediction file)
+  --score  predictions below this score are left out
+  --iou    IoU at which a prediction and a face match
+  --edges  bucket edges in pixels of side sqrt(w * h), ascending`;
+
 async function cli(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      pred: { type: 'string' },
-      gt: { type: 'string' },
-      list: { type: 'string' },
-      score: { type: 'string' },
-      iou: { type: 'string' },
-      edges: { type: 'string' },
-    },
-  });
+  const parse = () =>
+    parseArgs({
+      args: argv,
+      options: {
+        pred: { type: 'string' },
+        gt: { type: 'string' },
+        list: { type: 'string' },
+        score: { type: 'string' },
+        iou: { type: 'string' },
+        edges: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }).values;
+  let values: ReturnType<typeof parse>;
+  try {
+    values = parse();
+  } catch (err) {
+    throw new ExtdError(`${(err as Error).message.split('\n')[0]} (see --help)`);
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
   if (!values.pred || !values.gt) throw new ExtdError('--pred DIR and --gt GT are required (extd eval OUT/pred and the ground truth it was scored on)');
   const unit = (raw: string | undefined, name: string, def: number) => {
     if (raw === undefined) return def;

@@ -89,11 +89,15 @@ test('scripts/by-size.ts reads extd eval predictions and WIDER annotations; bad 
     assert.match(ok.stdout, /^1 images, /);
     assert.match(ok.stdout, /\| 16-32 \| 1 \| 0 \(0%\) \| 0 \| 1 \|/);
     assert.match(ok.stdout, /\| 64-128 \| 1 \| 1 \(100%\) \| 1 \| 0 \|/);
+    const help = run('--help');
+    assert.equal(help.status, 0, help.stderr);
+    assert.match(help.stdout, /^usage: scripts\/by-size.ts --pred OUT\/pred --gt GT/);
     for (const [args, re] of [
       [['--pred', join(dir, 'nowhere'), '--gt', join(dir, 'gt.txt')], /^by-size: prediction folder .*nowhere does not exist\n$/],
       [['--pred', join(dir, 'pred'), '--gt', join(dir, 'gt.txt'), '--score', '2'], /^by-size: --score 2: expected a number from 0 to 1\n$/],
       [['--pred', join(dir, 'pred'), '--gt', join(dir, 'gt.txt'), '--edges', '32,16'], /^by-size: --edges 32,16: expected ascending/],
       [['--gt', join(dir, 'gt.txt')], /^by-size: --pred DIR and --gt GT are required/],
+      [['--pred', join(dir, 'pred'), '--bogus'], /^by-size: Unknown option '--bogus'.* \(see --help\)\n$/],
     ] as const) {
       const r = run(...args);
       assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
