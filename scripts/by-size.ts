@@ -3,11 +3,14 @@
  * size bucket (side = sqrt(w * h) in image pixels), the faces, the share of
  * them found (matched at IoU >= --iou by a prediction scoring >= --score) and
  * the predictions scoring >= --score that match a face / match none (false
- * positives). A diagnostic beside the official AP, not a replacement: it
+ * positives), and why the faces not found were missed: the kept prediction
+ * that overlaps a face most (score >= --score) is smaller than the face's
+ * side / --size-tolerance, larger than side x --size-tolerance, about the
+ * right size but misplaced, or there is none. A diagnostic beside the official AP, not a replacement: it
  * counts every face with w, h > 0 whatever its difficulty, and one threshold.
  *
  *   node --conditions=extd-source --import tsx scripts/by-size.ts --pred OUT/pred --gt GT [--list FILE]
- *       [--score 0.5] [--iou 0.5] [--edges 16,32,64,128,256,400]
+ *       [--score 0.5] [--iou 0.5] [--edges 16,32,64,128,256,400] [--size-tolerance 1.3]
  *
  * --pred is `extd eval`'s OUT/pred folder (EVENT/NAME.txt, the official
  * format); --gt what `extd eval --gt` takes (the kit's ground_truth folder or
@@ -29,9 +32,11 @@ export interface BySizeOptions {
   iou: number;
   /** Bucket edges in pixels of side, ascending; buckets are [0, e0), [e0, e1), ..., [eLast, inf). */
   edges: readonly number[];
+  /** A missed face's best box (most IoU) counts as too small / too large when its side is off by more than this factor. */
+  sizeTolerance: number;
 }
 
-export const BY_SIZE_DEFAULTS: Readonly<BySizeOptions> = Object.freeze({ score: 0.5, iou: 0.5, edges: [16, 32, 64, 128, 256, 400] });
+export const BY_SIZE_DEFAULTS: Readonly<BySizeOptions> = Object.freeze({ score: 0.5, iou: 0.5, edges: [16, 32, 64, 128, 256, 400], sizeTolerance: 1.3 });
 
 export interface SizeBucket {
   /** Side range in pixels, [lo, hi). */
@@ -43,6 +48,13 @@ export interface SizeBucket {
   /** Predictions at or above the score (by their own size) that match a face / match none. */
   truePositives: number;
   falsePositives: number;
+  /**
+   * Faces not found, by the kept prediction with the most IoU with them:
+   * none overlaps the face; its side sqrt(w * h) is below the face's /
+   * sizeTolerance (tooSmall) or above the face's x sizeTolerance (tooLarge);
+   * else it is about the right size but placed off the face (misplaced).
+   */
+  missed: { none: number; tooSmall: number; tooLarge: number; misplaced: number };
 }
 
 /** IoU of two x y w h boxes (areas w * h, as extd writes them). */
@@ -74,7 +86,15 @@ export function bySize(
 ): SizeBucket[] {
   const o = { ...BY_SIZE_DEFAULTS, ...options };
   const edges = [0, ...o.edges, Number.POSITIVE_INFINITY];
-  const buckets: SizeBucket[] = edges.slice(0, -1).map((lo, k) => ({ lo, hi: edges[k + 1]!, faces: 0, found: 0, truePositives: 0, falsePositives: 0 }));
+  const buckets: SizeBucket[] = edges.slice(0, -1).map((lo, k) => ({
+    lo,
+    hi: edges[k + 1]!,
+    faces: 0,
+    found: 0,
+    truePositives: 0,
+    falsePositives: 0,
+    missed: { none: 0, tooSmall: 0, tooLarge: 0, misplaced: 0 },
+  }));
   const bucketOf = (w: number, h: number) => {
     const side = Math.sqrt(Math.max(0, w) * Math.max(0, h));
     let k = 0;
@@ -92,7 +112,20 @@ export function bySize(
     for (const f of valid) {
       const b = bucketOf(gt[4 * f + 2]!, gt[4 * f + 3]!);
       b.faces++;
-      if (pred && kept.some((p) => iouXywh(pred.boxes, p, gt, f) >= o.iou)) b.found++;
+      let best = 0;
+      let bestP = -1;
+      for (const p of kept) {
+        const v = iouXywh(pred!.boxes, p, gt, f);
+        if (v > best) [best, bestP] = [v, p];
+      }
+      if (bestP >= 0 && best >= o.iou) b.found++;
+      else if (bestP < 0) b.missed.none++;
+      else {
+        const ratio = Math.sqrt(pred!.boxes[4 * bestP + 2]! * pred!.boxes[4 * bestP + 3]!) / Math.sqrt(gt[4 * f + 2]! * gt[4 * f + 3]!);
+        if (ratio < 1 / o.sizeTolerance) b.missed.tooSmall++;
+        else if (ratio > o.sizeTolerance) b.missed.tooLarge++;
+        else b.missed.misplaced++;
+      }
     }
     for (const p of kept) {
       const b = bucketOf(pred!.boxes[4 * p + 2]!, pred!.boxes[4 * p + 3]!);
@@ -106,24 +139,28 @@ export function bySize(
 /** The table bySize's buckets print as (Markdown). */
 export function renderBySize(buckets: readonly SizeBucket[], o: BySizeOptions): string {
   const lines = [
-    `| side (px) | faces | found (score >= ${o.score}, IoU >= ${o.iou}) | predictions matching a face | false positives |`,
-    '| --- | ---: | ---: | ---: | ---: |',
+    `| side (px) | faces | found (score >= ${o.score}, IoU >= ${o.iou}) | predictions matching a face | false positives | missed: no box / too small / too large / misplaced (x${o.sizeTolerance}) |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const b of buckets) {
     const range = b.hi === Number.POSITIVE_INFINITY ? `>= ${b.lo}` : `${b.lo}-${b.hi}`;
     const share = b.faces > 0 ? ` (${((100 * b.found) / b.faces).toFixed(0)}%)` : '';
-    lines.push(`| ${range} | ${b.faces} | ${b.found}${share} | ${b.truePositives} | ${b.falsePositives} |`);
+    const m = b.missed;
+    lines.push(
+      `| ${range} | ${b.faces} | ${b.found}${share} | ${b.truePositives} | ${b.falsePositives} | ${m.none} / ${m.tooSmall} / ${m.tooLarge} / ${m.misplaced} |`,
+    );
   }
   return lines.join('\n');
 }
 
-const USAGE = `usage: scripts/by-size.ts --pred OUT/pred --gt GT [--list FILE] [--score ${BY_SIZE_DEFAULTS.score}] [--iou ${BY_SIZE_DEFAULTS.iou}] [--edges ${BY_SIZE_DEFAULTS.edges.join(',')}]
+const USAGE = `usage: scripts/by-size.ts --pred OUT/pred --gt GT [--list FILE] [--score ${BY_SIZE_DEFAULTS.score}] [--iou ${BY_SIZE_DEFAULTS.iou}] [--edges ${BY_SIZE_DEFAULTS.edges.join(',')}] [--size-tolerance ${BY_SIZE_DEFAULTS.sizeTolerance}]
   --pred   extd eval's OUT/pred folder (EVENT/NAME.txt)
   --gt     the ground truth extd eval --gt took (the kit's ground_truth folder or WIDER annotations)
   --list   the images to count, one EVENT/NAME per line (default: every image with a prediction file)
   --score  predictions below this score are left out
   --iou    IoU at which a prediction and a face match
-  --edges  bucket edges in pixels of side sqrt(w * h), ascending`;
+  --edges  bucket edges in pixels of side sqrt(w * h), ascending
+  --size-tolerance  a missed face's best box is too small / too large when its side is off by more than this factor`;
 
 async function cli(argv: string[]): Promise<number> {
   const parse = () =>
@@ -136,6 +173,7 @@ async function cli(argv: string[]): Promise<number> {
         score: { type: 'string' },
         iou: { type: 'string' },
         edges: { type: 'string' },
+        'size-tolerance': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }).values;
@@ -162,7 +200,17 @@ async function cli(argv: string[]): Promise<number> {
     if (edges.some((e, i) => !(e > 0) || (i > 0 && e <= edges[i - 1]!)))
       throw new ExtdError(`--edges ${values.edges}: expected ascending positive numbers, e.g. 16,32,64`);
   }
-  const o: BySizeOptions = { score: unit(values.score, 'score', BY_SIZE_DEFAULTS.score), iou: unit(values.iou, 'iou', BY_SIZE_DEFAULTS.iou), edges };
+  let sizeTolerance = BY_SIZE_DEFAULTS.sizeTolerance;
+  if (values['size-tolerance'] !== undefined) {
+    sizeTolerance = Number(values['size-tolerance']);
+    if (!(sizeTolerance >= 1)) throw new ExtdError(`--size-tolerance ${values['size-tolerance']}: expected a number >= 1`);
+  }
+  const o: BySizeOptions = {
+    score: unit(values.score, 'score', BY_SIZE_DEFAULTS.score),
+    iou: unit(values.iou, 'iou', BY_SIZE_DEFAULTS.iou),
+    edges,
+    sizeTolerance,
+  };
   const gt = loadGroundTruth(values.gt);
   let keys: string[];
   if (values.list !== undefined) {

@@ -69,8 +69,29 @@ test('bySize: faces found, true and false positives per side bucket, score and I
       [0, 0, 0, 0],
     ],
   );
+  // Why the missed faces were missed: the 10x10 face has no kept box, nor has the 40x40 one (no prediction
+  // file); with score 0.3 and IoU 0.95 the 300x300 face's best box (270x300) is about its size but not enough on it.
+  assert.deepEqual(
+    b.map((x) => x.missed),
+    [
+      { none: 1, tooSmall: 0, tooLarge: 0, misplaced: 0 },
+      { none: 0, tooSmall: 0, tooLarge: 0, misplaced: 0 },
+      { none: 1, tooSmall: 0, tooLarge: 0, misplaced: 0 },
+      ...Array.from({ length: 4 }, () => ({ none: 0, tooSmall: 0, tooLarge: 0, misplaced: 0 })),
+    ],
+  );
+  assert.deepEqual(low[5]!.missed, { none: 0, tooSmall: 0, tooLarge: 0, misplaced: 1 });
+  // A 100x100 face whose best box is 40x40 inside it (IoU 0.16), and one whose best box is 200x200 around it
+  // (IoU 0.25, side ratio 2): too small and too large; with --size-tolerance 3 both count as misplaced.
+  const sized = [gtImage('0--A/c', [0, 0, 100, 100]), gtImage('0--A/d', [0, 0, 100, 100])];
+  const sizedPred = new Map([
+    ['0--A/c', preds([30, 30, 40, 40], [0.9])],
+    ['0--A/d', preds([0, 0, 200, 200], [0.9])],
+  ]);
+  assert.deepEqual(bySize(sized, sizedPred)[3]!.missed, { none: 0, tooSmall: 1, tooLarge: 1, misplaced: 0 });
+  assert.deepEqual(bySize(sized, sizedPred, { sizeTolerance: 3 })[3]!.missed, { none: 0, tooSmall: 0, tooLarge: 0, misplaced: 2 });
   assert.equal(b.at(-1)!.hi, Number.POSITIVE_INFINITY);
-  assert.match(renderBySize(b, BY_SIZE_DEFAULTS), /\| 64-128 \| 1 \| 1 \(100%\) \| 1 \| 0 \|/);
+  assert.match(renderBySize(b, BY_SIZE_DEFAULTS), /\| 64-128 \| 1 \| 1 \(100%\) \| 1 \| 0 \| 0 \/ 0 \/ 0 \/ 0 \|/);
   // N = 0: no images, or no faces and no predictions.
   assert.ok(bySize([], new Map()).every((x) => x.faces === 0 && x.falsePositives === 0));
   assert.ok(bySize([gtImage('0--A/c', [])], new Map([['0--A/c', preds([], [])]])).every((x) => x.faces === 0));
@@ -87,7 +108,7 @@ test('scripts/by-size.ts reads extd eval predictions and WIDER annotations; bad 
     const ok = run('--pred', join(dir, 'pred'), '--gt', join(dir, 'gt.txt'));
     assert.equal(ok.status, 0, ok.stderr);
     assert.match(ok.stdout, /^1 images, /);
-    assert.match(ok.stdout, /\| 16-32 \| 1 \| 0 \(0%\) \| 0 \| 1 \|/);
+    assert.match(ok.stdout, /\| 16-32 \| 1 \| 0 \(0%\) \| 0 \| 1 \| 1 \/ 0 \/ 0 \/ 0 \|/);
     assert.match(ok.stdout, /\| 64-128 \| 1 \| 1 \(100%\) \| 1 \| 0 \|/);
     const help = run('--help');
     assert.equal(help.status, 0, help.stderr);
@@ -97,6 +118,7 @@ test('scripts/by-size.ts reads extd eval predictions and WIDER annotations; bad 
       [['--pred', join(dir, 'pred'), '--gt', join(dir, 'gt.txt'), '--score', '2'], /^by-size: --score 2: expected a number from 0 to 1\n$/],
       [['--pred', join(dir, 'pred'), '--gt', join(dir, 'gt.txt'), '--edges', '32,16'], /^by-size: --edges 32,16: expected ascending/],
       [['--gt', join(dir, 'gt.txt')], /^by-size: --pred DIR and --gt GT are required/],
+      [['--pred', join(dir, 'pred'), '--gt', join(dir, 'gt.txt'), '--size-tolerance', '0.5'], /^by-size: --size-tolerance 0.5: expected a number >= 1\n$/],
       [['--pred', join(dir, 'pred'), '--bogus'], /^by-size: Unknown option '--bogus'.* \(see --help\)\n$/],
     ] as const) {
       const r = run(...args);
