@@ -6,7 +6,7 @@
  * positives), and why the faces not found were missed: the kept prediction
  * that overlaps a face most (score >= --score) is smaller than the face's
  * side / --size-tolerance, larger than side x --size-tolerance, about the
- * right size but misplaced, or there is none. A diagnostic beside the official AP, not a replacement: it
+ * right size (side sqrt(w * h)) but misplaced or misshapen, or there is none. A diagnostic beside the official AP, not a replacement: it
  * counts every face with w, h > 0 whatever its difficulty, and one threshold.
  *
  *   node --conditions=extd-source --import tsx scripts/by-size.ts --pred OUT/pred --gt GT [--list FILE]
@@ -52,7 +52,8 @@ export interface SizeBucket {
    * Faces not found, by the kept prediction with the most IoU with them:
    * none overlaps the face; its side sqrt(w * h) is below the face's /
    * sizeTolerance (tooSmall) or above the face's x sizeTolerance (tooLarge);
-   * else it is about the right size but placed off the face (misplaced).
+   * else it is about the right size but placed or shaped off the face
+   * (misplaced: side ignores the aspect ratio, so a misshapen box counts here).
    */
   missed: { none: number; tooSmall: number; tooLarge: number; misplaced: number };
 }
@@ -158,7 +159,7 @@ const USAGE = `usage: scripts/by-size.ts --pred OUT/pred --gt GT [--list FILE] [
   --gt     the ground truth extd eval --gt took (the kit's ground_truth folder or WIDER annotations)
   --list   the images to count, one EVENT/NAME per line (default: every image with a prediction file)
   --score  predictions below this score are left out
-  --iou    IoU at which a prediction and a face match
+  --iou    IoU at which a prediction and a face match (above 0)
   --edges  bucket edges in pixels of side sqrt(w * h), ascending
   --size-tolerance  a missed face's best box is too small / too large when its side is off by more than this factor`;
 
@@ -188,10 +189,11 @@ async function cli(argv: string[]): Promise<number> {
     return 0;
   }
   if (!values.pred || !values.gt) throw new ExtdError('--pred DIR and --gt GT are required (extd eval OUT/pred and the ground truth it was scored on)');
-  const unit = (raw: string | undefined, name: string, def: number) => {
+  const unit = (raw: string | undefined, name: string, def: number, min: 'inclusive' | 'exclusive') => {
     if (raw === undefined) return def;
     const x = Number(raw);
-    if (!(x >= 0 && x <= 1)) throw new ExtdError(`--${name} ${raw}: expected a number from 0 to 1`);
+    if (!((min === 'inclusive' ? x >= 0 : x > 0) && x <= 1))
+      throw new ExtdError(`--${name} ${raw}: expected a number from 0 ${min === 'inclusive' ? '' : '(excluded) '}to 1`);
     return x;
   };
   let edges: number[] = [...BY_SIZE_DEFAULTS.edges];
@@ -206,8 +208,8 @@ async function cli(argv: string[]): Promise<number> {
     if (!(sizeTolerance >= 1)) throw new ExtdError(`--size-tolerance ${values['size-tolerance']}: expected a number >= 1`);
   }
   const o: BySizeOptions = {
-    score: unit(values.score, 'score', BY_SIZE_DEFAULTS.score),
-    iou: unit(values.iou, 'iou', BY_SIZE_DEFAULTS.iou),
+    score: unit(values.score, 'score', BY_SIZE_DEFAULTS.score, 'inclusive'),
+    iou: unit(values.iou, 'iou', BY_SIZE_DEFAULTS.iou, 'exclusive'),
     edges,
     sizeTolerance,
   };

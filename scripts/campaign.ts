@@ -385,6 +385,8 @@ export interface ApRecord {
   time: string;
   /** 'ema': the moving average of the weights (ckpt-N.ema.safetensors) was scored; absent: the weights themselves. */
   weights?: 'ema';
+  /** Free text, e.g. that the checkpoint came from a run lost with its machine (its segment in campaign.json says so). */
+  note?: string;
 }
 
 /** Add (or replace, same iteration and weights) a record of ap.jsonl, kept in iteration order; atomic. */

@@ -90,6 +90,10 @@ test('bySize: faces found, true and false positives per side bucket, score and I
   ]);
   assert.deepEqual(bySize(sized, sizedPred)[3]!.missed, { none: 0, tooSmall: 1, tooLarge: 1, misplaced: 0 });
   assert.deepEqual(bySize(sized, sizedPred, { sizeTolerance: 3 })[3]!.missed, { none: 0, tooSmall: 0, tooLarge: 0, misplaced: 2 });
+  // The box that overlaps most decides, not the best-scoring or the first one: a 40x40 box inside the face
+  // scoring 0.9 (IoU 0.16), then a right-sized 100x100 box shifted by 50 px scoring 0.6 (IoU 0.33): misplaced.
+  const two = new Map([['0--A/c', preds([30, 30, 40, 40, 50, 0, 100, 100], [0.9, 0.6])]]);
+  assert.deepEqual(bySize([sized[0]!], two)[3]!.missed, { none: 0, tooSmall: 0, tooLarge: 0, misplaced: 1 });
   assert.equal(b.at(-1)!.hi, Number.POSITIVE_INFINITY);
   assert.match(renderBySize(b, BY_SIZE_DEFAULTS), /\| 64-128 \| 1 \| 1 \(100%\) \| 1 \| 0 \| 0 \/ 0 \/ 0 \/ 0 \|/);
   // N = 0: no images, or no faces and no predictions.
@@ -110,6 +114,13 @@ test('scripts/by-size.ts reads extd eval predictions and WIDER annotations; bad 
     assert.match(ok.stdout, /^1 images, /);
     assert.match(ok.stdout, /\| 16-32 \| 1 \| 0 \(0%\) \| 0 \| 1 \| 1 \/ 0 \/ 0 \/ 0 \|/);
     assert.match(ok.stdout, /\| 64-128 \| 1 \| 1 \(100%\) \| 1 \| 0 \|/);
+    // --size-tolerance reaches the counts: the 20x20 face's only overlapping box is 10x10 inside it (IoU 0.25).
+    mkdirSync(join(dir, 'pred2', '0--A'), { recursive: true });
+    writeFileSync(join(dir, 'pred2', '0--A', 'a.txt'), 'a.jpg\n2\n10 10 100 100 0.95\n305 15 10 10 0.9\n');
+    const small = run('--pred', join(dir, 'pred2'), '--gt', join(dir, 'gt.txt'));
+    assert.match(small.stdout, /\| 16-32 \| 1 \| 0 \(0%\) \| 0 \| 0 \| 0 \/ 1 \/ 0 \/ 0 \|/);
+    const loose = run('--pred', join(dir, 'pred2'), '--gt', join(dir, 'gt.txt'), '--size-tolerance', '3');
+    assert.match(loose.stdout, /\| 16-32 \| 1 \| 0 \(0%\) \| 0 \| 0 \| 0 \/ 0 \/ 0 \/ 1 \|/);
     const help = run('--help');
     assert.equal(help.status, 0, help.stderr);
     assert.match(help.stdout, /^usage: scripts\/by-size.ts --pred OUT\/pred --gt GT/);
@@ -119,6 +130,7 @@ test('scripts/by-size.ts reads extd eval predictions and WIDER annotations; bad 
       [['--pred', join(dir, 'pred'), '--gt', join(dir, 'gt.txt'), '--edges', '32,16'], /^by-size: --edges 32,16: expected ascending/],
       [['--gt', join(dir, 'gt.txt')], /^by-size: --pred DIR and --gt GT are required/],
       [['--pred', join(dir, 'pred'), '--gt', join(dir, 'gt.txt'), '--size-tolerance', '0.5'], /^by-size: --size-tolerance 0.5: expected a number >= 1\n$/],
+      [['--pred', join(dir, 'pred'), '--gt', join(dir, 'gt.txt'), '--iou', '0'], /^by-size: --iou 0: expected a number from 0 \(excluded\) to 1\n$/],
       [['--pred', join(dir, 'pred'), '--bogus'], /^by-size: Unknown option '--bogus'.* \(see --help\)\n$/],
     ] as const) {
       const r = run(...args);
