@@ -304,15 +304,7 @@ async function cli(argv: string[]): Promise<number> {
     campaign: { type: 'string' },
     'val-list': { type: 'string' },
   } as const;
-  let v: ReturnType<typeof parseArgs<{ args: string[]; options: typeof options }>>['values'];
-  try {
-    v = parseArgs({
-      args: rest,
-      options,
-    }).values;
-  } catch (err) {
-    throw new ExtdError(`${(err as Error).message.split('\n')[0]} (see --help)`);
-  }
+  const v = parseArgs({ args: rest, options }).values;
   if (!v.out) throw new ExtdError(`${sub} needs --out DIR (the ablation folder)`);
   const out = resolve(v.out);
   const minutes = Number(v.minutes ?? ABLATION_DEFAULTS.minutes);

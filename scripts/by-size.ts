@@ -58,6 +58,11 @@ export interface SizeBucket {
   missed: { none: number; tooSmall: number; tooLarge: number; misplaced: number };
 }
 
+/** Side sqrt(w * h) of box i of x y w h boxes (0 for a negative width or height). */
+function sideOf(boxes: Float64Array, i: number): number {
+  return Math.sqrt(Math.max(0, boxes[4 * i + 2]!) * Math.max(0, boxes[4 * i + 3]!));
+}
+
 /** IoU of two x y w h boxes (areas w * h, as extd writes them). */
 function iouXywh(a: Float64Array, i: number, b: Float64Array, j: number): number {
   const ax = a[4 * i]!,
@@ -96,8 +101,7 @@ export function bySize(
     falsePositives: 0,
     missed: { none: 0, tooSmall: 0, tooLarge: 0, misplaced: 0 },
   }));
-  const bucketOf = (w: number, h: number) => {
-    const side = Math.sqrt(Math.max(0, w) * Math.max(0, h));
+  const bucketOf = (side: number) => {
     let k = 0;
     while (side >= buckets[k]!.hi) k++;
     return buckets[k]!;
@@ -111,7 +115,7 @@ export function bySize(
     const kept: number[] = [];
     if (pred) for (let p = 0; p < pred.scores.length; p++) if (pred.scores[p]! >= o.score) kept.push(p);
     for (const f of valid) {
-      const b = bucketOf(gt[4 * f + 2]!, gt[4 * f + 3]!);
+      const b = bucketOf(sideOf(gt, f));
       b.faces++;
       let best = 0;
       let bestP = -1;
@@ -122,14 +126,14 @@ export function bySize(
       if (bestP >= 0 && best >= o.iou) b.found++;
       else if (bestP < 0) b.missed.none++;
       else {
-        const ratio = Math.sqrt(pred!.boxes[4 * bestP + 2]! * pred!.boxes[4 * bestP + 3]!) / Math.sqrt(gt[4 * f + 2]! * gt[4 * f + 3]!);
+        const ratio = sideOf(pred!.boxes, bestP) / sideOf(gt, f);
         if (ratio < 1 / o.sizeTolerance) b.missed.tooSmall++;
         else if (ratio > o.sizeTolerance) b.missed.tooLarge++;
         else b.missed.misplaced++;
       }
     }
     for (const p of kept) {
-      const b = bucketOf(pred!.boxes[4 * p + 2]!, pred!.boxes[4 * p + 3]!);
+      const b = bucketOf(sideOf(pred!.boxes, p));
       if (valid.some((f) => iouXywh(pred!.boxes, p, gt, f) >= o.iou)) b.truePositives++;
       else b.falsePositives++;
     }
@@ -164,26 +168,19 @@ const USAGE = `usage: scripts/by-size.ts --pred OUT/pred --gt GT [--list FILE] [
   --size-tolerance  a missed face's best box is too small / too large when its side is off by more than this factor`;
 
 async function cli(argv: string[]): Promise<number> {
-  const parse = () =>
-    parseArgs({
-      args: argv,
-      options: {
-        pred: { type: 'string' },
-        gt: { type: 'string' },
-        list: { type: 'string' },
-        score: { type: 'string' },
-        iou: { type: 'string' },
-        edges: { type: 'string' },
-        'size-tolerance': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }).values;
-  let values: ReturnType<typeof parse>;
-  try {
-    values = parse();
-  } catch (err) {
-    throw new ExtdError(`${(err as Error).message.split('\n')[0]} (see --help)`);
-  }
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      pred: { type: 'string' },
+      gt: { type: 'string' },
+      list: { type: 'string' },
+      score: { type: 'string' },
+      iou: { type: 'string' },
+      edges: { type: 'string' },
+      'size-tolerance': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
   if (values.help) {
     console.log(USAGE);
     return 0;

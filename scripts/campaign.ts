@@ -435,7 +435,8 @@ export function valEvalArgs(model: string, out: string, list: string | undefined
 /**
  * When the module at `url` is the script node was started with, run `cli`
  * on its arguments: its return value is the exit code; an ExtdError is one
- * line `NAME: message` and exit 2.
+ * line `NAME: message` and exit 2, and so is an error of node's parseArgs
+ * (an unknown option, a missing value: its first line, then `(see --help)`).
  */
 export function runAsScript(url: string, name: string, cli: (argv: string[]) => Promise<number>): void {
   if (!process.argv[1] || resolve(process.argv[1]) !== fileURLToPath(url)) return;
@@ -446,6 +447,9 @@ export function runAsScript(url: string, name: string, cli: (argv: string[]) => 
     (err) => {
       if (err instanceof ExtdError) {
         console.error(`${name}: ${err.message}`);
+        process.exitCode = 2;
+      } else if (String((err as NodeJS.ErrnoException)?.code).startsWith('ERR_PARSE_ARGS_')) {
+        console.error(`${name}: ${(err as Error).message.split('\n')[0]} (see --help)`);
         process.exitCode = 2;
       } else throw err;
     },
@@ -532,29 +536,22 @@ async function cli(argv: string[]): Promise<number> {
       throw new ExtdError(`after --: ${f} is not a recipe change (the campaign sets it)`);
     }
   }
-  const parse = () =>
-    parseArgs({
-      args: own,
-      options: {
-        campaign: { type: 'string' },
-        out: { type: 'string' },
-        run: { type: 'string' },
-        data: { type: 'string' },
-        threads: { type: 'string' },
-        workers: { type: 'string' },
-        iteration: { type: 'string' },
-        weights: { type: 'string' },
-        list: { type: 'string' },
-        to: { type: 'string' },
-        'dry-run': { type: 'boolean' },
-      },
-    }).values;
-  let v: ReturnType<typeof parse>;
-  try {
-    v = parse();
-  } catch (err) {
-    throw new ExtdError(`${(err as Error).message.split('\n')[0]} (see --help)`);
-  }
+  const v = parseArgs({
+    args: own,
+    options: {
+      campaign: { type: 'string' },
+      out: { type: 'string' },
+      run: { type: 'string' },
+      data: { type: 'string' },
+      threads: { type: 'string' },
+      workers: { type: 'string' },
+      iteration: { type: 'string' },
+      weights: { type: 'string' },
+      list: { type: 'string' },
+      to: { type: 'string' },
+      'dry-run': { type: 'boolean' },
+    },
+  }).values;
   const dir = resolve(REPO, v.campaign ?? CAMPAIGN_DEFAULTS.campaign);
   if (sub === 'snapshot') {
     if (!v.run) throw new ExtdError('snapshot needs --run DIR (the run folder to copy the latest checkpoint from)');
