@@ -4,13 +4,15 @@
  * on the same machine, then scored on the campaign's 200-image validation
  * subset (single protocol).
  *
- *   node --conditions=extd-source --import tsx scripts/ablation.ts run   --from RUN --out DIR [--minutes M] [--parallel P] [--rows a,b,...] [--data DIR] [--val-list FILE]
+ *   node --conditions=extd-source --import tsx scripts/ablation.ts run   --from RUN --out DIR [--minutes M] [--parallel P] [--rows a,b,...] [--data DIR] [--val-list FILE] [-- TRAIN FLAGS]
  *   node --conditions=extd-source --import tsx scripts/ablation.ts table --out DIR
  *
  * `run` copies RUN's latest checkpoint (model, optimiser state, moving
  * average, config, log) into DIR/ROW for every row of ABLATION_ROWS (or the
- * --rows named), continues each with `extd train --resume` plus the row's
- * flags at 1 libtorch thread and 1 loader worker, stops it with Ctrl-C's
+ * --rows named), continues each with `extd train --resume` plus the flags
+ * after `--` (the same for every row; e.g. `-- --iterations 32000` for a
+ * learning-rate restart where the branch point ends a cosine cycle, whose
+ * learning rate is 0 there) and the row's own flags at 1 libtorch thread and 1 loader worker, stops it with Ctrl-C's
  * signal after M minutes (it finishes its iteration and saves), and scores
  * the checkpoint it ends on with `extd eval` on `campaign/val200.txt`: the
  * moving average of the weights, and for rows marked so the raw weights too.
@@ -63,6 +65,9 @@ export const ABLATION_DEFAULTS = Object.freeze({
   evalThreads: 1,
 });
 
+/** `extd train` flags the ablation sets itself: neither a row nor the flags after `--` may. */
+export const RESERVED_FLAGS: readonly string[] = Object.freeze(['--out', '--resume', '--annotations', '--images', '--threads', '--workers', '--ema']);
+
 /** One recipe of the ablation. */
 export interface AblationRow {
   /** Folder name and table key. */
@@ -97,6 +102,11 @@ export const ABLATION_ROWS: readonly AblationRow[] = Object.freeze([
   { name: 'size-640-b1', what: '640x640 crops, batch 1 (the same pixels per iteration)', flags: ['--size', '640', '--batch', '1'] },
   { name: 'batch-8', what: 'batch 8 (320x320)', flags: ['--batch', '8'] },
   { name: 'teacher-64', what: 'distillation from the released EXTD-64 (--teacher extd-64)', flags: ['--teacher', 'extd-64'] },
+  {
+    name: 'teacher-box-2',
+    what: "the distillation's box term weighted 2 (--teacher-box-weight 2; the branch's recipe must have a teacher)",
+    flags: ['--teacher-box-weight', '2'],
+  },
 ]);
 
 /** Easy / medium / hard AP of one scored model. */
@@ -111,6 +121,8 @@ export interface RowResult {
   name: string;
   what: string;
   flags: string[];
+  /** The flags after `--`, given to every row (part of `flags` too). */
+  common?: string[];
   fromIteration: number;
   /** The wall-clock budget and the validation list the row ran with. */
   minutes?: number;
@@ -196,7 +208,15 @@ async function scoreOnVal200(model: string, out: string, log: string, valList: s
 }
 
 /** Train (unless done) and score one row; returns its record. */
-async function runRow(row: AblationRow, from: string, out: string, dataArgs: string[], minutes: number, valList: string): Promise<RowResult> {
+async function runRow(
+  row: AblationRow,
+  from: string,
+  out: string,
+  dataArgs: string[],
+  minutes: number,
+  valList: string,
+  common: readonly string[],
+): Promise<RowResult> {
   const dir = join(out, row.name);
   const resultPath = join(dir, 'row.json');
   const log = join(dir, 'run.log');
@@ -208,8 +228,8 @@ async function runRow(row: AblationRow, from: string, out: string, dataArgs: str
     // A row interrupted before it finished (no toIteration) starts again from the branch point.
     if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
     const fromIteration = seedRun(from, dir);
-    const flags = [...row.flags, '--ema', String(ABLATION_DEFAULTS.ema)];
-    r = { name: row.name, what: row.what, flags, fromIteration, minutes, valList };
+    const flags = [...common, ...row.flags, '--ema', String(ABLATION_DEFAULTS.ema)];
+    r = { name: row.name, what: row.what, flags, common: [...common], fromIteration, minutes, valList };
     writeJson(resultPath, r);
     const args = [
       'train',
@@ -257,6 +277,7 @@ export function renderTable(results: readonly RowResult[], minutes: number, para
   // The budget and validation list the rows recorded (rows written before they were recorded: the arguments).
   const budgets = [...new Set(results.map((r) => r.minutes ?? minutes))];
   const lists = [...new Set(results.map((r) => (r.valList ? relative(REPO, r.valList) : VAL_SUBSET_FILE)))];
+  const commons = [...new Set(results.filter((r) => r.toIteration !== undefined && r.common?.length).map((r) => r.common!.join(' ')))];
   const f = (ap: Ap | undefined) => (ap ? `${ap.easy.toFixed(3)} / ${ap.medium.toFixed(3)} / ${ap.hard.toFixed(3)}` : '');
   const lines = [
     `| row | change | iterations | images | CPU s | AP EMA (easy / medium / hard) | AP raw weights |`,
@@ -266,7 +287,7 @@ export function renderTable(results: readonly RowResult[], minutes: number, para
     if (r.toIteration === undefined) continue;
     lines.push(`| ${r.name} | ${r.what} | ${r.fromIteration}-${r.toIteration} | ${r.images} | ${r.cpuSeconds ?? ''} | ${f(r.ema)} | ${f(r.raw)} |`);
   }
-  return `${lines.join('\n')}\n\nEach row: ${budgets.join(' or ')} minutes of wall time, 1 libtorch thread, 1 loader worker, ${parallel} row${parallel === 1 ? '' : 's'} at a time; AP on ${lists.join(' or ')} (WIDER val images, single protocol).\n`;
+  return `${lines.join('\n')}\n\nEach row: ${budgets.join(' or ')} minutes of wall time, 1 libtorch thread, 1 loader worker, ${parallel} row${parallel === 1 ? '' : 's'} at a time${commons.length ? `, with \`${commons.join('` or `')}\` added to every row's flags` : ''}; AP on ${lists.join(' or ')} (WIDER val images, single protocol).\n`;
 }
 
 function readResults(out: string): RowResult[] {
@@ -277,9 +298,10 @@ function readResults(out: string): RowResult[] {
 
 const USAGE = `usage: node --conditions=extd-source --import tsx scripts/ablation.ts <command> [options]
 
-  run   --from RUN --out DIR [--minutes M] [--parallel P] [--rows a,b,...] [--data DIR] [--val-list FILE]
+  run   --from RUN --out DIR [--minutes M] [--parallel P] [--rows a,b,...] [--data DIR] [--val-list FILE] [-- TRAIN FLAGS]
         branch RUN's latest checkpoint into DIR/ROW, train each row for M minutes (default ${ABLATION_DEFAULTS.minutes}),
-        P at once (default ${ABLATION_DEFAULTS.parallel}), score each on ${VAL_SUBSET_FILE} (or --val-list); resumes where it stopped
+        P at once (default ${ABLATION_DEFAULTS.parallel}), score each on ${VAL_SUBSET_FILE} (or --val-list); resumes where it stopped;
+        extd train flags after -- go to every row (e.g. -- --iterations 32000: a learning-rate restart)
   table --out DIR [--minutes M] [--parallel P]   print (and write DIR/table.md) the table of the rows done
 
 rows: ${ABLATION_ROWS.map((r) => r.name).join(', ')}`;
@@ -304,7 +326,12 @@ async function cli(argv: string[]): Promise<number> {
     campaign: { type: 'string' },
     'val-list': { type: 'string' },
   } as const;
-  const v = parseArgs({ args: rest, options }).values;
+  const dashes = rest.indexOf('--');
+  const common = dashes < 0 ? [] : rest.slice(dashes + 1);
+  const v = parseArgs({ args: dashes < 0 ? rest : rest.slice(0, dashes), options }).values;
+  if (common.length > 0 && !common[0]!.startsWith('--')) throw new ExtdError(`after --: expected extd train flags, got '${common[0]}'`);
+  const reserved = common.find((f) => RESERVED_FLAGS.includes(f));
+  if (reserved) throw new ExtdError(`after --: ${reserved} is the ablation's own (it sets ${RESERVED_FLAGS.join(', ')})`);
   if (!v.out) throw new ExtdError(`${sub} needs --out DIR (the ablation folder)`);
   const out = resolve(v.out);
   const minutes = Number(v.minutes ?? ABLATION_DEFAULTS.minutes);
@@ -332,6 +359,15 @@ async function cli(argv: string[]): Promise<number> {
   if (!existsSync(dataArgs[1]!)) throw new ExtdError(`${dataArgs[1]}: not found; name the campaign's data folder with --data`);
   const valList = resolve(v['val-list'] ?? join(REPO, VAL_SUBSET_FILE));
   if (!existsSync(valList)) throw new ExtdError(`--val-list ${valList}: not found`);
+  // A finished row is reused as it is, so its flags after -- must be this run's.
+  for (const row of rows) {
+    const path = join(out, row.name, 'row.json');
+    const recorded = existsSync(path) ? readJson<RowResult>(path) : null;
+    const was = (recorded?.common ?? []).join(' ');
+    if (recorded?.toIteration !== undefined && was !== common.join(' ')) {
+      throw new ExtdError(`row ${row.name} in ${out} ran with '-- ${was}', this run has '-- ${common.join(' ')}': name another --out for other flags after --`);
+    }
+  }
   mkdirSync(out, { recursive: true });
   const t0 = Date.now();
   let next = 0;
@@ -341,7 +377,7 @@ async function cli(argv: string[]): Promise<number> {
     while (next < rows.length && !failed) {
       const row = rows[next++]!;
       console.error(`ablation: row ${row.name} (${row.what}) started`);
-      const r = await runRow(row, from, out, dataArgs, minutes, valList).catch((err: unknown) => {
+      const r = await runRow(row, from, out, dataArgs, minutes, valList, common).catch((err: unknown) => {
         failed = true; // no new rows after a failure; the rows already running finish their budget
         throw err;
       });

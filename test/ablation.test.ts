@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { ABLATION_ROWS, renderTable, type RowResult } from '../scripts/ablation.js';
+import { ABLATION_ROWS, RESERVED_FLAGS, renderTable, type RowResult } from '../scripts/ablation.js';
 import { syntheticDataset } from '../packages/train/test/synthetic-dataset.js';
 import { torchUnavailableReason } from '@extd/train/train/torch';
 import { train } from '@extd/train/train/trainer';
@@ -35,7 +35,7 @@ test('ABLATION_ROWS: unique names, the campaign reference first, every other row
   assert.deepEqual(ABLATION_ROWS[0]!.flags, []);
   for (const r of ABLATION_ROWS.slice(1)) {
     assert.ok(r.flags.length >= 2 && r.flags[0]!.startsWith('--'), r.name);
-    assert.ok(!r.flags.some((f) => ['--out', '--resume', '--annotations', '--images', '--threads', '--workers', '--ema'].includes(f)), r.name);
+    assert.ok(!r.flags.some((f) => RESERVED_FLAGS.includes(f)), r.name);
   }
 });
 
@@ -57,7 +57,16 @@ test('renderTable: one line per finished row with its iterations, images, CPU se
   const lines = t.split('\n').filter((l) => l.startsWith('| '));
   assert.equal(lines.length, 3, 'header, rule, one row');
   assert.equal(lines[2], '| campaign | same | 100-130 | 120 | 55 | 0.500 / 0.250 / 0.125 | 0.400 / 0.200 / 0.100 |');
-  assert.match(t, /15 minutes of wall time, 1 libtorch thread, 1 loader worker, 2 rows at a time/);
+  assert.match(t, /15 minutes of wall time, 1 libtorch thread, 1 loader worker, 2 rows at a time; AP on/);
+  const restarted = renderTable(
+    [
+      { ...done, common: ['--iterations', '32000'] },
+      { ...running, common: ['--lr', '1'] },
+    ],
+    15,
+    2,
+  );
+  assert.match(restarted, /2 rows at a time, with `--iterations 32000` added to every row's flags; AP on/);
 });
 
 test('bad input: one line naming it, exit 2', async () => {
@@ -76,6 +85,12 @@ test('bad input: one line naming it, exit 2', async () => {
   ]);
   assert.equal(b.code, 2);
   assert.match(b.stderr, /^ablation: --rows: no row 'fast'; rows: campaign, paper, /);
+  const d = await ablation(['run', '--out', join(root, 'abl'), '--', 'iterations', '5']);
+  assert.equal(d.code, 2);
+  assert.match(d.stderr, /^ablation: after --: expected extd train flags, got 'iterations'/);
+  const e = await ablation(['run', '--out', join(root, 'abl'), '--', '--threads', '2']);
+  assert.equal(e.code, 2);
+  assert.match(e.stderr, /^ablation: after --: --threads is the ablation's own/);
   const c = await ablation(['run', '--out', join(root, 'abl'), '--minutes=-1']);
   assert.equal(c.code, 2);
   assert.match(c.stderr, /^ablation: --minutes -1: expected a positive number/);
@@ -116,7 +131,24 @@ test('run: branches a run, trains each row for the budget, stops it with a check
   const list = join(root, 'val2.txt');
   writeFileSync(list, images.map((n) => `${val}/${n}`).join('\n') + '\n');
   const out = join(root, 'abl');
-  const args = ['run', '--from', from, '--out', out, '--rows', 'campaign,batch-8', '--minutes', '0.4', '--data', data, '--val-list', list];
+  const args = [
+    'run',
+    '--from',
+    from,
+    '--out',
+    out,
+    '--rows',
+    'campaign,batch-8',
+    '--minutes',
+    '0.4',
+    '--data',
+    data,
+    '--val-list',
+    list,
+    '--',
+    '--iterations',
+    '50000',
+  ];
   const a = await ablation(args);
   assert.equal(a.code, 0, a.stderr);
   const rows = ['campaign', 'batch-8'].map((n) => JSON.parse(readFileSync(join(out, n, 'row.json'), 'utf8')) as RowResult);
@@ -128,19 +160,26 @@ test('run: branches a run, trains each row for the budget, stops it with a check
     assert.ok(r.cpuSeconds! > 0 && r.wallSeconds! >= 24, `${r.name}: ${r.cpuSeconds} CPU s, ${r.wallSeconds} s`);
     for (const k of ['easy', 'medium', 'hard'] as const) assert.ok(r.ema![k] >= 0 && r.ema![k] <= 1);
     assert.deepEqual(r.flags.slice(-2), ['--ema', '0.99']);
+    assert.deepEqual(r.common, ['--iterations', '50000']);
   }
   assert.equal(rows[0]!.images, (rows[0]!.toIteration! - 2) * 2);
   assert.equal(rows[1]!.images, (rows[1]!.toIteration! - 2) * 8, 'batch-8 trains 8 images per iteration');
   assert.ok(rows[0]!.raw, 'the campaign row scores the raw weights too');
   assert.equal(rows[1]!.raw, undefined);
-  const config = JSON.parse(readFileSync(join(out, 'batch-8', 'config.json'), 'utf8')) as { batch: number; ema: number };
+  const config = JSON.parse(readFileSync(join(out, 'batch-8', 'config.json'), 'utf8')) as { batch: number; ema: number; iterations: number };
   assert.equal(config.batch, 8);
   assert.equal(config.ema, 0.99);
+  assert.equal(config.iterations, 50000, 'the flags after -- reached every row');
   assert.match(readFileSync(join(out, 'table.md'), 'utf8'), /\| batch-8 \| batch 8 \(320x320\) \| 2-\d+ \|/);
   // A rerun finds both rows done: no training, the same table.
   const t0 = Date.now();
   const b = await ablation(args);
   assert.equal(b.code, 0, b.stderr);
   assert.ok(Date.now() - t0 < 20_000, 'the rerun did not train again');
+  for (const r of rows) assert.equal(readLatest(join(out, r.name))!.iteration, r.toIteration);
+  // Other flags after -- into the same folder: refused, nothing trained.
+  const c = await ablation([...args.slice(0, -1), '60000']);
+  assert.equal(c.code, 2);
+  assert.match(c.stderr, /^ablation: row campaign in .* ran with '-- --iterations 50000', this run has '-- --iterations 60000': name another --out/);
   for (const r of rows) assert.equal(readLatest(join(out, r.name))!.iteration, r.toIteration);
 });
