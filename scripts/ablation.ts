@@ -10,9 +10,10 @@
  * `run` copies RUN's latest checkpoint (model, optimiser state, moving
  * average, config, log) into DIR/ROW for every row of ABLATION_ROWS (or the
  * --rows named), continues each with `extd train --resume` plus the flags
- * after `--` (the same for every row; e.g. `-- --iterations 32000` for a
- * learning-rate restart where the branch point ends a cosine cycle, whose
- * learning rate is 0 there) and the row's own flags at 1 libtorch thread and 1 loader worker, stops it with Ctrl-C's
+ * after `--` (the same for every row; e.g. `-- --iterations 32000` where
+ * the branch point ends a cosine cycle, whose learning rate is 0 there: the
+ * cosine then runs to 32,000, so from 26,000 the rate restarts at about
+ * 2.5e-4, decaying to 0) and the row's own flags at 1 libtorch thread and 1 loader worker, stops it with Ctrl-C's
  * signal after M minutes (it finishes its iteration and saves), and scores
  * the checkpoint it ends on with `extd eval` on `campaign/val200.txt`: the
  * moving average of the weights, and for rows marked so the raw weights too.
@@ -66,7 +67,18 @@ export const ABLATION_DEFAULTS = Object.freeze({
 });
 
 /** `extd train` flags the ablation sets itself: neither a row nor the flags after `--` may. */
-export const RESERVED_FLAGS: readonly string[] = Object.freeze(['--out', '--resume', '--annotations', '--images', '--threads', '--workers', '--ema']);
+export const RESERVED_FLAGS: readonly string[] = Object.freeze([
+  '--out',
+  '--resume',
+  '--annotations',
+  '--images',
+  '--threads',
+  '--workers',
+  '--ema',
+  '--init',
+  '--variant',
+  '--head-std',
+]);
 
 /** One recipe of the ablation. */
 export interface AblationRow {
@@ -277,7 +289,13 @@ export function renderTable(results: readonly RowResult[], minutes: number, para
   // The budget and validation list the rows recorded (rows written before they were recorded: the arguments).
   const budgets = [...new Set(results.map((r) => r.minutes ?? minutes))];
   const lists = [...new Set(results.map((r) => (r.valList ? relative(REPO, r.valList) : VAL_SUBSET_FILE)))];
-  const commons = [...new Set(results.filter((r) => r.toIteration !== undefined && r.common?.length).map((r) => r.common!.join(' ')))];
+  const commons = [...new Set(results.filter((r) => r.toIteration !== undefined).map((r) => (r.common ?? []).join(' ')))];
+  const withCommon =
+    commons.length === 1 && commons[0] !== ''
+      ? `, with \`${commons[0]}\` added to every row's flags`
+      : commons.length > 1
+        ? `, with ${commons.map((c) => (c ? `\`${c}\`` : 'nothing')).join(' or ')} added to the rows' flags (see each row.json)`
+        : '';
   const f = (ap: Ap | undefined) => (ap ? `${ap.easy.toFixed(3)} / ${ap.medium.toFixed(3)} / ${ap.hard.toFixed(3)}` : '');
   const lines = [
     `| row | change | iterations | images | CPU s | AP EMA (easy / medium / hard) | AP raw weights |`,
@@ -287,7 +305,7 @@ export function renderTable(results: readonly RowResult[], minutes: number, para
     if (r.toIteration === undefined) continue;
     lines.push(`| ${r.name} | ${r.what} | ${r.fromIteration}-${r.toIteration} | ${r.images} | ${r.cpuSeconds ?? ''} | ${f(r.ema)} | ${f(r.raw)} |`);
   }
-  return `${lines.join('\n')}\n\nEach row: ${budgets.join(' or ')} minutes of wall time, 1 libtorch thread, 1 loader worker, ${parallel} row${parallel === 1 ? '' : 's'} at a time${commons.length ? `, with \`${commons.join('` or `')}\` added to every row's flags` : ''}; AP on ${lists.join(' or ')} (WIDER val images, single protocol).\n`;
+  return `${lines.join('\n')}\n\nEach row: ${budgets.join(' or ')} minutes of wall time, 1 libtorch thread, 1 loader worker, ${parallel} row${parallel === 1 ? '' : 's'} at a time${withCommon}; AP on ${lists.join(' or ')} (WIDER val images, single protocol).\n`;
 }
 
 function readResults(out: string): RowResult[] {
@@ -301,7 +319,7 @@ const USAGE = `usage: node --conditions=extd-source --import tsx scripts/ablatio
   run   --from RUN --out DIR [--minutes M] [--parallel P] [--rows a,b,...] [--data DIR] [--val-list FILE] [-- TRAIN FLAGS]
         branch RUN's latest checkpoint into DIR/ROW, train each row for M minutes (default ${ABLATION_DEFAULTS.minutes}),
         P at once (default ${ABLATION_DEFAULTS.parallel}), score each on ${VAL_SUBSET_FILE} (or --val-list); resumes where it stopped;
-        extd train flags after -- go to every row (e.g. -- --iterations 32000: a learning-rate restart)
+        extd train flags after -- go to every row (e.g. -- --iterations 32000: the cosine runs on to 32,000)
   table --out DIR [--minutes M] [--parallel P]   print (and write DIR/table.md) the table of the rows done
 
 rows: ${ABLATION_ROWS.map((r) => r.name).join(', ')}`;
@@ -329,9 +347,11 @@ async function cli(argv: string[]): Promise<number> {
   const dashes = rest.indexOf('--');
   const common = dashes < 0 ? [] : rest.slice(dashes + 1);
   const v = parseArgs({ args: dashes < 0 ? rest : rest.slice(0, dashes), options }).values;
+  if (common.length > 0 && sub !== 'run') throw new ExtdError('extd train flags after -- apply to run only');
   if (common.length > 0 && !common[0]!.startsWith('--')) throw new ExtdError(`after --: expected extd train flags, got '${common[0]}'`);
-  const reserved = common.find((f) => RESERVED_FLAGS.includes(f));
-  if (reserved) throw new ExtdError(`after --: ${reserved} is the ablation's own (it sets ${RESERVED_FLAGS.join(', ')})`);
+  // `--threads=4` is `--threads` too.
+  const reserved = common.map((f) => f.split('=')[0]!).find((f) => RESERVED_FLAGS.includes(f));
+  if (reserved) throw new ExtdError(`after --: ${reserved} is the ablation's own or fixed by the branch point (${RESERVED_FLAGS.join(', ')})`);
   if (!v.out) throw new ExtdError(`${sub} needs --out DIR (the ablation folder)`);
   const out = resolve(v.out);
   const minutes = Number(v.minutes ?? ABLATION_DEFAULTS.minutes);
@@ -359,13 +379,13 @@ async function cli(argv: string[]): Promise<number> {
   if (!existsSync(dataArgs[1]!)) throw new ExtdError(`${dataArgs[1]}: not found; name the campaign's data folder with --data`);
   const valList = resolve(v['val-list'] ?? join(REPO, VAL_SUBSET_FILE));
   if (!existsSync(valList)) throw new ExtdError(`--val-list ${valList}: not found`);
-  // A finished row is reused as it is, so its flags after -- must be this run's.
-  for (const row of rows) {
-    const path = join(out, row.name, 'row.json');
-    const recorded = existsSync(path) ? readJson<RowResult>(path) : null;
-    const was = (recorded?.common ?? []).join(' ');
-    if (recorded?.toIteration !== undefined && was !== common.join(' ')) {
-      throw new ExtdError(`row ${row.name} in ${out} ran with '-- ${was}', this run has '-- ${common.join(' ')}': name another --out for other flags after --`);
+  // Finished rows are reused as they are and share one table, so every finished row's flags after -- must be this run's.
+  for (const recorded of readResults(out)) {
+    const was = (recorded.common ?? []).join(' ');
+    if (recorded.toIteration !== undefined && was !== common.join(' ')) {
+      throw new ExtdError(
+        `row ${recorded.name} in ${out} ran with '-- ${was}', this run has '-- ${common.join(' ')}': name another --out for other flags after --`,
+      );
     }
   }
   mkdirSync(out, { recursive: true });

@@ -531,7 +531,8 @@ async function cli(argv: string[]): Promise<number> {
   const own = dashes >= 0 ? rest.slice(0, dashes) : rest;
   if (recipeChange.length > 0 && sub !== 'resume') throw new ExtdError(`extd train flags after -- apply to resume only`);
   if (recipeChange.length > 0 && !recipeChange[0]!.startsWith('--')) throw new ExtdError(`after --: expected extd train flags, got '${recipeChange[0]}'`);
-  for (const f of recipeChange) {
+  for (const f of recipeChange.map((x) => x.split('=')[0]!)) {
+    // `--threads=4` is `--threads` too.
     if (['--out', '--resume', '--annotations', '--images', '--threads', '--workers', '--init', '--variant'].includes(f)) {
       throw new ExtdError(`after --: ${f} is not a recipe change (the campaign sets it)`);
     }

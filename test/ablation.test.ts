@@ -67,6 +67,15 @@ test('renderTable: one line per finished row with its iterations, images, CPU se
     2,
   );
   assert.match(restarted, /2 rows at a time, with `--iterations 32000` added to every row's flags; AP on/);
+  const mixed = renderTable(
+    [
+      { ...done, common: ['--iterations', '32000'] },
+      { ...done, name: 'batch-8' },
+    ],
+    15,
+    2,
+  );
+  assert.match(mixed, /with `--iterations 32000` or nothing added to the rows' flags \(see each row.json\); AP on/);
 });
 
 test('bad input: one line naming it, exit 2', async () => {
@@ -88,9 +97,12 @@ test('bad input: one line naming it, exit 2', async () => {
   const d = await ablation(['run', '--out', join(root, 'abl'), '--', 'iterations', '5']);
   assert.equal(d.code, 2);
   assert.match(d.stderr, /^ablation: after --: expected extd train flags, got 'iterations'/);
-  const e = await ablation(['run', '--out', join(root, 'abl'), '--', '--threads', '2']);
+  const e = await ablation(['run', '--out', join(root, 'abl'), '--', '--lr', '0.1', '--threads=2']);
   assert.equal(e.code, 2);
   assert.match(e.stderr, /^ablation: after --: --threads is the ablation's own/);
+  const f = await ablation(['table', '--out', join(root, 'abl'), '--', '--lr', '0.1']);
+  assert.equal(f.code, 2);
+  assert.match(f.stderr, /^ablation: extd train flags after -- apply to run only/);
   const c = await ablation(['run', '--out', join(root, 'abl'), '--minutes=-1']);
   assert.equal(c.code, 2);
   assert.match(c.stderr, /^ablation: --minutes -1: expected a positive number/);
@@ -177,9 +189,10 @@ test('run: branches a run, trains each row for the budget, stops it with a check
   assert.equal(b.code, 0, b.stderr);
   assert.ok(Date.now() - t0 < 20_000, 'the rerun did not train again');
   for (const r of rows) assert.equal(readLatest(join(out, r.name))!.iteration, r.toIteration);
-  // Other flags after -- into the same folder: refused, nothing trained.
-  const c = await ablation([...args.slice(0, -1), '60000']);
+  // Other flags after -- into the same folder, even for another row: refused, nothing trained.
+  const c = await ablation([...args.slice(0, 6), 'paper', ...args.slice(7, -1), '60000']);
   assert.equal(c.code, 2);
   assert.match(c.stderr, /^ablation: row campaign in .* ran with '-- --iterations 50000', this run has '-- --iterations 60000': name another --out/);
   for (const r of rows) assert.equal(readLatest(join(out, r.name))!.iteration, r.toIteration);
+  assert.ok(!existsSync(join(out, 'paper')), 'the refused row was not started');
 });

@@ -327,3 +327,24 @@ test('bundle: scores the snapshot (its moving average) and writes its tensors wi
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('resume: flags after -- that the campaign sets are refused, also written --flag=value', () => {
+  const script = fileURLToPath(new URL('../scripts/campaign.ts', import.meta.url));
+  const out = mkdtempSync(join(tmpdir(), 'extd-campaign-flags-'));
+  try {
+    for (const flag of ['--threads', '--threads=4']) {
+      const r = spawnSync(
+        process.execPath,
+        ['--conditions=extd-source', '--import', 'tsx', script, 'resume', '--out', out, '--', '--lr', '0.1', flag, ...(flag.includes('=') ? [] : ['4'])],
+        {
+          encoding: 'utf8',
+        },
+      );
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, /^campaign: after --: --threads is not a recipe change \(the campaign sets it\)\n$/);
+    }
+    assert.deepEqual(readdirSync(out), [], 'nothing written');
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
