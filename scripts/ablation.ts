@@ -47,7 +47,7 @@ import { parseArgs } from 'node:util';
 import { checkpointNames, readLatest } from '@extd/train/train/checkpoint';
 import { ExtdError } from '@extd/core/utils/errors';
 import { writeFileAtomic } from 'extd/utils/atomic';
-import { CAMPAIGN_DEFAULTS, readCampaign, readJson, round, runAsScript, seedRun, VAL_SUBSET_FILE, valEvalArgs } from './campaign.js';
+import { CAMPAIGN_DEFAULTS, readCampaign, readJson, round, runAsScript, seedRun, splitTrainFlags, VAL_SUBSET_FILE, valEvalArgs } from './campaign.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const SELF = fileURLToPath(import.meta.url);
@@ -344,14 +344,13 @@ async function cli(argv: string[]): Promise<number> {
     campaign: { type: 'string' },
     'val-list': { type: 'string' },
   } as const;
-  const dashes = rest.indexOf('--');
-  const common = dashes < 0 ? [] : rest.slice(dashes + 1);
-  const v = parseArgs({ args: dashes < 0 ? rest : rest.slice(0, dashes), options }).values;
-  if (common.length > 0 && sub !== 'run') throw new ExtdError('extd train flags after -- apply to run only');
-  if (common.length > 0 && !common[0]!.startsWith('--')) throw new ExtdError(`after --: expected extd train flags, got '${common[0]}'`);
-  // `--threads=4` is `--threads` too.
-  const reserved = common.map((f) => f.split('=')[0]!).find((f) => RESERVED_FLAGS.includes(f));
-  if (reserved) throw new ExtdError(`after --: ${reserved} is the ablation's own or fixed by the branch point (${RESERVED_FLAGS.join(', ')})`);
+  const { own, train: common } = splitTrainFlags(rest, {
+    sub,
+    acceptedBy: 'run',
+    reserved: RESERVED_FLAGS,
+    why: `is the ablation's own or fixed by the branch point (${RESERVED_FLAGS.join(', ')})`,
+  });
+  const v = parseArgs({ args: own, options }).values;
   if (!v.out) throw new ExtdError(`${sub} needs --out DIR (the ablation folder)`);
   const out = resolve(v.out);
   const minutes = Number(v.minutes ?? ABLATION_DEFAULTS.minutes);

@@ -433,6 +433,28 @@ export function valEvalArgs(model: string, out: string, list: string | undefined
 }
 
 /**
+ * Split a script's arguments at the first `--` into its own and the `extd
+ * train` flags after it, which only subcommand `acceptedBy` takes. ExtdError
+ * where other subcommands get such flags, where they do not start with a
+ * flag, or where one is in `reserved` (also written `--flag=value`): the
+ * message is `after --: FLAG ${why}`.
+ */
+export function splitTrainFlags(
+  args: readonly string[],
+  o: { sub: string; acceptedBy: string; reserved: readonly string[]; why: string },
+): { own: string[]; train: string[] } {
+  const dashes = args.indexOf('--');
+  const own = dashes < 0 ? [...args] : args.slice(0, dashes);
+  const train = dashes < 0 ? [] : args.slice(dashes + 1);
+  if (train.length === 0) return { own, train };
+  if (o.sub !== o.acceptedBy) throw new ExtdError(`extd train flags after -- apply to ${o.acceptedBy} only`);
+  if (!train[0]!.startsWith('--')) throw new ExtdError(`after --: expected extd train flags, got '${train[0]}'`);
+  const reserved = train.map((f) => f.split('=')[0]!).find((f) => o.reserved.includes(f));
+  if (reserved) throw new ExtdError(`after --: ${reserved} ${o.why}`);
+  return { own, train };
+}
+
+/**
  * When the module at `url` is the script node was started with, run `cli`
  * on its arguments: its return value is the exit code; an ExtdError is one
  * line `NAME: message` and exit 2, and so is an error of node's parseArgs
@@ -526,17 +548,12 @@ async function cli(argv: string[]): Promise<number> {
     return sub === undefined ? 2 : 0;
   }
   // `resume ... -- FLAGS`: extd train flags that change the recipe from this iteration on.
-  const dashes = rest.indexOf('--');
-  const recipeChange = dashes >= 0 ? rest.slice(dashes + 1) : [];
-  const own = dashes >= 0 ? rest.slice(0, dashes) : rest;
-  if (recipeChange.length > 0 && sub !== 'resume') throw new ExtdError(`extd train flags after -- apply to resume only`);
-  if (recipeChange.length > 0 && !recipeChange[0]!.startsWith('--')) throw new ExtdError(`after --: expected extd train flags, got '${recipeChange[0]}'`);
-  for (const f of recipeChange.map((x) => x.split('=')[0]!)) {
-    // `--threads=4` is `--threads` too.
-    if (['--out', '--resume', '--annotations', '--images', '--threads', '--workers', '--init', '--variant'].includes(f)) {
-      throw new ExtdError(`after --: ${f} is not a recipe change (the campaign sets it)`);
-    }
-  }
+  const { own, train: recipeChange } = splitTrainFlags(rest, {
+    sub,
+    acceptedBy: 'resume',
+    reserved: ['--out', '--resume', '--annotations', '--images', '--threads', '--workers', '--init', '--variant'],
+    why: 'is not a recipe change (the campaign sets it)',
+  });
   const v = parseArgs({
     args: own,
     options: {
