@@ -285,6 +285,23 @@ async function runRow(
 }
 
 /** The markdown table of the rows' results (rows not yet done are left out). */
+/**
+ * Minutes until the last row of an ablation run finishes, for the progress line.
+ * `rowSeconds`: the mean wall time of the rows finished so far (budget plus scoring);
+ * `runningSeconds`: how long each row now in flight has run; `queued`: rows not started;
+ * `parallel`: rows at a time. Each worker finishes its row in flight, then takes queued
+ * rows in turn, each taking `rowSeconds`; the answer is when the last worker is done.
+ */
+export function ablationEtaMinutes(rowSeconds: number, runningSeconds: readonly number[], queued: number, parallel: number): number {
+  const free = runningSeconds.map((s) => Math.max(0, rowSeconds - s));
+  while (free.length < parallel) free.push(0);
+  for (let i = 0; i < queued; i++) {
+    free.sort((a, b) => a - b);
+    free[0]! += rowSeconds;
+  }
+  return Math.round(Math.max(0, ...free) / 60);
+}
+
 export function renderTable(results: readonly RowResult[], minutes: number, parallel: number): string {
   // The budget and validation list the rows recorded (rows written before they were recorded: the arguments).
   const budgets = [...new Set(results.map((r) => r.minutes ?? minutes))];
@@ -388,21 +405,32 @@ async function cli(argv: string[]): Promise<number> {
     }
   }
   mkdirSync(out, { recursive: true });
-  const t0 = Date.now();
   let next = 0;
   let finished = 0;
   let failed = false;
+  let rowSecondsSum = 0; // rows trained in this run (rows reused from an earlier run take no time)
+  let rowsTimed = 0;
+  const started = new Map<string, number>(); // rows in flight: name -> start time (ms)
   const worker = async () => {
     while (next < rows.length && !failed) {
       const row = rows[next++]!;
       console.error(`ablation: row ${row.name} (${row.what}) started`);
+      started.set(row.name, Date.now());
       const r = await runRow(row, from, out, dataArgs, minutes, valList, common).catch((err: unknown) => {
         failed = true; // no new rows after a failure; the rows already running finish their budget
         throw err;
       });
       finished++;
-      const per = (Date.now() - t0) / 1000 / finished;
-      const eta = Math.round((per * (rows.length - finished)) / 60);
+      const now = Date.now();
+      const took = (now - started.get(row.name)!) / 1000;
+      if (took > 60) {
+        rowSecondsSum += took;
+        rowsTimed++;
+      }
+      started.delete(row.name);
+      const running = [...started.values()].map((t) => (now - t) / 1000);
+      const rowSeconds = rowsTimed > 0 ? rowSecondsSum / rowsTimed : minutes * 60;
+      const eta = ablationEtaMinutes(rowSeconds, running, rows.length - next, parallel);
       console.error(
         `ablation: row ${r.name} done (${finished}/${rows.length}): iterations ${r.fromIteration}-${r.toIteration}, EMA AP ${r.ema!.easy} / ${r.ema!.medium} / ${r.ema!.hard}${r.raw ? `, raw ${r.raw.easy} / ${r.raw.medium} / ${r.raw.hard}` : ''}; ETA ${eta} min`,
       );

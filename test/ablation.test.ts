@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { ABLATION_ROWS, RESERVED_FLAGS, renderTable, type RowResult } from '../scripts/ablation.js';
+import { ABLATION_ROWS, RESERVED_FLAGS, ablationEtaMinutes, renderTable, type RowResult } from '../scripts/ablation.js';
 import { syntheticDataset } from '../packages/train/test/synthetic-dataset.js';
 import { torchUnavailableReason } from '@extd/train/train/torch';
 import { train } from '@extd/train/train/trainer';
@@ -37,6 +37,18 @@ test('ABLATION_ROWS: unique names, the campaign reference first, every other row
     assert.ok(r.flags.length >= 2 && r.flags[0]!.startsWith('--'), r.name);
     assert.ok(!r.flags.some((f) => RESERVED_FLAGS.includes(f)), r.name);
   }
+});
+
+test('ablationEtaMinutes: rows in flight finish their budget, queued rows go to the first free of P workers', () => {
+  // The last of two parallel 45-minute rows, a few seconds behind the first: done now, not in another 45 minutes.
+  assert.equal(ablationEtaMinutes(2700, [2695], 0, 2), 0);
+  // 7 rows of 15 minutes, 2 at a time, none started: 4 waves.
+  assert.equal(ablationEtaMinutes(900, [], 7, 2), 60);
+  // One row in flight for 5 of its 10 minutes, 3 queued, 2 workers: free at 5 and 0 min -> 10, 15, 20 -> 20 min.
+  assert.equal(ablationEtaMinutes(600, [300], 3, 2), 20);
+  // A row over its mean counts as done now; one worker runs the queue alone.
+  assert.equal(ablationEtaMinutes(600, [900], 2, 1), 20);
+  assert.equal(ablationEtaMinutes(600, [], 0, 2), 0);
 });
 
 test('renderTable: one line per finished row with its iterations, images, CPU seconds and AP; unfinished rows left out', () => {
