@@ -314,14 +314,14 @@ export function renderTable(results: readonly RowResult[], minutes: number, para
         ? `, with ${commons.map((c) => (c ? `\`${c}\`` : 'nothing')).join(' or ')} added to the rows' flags (see each row.json)`
         : '';
   const f = (ap: Ap | undefined) => (ap ? `${ap.easy.toFixed(3)} / ${ap.medium.toFixed(3)} / ${ap.hard.toFixed(3)}` : '');
-  const lines = [
-    `| row | change | iterations | images | CPU s | AP EMA (easy / medium / hard) | AP raw weights |`,
-    `| --- | --- | --- | --- | --- | --- | --- |`,
-  ];
-  for (const r of results) {
-    if (r.toIteration === undefined) continue;
-    lines.push(`| ${r.name} | ${r.what} | ${r.fromIteration}-${r.toIteration} | ${r.images} | ${r.cpuSeconds ?? ''} | ${f(r.ema)} | ${f(r.raw)} |`);
-  }
+  const header = ['row', 'change', 'iterations', 'images', 'CPU s', 'AP EMA (easy / medium / hard)', 'AP raw weights'];
+  const body = results
+    .filter((r) => r.toIteration !== undefined)
+    .map((r) => [r.name, r.what, `${r.fromIteration}-${r.toIteration}`, String(r.images), String(r.cpuSeconds ?? ''), f(r.ema), f(r.raw)]);
+  // Columns padded to one width (as Markdown formatters align them), so the file is committed as written.
+  const widths = header.map((h, i) => Math.max(h.length, 3, ...body.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  const lines = [line(header), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)];
   return `${lines.join('\n')}\n\nEach row: ${budgets.join(' or ')} minutes of wall time, 1 libtorch thread, 1 loader worker, ${parallel} row${parallel === 1 ? '' : 's'} at a time${withCommon}; AP on ${lists.join(' or ')} (WIDER val images, single protocol).\n`;
 }
 

@@ -68,7 +68,16 @@ test('renderTable: one line per finished row with its iterations, images, CPU se
   const t = renderTable([done, running], 15, 2);
   const lines = t.split('\n').filter((l) => l.startsWith('| '));
   assert.equal(lines.length, 3, 'header, rule, one row');
-  assert.equal(lines[2], '| campaign | same | 100-130 | 120 | 55 | 0.500 / 0.250 / 0.125 | 0.400 / 0.200 / 0.100 |');
+  const cells = (l: string) =>
+    l
+      .slice(2, -2)
+      .split(' | ')
+      .map((c) => c.trim());
+  assert.deepEqual(cells(lines[2]!), ['campaign', 'same', '100-130', '120', '55', '0.500 / 0.250 / 0.125', '0.400 / 0.200 / 0.100']);
+  // Columns aligned: every line has its bars at the same places, the rule is dashes.
+  const bars = (l: string) => [...l].flatMap((ch, i) => (ch === '|' ? [i] : []));
+  for (const l of lines) assert.deepEqual(bars(l), bars(lines[0]!), l);
+  assert.match(lines[1]!, /^\| -+ \| -+ \| -+ \| -+ \| -+ \| -+ \| -+ \|$/);
   assert.match(t, /15 minutes of wall time, 1 libtorch thread, 1 loader worker, 2 rows at a time; AP on/);
   const restarted = renderTable(
     [
