@@ -284,10 +284,10 @@ async function runRow(
   return r;
 }
 
-/** The markdown table of the rows' results (rows not yet done are left out). */
 /**
  * Minutes until the last row of an ablation run finishes, for the progress line.
- * `rowSeconds`: the mean wall time of the rows finished so far (budget plus scoring);
+ * `rowSeconds`: the mean wall time of the rows this run trained (budget plus scoring;
+ * the budget alone before one has finished);
  * `runningSeconds`: how long each row now in flight has run; `queued`: rows not started;
  * `parallel`: rows at a time. Each worker finishes its row in flight, then takes queued
  * rows in turn, each taking `rowSeconds`; the answer is when the last worker is done.
@@ -302,6 +302,7 @@ export function ablationEtaMinutes(rowSeconds: number, runningSeconds: readonly 
   return Math.round(Math.max(0, ...free) / 60);
 }
 
+/** The markdown table of the rows' results (rows not yet done are left out). */
 export function renderTable(results: readonly RowResult[], minutes: number, parallel: number): string {
   // The budget and validation list the rows recorded (rows written before they were recorded: the arguments).
   const budgets = [...new Set(results.map((r) => r.minutes ?? minutes))];
@@ -408,7 +409,7 @@ async function cli(argv: string[]): Promise<number> {
   let next = 0;
   let finished = 0;
   let failed = false;
-  let rowSecondsSum = 0; // rows trained in this run (rows reused from an earlier run take no time)
+  let rowSecondsSum = 0; // rows trained in this run
   let rowsTimed = 0;
   const started = new Map<string, number>(); // rows in flight: name -> start time (ms)
   const worker = async () => {
@@ -416,6 +417,8 @@ async function cli(argv: string[]): Promise<number> {
       const row = rows[next++]!;
       console.error(`ablation: row ${row.name} (${row.what}) started`);
       started.set(row.name, Date.now());
+      // Only rows trained here are timed: a row finished earlier is reused, or only scored.
+      const trains = readResults(out).find((x) => x.name === row.name)?.toIteration === undefined;
       const r = await runRow(row, from, out, dataArgs, minutes, valList, common).catch((err: unknown) => {
         failed = true; // no new rows after a failure; the rows already running finish their budget
         throw err;
@@ -423,14 +426,14 @@ async function cli(argv: string[]): Promise<number> {
       finished++;
       const now = Date.now();
       const took = (now - started.get(row.name)!) / 1000;
-      if (took > 60) {
+      if (trains) {
         rowSecondsSum += took;
         rowsTimed++;
       }
       started.delete(row.name);
       const running = [...started.values()].map((t) => (now - t) / 1000);
       const rowSeconds = rowsTimed > 0 ? rowSecondsSum / rowsTimed : minutes * 60;
-      const eta = ablationEtaMinutes(rowSeconds, running, rows.length - next, parallel);
+      const eta = ablationEtaMinutes(rowSeconds, running, failed ? 0 : rows.length - next, parallel); // no new rows after a failure
       console.error(
         `ablation: row ${r.name} done (${finished}/${rows.length}): iterations ${r.fromIteration}-${r.toIteration}, EMA AP ${r.ema!.easy} / ${r.ema!.medium} / ${r.ema!.hard}${r.raw ? `, raw ${r.raw.easy} / ${r.raw.medium} / ${r.raw.hard}` : ''}; ETA ${eta} min`,
       );

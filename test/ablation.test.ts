@@ -49,6 +49,9 @@ test('ablationEtaMinutes: rows in flight finish their budget, queued rows go to 
   // A row over its mean counts as done now; one worker runs the queue alone.
   assert.equal(ablationEtaMinutes(600, [900], 2, 1), 20);
   assert.equal(ablationEtaMinutes(600, [], 0, 2), 0);
+  // Rows in flight count with what is left of them: 5 of 10 minutes left, nothing queued.
+  assert.equal(ablationEtaMinutes(600, [300], 0, 2), 5);
+  assert.equal(ablationEtaMinutes(600, [300, 540], 1, 2), 11);
 });
 
 test('renderTable: one line per finished row with its iterations, images, CPU seconds and AP; unfinished rows left out', () => {
