@@ -206,7 +206,7 @@ test('run: branches a run, trains each row for the budget, stops it with a check
   assert.equal(config.batch, 8);
   assert.equal(config.ema, 0.99);
   assert.equal(config.iterations, 50000, 'the flags after -- reached every row');
-  assert.match(readFileSync(join(out, 'table.md'), 'utf8'), /\| batch-8 \| batch 8 \(320x320\) \| 2-\d+ \|/);
+  assert.match(readFileSync(join(out, 'table.md'), 'utf8'), /\| batch-8 +\| batch 8 \(320x320\) +\| 2-\d+ +\|/);
   // A rerun finds both rows done: no training, the same table.
   const t0 = Date.now();
   const b = await ablation(args);
